@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Idempotent dependency installer for the vxnet test suite on a fresh Debian 12 host.
+#   - apt packages (apt-get update only when something is missing)
+#   - Debian 13 (trixie) docker.io 26.1.x unpacked into a cache dir (system apt sources untouched)
+#   - npm ci when node_modules is missing or older than package-lock.json
+# Env: VXT_CACHE (default /var/cache/vxnet-test), SKIP_NPM=1, SKIP_DOCKER26=1
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${VXT_CACHE:-/var/cache/vxnet-test}"
+D26="$CACHE/docker26"
+log() { printf '[install-deps] %s\n' "$*"; }
+t0=$(date +%s)
+
+[ "$(id -u)" = 0 ] || { echo "install-deps.sh must run as root" >&2; exit 1; }
+export DEBIAN_FRONTEND=noninteractive
+
+# ---- 1. apt packages -------------------------------------------------------------------------
+PKGS=(docker.io containerd runc etcd-server busybox-static iproute2 iptables util-linux procps kmod ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+  st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$st" = installed ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "apt packages present"
+fi
+# docker.io's postinst may have started a daemon on machines with an init system: we never rely on
+# (or stop) a system dockerd here; test hosts run their own daemons in their own namespaces.
+
+# ---- 2. docker 26.1 from Debian 13, unpacked ---------------------------------------------------
+mirror_url() {
+  # First Debian (non-security) URI the system already uses.
+  local u=""
+  if compgen -G '/etc/apt/sources.list.d/*.sources' >/dev/null; then
+    u=$(awk 'tolower($1)=="uris:" {for(i=2;i<=NF;i++) print $i}' /etc/apt/sources.list.d/*.sources \
+        | grep -E '/debian/?$' | grep -v security | head -n1 || true)
+  fi
+  if [ -z "$u" ]; then
+    u=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+        | awk '$1=="deb" { for(i=2;i<=NF;i++) if ($i ~ /^(https?|file):/) { print $i; break } }' \
+        | grep -E '/debian/?$' | grep -v security | head -n1 || true)
+  fi
+  printf '%s' "${u%/}"
+}
+
+if [ "${SKIP_DOCKER26:-0}" != 1 ]; then
+  if [ -x "$D26/usr/sbin/dockerd" ] && "$D26/usr/sbin/dockerd" --version 2>/dev/null | grep -q ' 26\.1\.'; then
+    log "docker 26.1 cached in $D26"
+  else
+    MIRROR=$(mirror_url)
+    [ -n "$MIRROR" ] || { echo "cannot find a Debian mirror URI in /etc/apt sources" >&2; exit 1; }
+    A="$CACHE/apt-trixie"
+    rm -rf "$A"; mkdir -p "$A/lists/partial" "$A/cache/archives/partial" "$A/debs"
+    cat > "$A/trixie.sources" <<SRC
+Types: deb
+URIs: $MIRROR
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    APT=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$A" -o "Dir::State::Lists=$A/lists"
+         -o "Dir::Cache=$A/cache" -o Acquire::Languages=none -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root)
+    log "fetching docker.io from $MIRROR trixie"
+    apt-get "${APT[@]}" update -qq
+    ( cd "$A/debs" && apt-get "${APT[@]}" download -qq docker.io )
+    deb=$(ls "$A"/debs/docker.io_26.1.*_*.deb 2>/dev/null | head -n1 || true)
+    [ -n "$deb" ] || { echo "trixie docker.io is not 26.1.x: $(ls "$A/debs")" >&2; exit 1; }
+    rm -rf "$D26.tmp"; mkdir -p "$D26.tmp"
+    dpkg -x "$deb" "$D26.tmp"
+    "$D26.tmp/usr/sbin/dockerd" --version
+    rm -rf "$D26"; mv "$D26.tmp" "$D26"
+    rm -rf "$A/lists" "$A/cache"   # keep only the .deb
+    log "docker 26.1 unpacked into $D26"
+  fi
+fi
+
+# ---- 3. node modules ---------------------------------------------------------------------------
+if [ "${SKIP_NPM:-0}" != 1 ]; then
+  cd "$REPO_DIR"
+  stamp=node_modules/.package-lock.json
+  if [ ! -d node_modules ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+    log "npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  else
+    log "node_modules up to date"
+  fi
+fi
+
+# ---- 4. kernel modules the tests need (best effort; may be built in) -------------------------
+for m in br_netfilter bridge veth vxlan; do modprobe -q "$m" 2>/dev/null || true; done
+
+log "done in $(( $(date +%s) - t0 ))s"

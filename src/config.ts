@@ -1,0 +1,185 @@
+// One typed, validated Config from flags and VXNET_* environment variables (same names: the flag
+// --etcd-endpoints is VXNET_ETCD_ENDPOINTS). A flag wins over the environment. Invalid settings
+// stop the start with one line naming the setting and the value.
+import * as os from 'node:os';
+import { vxError } from './errors';
+import { parseCidr, cidrToString } from './ipam/cidr';
+
+export type StoreKind = 'embedded' | 'etcd';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface DefaultPool {
+  /** e.g. 10.128.0.0/9 */
+  base: string;
+  /** Prefix length of each network carved out of base, e.g. 24. */
+  size: number;
+}
+
+export interface Config {
+  socket: string;
+  dataDir: string;
+  store: StoreKind;
+  logLevel: LogLevel;
+  /** Inner MTU for networks that set none; null = underlay MTU - VXLAN_OVERHEAD, resolved at start. */
+  mtu: number | null;
+  defaultPools: DefaultPool[];
+  hostId: string;
+  /** Lowest and highest VNI vxnet allocates (Docker's swarm overlay starts at 4096). */
+  vniMin: number;
+  vniMax: number;
+  vxlanPort: number;
+  etcdEndpoints: string[];
+  etcdPrefix: string;
+  etcdCa: string | null;
+  etcdCert: string | null;
+  etcdKey: string | null;
+  vtepIp: string | null;
+  vtepInterface: string | null;
+  leaseTtl: number;
+  dockerHost: string | null;
+}
+
+interface Setting {
+  flag: string;
+  env: string;
+  help: string;
+  default: string;
+}
+
+export const SETTINGS: Setting[] = [
+  { flag: 'socket', env: 'VXNET_SOCKET', default: '/run/docker/plugins/vxnet.sock', help: 'Unix socket dockerd connects to' },
+  { flag: 'data-dir', env: 'VXNET_DATA_DIR', default: '/var/lib/vxnet', help: 'where the embedded store keeps its files' },
+  { flag: 'store', env: 'VXNET_STORE', default: 'embedded', help: 'embedded (one host) or etcd (several hosts)' },
+  { flag: 'log-level', env: 'VXNET_LOG_LEVEL', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent' },
+  { flag: 'mtu', env: 'VXNET_MTU', default: '', help: 'inner MTU of networks that set none (default: MTU of the default-route interface - 50, or 1450)' },
+  { flag: 'default-pools', env: 'VXNET_DEFAULT_POOLS', default: '10.128.0.0/9:24', help: 'where networks without --subnet get one: BASE/LEN:SIZE[,…]' },
+  { flag: 'host-id', env: 'VXNET_HOST_ID', default: '', help: 'this host\'s name in the store (default: hostname)' },
+  { flag: 'vni-range', env: 'VXNET_VNI_RANGE', default: '256-4095', help: 'VNIs vxnet allocates from: MIN-MAX (swarm overlay uses 4096 and up)' },
+  { flag: 'vxlan-port', env: 'VXNET_VXLAN_PORT', default: '4789', help: 'UDP port of the VXLAN tunnels' },
+  { flag: 'etcd-endpoints', env: 'VXNET_ETCD_ENDPOINTS', default: 'http://127.0.0.1:2379', help: 'comma-separated etcd URLs (with --store etcd)' },
+  { flag: 'etcd-prefix', env: 'VXNET_ETCD_PREFIX', default: '/vxnet/v1/', help: 'key prefix in etcd (several clusters can share one etcd)' },
+  { flag: 'etcd-ca', env: 'VXNET_ETCD_CA', default: '', help: 'CA file for etcd TLS' },
+  { flag: 'etcd-cert', env: 'VXNET_ETCD_CERT', default: '', help: 'client certificate file for etcd TLS' },
+  { flag: 'etcd-key', env: 'VXNET_ETCD_KEY', default: '', help: 'client key file for etcd TLS' },
+  { flag: 'vtep-ip', env: 'VXNET_VTEP_IP', default: '', help: 'this host\'s tunnel endpoint address' },
+  { flag: 'vtep-interface', env: 'VXNET_VTEP_INTERFACE', default: '', help: 'take the VTEP address from this interface (default: the default route\'s)' },
+  { flag: 'lease-ttl', env: 'VXNET_LEASE_TTL', default: '10', help: 'seconds before a silent host is considered gone' },
+  { flag: 'docker-host', env: 'VXNET_DOCKER_HOST', default: '', help: 'dockerd API socket (default: the local one)' },
+];
+
+export function helpText(): string {
+  const lines = ['Usage: vxnet run [options]', '', 'Every option can also be set in the environment (shown on the right).', ''];
+  for (const s of SETTINGS) {
+    const def = s.default === '' ? '' : ` (default ${s.default})`;
+    lines.push(`  --${s.flag.padEnd(16)} ${s.env.padEnd(22)} ${s.help}${def}`);
+  }
+  return lines.join('\n');
+}
+
+/** Parses argv (after the sub-command) and env into a Config, or throws VXNET_ERR_BAD_CONFIG. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
+  const raw = new Map<string, string>();
+  for (const s of SETTINGS) {
+    const fromEnv = env[s.env];
+    raw.set(s.flag, fromEnv !== undefined && fromEnv !== '' ? fromEnv : s.default);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw bad(arg, 'unexpected argument');
+    const eq = arg.indexOf('=');
+    const flag = arg.slice(2, eq < 0 ? undefined : eq);
+    if (!SETTINGS.some((s) => s.flag === flag)) throw bad(arg, 'unknown option');
+    let value: string | undefined = eq < 0 ? argv[++i] : arg.slice(eq + 1);
+    if (value === undefined) throw bad(arg, 'needs a value');
+    raw.set(flag, value);
+  }
+  const get = (flag: string): string => raw.get(flag) ?? '';
+  const [vniMin, vniMax] = parseRange(get('vni-range'), 'vni-range', 1, 16777215);
+  return {
+    socket: absolutePath(get('socket'), 'socket'),
+    dataDir: absolutePath(get('data-dir'), 'data-dir'),
+    store: oneOf(get('store'), 'store', ['embedded', 'etcd'] as const),
+    logLevel: oneOf(get('log-level'), 'log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+    mtu: get('mtu') === '' ? null : integer(get('mtu'), 'mtu', 576, 65535),
+    defaultPools: parseDefaultPools(get('default-pools')),
+    hostId: get('host-id') === '' ? os.hostname() : hostId(get('host-id')),
+    vniMin,
+    vniMax,
+    vxlanPort: integer(get('vxlan-port'), 'vxlan-port', 1, 65535),
+    etcdEndpoints: get('etcd-endpoints').split(',').map((e) => e.trim()).filter((e) => e !== ''),
+    etcdPrefix: etcdPrefix(get('etcd-prefix')),
+    etcdCa: orNull(get('etcd-ca')),
+    etcdCert: orNull(get('etcd-cert')),
+    etcdKey: orNull(get('etcd-key')),
+    vtepIp: orNull(get('vtep-ip')),
+    vtepInterface: orNull(get('vtep-interface')),
+    leaseTtl: integer(get('lease-ttl'), 'lease-ttl', 2, 3600),
+    dockerHost: orNull(get('docker-host')),
+  };
+}
+
+function bad(setting: string, why: string): Error {
+  return vxError('VXNET_ERR_BAD_CONFIG', `invalid setting ${setting}: ${why}`);
+}
+
+function envName(flag: string): string {
+  return SETTINGS.find((s) => s.flag === flag)?.env ?? flag;
+}
+
+function describe(flag: string): string {
+  return `--${flag}/${envName(flag)}`;
+}
+
+function orNull(v: string): string | null {
+  return v === '' ? null : v;
+}
+
+function absolutePath(v: string, flag: string): string {
+  if (!v.startsWith('/')) throw bad(describe(flag), `"${v}" is not an absolute path`);
+  return v;
+}
+
+function oneOf<T extends string>(v: string, flag: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(v)) throw bad(describe(flag), `"${v}" is not one of ${allowed.join(', ')}`);
+  return v as T;
+}
+
+function integer(v: string, flag: string, min: number, max: number): number {
+  if (!/^\d+$/.test(v)) throw bad(describe(flag), `"${v}" is not a whole number`);
+  const n = Number(v);
+  if (n < min || n > max) throw bad(describe(flag), `${n} is outside ${min}..${max}`);
+  return n;
+}
+
+function parseRange(v: string, flag: string, min: number, max: number): [number, number] {
+  const m = /^(\d+)-(\d+)$/.exec(v);
+  if (!m) throw bad(describe(flag), `"${v}" is not MIN-MAX`);
+  const lo = integer(m[1], flag, min, max);
+  const hi = integer(m[2], flag, min, max);
+  if (lo > hi) throw bad(describe(flag), `"${v}": ${lo} is above ${hi}`);
+  return [lo, hi];
+}
+
+function hostId(v: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(v)) throw bad(describe('host-id'), `"${v}" must be 1-63 letters, digits, ".", "_" or "-"`);
+  return v;
+}
+
+function etcdPrefix(v: string): string {
+  if (!v.startsWith('/') || !v.endsWith('/')) throw bad(describe('etcd-prefix'), `"${v}" must start and end with "/"`);
+  return v;
+}
+
+export function parseDefaultPools(v: string): DefaultPool[] {
+  const pools: DefaultPool[] = [];
+  for (const part of v.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const m = /^(.+\/\d+):(\d+)$/.exec(part);
+    const c = m ? parseCidr(m[1]) : null;
+    if (!m || !c) throw bad(describe('default-pools'), `"${part}" is not BASE/LEN:SIZE (e.g. 10.128.0.0/9:24)`);
+    const sz = Number(m[2]);
+    if (sz < c.prefix || sz > c.bits - 2) throw bad(describe('default-pools'), `"${part}": size /${sz} does not fit in /${c.prefix}`);
+    pools.push({ base: cidrToString(c), size: sz });
+  }
+  if (pools.length === 0) throw bad(describe('default-pools'), 'no pool given');
+  return pools;
+}

@@ -1,0 +1,372 @@
+// vxnet's IPAM: pools and addresses as records in the Store, each taken with one
+// createIfAbsent (exclusive) or one compare-and-swap (shared, counted per host).
+//
+// Shared vs exclusive: without swarm every host's dockerd asks again for the same pool, its
+// gateway and its aux addresses, so those are counted per host and never refused as "in use";
+// a container address belongs to exactly one endpoint cluster-wide.
+//
+// dockerd 20.10 sends aux-address and container requests with identical bodies (Options null);
+// only the gateway request is marked (TESTING.md). Aux requests come before this host's
+// CreateNetwork, container requests after it, so the network layer marks the pool "bound" on
+// this host at CreateNetwork and that decides the kind.
+import { vxError } from '../errors';
+import type { Store } from '../store/types';
+import { getJson, listJson, updateJson, Keys } from '../store/json';
+import type { DefaultPool } from '../config';
+import {
+  Cidr,
+  parseCidr,
+  parseIp,
+  cidrToString,
+  bigIntToIp,
+  containsIp,
+  containsCidr,
+  overlaps,
+  usableRange,
+  isCanonicalCidr,
+  size,
+} from './cidr';
+
+export const LOCAL_ADDRESS_SPACE = 'vxnet-local';
+export const GLOBAL_ADDRESS_SPACE = 'vxnet-global';
+export const GATEWAY_REQUEST = 'com.docker.network.gateway';
+const ADDRESS_SPACES = [LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE];
+
+/** Tries before giving up on a pool whose free addresses keep being taken by other hosts. */
+const ALLOC_ATTEMPTS = 64;
+
+export type AddressKind = 'gateway' | 'aux' | 'container';
+
+export interface PoolHostState {
+  refs: number;
+  /** A network on this host uses the pool (its CreateNetwork arrived). */
+  bound: boolean;
+}
+
+export interface PoolRecord {
+  space: string;
+  pool: string;
+  subPool: string | null;
+  v6: boolean;
+  gateway: string | null;
+  hosts: Record<string, PoolHostState>;
+}
+
+export interface AddressRecord {
+  kind: AddressKind;
+  /** container: the host that took it. */
+  host?: string;
+  /** gateway and aux: how many times each host asked for it. */
+  hosts?: Record<string, number>;
+}
+
+export interface PoolRequest {
+  addressSpace: string;
+  pool: string;
+  subPool: string;
+  options: Record<string, string>;
+  v6: boolean;
+}
+
+export interface PoolReply {
+  poolId: string;
+  pool: string;
+  data: Record<string, string>;
+}
+
+export interface AddressRequest {
+  poolId: string;
+  address: string;
+  options: Record<string, string> | null;
+}
+
+export interface IpamDeps {
+  store: Store;
+  keys: Keys;
+  host: string;
+  defaultPools: DefaultPool[];
+  /** Auto-chosen local pools must not overlap a route this host already has. */
+  overlapsHostRoute: (cidr: Cidr) => Promise<boolean>;
+}
+
+interface PoolRef {
+  space: string;
+  pool: string;
+}
+
+export class Ipam {
+  /** Where the next free-address scan starts per pool: a hint, so a freed address is not reused at once. */
+  private readonly cursors = new Map<string, bigint>();
+
+  constructor(private readonly deps: IpamDeps) {}
+
+  addressSpaces(): { local: string; global: string } {
+    return { local: LOCAL_ADDRESS_SPACE, global: GLOBAL_ADDRESS_SPACE };
+  }
+
+  poolIdFor(space: string, pool: string): string {
+    return `${space}/${pool}`;
+  }
+
+  async requestPool(req: PoolRequest): Promise<PoolReply> {
+    if (!ADDRESS_SPACES.includes(req.addressSpace)) {
+      throw badRequest(`unknown address space "${req.addressSpace}" (vxnet has ${ADDRESS_SPACES.join(', ')})`);
+    }
+    if (req.pool === '') {
+      if (req.subPool !== '') throw badRequest(`ip-range ${req.subPool} given without a subnet`);
+      return this.autoPool(req);
+    }
+    const pool = parseCidr(req.pool);
+    if (!pool || !isCanonicalCidr(req.pool)) throw badRequest(`invalid subnet "${req.pool}": want a network address in CIDR form, e.g. 10.1.0.0/24`);
+    if ((pool.family === 6) !== req.v6) throw badRequest(`subnet ${req.pool} is not an IPv${req.v6 ? 6 : 4} subnet`);
+    if (pool.bits - pool.prefix < 2 && pool.family === 4) throw badRequest(`subnet ${req.pool} is too small: it has no room for a gateway and a container`);
+    let subPool: string | null = null;
+    if (req.subPool !== '') {
+      const sub = parseCidr(req.subPool);
+      if (!sub || !isCanonicalCidr(req.subPool)) throw badRequest(`invalid ip-range "${req.subPool}": want a CIDR, e.g. 10.1.0.128/25`);
+      if (!containsCidr(pool, sub)) throw badRequest(`ip-range ${req.subPool} is not inside subnet ${req.pool}`);
+      subPool = cidrToString(sub);
+    }
+    const canonical = cidrToString(pool);
+    await this.checkNoOverlap(req.addressSpace, pool);
+    const key = this.deps.keys.pool(req.addressSpace, canonical);
+    await updateJson<PoolRecord>(this.deps.store, key, (cur) => {
+      if (cur && cur.subPool !== subPool) {
+        throw vxError('VXNET_ERR_POOL_OVERLAP', `subnet ${canonical} is already in use with ip-range ${cur.subPool ?? '(none)'}, not ${subPool ?? '(none)'}`);
+      }
+      const rec: PoolRecord = cur ?? { space: req.addressSpace, pool: canonical, subPool, v6: req.v6, gateway: null, hosts: {} };
+      return addHostRef(rec, this.deps.host);
+    });
+    return { poolId: this.poolIdFor(req.addressSpace, canonical), pool: canonical, data: {} };
+  }
+
+  private async checkNoOverlap(space: string, pool: Cidr): Promise<void> {
+    const existing = await listJson<PoolRecord>(this.deps.store, this.deps.keys.pools(space));
+    for (const { value } of existing) {
+      const other = parseCidr(value.pool);
+      if (other && overlaps(other, pool) && cidrToString(other) !== cidrToString(pool)) {
+        throw vxError('VXNET_ERR_POOL_OVERLAP', `subnet ${cidrToString(pool)} overlaps subnet ${value.pool} already in use`);
+      }
+    }
+  }
+
+  private async autoPool(req: PoolRequest): Promise<PoolReply> {
+    if (req.v6) throw badRequest('vxnet does not choose IPv6 subnets: give --ipv6 networks a --subnet');
+    const existing = (await listJson<PoolRecord>(this.deps.store, this.deps.keys.pools(req.addressSpace)))
+      .map((p) => parseCidr(p.value.pool))
+      .filter((c): c is Cidr => c !== null);
+    for (const dp of this.deps.defaultPools) {
+      const base = parseCidr(dp.base);
+      if (!base) continue;
+      const step = 1n << BigInt(base.bits - dp.size);
+      const count = size(base) / step;
+      for (let i = 0n; i < count; i++) {
+        const cand: Cidr = { family: base.family, base: base.base + i * step, prefix: dp.size, bits: base.bits };
+        if (existing.some((e) => overlaps(e, cand))) continue;
+        if (req.addressSpace === LOCAL_ADDRESS_SPACE && (await this.deps.overlapsHostRoute(cand))) continue;
+        const text = cidrToString(cand);
+        const rec: PoolRecord = { space: req.addressSpace, pool: text, subPool: null, v6: false, gateway: null, hosts: {} };
+        // createIfAbsent decides races between hosts: candidates are aligned, so two hosts
+        // choosing at once pick the same key and only one wins it.
+        if (await this.deps.store.createIfAbsent(this.deps.keys.pool(req.addressSpace, text), JSON.stringify(addHostRef(rec, this.deps.host)))) {
+          return { poolId: this.poolIdFor(req.addressSpace, text), pool: text, data: {} };
+        }
+        existing.push(cand);
+      }
+    }
+    throw vxError('VXNET_ERR_POOLS_EXHAUSTED', `no free subnet left in ${this.deps.defaultPools.map((p) => `${p.base}:${p.size}`).join(', ')}`);
+  }
+
+  async releasePool(poolId: string): Promise<void> {
+    const ref = parsePoolId(poolId);
+    const { store, keys, host } = this.deps;
+    const after = await updateJson<PoolRecord>(store, keys.pool(ref.space, ref.pool), (cur) => {
+      if (!cur || !cur.hosts[host]) return undefined;
+      const hosts = { ...cur.hosts };
+      const refs = hosts[host].refs - 1;
+      if (refs > 0) hosts[host] = { ...hosts[host], refs };
+      else delete hosts[host];
+      return Object.keys(hosts).length === 0 ? null : { ...cur, hosts };
+    });
+    if (after === null) {
+      // Nobody holds the pool any more: whatever address keys remain would be leaks.
+      for (const kv of await store.list(keys.addresses(ref.space, ref.pool))) await store.delete(kv.key, kv.modRevision);
+      this.cursors.delete(poolId);
+    }
+  }
+
+  /** Called when this host's CreateNetwork uses the pool: later address requests are containers. */
+  async bindPool(poolId: string, bound: boolean): Promise<void> {
+    const ref = parsePoolId(poolId);
+    await updateJson<PoolRecord>(this.deps.store, this.deps.keys.pool(ref.space, ref.pool), (cur) => {
+      if (!cur) {
+        if (bound) throw unknownPool(poolId);
+        return undefined;
+      }
+      const mine = cur.hosts[this.deps.host];
+      if (!mine) {
+        if (bound) throw vxError('VXNET_ERR_UNKNOWN_POOL', `pool ${poolId} was not requested on host ${this.deps.host}`);
+        return undefined;
+      }
+      if (mine.bound === bound) return undefined;
+      return { ...cur, hosts: { ...cur.hosts, [this.deps.host]: { ...mine, bound } } };
+    });
+  }
+
+  async getPool(poolId: string): Promise<PoolRecord | null> {
+    const ref = parsePoolId(poolId);
+    const got = await getJson<PoolRecord>(this.deps.store, this.deps.keys.pool(ref.space, ref.pool));
+    return got ? got.value : null;
+  }
+
+  async requestAddress(req: AddressRequest): Promise<{ address: string; kind: AddressKind }> {
+    const ref = parsePoolId(req.poolId);
+    const rec = await this.getPool(req.poolId);
+    if (!rec) throw unknownPool(req.poolId);
+    const pool = parseCidr(rec.pool) as Cidr;
+    const kind = this.kindOf(req, rec);
+    if (kind === 'container' && req.address === '') {
+      const ip = await this.allocateNext(req.poolId, ref, rec, pool);
+      return { address: `${ip}/${pool.prefix}`, kind };
+    }
+    const ip = kind === 'gateway' && req.address === '' ? bigIntToIp(usableRange(pool).first, pool.family) : req.address;
+    if (ip === '') throw badRequest(`aux address request for pool ${req.poolId} names no address`);
+    const parsed = parseIp(ip);
+    if (!parsed) throw badRequest(`invalid IP address "${ip}"`);
+    const { first, last } = usableRange(pool);
+    if (!containsIp(pool, parsed) || parsed.value < first || parsed.value > last) {
+      throw vxError('VXNET_ERR_ADDRESS_OUTSIDE_POOL', `address ${ip} is not a usable address of subnet ${rec.pool}`);
+    }
+    const canonical = bigIntToIp(parsed.value, parsed.family);
+    if (kind === 'gateway') await this.setPoolGateway(req.poolId, ref, canonical);
+    if (kind === 'container') {
+      const taken = !(await this.deps.store.createIfAbsent(
+        this.deps.keys.address(ref.space, ref.pool, canonical),
+        JSON.stringify({ kind, host: this.deps.host } satisfies AddressRecord),
+      ));
+      if (taken) throw vxError('VXNET_ERR_ADDRESS_IN_USE', `address ${canonical} is already in use in subnet ${rec.pool}`);
+    } else {
+      await this.addSharedAddress(ref, canonical, kind);
+    }
+    return { address: `${canonical}/${pool.prefix}`, kind };
+  }
+
+  private kindOf(req: AddressRequest, rec: PoolRecord): AddressKind {
+    if (req.options?.RequestAddressType === GATEWAY_REQUEST) return 'gateway';
+    if (req.address !== '' && !rec.hosts[this.deps.host]?.bound) return 'aux';
+    return 'container';
+  }
+
+  private async setPoolGateway(poolId: string, ref: PoolRef, ip: string): Promise<void> {
+    await updateJson<PoolRecord>(this.deps.store, this.deps.keys.pool(ref.space, ref.pool), (cur) => {
+      if (!cur) throw unknownPool(poolId);
+      if (cur.gateway === ip) return undefined;
+      if (cur.gateway !== null) {
+        throw vxError('VXNET_ERR_ADDRESS_IN_USE', `subnet ${cur.pool} already has gateway ${cur.gateway} (another host chose it); ${ip} cannot be a second one`);
+      }
+      return { ...cur, gateway: ip };
+    });
+  }
+
+  private async addSharedAddress(ref: PoolRef, ip: string, kind: AddressKind): Promise<void> {
+    const host = this.deps.host;
+    await updateJson<AddressRecord>(this.deps.store, this.deps.keys.address(ref.space, ref.pool, ip), (cur) => {
+      if (cur && cur.kind !== kind) {
+        throw vxError('VXNET_ERR_ADDRESS_IN_USE', `address ${ip} is already in use (as ${cur.kind === 'container' ? 'a container address' : `the ${cur.kind} address`})`);
+      }
+      const hosts = { ...(cur?.hosts ?? {}) };
+      hosts[host] = (hosts[host] ?? 0) + 1;
+      return { kind, hosts };
+    });
+  }
+
+  private async allocateNext(poolId: string, ref: PoolRef, rec: PoolRecord, pool: Cidr): Promise<string> {
+    const range = parseCidr(rec.subPool ?? rec.pool) as Cidr;
+    const poolRange = usableRange(pool);
+    const first = range.base > poolRange.first ? range.base : poolRange.first;
+    const lastOfRange = range.base + size(range) - 1n;
+    const last = lastOfRange < poolRange.last ? lastOfRange : poolRange.last;
+    const used = new Set((await this.deps.store.list(this.deps.keys.addresses(ref.space, ref.pool))).map((kv) => kv.key.slice(kv.key.lastIndexOf('/') + 1)));
+    if (rec.gateway) used.add(rec.gateway);
+    let cursor = this.cursors.get(poolId) ?? first;
+    if (cursor < first || cursor > last) cursor = first;
+    const span = last - first + 1n;
+    let attempts = 0;
+    for (let n = 0n; n < span && attempts < ALLOC_ATTEMPTS; n++) {
+      const value = first + ((cursor - first + n) % span);
+      const ip = bigIntToIp(value, pool.family);
+      if (used.has(ip)) continue;
+      attempts++;
+      const won = await this.deps.store.createIfAbsent(
+        this.deps.keys.address(ref.space, ref.pool, ip),
+        JSON.stringify({ kind: 'container', host: this.deps.host } satisfies AddressRecord),
+      );
+      if (won) {
+        this.cursors.set(poolId, value + 1n);
+        return ip;
+      }
+      // Another host took it between our list and our create: try the next one.
+      used.add(ip);
+    }
+    throw vxError('VXNET_ERR_SUBNET_EXHAUSTED', `no free address left in ${rec.subPool ? `ip-range ${rec.subPool} of ` : ''}subnet ${rec.pool}`);
+  }
+
+  async releaseAddress(poolId: string, address: string): Promise<void> {
+    const ref = parsePoolId(poolId);
+    const parsed = parseIp(address);
+    if (!parsed) throw badRequest(`invalid IP address "${address}"`);
+    const rec = await this.getPool(poolId);
+    if (!rec) throw unknownPool(poolId);
+    const ip = bigIntToIp(parsed.value, parsed.family);
+    const host = this.deps.host;
+    await updateJson<AddressRecord>(this.deps.store, this.deps.keys.address(ref.space, ref.pool, ip), (cur) => {
+      if (!cur) return undefined;
+      if (cur.kind === 'container') return cur.host === host ? null : undefined;
+      const hosts = { ...(cur.hosts ?? {}) };
+      if (!hosts[host]) return undefined;
+      if (--hosts[host] <= 0) delete hosts[host];
+      return Object.keys(hosts).length === 0 ? null : { ...cur, hosts };
+    });
+    if (rec.gateway === ip) {
+      const still = await getJson<AddressRecord>(this.deps.store, this.deps.keys.address(ref.space, ref.pool, ip));
+      if (!still) {
+        await updateJson<PoolRecord>(this.deps.store, this.deps.keys.pool(ref.space, ref.pool), (cur) =>
+          cur && cur.gateway === ip ? { ...cur, gateway: null } : undefined,
+        );
+      }
+    }
+  }
+
+  /** Container addresses this host holds in a pool (for reconcile and tests). */
+  async addressesOf(poolId: string): Promise<Array<{ ip: string; record: AddressRecord }>> {
+    const ref = parsePoolId(poolId);
+    return (await listJson<AddressRecord>(this.deps.store, this.deps.keys.addresses(ref.space, ref.pool))).map((kv) => ({
+      ip: kv.key.slice(kv.key.lastIndexOf('/') + 1),
+      record: kv.value,
+    }));
+  }
+}
+
+function addHostRef(rec: PoolRecord, host: string): PoolRecord {
+  const mine = rec.hosts[host] ?? { refs: 0, bound: false };
+  return { ...rec, hosts: { ...rec.hosts, [host]: { ...mine, refs: mine.refs + 1 } } };
+}
+
+export function parsePoolId(poolId: string): PoolRef {
+  const slash = typeof poolId === 'string' ? poolId.indexOf('/') : -1;
+  const space = slash > 0 ? poolId.slice(0, slash) : '';
+  const pool = slash > 0 ? poolId.slice(slash + 1) : '';
+  const c = parseCidr(pool);
+  if (!ADDRESS_SPACES.includes(space) || !c || cidrToString(c) !== pool) {
+    throw badRequest(`invalid PoolID "${poolId}": vxnet pool IDs look like ${LOCAL_ADDRESS_SPACE}/10.1.0.0/24`);
+  }
+  return { space, pool };
+}
+
+function badRequest(msg: string): Error {
+  return vxError('VXNET_ERR_BAD_REQUEST', msg);
+}
+
+function unknownPool(poolId: string): Error {
+  return vxError('VXNET_ERR_UNKNOWN_POOL', `unknown pool ${poolId}`);
+}

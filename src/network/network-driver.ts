@@ -1,0 +1,389 @@
+// The network side of vxnet: what CreateNetwork, CreateEndpoint, Join and the deletes do to the
+// store and the kernel. Every operation is idempotent (dockerd re-sends, vxnet restarts), and
+// work on one logical network is serialised in-process (KeyedLock).
+//
+// Kernel objects are derived from the store: the bridge (and VXLAN device) of a network exist on
+// a host while that host has an endpoint on it; a veth exists while its endpoint does.
+import { vxError, LinkNotFoundError } from '../errors';
+import type { Logger } from '../log';
+import type { Store } from '../store/types';
+import { getJson, listJson, Keys } from '../store/json';
+import { parseCidr, parseIp, containsIp, cidrToString } from '../ipam/cidr';
+import type { Dataplane } from './dataplane-port';
+import type { DockerNetworkRecord, EndpointRecord, NetworkRecord, SubnetInfo } from './records';
+import { KeyedLock } from './keyed-lock';
+import { bridgeMac, bridgeName, endpointMac, vethNames } from './names';
+import { resolveNetworkOptions, NetworkOptions } from './options';
+import { Undo } from './undo';
+
+export interface IpamData {
+  AddressSpace: string;
+  Pool: string;
+  Gateway?: string;
+  AuxAddresses?: Record<string, string>;
+}
+
+export interface CreateNetworkRequest {
+  NetworkID: string;
+  Options: Record<string, unknown>;
+  IPv4Data: IpamData[];
+  IPv6Data: IpamData[];
+}
+
+export interface CreateEndpointRequest {
+  NetworkID: string;
+  EndpointID: string;
+  Interface: { Address: string; AddressIPv6: string; MacAddress: string } | null;
+  Options: Record<string, unknown>;
+}
+
+export interface JoinReply {
+  InterfaceName: { SrcName: string; DstPrefix: string };
+  Gateway?: string;
+  GatewayIPv6?: string;
+  DisableGatewayService: boolean;
+}
+
+export interface PoolBinder {
+  /** Marks a vxnet IPAM pool as used by a network on this host (see ipam.ts for why). */
+  bindPool(poolId: string, bound: boolean): Promise<void>;
+  poolIdFor(space: string, pool: string): string;
+  addressSpaces(): { local: string; global: string };
+}
+
+export interface NetworkDriverDeps {
+  store: Store;
+  keys: Keys;
+  dataplane: Dataplane;
+  ipam: PoolBinder;
+  host: string;
+  defaultMtu: number;
+  vniRange: { min: number; max: number };
+  log: Logger;
+  /** Test hook: throws at the named step to prove rollback (STYLE.md §5). */
+  failAt?: (step: string) => void;
+}
+
+/** Where Docker's CreateEndpoint leaves a field empty and vxnet fills it in. */
+export interface CreateEndpointReply {
+  Interface?: { MacAddress: string };
+}
+
+export class NetworkDriver {
+  private readonly lock = new KeyedLock();
+
+  constructor(private readonly deps: NetworkDriverDeps) {}
+
+  async createNetwork(req: CreateNetworkRequest): Promise<void> {
+    const opts = resolveNetworkOptions(req.Options, this.deps.defaultMtu);
+    if (req.IPv4Data.length > 1 || req.IPv6Data.length > 1) {
+      throw badRequest('vxnet networks take at most one IPv4 and one IPv6 subnet');
+    }
+    const ipv4 = this.subnetInfo(req.IPv4Data[0], 4);
+    const ipv6 = this.subnetInfo(req.IPv6Data[0], 6);
+    if (!ipv4 && !ipv6) throw badRequest(`network ${req.NetworkID} has no subnet`);
+    const lnet = opts.name ?? subnetLnet((ipv4 ?? ipv6) as SubnetInfo);
+    await this.lock.run(lnet, async () => {
+      const { store, keys, host } = this.deps;
+      const dnetKey = keys.dockerNetwork(host, req.NetworkID);
+      const existing = await getJson<DockerNetworkRecord>(store, dnetKey);
+      if (existing && existing.value.lnet !== lnet) {
+        throw vxError('VXNET_ERR_NETWORK_CONFLICT', `network ${req.NetworkID} already exists as logical network ${existing.value.lnet}, not ${lnet}`);
+      }
+      const want: Omit<NetworkRecord, 'vni'> = { lnet, ipv4, ipv6, mtu: opts.mtu, internal: opts.internal };
+      const undo = new Undo(this.deps.log);
+      try {
+        const { rec, created } = await this.ensureLogicalNetwork(want, opts);
+        if (created) {
+          undo.push(`remove network ${lnet}`, async () => {
+            await store.delete(keys.network(lnet));
+            await this.releaseVni(rec.vni, lnet);
+          });
+        }
+        const poolIds = [ipv4?.poolId, ipv6?.poolId].filter((p): p is string => typeof p === 'string');
+        for (const poolId of poolIds) {
+          await this.deps.ipam.bindPool(poolId, true);
+          undo.push(`unbind pool ${poolId}`, () => this.deps.ipam.bindPool(poolId, false));
+        }
+        this.deps.failAt?.('create-network:before-record');
+        if (!existing) await store.createIfAbsent(dnetKey, JSON.stringify({ lnet, poolIds } satisfies DockerNetworkRecord));
+      } catch (err) {
+        await undo.run();
+        throw err;
+      }
+    });
+  }
+
+  private subnetInfo(data: IpamData | undefined, family: 4 | 6): SubnetInfo | null {
+    if (!data) return null;
+    const pool = parseCidr(data.Pool);
+    if (!pool || pool.family !== family) throw badRequest(`invalid IPv${family} pool "${data.Pool}"`);
+    let gateway: string | null = null;
+    if (data.Gateway) {
+      const gw = parseCidr(data.Gateway);
+      const ip = parseIp(data.Gateway.split('/')[0]);
+      if (!gw || !ip || !containsIp(pool, ip)) throw badRequest(`gateway "${data.Gateway}" is not an address of subnet ${data.Pool}`);
+      gateway = data.Gateway.split('/')[0];
+    }
+    const spaces = this.deps.ipam.addressSpaces();
+    const ours = data.AddressSpace === spaces.local || data.AddressSpace === spaces.global;
+    return {
+      subnet: cidrToString(pool),
+      gateway,
+      poolId: ours ? this.deps.ipam.poolIdFor(data.AddressSpace, cidrToString(pool)) : null,
+    };
+  }
+
+  /**
+   * The logical network is shared by every host that creates it: the first creates the record
+   * (with a VNI taken cluster-wide), later ones must ask for the same thing.
+   */
+  private async ensureLogicalNetwork(want: Omit<NetworkRecord, 'vni'>, opts: NetworkOptions): Promise<{ rec: NetworkRecord; created: boolean }> {
+    const { store, keys } = this.deps;
+    const key = keys.network(want.lnet);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const cur = await getJson<NetworkRecord>(store, key);
+      if (cur) {
+        const diff = networkMismatch(want, opts.vni, cur.value);
+        if (diff) throw vxError('VXNET_ERR_NETWORK_CONFLICT', `network ${want.lnet} already exists with ${diff}`);
+        return { rec: cur.value, created: false };
+      }
+      const vni = await this.takeVni(want.lnet, opts.vni);
+      const rec: NetworkRecord = { ...want, vni };
+      if (await store.createIfAbsent(key, JSON.stringify(rec))) return { rec, created: true };
+      // Another host created it first; give our VNI back and compare with theirs.
+      await this.releaseVni(vni, want.lnet);
+    }
+    throw vxError('VXNET_ERR_STORE_CONFLICT', `could not create network ${want.lnet}: still contended`);
+  }
+
+  private async takeVni(lnet: string, wanted: number | null): Promise<number> {
+    const { store, keys, vniRange } = this.deps;
+    const held = await store.list(keys.vnis());
+    // A crash between taking the VNI and writing the network leaves the VNI ours: reuse it.
+    const mine = held.find((kv) => kv.value === lnet);
+    if (mine) {
+      const vni = Number(mine.key.slice(keys.vnis().length));
+      if (wanted === null || wanted === vni) return vni;
+      await store.delete(mine.key, mine.modRevision);
+    }
+    if (wanted !== null) {
+      if (await store.createIfAbsent(keys.vni(wanted), lnet)) return wanted;
+      const owner = await store.get(keys.vni(wanted));
+      throw vxError('VXNET_ERR_VNI_TAKEN', `VNI ${wanted} is already used by network ${owner?.value ?? '(unknown)'}`);
+    }
+    const used = new Set(held.map((kv) => Number(kv.key.slice(keys.vnis().length))));
+    for (let vni = vniRange.min; vni <= vniRange.max; vni++) {
+      if (used.has(vni)) continue;
+      if (await store.createIfAbsent(keys.vni(vni), lnet)) return vni;
+    }
+    throw vxError('VXNET_ERR_VNIS_EXHAUSTED', `no free VNI left in ${vniRange.min}-${vniRange.max}`);
+  }
+
+  private async releaseVni(vni: number, lnet: string): Promise<void> {
+    const kv = await this.deps.store.get(this.deps.keys.vni(vni));
+    if (kv && kv.value === lnet) await this.deps.store.delete(kv.key, kv.modRevision);
+  }
+
+  async deleteNetwork(networkId: string): Promise<void> {
+    const { store, keys, host } = this.deps;
+    const dnetKey = keys.dockerNetwork(host, networkId);
+    const dnet = await getJson<DockerNetworkRecord>(store, dnetKey);
+    if (!dnet) return; // already gone: DeleteNetwork is idempotent
+    const lnet = dnet.value.lnet;
+    await this.lock.run(lnet, async () => {
+      const net = await getJson<NetworkRecord>(store, keys.network(lnet));
+      // Docker deletes endpoints first; any left of this docker network are leftovers of calls lost.
+      for (const ep of await listJson<EndpointRecord>(store, keys.endpoints(lnet))) {
+        if (ep.value.host === host && ep.value.networkId === networkId) await this.removeEndpoint(lnet, ep.key, ep.value);
+      }
+      if (net) await this.teardownIfUnused(net.value);
+      for (const poolId of dnet.value.poolIds) {
+        await this.deps.ipam.bindPool(poolId, false);
+      }
+      await store.delete(dnetKey);
+      const stillUsed = (await listJson<DockerNetworkRecord>(store, keys.dockerNetworks())).some((d) => d.value.lnet === lnet);
+      if (stillUsed || !net) return;
+      for (const ep of await store.list(keys.endpoints(lnet))) await store.delete(ep.key, ep.modRevision);
+      await store.delete(keys.network(lnet));
+      await this.releaseVni(net.value.vni, lnet);
+    });
+  }
+
+  async createEndpoint(req: CreateEndpointRequest): Promise<CreateEndpointReply> {
+    const { lnet, net } = await this.networkOf(req.NetworkID);
+    const iface = req.Interface ?? { Address: '', AddressIPv6: '', MacAddress: '' };
+    const ipv4 = checkAddress(iface.Address, net.ipv4, 4, lnet);
+    const ipv6 = checkAddress(iface.AddressIPv6, net.ipv6, 6, lnet);
+    if (!ipv4 && !ipv6) throw badRequest(`endpoint ${req.EndpointID} has no address`);
+    const mac = iface.MacAddress === '' ? endpointMac(ipv4, req.EndpointID) : normaliseMac(iface.MacAddress);
+    const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: null, mac, ipv4, ipv6 };
+    const key = this.deps.keys.endpoint(lnet, req.EndpointID);
+    if (!(await this.deps.store.createIfAbsent(key, JSON.stringify(rec)))) {
+      const cur = await getJson<EndpointRecord>(this.deps.store, key);
+      if (!cur || JSON.stringify(cur.value) !== JSON.stringify(rec)) {
+        throw vxError('VXNET_ERR_ENDPOINT_CONFLICT', `endpoint ${req.EndpointID} already exists with other settings`);
+      }
+    }
+    return iface.MacAddress === '' ? { Interface: { MacAddress: mac } } : {};
+  }
+
+  async join(networkId: string, endpointId: string): Promise<JoinReply> {
+    const { lnet, net } = await this.networkOf(networkId);
+    return this.lock.run(lnet, async () => {
+      const ep = await this.localEndpoint(lnet, networkId, endpointId);
+      const undo = new Undo(this.deps.log);
+      try {
+        const bridge = await this.ensureNetworkDevices(net, undo);
+        const names = vethNames(endpointId);
+        await this.deps.dataplane.ensureVeth({ hostName: names.host, peerName: names.peer, mtu: net.mtu, peerMac: ep.mac, bridge });
+        undo.push(`remove veth ${names.host}`, () => this.deps.dataplane.removeVeth(names.host));
+        this.deps.failAt?.('join:after-veth');
+        // Pin the container's MAC on its own port: a stale learned entry elsewhere must never
+        // win over the port the address lives on now (DESIGN.md, moves between hosts).
+        await this.deps.dataplane.ensureFdb({ dev: names.host, mac: ep.mac, master: true });
+        this.deps.failAt?.('join:after-fdb');
+        undo.clear();
+        const reply: JoinReply = { InterfaceName: { SrcName: names.peer, DstPrefix: 'eth' }, DisableGatewayService: net.internal };
+        if (!net.internal && net.ipv4?.gateway) reply.Gateway = net.ipv4.gateway;
+        if (!net.internal && net.ipv6?.gateway) reply.GatewayIPv6 = net.ipv6.gateway;
+        return reply;
+      } catch (err) {
+        await undo.run();
+        throw err;
+      }
+    });
+  }
+
+  /** The bridge (and firewall rules) of a network on this host; created on its first Join. */
+  private async ensureNetworkDevices(net: NetworkRecord, undo: Undo): Promise<string> {
+    const { dataplane } = this.deps;
+    const bridge = bridgeName(net.vni);
+    const existed = (await dataplane.listLinks(bridge)).some((l) => l.name === bridge);
+    const addresses = net.internal ? [] : gatewayAddresses(net);
+    await dataplane.ensureBridge({ name: bridge, mtu: net.mtu, mac: bridgeMac(net.vni), addresses });
+    if (!existed) undo.push(`remove bridge ${bridge}`, () => dataplane.removeBridge(bridge));
+    await dataplane.ensureBridgeRules(bridge, { internal: net.internal });
+    if (!existed) undo.push(`remove rules of ${bridge}`, () => dataplane.removeBridgeRules(bridge));
+    this.deps.failAt?.('join:after-bridge');
+    return bridge;
+  }
+
+  /** Leave changes nothing: dockerd moves the interface back to the host; DeleteEndpoint removes it. */
+  async leave(networkId: string, endpointId: string): Promise<void> {
+    await this.requireEndpoint(networkId, endpointId);
+  }
+
+  async requireEndpoint(networkId: string, endpointId: string): Promise<void> {
+    const { lnet } = await this.networkOf(networkId);
+    await this.localEndpoint(lnet, networkId, endpointId);
+  }
+
+  async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
+    const dnet = await getJson<DockerNetworkRecord>(this.deps.store, this.deps.keys.dockerNetwork(this.deps.host, networkId));
+    if (!dnet) return; // network already gone, and its endpoints with it
+    const lnet = dnet.value.lnet;
+    await this.lock.run(lnet, async () => {
+      const key = this.deps.keys.endpoint(lnet, endpointId);
+      const ep = await getJson<EndpointRecord>(this.deps.store, key);
+      if (!ep || ep.value.host !== this.deps.host || ep.value.networkId !== networkId) return;
+      await this.removeEndpoint(lnet, key, ep.value);
+      const net = await getJson<NetworkRecord>(this.deps.store, this.deps.keys.network(lnet));
+      if (net) await this.teardownIfUnused(net.value);
+    });
+  }
+
+  async endpointInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
+    const { lnet, net } = await this.networkOf(networkId);
+    const ep = await this.localEndpoint(lnet, networkId, endpointId);
+    return { 'vxnet.network': lnet, 'vxnet.vni': net.vni, 'vxnet.host': ep.host, 'vxnet.mac': ep.mac, 'vxnet.interface': vethNames(endpointId).host };
+  }
+
+  private async removeEndpoint(lnet: string, key: string, ep: EndpointRecord): Promise<void> {
+    const endpointId = key.slice(this.deps.keys.endpoints(lnet).length);
+    await ignoreMissing(this.deps.dataplane.removeVeth(vethNames(endpointId).host));
+    await this.deps.store.delete(key);
+    this.deps.log.debug({ lnet, endpoint: endpointId, ipv4: ep.ipv4 }, 'endpoint removed');
+  }
+
+  /** Removes the network's devices from this host when no local endpoint is left on it. */
+  private async teardownIfUnused(net: NetworkRecord): Promise<void> {
+    const { store, keys, host, dataplane } = this.deps;
+    const local = (await listJson<EndpointRecord>(store, keys.endpoints(net.lnet))).some((e) => e.value.host === host);
+    if (local) return;
+    const bridge = bridgeName(net.vni);
+    await dataplane.removeBridgeRules(bridge);
+    await ignoreMissing(dataplane.removeBridge(bridge));
+  }
+
+  private async networkOf(networkId: string): Promise<{ lnet: string; net: NetworkRecord }> {
+    const { store, keys, host } = this.deps;
+    const dnet = await getJson<DockerNetworkRecord>(store, keys.dockerNetwork(host, networkId));
+    if (!dnet) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `unknown network ${networkId}`);
+    const net = await getJson<NetworkRecord>(store, keys.network(dnet.value.lnet));
+    if (!net) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `network ${networkId} points at logical network ${dnet.value.lnet}, which no longer exists`);
+    return { lnet: dnet.value.lnet, net: net.value };
+  }
+
+  private async localEndpoint(lnet: string, networkId: string, endpointId: string): Promise<EndpointRecord> {
+    const ep = await getJson<EndpointRecord>(this.deps.store, this.deps.keys.endpoint(lnet, endpointId));
+    if (!ep || ep.value.host !== this.deps.host || ep.value.networkId !== networkId) {
+      throw vxError('VXNET_ERR_UNKNOWN_ENDPOINT', `unknown endpoint ${endpointId} in network ${networkId}`);
+    }
+    return ep.value;
+  }
+}
+
+function networkMismatch(want: Omit<NetworkRecord, 'vni'>, wantVni: number | null, have: NetworkRecord): string | null {
+  const diffs: string[] = [];
+  const sub = (s: SubnetInfo | null): string => (s ? `${s.subnet} gateway ${s.gateway ?? 'none'}` : 'none');
+  if (sub(want.ipv4) !== sub(have.ipv4)) diffs.push(`IPv4 ${sub(have.ipv4)} (asked: ${sub(want.ipv4)})`);
+  if (sub(want.ipv6) !== sub(have.ipv6)) diffs.push(`IPv6 ${sub(have.ipv6)} (asked: ${sub(want.ipv6)})`);
+  if (want.mtu !== have.mtu) diffs.push(`MTU ${have.mtu} (asked: ${want.mtu})`);
+  if (want.internal !== have.internal) diffs.push(`internal ${have.internal} (asked: ${want.internal})`);
+  if (wantVni !== null && wantVni !== have.vni) diffs.push(`VNI ${have.vni} (asked: ${wantVni})`);
+  return diffs.length === 0 ? null : diffs.join(', ');
+}
+
+function subnetLnet(s: SubnetInfo): string {
+  return `subnet-${s.subnet.replace('/', '-').replace(/:/g, '.')}`;
+}
+
+function gatewayAddresses(net: NetworkRecord): string[] {
+  const out: string[] = [];
+  for (const s of [net.ipv4, net.ipv6]) {
+    if (s?.gateway) out.push(`${s.gateway}/${s.subnet.split('/')[1]}`);
+  }
+  return out;
+}
+
+function checkAddress(address: string, subnet: SubnetInfo | null, family: 4 | 6, lnet: string): string | null {
+  if (address === '') return null;
+  const c = parseCidr(address);
+  const ip = parseIp(address.split('/')[0]);
+  if (!c || !ip || ip.family !== family) throw badRequest(`invalid IPv${family} address "${address}": want ip/len`);
+  const net = subnet ? parseCidr(subnet.subnet) : null;
+  if (!net || !containsIp(net, ip)) throw badRequest(`address ${address} is not in a subnet of network ${lnet}`);
+  return address;
+}
+
+const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
+
+function normaliseMac(mac: string): string {
+  if (!MAC_RE.test(mac)) throw badRequest(`invalid MAC address "${mac}"`);
+  const lower = mac.toLowerCase();
+  if (parseInt(lower.slice(0, 2), 16) & 1) throw badRequest(`MAC address ${mac} is a multicast address`);
+  return lower;
+}
+
+async function ignoreMissing(p: Promise<void>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (!(err instanceof LinkNotFoundError)) throw err;
+  }
+}
+
+function badRequest(msg: string): Error {
+  return vxError('VXNET_ERR_BAD_REQUEST', msg);
+}

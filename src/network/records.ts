@@ -1,0 +1,37 @@
+// Shapes of the network-side records in the store (see Keys in store/json.ts for where they live).
+
+export interface SubnetInfo {
+  /** e.g. 10.1.0.0/24 */
+  subnet: string;
+  /** Plain IP, or null (internal networks still record it; it is just not served). */
+  gateway: string | null;
+  /** PoolID of the vxnet IPAM pool, or null when another IPAM driver manages the subnet. */
+  poolId: string | null;
+}
+
+/** networks/<lnet>: one logical network, shared by every host that has it. */
+export interface NetworkRecord {
+  lnet: string;
+  vni: number;
+  ipv4: SubnetInfo | null;
+  ipv6: SubnetInfo | null;
+  mtu: number;
+  internal: boolean;
+}
+
+/** dnets/<host>/<NetworkID>: one dockerd's network, pointing at its logical network. */
+export interface DockerNetworkRecord {
+  lnet: string;
+  poolIds: string[];
+}
+
+/** endpoints/<lnet>/<EndpointID>: one container interface, on one host. */
+export interface EndpointRecord {
+  networkId: string;
+  host: string;
+  vtep: string | null;
+  mac: string;
+  /** CIDR form (ip/len) as IPAM returned it, or null. */
+  ipv4: string | null;
+  ipv6: string | null;
+}

@@ -1,0 +1,80 @@
+// The plugin's HTTP surface (PROTOCOL.md §1). Traps handled here, once:
+// - dockerd sends JSON with no Content-Type: one catch-all parser reads every body as JSON.
+// - success is exactly HTTP 200 with a JSON body ({} when there is nothing to say).
+// - failure is HTTP 500 with {"Err": msg, "Error": msg}: network calls read Err, IPAM calls Error.
+import Fastify, { FastifyError, FastifyInstance } from 'fastify';
+import { VxnetError, causeText } from '../errors';
+import type { Logger } from '../log';
+import type { NetworkDriver } from '../network/network-driver';
+import type { Ipam } from '../ipam/ipam';
+import { registerNetworkRoutes } from './network-routes';
+import { registerIpamRoutes } from './ipam-routes';
+
+/** Docker's bodies are a few KB; anything much larger is not from dockerd. */
+export const BODY_LIMIT = 256 * 1024;
+export const PLUGIN_CONTENT_TYPE = 'application/vnd.docker.plugins.v1.2+json';
+
+export interface AppDeps {
+  driver: NetworkDriver;
+  ipam: Ipam;
+  log: Logger;
+  scope: 'local' | 'global';
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: BODY_LIMIT,
+    // Types are checked, never coerced: "12" is not a number, extra fields are kept.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+  });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, text, done) => {
+    const s = String(text).trim();
+    if (s === '') return done(null, {});
+    try {
+      done(null, JSON.parse(s));
+    } catch (err) {
+      done(new VxnetError('VXNET_ERR_BAD_REQUEST', `request body is not valid JSON: ${causeText(err)}`), undefined);
+    }
+  });
+  // Calls with nothing to parse (Activate, GetCapabilities) arrive with no body at all.
+  app.addHook('preValidation', async (req) => {
+    if (req.body === undefined || req.body === null) req.body = {};
+  });
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('content-type', PLUGIN_CONTENT_TYPE);
+    return payload;
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const failure = (req as { vxnetError?: string }).vxnetError;
+    const line = { call: req.url.slice(1), ms: Math.round(reply.elapsedTime * 100) / 100, status: reply.statusCode };
+    if (failure) deps.log.warn({ ...line, err: failure }, 'plugin call failed');
+    else deps.log.info(line, 'plugin call');
+  });
+  app.setErrorHandler((err: FastifyError | VxnetError, req, reply) => {
+    const msg = errorMessage(err, req.url.slice(1));
+    (req as { vxnetError?: string }).vxnetError = msg;
+    if (!(err instanceof VxnetError) && !err.validation && !(err as FastifyError).statusCode) {
+      deps.log.error({ err, call: req.url.slice(1) }, 'unexpected error');
+    }
+    void reply.code(500).send({ Err: msg, Error: msg });
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const msg = `vxnet does not implement ${req.method} ${req.url}`;
+    (req as { vxnetError?: string }).vxnetError = msg;
+    void reply.code(404).send({ Err: msg, Error: msg });
+  });
+
+  app.post('/Plugin.Activate', async () => ({ Implements: ['NetworkDriver', 'IpamDriver'] }));
+  registerNetworkRoutes(app, deps);
+  registerIpamRoutes(app, deps);
+  return app;
+}
+
+function errorMessage(err: FastifyError | VxnetError, call: string): string {
+  if (err instanceof VxnetError) return err.message;
+  if ((err as FastifyError).validation) return `invalid ${call} request: ${err.message}`;
+  if ((err as FastifyError).code === 'FST_ERR_CTP_BODY_TOO_LARGE') return `request body is larger than ${BODY_LIMIT} bytes`;
+  return `${call} failed: ${causeText(err)}`;
+}
