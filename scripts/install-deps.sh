@@ -24,8 +24,16 @@ for p in "${PKGS[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing: ${missing[*]}"
+  # Packages must not start services (docker.io would start a dockerd in the machine's namespace
+  # where an init system exists): a temporary policy-rc.d, only if none is there.
+  prc=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    prc=/usr/sbin/policy-rc.d; printf '#!/bin/sh\nexit 101\n' >"$prc"; chmod +x "$prc"
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$prc" ]; then rm -f "$prc"; trap - EXIT; fi
 else
   log "apt packages present"
 fi
@@ -34,16 +42,29 @@ fi
 
 # ---- 2. docker 26.1 from Debian 13, unpacked ---------------------------------------------------
 mirror_url() {
-  # First Debian (non-security) URI the system already uses.
-  local u=""
+  # The URI the system already uses for the main Debian suite (not -security/-updates).
+  # Override with VXT_DEBIAN_MIRROR.
+  if [ -n "${VXT_DEBIAN_MIRROR:-}" ]; then printf '%s' "${VXT_DEBIAN_MIRROR%/}"; return; fi
+  local codename u=""
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
   if compgen -G '/etc/apt/sources.list.d/*.sources' >/dev/null; then
-    u=$(awk 'tolower($1)=="uris:" {for(i=2;i<=NF;i++) print $i}' /etc/apt/sources.list.d/*.sources \
-        | grep -E '/debian/?$' | grep -v security | head -n1 || true)
+    # deb822: one stanza per paragraph
+    u=$(awk -v RS= -v c="$codename" '
+      { uris=""; suites=""; enabled=1
+        n = split($0, L, "\n")
+        for (i = 1; i <= n; i++) {
+          if (L[i] ~ /^[ \t]*#/) continue
+          if (tolower(L[i]) ~ /^uris:/)    { sub(/^[^:]*:[ \t]*/, "", L[i]); uris = L[i] }
+          if (tolower(L[i]) ~ /^suites:/)  { sub(/^[^:]*:[ \t]*/, "", L[i]); suites = " " L[i] " " }
+          if (tolower(L[i]) ~ /^enabled:[ \t]*no/) enabled = 0
+        }
+        if (enabled && index(suites, " " c " ") && uris != "") { split(uris, U, /[ \t]+/); print U[1] }
+      }' /etc/apt/sources.list.d/*.sources | grep -v security | head -n1 || true)
   fi
   if [ -z "$u" ]; then
     u=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-        | awk '$1=="deb" { for(i=2;i<=NF;i++) if ($i ~ /^(https?|file):/) { print $i; break } }' \
-        | grep -E '/debian/?$' | grep -v security | head -n1 || true)
+        | awk -v c="$codename" '$1=="deb" { s=""; for(i=2;i<=NF;i++) { if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; continue } if (s=="") { s=$i; continue } if ($i==c) print s; break } }' \
+        | grep -v security | head -n1 || true)
   fi
   printf '%s' "${u%/}"
 }
@@ -64,7 +85,8 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
     APT=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$A" -o "Dir::State::Lists=$A/lists"
-         -o "Dir::Cache=$A/cache" -o Acquire::Languages=none -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root)
+         -o "Dir::Cache=$A/cache" -o Acquire::Languages=none -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root
+         -o Acquire::Check-Valid-Until=false)
     log "fetching docker.io from $MIRROR trixie"
     apt-get "${APT[@]}" update -qq
     ( cd "$A/debs" && apt-get "${APT[@]}" download -qq docker.io )

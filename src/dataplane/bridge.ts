@@ -42,7 +42,7 @@ async function configureBridge(link: LinkInfo): Promise<void> {
 }
 
 /** Creates the bridge or repairs what exists: kind, STP/ageing, MTU, MAC, exact address set, up. */
-export async function ensureBridge(spec: BridgeSpec): Promise<LinkInfo> {
+export async function ensureBridge(spec: BridgeSpec): Promise<void> {
   let link = await getLinkByName(spec.name);
   if (link && link.kind !== 'bridge') {
     await deleteLink(spec.name);
@@ -55,7 +55,6 @@ export async function ensureBridge(spec: BridgeSpec): Promise<LinkInfo> {
   await setMac(link, spec.mac);
   await ensureAddrs(link, spec.addresses);
   await setUp(link);
-  return requireLink(spec.name);
 }
 
 /** Deletes the bridge (its ports are detached by the kernel); resolves when it is already gone. */

@@ -45,7 +45,7 @@ async function createVeth(spec: VethSpec, bridge: LinkInfo): Promise<void> {
  * Creates the pair (both ends at `mtu`, the peer with `peerMac`, left down) or repairs an
  * existing one (retried Join): MTU, bridge, MAC of the peer while it is still in this netns.
  */
-export async function ensureVeth(spec: VethSpec): Promise<LinkInfo> {
+export async function ensureVeth(spec: VethSpec): Promise<void> {
   const bridge = await requireLink(spec.bridge);
   let host = await getLinkByName(spec.hostName);
   if (host && host.kind !== 'veth') {
@@ -63,7 +63,6 @@ export async function ensureVeth(spec: VethSpec): Promise<LinkInfo> {
     await setMtu(peer, spec.mtu);
     await setMac(peer, spec.peerMac);
   }
-  return requireLink(spec.hostName);
 }
 
 /** Deletes the pair through its host end; resolves when it is already gone. */

@@ -15,6 +15,7 @@ export interface Cidr {
 /** Parses "a.b.c.d/n" or "x::y/n"; null when it is not a valid CIDR. Host bits are cleared. */
 export function parseCidr(text: string): Cidr | null {
   if (typeof text !== 'string' || !text.includes('/')) return null;
+  if (parseIp(text.slice(0, text.indexOf('/'))) === null) return null;
   let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
   try {
     parsed = ipaddr.parseCIDR(text);

@@ -33,7 +33,7 @@ export const GATEWAY_REQUEST = 'com.docker.network.gateway';
 const ADDRESS_SPACES = [LOCAL_ADDRESS_SPACE, GLOBAL_ADDRESS_SPACE];
 
 /** Tries before giving up on a pool whose free addresses keep being taken by other hosts. */
-const ALLOC_ATTEMPTS = 64;
+const ALLOC_ATTEMPTS = 256;
 
 export type AddressKind = 'gateway' | 'aux' | 'container';
 
@@ -288,25 +288,24 @@ export class Ipam {
     const last = lastOfRange < poolRange.last ? lastOfRange : poolRange.last;
     const used = new Set((await this.deps.store.list(this.deps.keys.addresses(ref.space, ref.pool))).map((kv) => kv.key.slice(kv.key.lastIndexOf('/') + 1)));
     if (rec.gateway) used.add(rec.gateway);
-    let cursor = this.cursors.get(poolId) ?? first;
-    if (cursor < first || cursor > last) cursor = first;
     const span = last - first + 1n;
     let attempts = 0;
     for (let n = 0n; n < span && attempts < ALLOC_ATTEMPTS; n++) {
-      const value = first + ((cursor - first + n) % span);
-      const ip = bigIntToIp(value, pool.family);
+      // The cursor moves before the await, so concurrent requests in this process try
+      // different addresses; only other hosts can make a candidate fail.
+      let cursor = this.cursors.get(poolId) ?? first;
+      if (cursor < first || cursor > last) cursor = first;
+      const ip = bigIntToIp(cursor, pool.family);
+      this.cursors.set(poolId, cursor + 1n);
       if (used.has(ip)) continue;
       attempts++;
+      used.add(ip);
       const won = await this.deps.store.createIfAbsent(
         this.deps.keys.address(ref.space, ref.pool, ip),
         JSON.stringify({ kind: 'container', host: this.deps.host } satisfies AddressRecord),
       );
-      if (won) {
-        this.cursors.set(poolId, value + 1n);
-        return ip;
-      }
+      if (won) return ip;
       // Another host took it between our list and our create: try the next one.
-      used.add(ip);
     }
     throw vxError('VXNET_ERR_SUBNET_EXHAUSTED', `no free address left in ${rec.subPool ? `ip-range ${rec.subPool} of ` : ''}subnet ${rec.pool}`);
   }

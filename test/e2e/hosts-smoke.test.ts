@@ -101,6 +101,37 @@ describe.each(VERSIONS)('host with docker $docker', (v) => {
       await stopInHost(p);
     }
   });
+
+  test("the host's dockerd activates a plugin started with startInHost", async () => {
+    const name = `vxtprobe${v.docker}`;
+    const sock = `/run/docker/plugins/${name}.sock`;
+    // Minimal remote network driver: logs every call, answers {} (enough for create/rm).
+    const code = `
+      const http = require('http');
+      http.createServer((req, res) => {
+        let b = ''; req.on('data', (c) => b += c); req.on('end', () => {
+          console.log('CALL ' + req.url);
+          const r = req.url === '/Plugin.Activate' ? { Implements: ['NetworkDriver'] }
+            : req.url === '/NetworkDriver.GetCapabilities' ? { Scope: 'local' } : {};
+          res.writeHead(200, { 'Content-Type': 'application/vnd.docker.plugins.v1.1+json' });
+          res.end(JSON.stringify(r));
+        });
+      }).listen(${JSON.stringify(sock)}, () => console.log('listening'));`;
+    const p = startInHost(h(), process.execPath, ['-e', code]);
+    try {
+      for (let i = 0; i < 100 && !fs.readFileSync(p.logFile!, 'utf8').includes('listening'); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await h().dockerOk(['network', 'create', '-d', name, '--subnet', '10.199.0.0/24', `${name}-net`]);
+      await h().dockerOk(['network', 'rm', `${name}-net`]);
+      const log = fs.readFileSync(p.logFile!, 'utf8');
+      expect(log).toContain('CALL /Plugin.Activate');
+      expect(log).toContain('CALL /NetworkDriver.CreateNetwork');
+      expect(log).toContain('CALL /NetworkDriver.DeleteNetwork');
+    } finally {
+      await stopInHost(p);
+    }
+  });
 });
 
 test('hosts reach each other over the underlay only', async () => {

@@ -145,9 +145,12 @@ export async function underlayUp(): Promise<void> {
   await hostSh(['underlay-up']);
 }
 
-/** Removes the underlay; hosts still attached lose their link (down them first). */
-export async function underlayDown(): Promise<void> {
-  await hostSh(['underlay-down']);
+/**
+ * Removes the underlay, but only when no host made by host.sh is left (other test files may still
+ * use it); force: remove it anyway (attached hosts lose their link).
+ */
+export async function underlayDown(opts: { force?: boolean } = {}): Promise<void> {
+  await hostSh(['underlay-down', ...(opts.force ? ['--force'] : [])]);
 }
 
 export interface UpOptions {

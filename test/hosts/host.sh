@@ -2,7 +2,7 @@
 # Simulated Docker hosts on one machine, for vxnet's end-to-end tests.
 #
 #   host.sh underlay-up                      netns vxt-ul with bridge br0 (no addresses, no routes out)
-#   host.sh underlay-down
+#   host.sh underlay-down [--force]          (kept while hosts are up, unless --force)
 #   host.sh up NAME IP[/PFX] [--docker 20|26] [--no-docker]
 #                                            netns NAME (must start with vxt-), eth0=IP on the underlay,
 #                                            a private mount+UTS namespace (own /run, /etc/docker, /sys),
@@ -17,13 +17,14 @@
 #   host.sh down NAME                        stop everything in the host, remove netns, mounts, data
 #   host.sh down-all [--force]               down every host made by host.sh (has a state dir), then
 #                                            the underlay; --force: every vxt-* netns
-#   host.sh list                             names of running hosts
+#   host.sh list                             names of running hosts made by host.sh
 #
 # Anything started in a host (`nsenter -t NS_PID -n -m -u`) sees the host's own /run/docker/plugins
 # and SandboxKey paths. All state lives in $VXT_STATE/NAME (default /var/lib/vxnet-test/NAME).
 # Env: VXT_STATE, VXT_CACHE (docker 26 location, see scripts/install-deps.sh), DOCKER_CLI,
 #      VXT_DOCKERD_EXTRA (extra dockerd args, word-split), VXT_DOCKERD_TIMEOUT (s, default 60).
-set -euo pipefail
+set -Eeuo pipefail
+trap 'rc=$?; echo "[host.sh] ERROR: \"$BASH_COMMAND\" failed (rc $rc) at line $LINENO" >&2' ERR
 
 STATE_ROOT="${VXT_STATE:-/var/lib/vxnet-test}"
 CACHE="${VXT_CACHE:-/var/cache/vxnet-test}"
@@ -47,7 +48,13 @@ check_name() {
 # Underlay-side veth name: <= 15 chars, derived from the host name.
 ul_if() { printf 'vxu%s' "$(printf '%s' "$1" | cksum | awk '{printf "%08x", $1}')"; }
 netns_ino() { stat -L -c %i "/run/netns/$1" 2>/dev/null || true; }
-pid_alive() { [ -n "${1:-}" ] && [ -d "/proc/$1" ]; }
+# Alive and not a zombie (the machine's pid 1 may reap orphans late; a zombie dockerd/containerd
+# must not count as running, dockerd itself would reuse a "running" containerd from its pidfile).
+pid_alive() {
+  [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || return 1
+  local st; st=$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$1/stat" 2>/dev/null || echo X)
+  [ "$st" != Z ] && [ "$st" != X ]
+}
 # Is PID inside network namespace NAME?
 pid_in_netns() {
   local pid=$1 ino; ino=$(netns_ino "$2")
@@ -70,7 +77,7 @@ wait_gone() { # wait_gone TIMEOUT_DECISECONDS PID...
   local p alive
   while [ "$t" -gt 0 ]; do
     alive=0
-    for p in "$@"; do pid_alive "$p" && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null && alive=1; done
+    for p in "$@"; do if pid_alive "$p"; then alive=1; fi; done
     [ $alive = 0 ] && return 0
     sleep 0.1; t=$((t - 1))
   done
@@ -93,7 +100,10 @@ underlay_up_locked() {
   ip netns exec "$UL_NS" sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-ip6tables /proc/sys/net/bridge/bridge-nf-call-arptables; do [ -w $f ] && echo 0 >$f; done; true'
 }
 cmd_underlay_up() { with_lock "$STATE_ROOT/.underlay.lock" underlay_up_locked; log "underlay $UL_NS/$UL_BR up"; }
-cmd_underlay_down() {
+cmd_underlay_down() { # refuses (and succeeds) while hosts made by host.sh exist, unless --force
+  local left="" d
+  for d in "$STATE_ROOT"/vxt-*; do [ -d "$d" ] && left="$left $(basename "$d")"; done
+  if [ -n "$left" ] && [ "${1:-}" != --force ]; then log "underlay kept: hosts still up:$left"; return 0; fi
   if netns_exists "$UL_NS"; then ip netns del "$UL_NS"; fi
   log "underlay down"
 }
@@ -153,6 +163,10 @@ docker_start() { # docker_start NAME VERSION
   echo "$ver" >"$S/docker.version"
   mkdir -p "$S/data" "$S/exec"
   rm -f "$S/docker.pid" "$S/docker.sock"
+  # A containerd left over from a killed dockerd blocks the next one: stop it by pid.
+  local cps; cps=$(containerd_pids "$n" | tr '\n' ' ')
+  if [ -n "${cps// }" ]; then log "stopping lingering containerd $cps of $n"; kill -9 $cps 2>/dev/null || true; wait_gone 50 $cps || true; fi
+  rm -f "$S/exec/containerd/containerd.pid"
   # A real host: dockerd turns ip_forward on itself and therefore sets FORWARD policy DROP.
   nsx "$n" sh -c 'echo 0 >/proc/sys/net/ipv4/ip_forward; echo 1 >/proc/sys/net/bridge/bridge-nf-call-iptables; echo 1 >/proc/sys/net/bridge/bridge-nf-call-ip6tables' 2>/dev/null || true
   local args=(
@@ -184,7 +198,7 @@ docker_start() { # docker_start NAME VERSION
   done
   case "$v" in "$ver".*) ;; *) die "dockerd of $n reports version $v, expected $ver.x" ;; esac
   # Verify the real-host traps are set.
-  local pol; pol=$(nsx "$n" iptables -S FORWARD 2>/dev/null | head -n1)
+  local pol; pol=$( (nsx "$n" iptables -S FORWARD 2>/dev/null || true) | head -n1)
   if [ "$pol" != "-P FORWARD DROP" ]; then
     log "WARNING: dockerd of $n left '$pol'; setting FORWARD DROP as on a real host"
     nsx "$n" iptables -P FORWARD DROP
@@ -193,23 +207,24 @@ docker_start() { # docker_start NAME VERSION
   log "dockerd $v of $n ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms (pid $(dockerd_pid "$n"))"
 }
 
-containerd_pids() { # containerd(s) started by this host's dockerd
-  local n=$1 S="$STATE_ROOT/$1" p
+containerd_pids() { # containerd(s) started by this host's dockerd (its managed containerd)
+  local n=$1 S="$STATE_ROOT/$1" p f out=""
   for f in "$S/exec/containerd/containerd.pid" "$S/exec/containerd/daemon/"*.pid; do
-    p=$(read_pid "$f" 2>/dev/null)
-    if pid_alive "$p" && pid_in_netns "$p" "$n"; then echo "$p"; fi
+    p=$(read_pid "$f")
+    if pid_alive "$p" && pid_in_netns "$p" "$n"; then out="$out $p"; fi
   done
   # Fallback: any containerd in the host's netns
-  for p in $(ip netns pids "$n" 2>/dev/null); do
-    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = containerd ] && echo "$p"
-  done | sort -u
+  for p in $(ip netns pids "$n" 2>/dev/null || true); do
+    if [ "$(cat "/proc/$p/comm" 2>/dev/null)" = containerd ]; then out="$out $p"; fi
+  done
+  printf '%s\n' $out | sort -u | grep . || true
 }
 
 kill_containers() { # SIGKILL every process in the host's container cgroups
   local n=$1 d pids
   for d in /sys/fs/cgroup/*/"$n" /sys/fs/cgroup/"$n"; do
     [ -d "$d" ] || continue
-    pids=$(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+    pids=$( (find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null || true) | sort -u)
     # shellcheck disable=SC2086
     [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
   done
@@ -241,40 +256,57 @@ docker_stop() { # docker_stop NAME [kill]
   else
     wait_gone 30 $cps || { kill -9 $cps 2>/dev/null || true; }
   fi
+  # Stale pidfiles (a zombie's pid counts as running for dockerd, which would then wait 15 s for
+  # a containerd that is gone).
+  if [ -z "$(containerd_pids "$n")" ]; then rm -f "$S/exec/containerd/containerd.pid"; fi
   rm -f "$S/docker.pid"
 }
 
 # ------------------------------------------------------------------------------------------------
+# Every process that belongs to host NAME: in its netns; in its mount namespace (`host.sh exec`
+# commands, plugins); or with its state dir in the command line (dockerd/containerd/shims, also
+# when the netns was already deleted by someone else).
+host_pids() {
+  local n=$1 S="$STATE_ROOT/$1" out="" hp mntns p
+  if netns_exists "$n"; then out="$(ip netns pids "$n" 2>/dev/null || true)"; fi
+  hp=$(read_pid "$S/ns.pid")
+  if pid_alive "$hp" && [ "$(cat "/proc/$hp/comm" 2>/dev/null)" = sleep ]; then
+    mntns=$(readlink "/proc/$hp/ns/mnt" 2>/dev/null || true)
+    if [ -n "$mntns" ] && [ "$mntns" != "$(readlink /proc/1/ns/mnt)" ] && [ "$mntns" != "$(readlink /proc/self/ns/mnt)" ]; then
+      for p in /proc/[0-9]*; do
+        if [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mntns" ]; then out="$out ${p#/proc/}"; fi
+      done
+    fi
+  fi
+  if [ -d "$S" ]; then
+    for p in $(grep -laF -- "$S/" /proc/[0-9]*/cmdline 2>/dev/null || true); do
+      p=${p#/proc/}; out="$out ${p%/cmdline}"
+    done
+  fi
+  for p in $out; do
+    if [ "$p" != $$ ] && [ "$p" != "$PPID" ] && [ "$p" != "$BASHPID" ]; then echo "$p"; fi
+  done | sort -u
+}
+
 cmd_down() {
   local n=$1 S="$STATE_ROOT/$1" t0; t0=$(date +%s%N)
   check_name "$n"
-  if netns_exists "$n"; then
-    kill_containers "$n"
-    docker_stop "$n" term
-    # Everything still inside the host: processes in its netns (driver, shims, docker-proxy,
-    # holder) and in its mount namespace (e.g. `host.sh exec` commands still running).
-    local hp mntns pids p
-    hp=$(ns_pid "$n"); mntns=""
-    [ -z "$hp" ] || mntns=$(readlink "/proc/$hp/ns/mnt")
-    pids=$(ip netns pids "$n" 2>/dev/null || true)
-    if [ -n "$mntns" ]; then
-      for p in /proc/[0-9]*; do
-        [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$mntns" ] && pids="$pids ${p#/proc/}"
-      done
-    fi
-    kill_containers "$n"
-    # shellcheck disable=SC2086
-    [ -z "${pids// }" ] || { kill -9 $pids 2>/dev/null || true; wait_gone 50 $pids || true; }
-  fi
+  kill_containers "$n"
+  docker_stop "$n" term
+  # Everything else still inside the host (driver, shims, docker-proxy, holder, ...).
+  local pids; pids=$(host_pids "$n" | tr '\n' ' ')
+  kill_containers "$n"
+  # shellcheck disable=SC2086
+  if [ -n "${pids// }" ]; then kill -9 $pids 2>/dev/null || true; wait_gone 50 $pids || true; fi
   rm_cgroups "$n"
   # Mounts that leaked into the machine's namespace (should be none).
   if [ -d "$S" ]; then
     awk -v s="$S" '$5 == s || index($5, s "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
       while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
-  netns_exists "$n" && ip netns del "$n"
-  netns_exists "$UL_NS" && ip -n "$UL_NS" link del "$(ul_if "$n")" 2>/dev/null || true
-  [ -d "$S" ] && rm -rf --one-file-system "$S"
+  if netns_exists "$n"; then ip netns del "$n"; fi
+  if netns_exists "$UL_NS"; then ip -n "$UL_NS" link del "$(ul_if "$n")" 2>/dev/null || true; fi
+  if [ -d "$S" ]; then rm -rf --one-file-system "$S" || log "WARNING: could not remove all of $S"; fi
   log "host $n down in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 }
 
@@ -334,19 +366,20 @@ LOG=$S/dockerd.log
 EOF
 }
 
-cmd_list() {
-  ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^vxt-' | grep -vx "$UL_NS" || true
+all_vxt_netns() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^vxt-' | grep -vx "$UL_NS" || true; }
+cmd_list() { # hosts made by host.sh that are up
+  local n; for n in $(all_vxt_netns); do if [ -d "$STATE_ROOT/$n" ]; then echo "$n"; fi; done
 }
 
 cmd_down_all() {
   # Ours = has a state dir (created before the netns at `up`). Other vxt-* namespaces (someone
   # else's experiments) are left alone unless --force.
   local force=0 n; [ "${1:-}" = --force ] && force=1
-  for n in $(cmd_list); do
+  for n in $(all_vxt_netns); do
     if [ ! -d "$STATE_ROOT/$n" ] && [ $force = 0 ]; then log "skipping netns $n: not made by host.sh (down-all --force removes it)"; fi
   done
   { for d in "$STATE_ROOT"/vxt-*; do [ -d "$d" ] && basename "$d"; done
-    if [ $force = 1 ]; then cmd_list; fi; } | sort -u |
+    if [ $force = 1 ]; then all_vxt_netns; fi; } | sort -u |
     while read -r n; do [ -n "$n" ] && cmd_down "$n"; done
   cmd_underlay_down
 }
@@ -355,7 +388,7 @@ cmd_down_all() {
 cmd=${1:-}; [ $# -gt 0 ] && shift
 case "$cmd" in
   underlay-up) cmd_underlay_up ;;
-  underlay-down) cmd_underlay_down ;;
+  underlay-down) cmd_underlay_down "$@" ;;
   up) cmd_up "$@" ;;
   down) [ $# = 1 ] || die "usage: host.sh down NAME"; cmd_down "$1" ;;
   down-all) cmd_down_all "$@" ;;
@@ -371,5 +404,5 @@ case "$cmd" in
   docker-stop)
     [ $# -ge 1 ] || die "usage: host.sh docker-stop NAME [--kill]"
     check_name "$1"; if [ "${2:-}" = --kill ]; then docker_stop "$1" kill; else docker_stop "$1" term; fi ;;
-  *) sed -n '2,25p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,/^set -E/p' "$0" | sed '$d' >&2; exit 2 ;;
 esac

@@ -1,0 +1,47 @@
+// Listening on the plugin socket safely: a leftover socket file from a crashed run is replaced,
+// but a socket someone still answers on is never stolen (two drivers on one socket would split
+// dockerd's calls between them).
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { vxError, causeText } from '../errors';
+
+/** How long to wait for an answer on an existing socket before calling it stale. */
+const PROBE_TIMEOUT_MS = 1000;
+
+export async function listenOnSocket(app: FastifyInstance, socketPath: string): Promise<void> {
+  try {
+    fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
+  } catch (err) {
+    throw vxError('VXNET_ERR_BAD_CONFIG', `cannot create socket directory ${path.dirname(socketPath)}: ${causeText(err)}`, err);
+  }
+  if (fs.existsSync(socketPath)) {
+    if (await somebodyListens(socketPath)) {
+      throw vxError('VXNET_ERR_BAD_CONFIG', `another process is already serving ${socketPath}`);
+    }
+    fs.unlinkSync(socketPath);
+  }
+  // The socket is root-only from its first moment: dockerd runs as root, nobody else may talk to it.
+  const old = process.umask(0o177);
+  try {
+    await app.listen({ path: socketPath });
+  } catch (err) {
+    throw vxError('VXNET_ERR_BAD_CONFIG', `cannot listen on ${socketPath}: ${causeText(err)}`, err);
+  } finally {
+    process.umask(old);
+  }
+}
+
+function somebodyListens(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect(socketPath);
+    const done = (answer: boolean): void => {
+      sock.destroy();
+      resolve(answer);
+    };
+    sock.setTimeout(PROBE_TIMEOUT_MS, () => done(true));
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}

@@ -1,0 +1,58 @@
+// Builds the plugin's Fastify app over a given store and dataplane, with logs in a sink.
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../src/server/app';
+import { Ipam } from '../../src/ipam/ipam';
+import { NetworkDriver } from '../../src/network/network-driver';
+import { Keys } from '../../src/store/json';
+import type { Store } from '../../src/store/types';
+import type { Dataplane } from '../../src/network/dataplane-port';
+import { createLogger } from '../../src/log';
+
+export interface PluginApp {
+  app: FastifyInstance;
+  logs: Array<Record<string, unknown>>;
+  /** POSTs like dockerd does: no Content-Type, body = JSON + newline (or nothing). */
+  call(path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }>;
+}
+
+export function pluginApp(store: Store, dataplane: Dataplane, opts: { host?: string; failAt?: (step: string) => void } = {}): PluginApp {
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  const log = createLogger('debug', sink);
+  const keys = new Keys('/vxnet/v1/');
+  const host = opts.host ?? 'h1';
+  const ipam = new Ipam({ store, keys, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], overlapsHostRoute: async () => false });
+  const driver = new NetworkDriver({ store, keys, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 }, log, failAt: opts.failAt });
+  const app = buildApp({ driver, ipam, log, scope: 'local' });
+  return {
+    app,
+    logs,
+    async call(path, body) {
+      const payload = body === undefined ? '' : typeof body === 'string' ? body : `${JSON.stringify(body)}\n`;
+      const res = await app.inject({
+        method: 'POST',
+        url: path,
+        payload,
+        headers: { accept: 'application/vnd.docker.plugins.v1.2+json', 'content-length': String(Buffer.byteLength(payload)) },
+      });
+      let parsed: Record<string, unknown>;
+      try {
+        parsed = JSON.parse(res.body) as Record<string, unknown>;
+      } catch {
+        parsed = { raw: res.body };
+      }
+      return { status: res.statusCode, body: parsed };
+    },
+  };
+}
+
+export const NET_ID = '0412723f'.padEnd(64, 'a');
+export const NET_ID2 = '0512723f'.padEnd(64, 'b');
+export const EP_ID = '8ef52212'.padEnd(64, 'c');
+export const EP_ID2 = '9ef52212'.padEnd(64, 'd');

@@ -1,0 +1,66 @@
+// A Dataplane that records calls instead of touching the kernel: for unit tests of the protocol
+// and validation layers only. The same flows run against the real kernel in test/integration.
+import type { Dataplane } from '../../src/network/dataplane-port';
+import type { LinkInfo } from '../../src/dataplane/types';
+
+export interface RecordingDataplane extends Dataplane {
+  calls: string[];
+  links: Map<string, LinkInfo>;
+}
+
+export function recordingDataplane(): RecordingDataplane {
+  const calls: string[] = [];
+  const links = new Map<string, LinkInfo>();
+  const link = (name: string, kind: string): void => {
+    links.set(name, { name, index: links.size + 1, kind, mtu: 1500, mac: '', up: true, master: null });
+  };
+  return {
+    calls,
+    links,
+    async ensureBridge(s) {
+      calls.push(`ensureBridge ${s.name}`);
+      link(s.name, 'bridge');
+    },
+    async removeBridge(n) {
+      calls.push(`removeBridge ${n}`);
+      links.delete(n);
+    },
+    async ensureVeth(s) {
+      calls.push(`ensureVeth ${s.hostName}`);
+      link(s.hostName, 'veth');
+    },
+    async removeVeth(n) {
+      calls.push(`removeVeth ${n}`);
+      links.delete(n);
+    },
+    async ensureVxlan(s) {
+      calls.push(`ensureVxlan ${s.name}`);
+      link(s.name, 'vxlan');
+    },
+    async removeVxlan(n) {
+      calls.push(`removeVxlan ${n}`);
+      links.delete(n);
+    },
+    async ensureFdb(s) {
+      calls.push(`ensureFdb ${s.dev} ${s.mac}`);
+    },
+    async removeFdb(s) {
+      calls.push(`removeFdb ${s.dev} ${s.mac}`);
+    },
+    async ensureNeigh(s) {
+      calls.push(`ensureNeigh ${s.dev} ${s.ip}`);
+    },
+    async removeNeigh(s) {
+      calls.push(`removeNeigh ${s.dev} ${s.ip}`);
+    },
+    async ensureBridgeRules(b) {
+      calls.push(`ensureBridgeRules ${b}`);
+    },
+    async removeBridgeRules(b) {
+      calls.push(`removeBridgeRules ${b}`);
+    },
+    async listLinks(prefix) {
+      return [...links.values()].filter((l) => l.name.startsWith(prefix));
+    },
+  };
+}

@@ -1,0 +1,52 @@
+import { loadConfig, helpText, SETTINGS } from '../../src/config';
+
+describe('src/config.ts', () => {
+  it('has defaults for a single host', () => {
+    const c = loadConfig([], {});
+    expect(c).toMatchObject({
+      socket: '/run/docker/plugins/vxnet.sock',
+      dataDir: '/var/lib/vxnet',
+      store: 'embedded',
+      logLevel: 'info',
+      mtu: null,
+      defaultPools: [{ base: '10.128.0.0/9', size: 24 }],
+      vniMin: 256,
+      vniMax: 4095,
+      vxlanPort: 4789,
+      etcdPrefix: '/vxnet/v1/',
+    });
+  });
+
+  it('reads the environment, and flags win over it', () => {
+    const c = loadConfig(['--mtu', '1400', '--log-level=debug'], { VXNET_MTU: '1300', VXNET_SOCKET: '/tmp/x.sock', VXNET_DEFAULT_POOLS: '172.30.0.0/16:26, 10.9.0.0/16:24' });
+    expect(c.mtu).toBe(1400);
+    expect(c.logLevel).toBe('debug');
+    expect(c.socket).toBe('/tmp/x.sock');
+    expect(c.defaultPools).toEqual([{ base: '172.30.0.0/16', size: 26 }, { base: '10.9.0.0/16', size: 24 }]);
+  });
+
+  it.each([
+    [['--mtu', 'abc'], /--mtu\/VXNET_MTU: "abc" is not a whole number/],
+    [['--mtu', '100'], /100 is outside 576..65535/],
+    [['--store', 'redis'], /--store\/VXNET_STORE: "redis" is not one of embedded, etcd/],
+    [['--socket', 'rel.sock'], /not an absolute path/],
+    [['--default-pools', '10.0.0.0/8'], /not BASE\/LEN:SIZE/],
+    [['--default-pools', '10.0.0.0/16:8'], /size \/8 does not fit/],
+    [['--vni-range', '10-5'], /10 is above 5/],
+    [['--host-id', 'a/b'], /--host-id/],
+    [['--etcd-prefix', 'vxnet'], /must start and end with "\/"/],
+    [['--bogus', '1'], /unknown option/],
+    [['--mtu'], /needs a value/],
+    [['stray'], /unexpected argument/],
+  ])('stops on %j with one clear line', (argv, msg) => {
+    expect(() => loadConfig(argv, {})).toThrow(msg);
+  });
+
+  it('lists every option with its variable in --help', () => {
+    const help = helpText();
+    for (const s of SETTINGS) {
+      expect(help).toContain(`--${s.flag}`);
+      expect(help).toContain(s.env);
+    }
+  });
+});
