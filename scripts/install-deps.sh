@@ -104,6 +104,7 @@ fi
 # ---- 3. node modules ---------------------------------------------------------------------------
 if [ "${SKIP_NPM:-0}" != 1 ]; then
   cd "$REPO_DIR"
+  command -v npm >/dev/null || { echo "npm not found: install Node.js 20 first" >&2; exit 1; }
   stamp=node_modules/.package-lock.json
   if [ ! -d node_modules ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
     log "npm ci"

@@ -10,7 +10,8 @@
 // otherwise let docker0 containers reach an internal network; DOCKER-USER stays first.
 //
 // iptables runs through execFile (never a shell), with arguments built only from validated
-// names, one invocation at a time in this process, and `-w` for the xtables lock.
+// names, one operation at a time in this process, and `-w` for the xtables lock (other
+// processes, dockerd included).
 import { execFile } from 'node:child_process';
 import { vxError } from '../errors';
 import { IFNAME_MAX } from './types';
@@ -33,7 +34,8 @@ interface Result {
 
 let queue: Promise<unknown> = Promise.resolve();
 
-function exec(args: string[]): Promise<Result> {
+/** Resolves with the exit code; rejects only when iptables cannot be run at all. */
+function run(args: string[]): Promise<Result> {
   return new Promise((resolve, reject) => {
     execFile(IPTABLES, ['-w', ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
       if (!err) return resolve({ code: 0, stdout, stderr });
@@ -44,9 +46,9 @@ function exec(args: string[]): Promise<Result> {
   });
 }
 
-/** Serialized: concurrent -C/-A pairs would otherwise add a rule twice. */
-function run(args: string[]): Promise<Result> {
-  const next = queue.then(() => exec(args));
+/** Public operations run one at a time: two interleaved -C/-A pairs would add a rule twice. */
+function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+  const next = queue.then(fn);
   queue = next.catch(() => undefined);
   return next;
 }
@@ -147,43 +149,51 @@ export interface BridgeRuleOptions {
 /** Allows traffic between the ports of `bridge`; for an internal network, drops everything else in or out. */
 export async function ensureBridgeRules(bridge: string, opts: BridgeRuleOptions): Promise<void> {
   const br = validBridge(bridge);
-  await ensureChains();
-  for (const rule of isolationRules(br)) {
-    if (opts.internal) await ensureRule(ISOLATION_CHAIN, rule);
-    else await deleteRule(ISOLATION_CHAIN, rule);
-  }
-  await ensureRule(FORWARD_CHAIN, acceptRule(br));
+  await exclusive(async () => {
+    await ensureChains();
+    for (const rule of isolationRules(br)) {
+      if (opts.internal) await ensureRule(ISOLATION_CHAIN, rule);
+      else await deleteRule(ISOLATION_CHAIN, rule);
+    }
+    await ensureRule(FORWARD_CHAIN, acceptRule(br));
+  });
 }
 
 /** Removes every vxnet rule for `bridge`; resolves when there is none (or no vxnet chain at all). */
 export async function removeBridgeRules(bridge: string): Promise<void> {
   const br = validBridge(bridge);
-  if (await chainExists(ISOLATION_CHAIN)) {
-    for (const rule of isolationRules(br)) await deleteRule(ISOLATION_CHAIN, rule);
-  }
-  if (await chainExists(FORWARD_CHAIN)) await deleteRule(FORWARD_CHAIN, acceptRule(br));
+  await exclusive(async () => {
+    if (await chainExists(ISOLATION_CHAIN)) {
+      for (const rule of isolationRules(br)) await deleteRule(ISOLATION_CHAIN, rule);
+    }
+    if (await chainExists(FORWARD_CHAIN)) await deleteRule(FORWARD_CHAIN, acceptRule(br));
+  });
 }
 
 /** Bridges named in vxnet's rules, for orphan cleanup. */
 export async function listRuleBridges(): Promise<string[]> {
   const names = new Set<string>();
-  for (const chain of [FORWARD_CHAIN, ISOLATION_CHAIN]) {
-    if (!(await chainExists(chain))) continue;
-    const out = await must(['-S', chain], `list chain ${chain}`);
-    for (const line of out.split('\n')) {
-      if (!line.startsWith(`-A ${chain} `) || !line.includes('--comment vxnet')) continue;
-      for (const m of line.matchAll(/(?:^|\s)-[io] (\S+)/g)) names.add(m[1]);
+  await exclusive(async () => {
+    for (const chain of [FORWARD_CHAIN, ISOLATION_CHAIN]) {
+      if (!(await chainExists(chain))) continue;
+      const out = await must(['-S', chain], `list chain ${chain}`);
+      for (const line of out.split('\n')) {
+        if (!line.startsWith(`-A ${chain} `) || !line.includes('--comment vxnet')) continue;
+        for (const m of line.matchAll(/(?:^|\s)-[io] (\S+)/g)) names.add(m[1]);
+      }
     }
-  }
+  });
   return [...names].sort();
 }
 
 /** Removes vxnet's jumps and chains (uninstall, tests). */
 export async function removeFirewall(): Promise<void> {
-  for (const chain of [FORWARD_CHAIN, ISOLATION_CHAIN]) {
-    if (!(await chainExists(chain))) continue;
-    await deleteRule(FORWARD, jump(chain));
-    await must(['-F', chain], `flush chain ${chain}`);
-    await must(['-X', chain], `delete chain ${chain}`);
-  }
+  await exclusive(async () => {
+    for (const chain of [FORWARD_CHAIN, ISOLATION_CHAIN]) {
+      if (!(await chainExists(chain))) continue;
+      await deleteRule(FORWARD, jump(chain));
+      await must(['-F', chain], `flush chain ${chain}`);
+      await must(['-X', chain], `delete chain ${chain}`);
+    }
+  });
 }

@@ -54,9 +54,11 @@ export async function listNeigh(dev: string): Promise<NeighEntry[]> {
   } catch (err) {
     throw kernelError(err, 'list', `neighbours of ${dev}`, dev);
   }
-  // An AF_UNSPEC dump also walks the AF_BRIDGE FDB: keep IP families only.
+  // An AF_UNSPEC dump also walks the AF_BRIDGE FDB: keep IP families only. NOARP-only entries
+  // are the kernel's own multicast mappings (ff02::16 -> 33:33:00:00:00:16); `ip neigh` hides them too.
   return msgs
     .filter((m): m is rt.NeighborMessage =>
       m.kind === 'neighbor' && (m.data.family === AF_INET || m.data.family === AF_INET6) && m.data.ifindex === link.index)
+    .filter((m) => m.data.state?.permanent === true || m.data.state?.noarp !== true)
     .map((m) => ({ ip: bufferToIp(m.attrs.dst), mac: bufferToMac(m.attrs.lladdr), permanent: m.data.state?.permanent === true }));
 }

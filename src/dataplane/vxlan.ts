@@ -17,9 +17,10 @@
 // ARP for the anycast gateway and for known endpoints is answered on this host and never
 // sent over the tunnel.
 //
-// Some attributes cannot be changed on a live device (the kernel refuses changelink of VNI,
-// port, local address and proxy): ensureVxlan compares what exists with what is wanted and
-// rebuilds the device only when they differ.
+// Some attributes cannot be changed on a live device (changelink refuses a new VNI, port or
+// proxy setting, and a local address of another family); rather than track which, ensureVxlan
+// compares what exists with what is wanted (vxlanMismatch) and rebuilds the device only when
+// they differ. MTU, bridge and port flags are repaired in place.
 import { ifla } from 'netlink';
 import type { LinkInfo, VxlanSpec } from './types';
 import {
@@ -146,7 +147,7 @@ async function configurePort(link: LinkInfo): Promise<void> {
     return;
   } catch (err) {
     // Kernels before 4.15 lack neigh_suppress; learning off still matters.
-    if (!isErrno(err, 'EINVAL', 'EOPNOTSUPP', 'ERANGE')) throw kernelError(err, 'set bridge port flags on', `vxlan ${link.name}`, link.name);
+    if (!isErrno(err, 'EINVAL', 'EOPNOTSUPP')) throw kernelError(err, 'set bridge port flags on', `vxlan ${link.name}`, link.name);
   }
   try {
     await setPortFlags(link, [learningOff]);

@@ -1,5 +1,8 @@
 // Smoke test of the e2e infrastructure: one simulated host per Docker version on a private underlay.
-// Run: npx jest --selectProjects e2e test/e2e/hosts-smoke   (root; scripts/install-deps.sh first)
+// Run: npx jest --selectProjects e2e -- test/e2e/hosts-smoke   (root; scripts/install-deps.sh first)
+// (without `--`, jest takes the path as a second project name and runs every e2e file)
+// Underlay addresses .201/.202 are this file's; other e2e files must use others (host.sh refuses
+// an address that a running host already has).
 import * as fs from 'fs';
 import { Host, upHost, downHost, underlayUp, underlayDown, startInHost, stopInHost, HostProcess } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
@@ -7,8 +10,8 @@ import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 jest.setTimeout(180_000);
 
 const VERSIONS = [
-  { docker: '20' as const, name: 'vxt-smoke20', ip: '172.31.254.21', expect: /^20\.10\./ },
-  { docker: '26' as const, name: 'vxt-smoke26', ip: '172.31.254.22', expect: /^26\.1\./ },
+  { docker: '20' as const, name: 'vxt-smoke20', ip: '172.31.254.201', expect: /^20\.10\./ },
+  { docker: '26' as const, name: 'vxt-smoke26', ip: '172.31.254.202', expect: /^26\.1\./ },
 ];
 const hosts: Record<string, Host> = {};
 const timings: string[] = [];

@@ -328,6 +328,15 @@ cmd_up() {
   local t0 S="$STATE_ROOT/$n" uif; t0=$(date +%s%N); uif=$(ul_if "$n")
   # Leftovers from an earlier run.
   if netns_exists "$n" || [ -e "$S" ]; then log "cleaning leftovers of $n"; cmd_down "$n"; fi
+  # Two hosts with one address on the underlay break each other silently: refuse.
+  local f other
+  for f in "$STATE_ROOT"/vxt-*/ip; do
+    [ -f "$f" ] || continue
+    other=$(basename "$(dirname "$f")")
+    if [ "$other" != "$n" ] && [ "$(cut -d/ -f1 "$f")" = "${ip%/*}" ] && netns_exists "$other"; then
+      die "underlay address ${ip%/*} is already used by host $other"
+    fi
+  done
   cmd_underlay_up
   mkdir -p "$S"
   echo "$ip" >"$S/ip"

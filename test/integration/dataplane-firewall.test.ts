@@ -93,7 +93,7 @@ describe('src/dataplane/firewall', () => {
     await ensureBridgeRules(br, { internal: true });
     const fwd = forward();
     expect(positionOf(fwd, 'VXNET-ISOLATION')).toBe(positionOf(fwd, 'DOCKER-USER') + 1);
-    expect(positionOf(fwd, 'VXNET-FORWARD')).toBe(fwd.length - 1);
+    expect(positionOf(fwd, 'VXNET-FORWARD')).toBeGreaterThan(positionOf(fwd, 'VXNET-ISOLATION'));
   });
 
   it('moves a misplaced isolation jump back after DOCKER-USER', async () => {

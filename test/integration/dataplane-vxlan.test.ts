@@ -73,6 +73,17 @@ describe('src/dataplane/vxlan', () => {
     expect(d.flags).toContain('UP');
   });
 
+  it('takes an IPv6 local address and no underlay', async () => {
+    const v6 = { ...spec, local: '2001:db8::1', underlay: undefined };
+    await ensureVxlan(v6);
+    const d = linkDetails(spec.name);
+    expect(d.linkinfo.info_data).toMatchObject({ id: spec.vni, local6: '2001:db8::1', learning: false, proxy: true });
+    expect(d.linkinfo.info_data.link).toBeUndefined();
+    const onRebuild = jest.fn();
+    await ensureVxlan(v6, { onRebuild });
+    expect(onRebuild).not.toHaveBeenCalled();
+  });
+
   it('turns off learning and turns on neigh_suppress on its bridge port', async () => {
     await ensureVxlan(spec);
     const port = linkDetails(spec.name).linkinfo.info_slave_data;

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# `npm start`: install dependencies and build when needed, then run the driver in the foreground
+# (embedded store, socket /run/docker/plugins/vxnet.sock). Extra arguments go to `vxnet run`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+if [ ! -f dist/src/main.js ] || [ -n "$(find src -newer dist/src/main.js -name '*.ts' -print -quit)" ]; then
+  npx tsc -p tsconfig.json
+fi
+exec node dist/src/main.js run "$@"
