@@ -42,7 +42,7 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
 
   afterAll(async () => {
     if (!host) return;
-    await host.docker(['rm', '-f', 'a', 'b', 'c', 'd', 'i1', 'i2', 'mtu']);
+    await host.docker(['rm', '-f', 'ca', 'cb', 'cc', 'cd', 'i1', 'i2', 'mtu']);
     await host.docker(['network', 'rm', NET, 'vxt-internal', 'vxt-auto']);
     await driver?.stop();
     await downHost(host);
@@ -65,45 +65,48 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
   });
 
   it('gives two containers addresses from the ip-range; they ping each other by IP and by name', async () => {
-    await runSleeper('a');
-    await runSleeper('b');
+    await runSleeper('ca');
+    await runSleeper('cb');
     const ipOf = async (c: string): Promise<string> =>
       host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, c]);
-    const [ipa, ipb] = [await ipOf('a'), await ipOf('b')];
-    expect(ipa).toMatch(/^10\.77\.0\.(1[3-9]\d|2[0-5]\d)$/);
-    expect(ipb).toMatch(/^10\.77\.0\.(1[3-9]\d|2[0-5]\d)$/);
+    const [ipa, ipb] = [await ipOf('ca'), await ipOf('cb')];
+    // --ip-range 10.77.0.128/25
+    for (const ip of [ipa, ipb]) {
+      expect(ip).toMatch(/^10\.77\.0\.\d+$/);
+      expect(Number(ip.split('.')[3])).toBeGreaterThanOrEqual(128);
+    }
     expect(ipa).not.toBe(ipb);
-    expect((await host.dockerOk(['exec', 'a', 'ping', '-c', '2', '-W', '2', ipb]))).toMatch(/2 packets received/);
-    expect((await host.dockerOk(['exec', 'b', 'ping', '-c', '2', '-W', '2', 'a']))).toMatch(/2 packets received/);
+    expect((await host.dockerOk(['exec', 'ca', 'ping', '-c', '2', '-W', '2', ipb]))).toMatch(/2 packets received/);
+    expect((await host.dockerOk(['exec', 'cb', 'ping', '-c', '2', '-W', '2', 'ca']))).toMatch(/2 packets received/);
     // The anycast gateway lives on this host's bridge.
-    expect((await host.dockerOk(['exec', 'a', 'ping', '-c', '1', '-W', '2', '10.77.0.1']))).toMatch(/1 packets received/);
-    expect(await host.dockerOk(['exec', 'a', 'ip', 'route'])).toMatch(/default via 10\.77\.0\.1 dev eth0/);
+    expect((await host.dockerOk(['exec', 'ca', 'ping', '-c', '1', '-W', '2', '10.77.0.1']))).toMatch(/1 packets received/);
+    expect(await host.dockerOk(['exec', 'ca', 'ip', 'route'])).toMatch(/default via 10\.77\.0\.1 dev eth0/);
   });
 
   it('applies the network MTU inside the container', async () => {
-    expect(await host.dockerOk(['exec', 'a', 'cat', '/sys/class/net/eth0/mtu'])).toBe('1400');
+    expect(await host.dockerOk(['exec', 'ca', 'cat', '/sys/class/net/eth0/mtu'])).toBe('1400');
     // A full-size frame crosses the bridge.
-    const ipb = await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'b']);
-    expect(await host.dockerOk(['exec', 'a', 'ping', '-c', '1', '-W', '2', '-s', '1372', ipb])).toMatch(/1 packets received/);
+    const ipb = await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'cb']);
+    expect(await host.dockerOk(['exec', 'ca', 'ping', '-c', '1', '-W', '2', '-s', '1372', ipb])).toMatch(/1 packets received/);
   });
 
   it('honours --ip and refuses the same static address twice with a clear error', async () => {
-    await runSleeper('c', ['--ip', '10.77.0.20']);
-    expect(await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'c'])).toBe('10.77.0.20');
-    const dup = await host.docker(['run', '-d', '--name', 'd', '--network', NET, '--ip', '10.77.0.20', img, 'sleep', '3600']);
+    await runSleeper('cc', ['--ip', '10.77.0.20']);
+    expect(await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'cc'])).toBe('10.77.0.20');
+    const dup = await host.docker(['run', '-d', '--name', 'cd', '--network', NET, '--ip', '10.77.0.20', img, 'sleep', '3600']);
     expect(dup.code).not.toBe(0);
     expect(dup.stderr).toMatch(/10\.77\.0\.20 is already in use/);
-    await host.docker(['rm', '-f', 'd']);
+    await host.docker(['rm', '-f', 'cd']);
   });
 
   it('survives a driver restart between operations (SIGKILL, then start again)', async () => {
     await driver.stop('SIGKILL');
     driver = await startDriver(host);
-    await host.dockerOk(['rm', '-f', 'c']);
-    await runSleeper('d');
-    const ipd = await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'd']);
-    expect(await host.dockerOk(['exec', 'a', 'ping', '-c', '1', '-W', '2', ipd])).toMatch(/1 packets received/);
-    expect(await host.dockerOk(['exec', 'd', 'ping', '-c', '1', '-W', '2', 'b'])).toMatch(/1 packets received/);
+    await host.dockerOk(['rm', '-f', 'cc']);
+    await runSleeper('cd');
+    const ipd = await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'cd']);
+    expect(await host.dockerOk(['exec', 'ca', 'ping', '-c', '1', '-W', '2', ipd])).toMatch(/1 packets received/);
+    expect(await host.dockerOk(['exec', 'cd', 'ping', '-c', '1', '-W', '2', 'cb'])).toMatch(/1 packets received/);
   });
 
   it('keeps an --internal network internal: no default route, peers still reachable', async () => {
@@ -115,7 +118,7 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
     expect(await host.dockerOk(['exec', 'i1', 'ping', '-c', '1', '-W', '2', 'i2'])).toMatch(/1 packets received/);
     // Nothing from outside the internal network gets in, not even from another vxnet network.
     const i2 = await host.dockerOk(['inspect', '-f', '{{(index .NetworkSettings.Networks "vxt-internal").IPAddress}}', 'i2']);
-    const out = await host.docker(['exec', 'a', 'ping', '-c', '1', '-W', '1', i2]);
+    const out = await host.docker(['exec', 'ca', 'ping', '-c', '1', '-W', '1', i2]);
     expect(out.code).not.toBe(0);
   });
 
@@ -126,7 +129,7 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
   });
 
   it('leaves no link, rule or store key behind once containers and networks are removed', async () => {
-    await host.dockerOk(['rm', '-f', 'a', 'b', 'd', 'i1', 'i2']);
+    await host.dockerOk(['rm', '-f', 'ca', 'cb', 'cd', 'i1', 'i2']);
     await host.dockerOk(['network', 'rm', NET, 'vxt-internal', 'vxt-auto']);
     expect(await vxLinks()).toEqual([]);
     // The chains may stay (empty, jumped to once); no rule names a bridge any more.
