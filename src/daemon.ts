@@ -8,11 +8,15 @@ import type { Store } from './store/types';
 import { Keys } from './store/json';
 import { Ipam } from './ipam/ipam';
 import { Cidr, overlaps } from './ipam/cidr';
-import { NetworkDriver } from './network/network-driver';
+import { NetworkDriver, Vtep } from './network/network-driver';
+import { PeerSync } from './network/peers';
+import { registerHost } from './network/host-registry';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import * as dataplane from './dataplane';
 import { defaultRouteInterface, readRoutes4 } from './dataplane/routes';
+
+export const VERSION = '0.1.0';
 
 /** Bytes VXLAN adds around each frame: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD = 50;
@@ -25,12 +29,40 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-export async function resolveDefaultMtu(config: Config): Promise<number> {
+/** Inner MTU: the setting, or the underlay's MTU minus what VXLAN adds. */
+export async function resolveDefaultMtu(config: Config, vtep: Vtep | null): Promise<number> {
   if (config.mtu !== null) return config.mtu;
-  const iface = defaultRouteInterface();
+  const iface = vtep?.iface ?? defaultRouteInterface();
   if (!iface) return FALLBACK_MTU;
   const link = await dataplane.getLinkByName(iface);
   return link ? link.mtu - VXLAN_OVERHEAD : FALLBACK_MTU;
+}
+
+/**
+ * This host's tunnel endpoint. A single host with the embedded store needs none unless one is
+ * configured; across hosts it is required: the setting, else the address of the named
+ * interface, else of the default-route interface.
+ */
+export async function resolveVtep(config: Config): Promise<Vtep | null> {
+  if (config.store === 'embedded' && !config.vtepIp && !config.vtepInterface) return null;
+  const links = await dataplane.listLinks('');
+  const addrsOf = async (name: string): Promise<string[]> => {
+    const link = links.find((l) => l.name === name);
+    return link ? (await dataplane.listAddrs(link)).filter((a) => a.family === 4).map((a) => a.cidr.split('/')[0]) : [];
+  };
+  if (config.vtepIp) {
+    for (const l of links) {
+      if ((await addrsOf(l.name)).includes(config.vtepIp)) return { ip: config.vtepIp, iface: config.vtepInterface ?? l.name };
+    }
+    throw vxError('VXNET_ERR_BAD_CONFIG', `invalid setting --vtep-ip/VXNET_VTEP_IP: no interface of this host has ${config.vtepIp}`);
+  }
+  const iface = config.vtepInterface ?? defaultRouteInterface();
+  if (!iface) {
+    throw vxError('VXNET_ERR_BAD_CONFIG', 'no VTEP address: set --vtep-ip/VXNET_VTEP_IP or --vtep-interface/VXNET_VTEP_INTERFACE (this host has no default route)');
+  }
+  const [ip] = await addrsOf(iface);
+  if (!ip) throw vxError('VXNET_ERR_BAD_CONFIG', `invalid setting --vtep-interface/VXNET_VTEP_INTERFACE: ${iface} has no IPv4 address`);
+  return { ip, iface };
 }
 
 async function openStore(config: Config): Promise<Store> {
@@ -47,10 +79,22 @@ async function overlapsHostRoute(c: Cidr): Promise<boolean> {
 }
 
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
-  const defaultMtu = await resolveDefaultMtu(config);
+  const vtep = await resolveVtep(config);
+  const defaultMtu = await resolveDefaultMtu(config, vtep);
   const store = await openStore(config);
   const keys = new Keys(config.etcdPrefix);
   const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, overlapsHostRoute });
+  let peers: PeerSync | null = null;
+  try {
+    if (vtep) {
+      await registerHost(store, keys, config.hostId, { vtep: vtep.ip, version: VERSION }, config.leaseTtl);
+      peers = new PeerSync({ store, keys, dataplane, host: config.hostId, log: log.child({ mod: 'peers' }) });
+      await peers.start();
+    }
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   const driver = new NetworkDriver({
     store,
     keys,
@@ -59,21 +103,26 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     host: config.hostId,
     defaultMtu,
     vniRange: { min: config.vniMin, max: config.vniMax },
+    vtep,
+    vxlanPort: config.vxlanPort,
+    peers,
     log: log.child({ mod: 'network' }),
   });
   const app = buildApp({ driver, ipam, log: log.child({ mod: 'server' }), scope: 'local' });
   try {
     await listenOnSocket(app, config.socket);
   } catch (err) {
+    await peers?.close();
     await store.close();
     throw err;
   }
-  log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu }, 'vxnet listening');
+  log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, vtep: vtep?.ip ?? null }, 'vxnet listening');
   return {
     app,
     store,
     async close() {
       await app.close();
+      await peers?.close();
       await store.close();
       dataplane.closeRtnl();
     },

@@ -2,6 +2,19 @@
 // (netlink + iptables); the domain depends only on this shape.
 import type { BridgeSpec, VethSpec, VxlanSpec, LinkInfo } from '../dataplane/types';
 
+export interface FdbEntry {
+  mac: string;
+  dst: string | null;
+  master: boolean;
+  self: boolean;
+}
+
+export interface NeighEntry {
+  ip: string;
+  mac: string;
+  permanent: boolean;
+}
+
 export interface FdbSpec {
   dev: string;
   mac: string;
@@ -20,12 +33,14 @@ export interface Dataplane {
   removeBridge(name: string): Promise<void>;
   ensureVeth(spec: VethSpec): Promise<void>;
   removeVeth(name: string): Promise<void>;
-  ensureVxlan(spec: VxlanSpec): Promise<void>;
+  ensureVxlan(spec: VxlanSpec, opts?: { onRebuild?(reason: string): void }): Promise<void>;
   removeVxlan(name: string): Promise<void>;
   ensureFdb(spec: FdbSpec): Promise<void>;
   removeFdb(spec: FdbSpec): Promise<void>;
+  listFdb(dev: string): Promise<FdbEntry[]>;
   ensureNeigh(spec: NeighSpec): Promise<void>;
-  removeNeigh(spec: NeighSpec): Promise<void>;
+  removeNeigh(spec: { dev: string; ip: string }): Promise<void>;
+  listNeigh(dev: string): Promise<NeighEntry[]>;
   ensureBridgeRules(bridge: string, opts: { internal: boolean }): Promise<void>;
   removeBridgeRules(bridge: string): Promise<void>;
   listLinks(prefix: string): Promise<LinkInfo[]>;

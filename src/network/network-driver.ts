@@ -12,7 +12,7 @@ import { parseCidr, parseIp, containsIp, cidrToString } from '../ipam/cidr';
 import type { Dataplane } from './dataplane-port';
 import type { DockerNetworkRecord, EndpointRecord, NetworkRecord, SubnetInfo } from './records';
 import { KeyedLock } from './keyed-lock';
-import { bridgeMac, bridgeName, endpointMac, vethNames } from './names';
+import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName } from './names';
 import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
 
@@ -51,6 +51,18 @@ export interface PoolBinder {
   addressSpaces(): { local: string; global: string };
 }
 
+/** This host's tunnel endpoint: its underlay address and the device that holds it. */
+export interface Vtep {
+  ip: string;
+  iface: string;
+}
+
+/** What Join and teardown tell the peer programmer (network/peers.ts). */
+export interface PeerPort {
+  activate(lnet: string, net: NetworkRecord): Promise<void>;
+  deactivate(lnet: string): void;
+}
+
 export interface NetworkDriverDeps {
   store: Store;
   keys: Keys;
@@ -59,6 +71,10 @@ export interface NetworkDriverDeps {
   host: string;
   defaultMtu: number;
   vniRange: { min: number; max: number };
+  /** null on a single host (embedded store): no VXLAN device, no peers. */
+  vtep: Vtep | null;
+  vxlanPort: number;
+  peers: PeerPort | null;
   log: Logger;
   /** Test hook: throws at the named step to prove rollback (STYLE.md §5). */
   failAt?: (step: string) => void;
@@ -217,7 +233,7 @@ export class NetworkDriver {
     const ipv6 = checkAddress(iface.AddressIPv6, net.ipv6, 6, lnet);
     if (!ipv4 && !ipv6) throw badRequest(`endpoint ${req.EndpointID} has no address`);
     const mac = iface.MacAddress === '' ? endpointMac(ipv4, req.EndpointID) : normaliseMac(iface.MacAddress);
-    const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: null, mac, ipv4, ipv6 };
+    const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: this.deps.vtep?.ip ?? null, mac, ipv4, ipv6 };
     const key = this.deps.keys.endpoint(lnet, req.EndpointID);
     if (!(await this.deps.store.createIfAbsent(key, JSON.stringify(rec)))) {
       const cur = await getJson<EndpointRecord>(this.deps.store, key);
@@ -255,9 +271,12 @@ export class NetworkDriver {
     });
   }
 
-  /** The bridge (and firewall rules) of a network on this host; created on its first Join. */
+  /**
+   * The bridge, its firewall rules and (across hosts) its VXLAN device: created on the network's
+   * first Join on this host, checked and repaired on every later one.
+   */
   private async ensureNetworkDevices(net: NetworkRecord, undo: Undo): Promise<string> {
-    const { dataplane } = this.deps;
+    const { dataplane, vtep, log } = this.deps;
     const bridge = bridgeName(net.vni);
     const existed = (await dataplane.listLinks(bridge)).some((l) => l.name === bridge);
     const addresses = net.internal ? [] : gatewayAddresses(net);
@@ -266,6 +285,15 @@ export class NetworkDriver {
     await dataplane.ensureBridgeRules(bridge, { internal: net.internal });
     if (!existed) undo.push(`remove rules of ${bridge}`, () => dataplane.removeBridgeRules(bridge));
     this.deps.failAt?.('join:after-bridge');
+    if (vtep) {
+      const name = vxlanName(net.vni);
+      await dataplane.ensureVxlan(
+        { name, vni: net.vni, port: this.deps.vxlanPort, local: vtep.ip, underlay: vtep.iface, mtu: net.mtu, bridge },
+        { onRebuild: (reason) => log.warn({ dev: name, reason }, 'vxlan device rebuilt') },
+      );
+      if (!existed) undo.push(`remove vxlan ${name}`, () => dataplane.removeVxlan(name));
+      await this.deps.peers?.activate(net.lnet, net);
+    }
     return bridge;
   }
 
@@ -311,7 +339,9 @@ export class NetworkDriver {
     const { store, keys, host, dataplane } = this.deps;
     const local = (await listJson<EndpointRecord>(store, keys.endpoints(net.lnet))).some((e) => e.value.host === host);
     if (local) return;
+    this.deps.peers?.deactivate(net.lnet);
     const bridge = bridgeName(net.vni);
+    await ignoreMissing(dataplane.removeVxlan(vxlanName(net.vni)));
     await dataplane.removeBridgeRules(bridge);
     await ignoreMissing(dataplane.removeBridge(bridge));
   }

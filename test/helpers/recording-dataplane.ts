@@ -47,6 +47,12 @@ export function recordingDataplane(): RecordingDataplane {
     async removeFdb(s) {
       calls.push(`removeFdb ${s.dev} ${s.mac}`);
     },
+    async listFdb() {
+      return [];
+    },
+    async listNeigh() {
+      return [];
+    },
     async ensureNeigh(s) {
       calls.push(`ensureNeigh ${s.dev} ${s.ip}`);
     },

@@ -1,0 +1,20 @@
+// hosts/<host>: this host's VTEP, attached to a store lease that this process keeps alive.
+// When the process dies the lease expires after its TTL and every other host drops this
+// host's peer entries (peers.ts); its addresses stay reserved (its containers may still run).
+import type { Store } from '../store/types';
+import type { Keys } from '../store/json';
+import { vxError } from '../errors';
+import type { HostRecord } from './peers';
+
+export async function registerHost(store: Store, keys: Keys, host: string, rec: HostRecord, ttlSeconds: number): Promise<void> {
+  if (!store.grantLease) throw vxError('VXNET_ERR_STORE', 'this store cannot hold host leases');
+  const lease = await store.grantLease(ttlSeconds);
+  const key = keys.host(host);
+  // A record left by this host's previous process still carries that process's lease: replace
+  // it, so the new lease is the one that keeps this host alive.
+  for (let i = 0; i < 5; i++) {
+    if (await store.createIfAbsent(key, JSON.stringify(rec), { lease })) return;
+    await store.delete(key);
+  }
+  throw vxError('VXNET_ERR_STORE_CONFLICT', `could not register host ${host}: ${key} keeps coming back`);
+}

@@ -1,0 +1,146 @@
+// A real single-member etcd for store tests: 127.0.0.1 only, ports picked from 23790 up after
+// checking they are free, data under a fresh /tmp directory removed by stop(). The process can be
+// paused (SIGSTOP: connections stay open, nothing answers, like a hung host), killed (like a
+// crash) and restarted on the same data (revisions and leases survive, as after a reboot).
+import { ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+const ETCD_BIN = process.env.VXT_ETCD_BIN ?? '/usr/bin/etcd';
+const FIRST_PORT = 23790;
+const LAST_PORT = 23990;
+const HEALTHY_WITHIN_MS = 15000;
+
+export interface EtcdProcess {
+  /** http://127.0.0.1:PORT */
+  endpoint: string;
+  pid(): number;
+  /** SIGSTOP: the process stays, its sockets stay open, nothing answers. */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
+  /** SIGKILL, and waits until it is gone. */
+  kill(): Promise<void>;
+  /** Starts again on the same ports and data (after kill()), and waits until healthy. */
+  restart(): Promise<void>;
+  /** Kills the process and removes its data directory. */
+  stop(): Promise<void>;
+}
+
+export async function startEtcd(): Promise<EtcdProcess> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vxnet-etcd-'));
+  const [clientPort, peerPort] = await freePorts(2);
+  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  const name = `vxt${clientPort}`;
+  const args = [
+    '--name', name,
+    '--data-dir', path.join(dataDir, 'data'),
+    '--listen-client-urls', endpoint,
+    '--advertise-client-urls', endpoint,
+    '--listen-peer-urls', peer,
+    '--initial-advertise-peer-urls', peer,
+    '--initial-cluster', `${name}=${peer}`,
+    '--initial-cluster-state', 'new',
+    '--logger', 'zap',
+    '--log-level', 'error',
+  ];
+  const logPath = path.join(dataDir, 'etcd.log');
+  let child: ChildProcess | null = null;
+  let exited: Promise<void> = Promise.resolve();
+
+  async function launch(): Promise<void> {
+    const log = fs.openSync(logPath, 'a');
+    const c = spawn(ETCD_BIN, args, { stdio: ['ignore', log, log] });
+    fs.closeSync(log);
+    child = c;
+    exited = new Promise((resolve) => c.once('exit', () => resolve()));
+    await waitHealthy(endpoint, c, logPath);
+  }
+
+  async function killNow(): Promise<void> {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    c.kill('SIGKILL');
+    await exited;
+  }
+
+  const onExit = (): void => {
+    const c = child;
+    if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  };
+  process.once('exit', onExit);
+
+  await launch();
+  return {
+    endpoint,
+    pid: () => child?.pid ?? -1,
+    pause: () => void child?.kill('SIGSTOP'),
+    resume: () => void child?.kill('SIGCONT'),
+    kill: killNow,
+    restart: async () => {
+      await killNow();
+      await launch();
+    },
+    stop: async () => {
+      await killNow();
+      process.removeListener('exit', onExit);
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function waitHealthy(endpoint: string, c: ChildProcess, logPath: string): Promise<void> {
+  const until = Date.now() + HEALTHY_WITHIN_MS;
+  while (Date.now() < until) {
+    if (c.exitCode !== null || c.signalCode !== null) {
+      throw new Error(`etcd exited (${c.exitCode ?? c.signalCode}): ${tail(logPath)}`);
+    }
+    try {
+      const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
+      const body = (await res.json()) as { health?: string };
+      if (body.health === 'true') return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(50);
+  }
+  c.kill('SIGKILL');
+  throw new Error(`etcd at ${endpoint} not healthy within ${HEALTHY_WITHIN_MS} ms: ${tail(logPath)}`);
+}
+
+/** Ports in the test range that nothing listens on right now. */
+async function freePorts(n: number): Promise<number[]> {
+  const out: number[] = [];
+  // Start at a pid-dependent offset so two jest processes rarely probe the same ports.
+  const span = LAST_PORT - FIRST_PORT;
+  const start = (process.pid * 7) % span;
+  for (let i = 0; i < span && out.length < n; i++) {
+    const port = FIRST_PORT + ((start + i) % span);
+    if (await portFree(port)) out.push(port);
+  }
+  if (out.length < n) throw new Error(`no free ports in ${FIRST_PORT}-${LAST_PORT}`);
+  return out;
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+function tail(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').slice(-2000);
+  } catch {
+    return '(no log)';
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
