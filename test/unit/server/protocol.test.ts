@@ -47,7 +47,7 @@ describe('src/server/app.ts (protocol, as dockerd speaks it)', () => {
     expect(info.Value).toMatchObject({ 'vxnet.vni': 256, 'vxnet.mac': c.mac });
     expect(dp.calls).toEqual(['ensureBridge vxb-256', 'ensureBridgeRules vxb-256', `ensureVeth vxe-8ef52212cc`, `ensureFdb vxe-8ef52212cc ${c.mac}`]);
     await stopContainer(p, net, c);
-    expect(dp.calls.slice(4)).toEqual(['removeVeth vxe-8ef52212cc', 'removeBridgeRules vxb-256', 'removeBridge vxb-256']);
+    expect(dp.calls.slice(4)).toEqual(['removeVeth vxe-8ef52212cc', 'removeVxlan vxv-256', 'removeBridgeRules vxb-256', 'removeBridge vxb-256']);
     await removeNetwork(p, net, ['10.123.0.5']);
     expect(await store.list('/')).toEqual([]);
   });
