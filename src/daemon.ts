@@ -4,6 +4,7 @@ import type { Config } from './config';
 import type { Logger } from './log';
 import { vxError } from './errors';
 import { EmbeddedStore } from './store/embedded';
+import { EtcdStore } from './store/etcd';
 import type { Store } from './store/types';
 import { Keys } from './store/json';
 import { Ipam } from './ipam/ipam';
@@ -65,9 +66,17 @@ export async function resolveVtep(config: Config): Promise<Vtep | null> {
   return { ip, iface };
 }
 
-async function openStore(config: Config): Promise<Store> {
+async function openStore(config: Config, log: Logger): Promise<Store> {
   if (config.store === 'embedded') return EmbeddedStore.open({ dataDir: config.dataDir });
-  throw vxError('VXNET_ERR_BAD_CONFIG', 'store "etcd" is not available in this build yet');
+  const storeLog = log.child({ mod: 'store' });
+  return EtcdStore.open({
+    endpoints: config.etcdEndpoints,
+    prefix: config.etcdPrefix,
+    ca: config.etcdCa ?? undefined,
+    cert: config.etcdCert ?? undefined,
+    key: config.etcdKey ?? undefined,
+    onError: (err) => storeLog.warn({ err }, 'store trouble handled'),
+  });
 }
 
 /** Auto-chosen subnets must not shadow a route this host has (the default route aside). */
@@ -81,7 +90,7 @@ async function overlapsHostRoute(c: Cidr): Promise<boolean> {
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   const vtep = await resolveVtep(config);
   const defaultMtu = await resolveDefaultMtu(config, vtep);
-  const store = await openStore(config);
+  const store = await openStore(config, log);
   const keys = new Keys(config.etcdPrefix);
   const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, overlapsHostRoute });
   let peers: PeerSync | null = null;

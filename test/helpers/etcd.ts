@@ -2,8 +2,10 @@
 // checking they are free, data under a fresh /tmp directory removed by stop(). The process can be
 // paused (SIGSTOP: connections stay open, nothing answers, like a hung host), killed (like a
 // crash) and restarted on the same data (revisions and leases survive, as after a reboot).
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,9 +15,17 @@ const FIRST_PORT = 23790;
 const LAST_PORT = 23990;
 const HEALTHY_WITHIN_MS = 15000;
 
+export interface EtcdTls {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
 export interface EtcdProcess {
-  /** http://127.0.0.1:PORT */
+  /** http://127.0.0.1:PORT, or https:// when started with tls. */
   endpoint: string;
+  /** Client-side PEM files (CA, client cert, client key) when started with tls. */
+  tls: EtcdTls | null;
   pid(): number;
   /** SIGSTOP: the process stays, its sockets stay open, nothing answers. */
   pause(): void;
@@ -29,10 +39,12 @@ export interface EtcdProcess {
   stop(): Promise<void>;
 }
 
-export async function startEtcd(): Promise<EtcdProcess> {
+/** opts.tls: serve clients over TLS and require a client certificate (made here with openssl). */
+export async function startEtcd(opts: { tls?: boolean } = {}): Promise<EtcdProcess> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vxnet-etcd-'));
   const [clientPort, peerPort] = await freePorts(2);
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const tls = opts.tls ? makeCerts(dataDir) : null;
+  const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const name = `vxt${clientPort}`;
   const args = [
@@ -46,6 +58,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
     '--initial-cluster-state', 'new',
     '--logger', 'zap',
     '--log-level', 'error',
+    ...(tls ? ['--cert-file', tls.server.cert, '--key-file', tls.server.key, '--trusted-ca-file', tls.client.ca, '--client-cert-auth'] : []),
   ];
   const logPath = path.join(dataDir, 'etcd.log');
   let child: ChildProcess | null = null;
@@ -57,7 +70,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
     fs.closeSync(log);
     child = c;
     exited = new Promise((resolve) => c.once('exit', () => resolve()));
-    await waitHealthy(endpoint, c, logPath);
+    await waitHealthy(endpoint, c, logPath, tls?.client ?? null);
   }
 
   async function killNow(): Promise<void> {
@@ -76,6 +89,7 @@ export async function startEtcd(): Promise<EtcdProcess> {
   await launch();
   return {
     endpoint,
+    tls: tls?.client ?? null,
     pid: () => child?.pid ?? -1,
     pause: () => void child?.kill('SIGSTOP'),
     resume: () => void child?.kill('SIGCONT'),
@@ -92,23 +106,53 @@ export async function startEtcd(): Promise<EtcdProcess> {
   };
 }
 
-async function waitHealthy(endpoint: string, c: ChildProcess, logPath: string): Promise<void> {
+async function waitHealthy(endpoint: string, c: ChildProcess, logPath: string, tls: EtcdTls | null): Promise<void> {
   const until = Date.now() + HEALTHY_WITHIN_MS;
   while (Date.now() < until) {
     if (c.exitCode !== null || c.signalCode !== null) {
       throw new Error(`etcd exited (${c.exitCode ?? c.signalCode}): ${tail(logPath)}`);
     }
-    try {
-      const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
-      const body = (await res.json()) as { health?: string };
-      if (body.health === 'true') return;
-    } catch {
-      // not listening yet
-    }
+    if (await healthy(endpoint, tls)) return;
     await sleep(50);
   }
   c.kill('SIGKILL');
   throw new Error(`etcd at ${endpoint} not healthy within ${HEALTHY_WITHIN_MS} ms: ${tail(logPath)}`);
+}
+
+function healthy(endpoint: string, tls: EtcdTls | null): Promise<boolean> {
+  return new Promise((resolve) => {
+    const get = tls ? https.get : http.get;
+    const req = get(
+      `${endpoint}/health`,
+      { timeout: 1000, ...(tls ? { ca: fs.readFileSync(tls.ca), cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) } : {}) },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body.includes('"health":"true"')));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+  });
+}
+
+/** A throwaway CA, a server certificate for 127.0.0.1 and a client certificate. */
+function makeCerts(dir: string): { server: { cert: string; key: string }; client: EtcdTls } {
+  const f = (name: string): string => path.join(dir, name);
+  const ssl = (...args: string[]): void => void execFileSync('openssl', args, { stdio: 'pipe' });
+  ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=vxnet-test-ca',
+    '-keyout', f('ca.key'), '-out', f('ca.pem'));
+  for (const [name, ext] of [['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth'], ['client', 'extendedKeyUsage=clientAuth']]) {
+    ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', `/CN=vxnet-test-${name}`,
+      '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`));
+    fs.writeFileSync(f(`${name}.ext`), ext);
+    ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '1',
+      '-extfile', f(`${name}.ext`), '-out', f(`${name}.pem`));
+  }
+  return {
+    server: { cert: f('server.pem'), key: f('server.key') },
+    client: { ca: f('ca.pem'), cert: f('client.pem'), key: f('client.key') },
+  };
 }
 
 /** Ports in the test range that nothing listens on right now. */

@@ -1,0 +1,81 @@
+// Facts about the machine and processes a benchmark ran on, for the results file.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { run } from '../../test/helpers/hosts';
+import type { Host } from '../../test/helpers/hosts';
+
+export interface MemoryKb {
+  /** resident set size now */
+  rssKb: number;
+  /** peak resident set size so far (VmHWM) */
+  peakKb: number;
+}
+
+/** VmRSS and VmHWM of a process, from /proc/<pid>/status. */
+export function memoryOf(pid: number): MemoryKb {
+  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string): number => {
+    const m = new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, 'm').exec(text);
+    if (!m) throw new Error(`/proc/${pid}/status has no ${name}`);
+    return Number(m[1]);
+  };
+  return { rssKb: field('VmRSS'), peakKb: field('VmHWM') };
+}
+
+export interface DockerVersions {
+  client: string;
+  server: string;
+  apiVersion: string;
+  components: Record<string, string>;
+}
+
+export async function dockerVersions(host: Host): Promise<DockerVersions> {
+  const v = JSON.parse(await host.dockerOk(['version', '--format', '{{json .}}'])) as {
+    Client: { Version: string };
+    Server: { Version: string; ApiVersion: string; Components?: Array<{ Name: string; Version: string }> };
+  };
+  const components: Record<string, string> = {};
+  for (const c of v.Server.Components ?? []) components[c.Name] = c.Version;
+  return { client: v.Client.Version, server: v.Server.Version, apiVersion: v.Server.ApiVersion, components };
+}
+
+export interface MachineInfo {
+  nproc: number;
+  cpuModel: string;
+  memTotalMb: number;
+  kernel: string;
+  os: string;
+  node: string;
+  loadavgAtStart: number[];
+}
+
+export async function machineInfo(): Promise<MachineInfo> {
+  const nproc = Number((await run('nproc', [])).stdout.trim()) || os.cpus().length;
+  let osName = os.type();
+  try {
+    const rel = fs.readFileSync('/etc/os-release', 'utf8');
+    osName = /^PRETTY_NAME="?([^"\n]*)"?/m.exec(rel)?.[1] ?? osName;
+  } catch {
+    /* keep os.type() */
+  }
+  return {
+    nproc,
+    cpuModel: os.cpus()[0]?.model ?? 'unknown',
+    memTotalMb: Math.round(os.totalmem() / 1048576),
+    kernel: os.release(),
+    os: osName,
+    node: process.version,
+    loadavgAtStart: os.loadavg().map((x) => Math.round(x * 100) / 100),
+  };
+}
+
+/** The commit the driver was built from, and whether tracked files differ from it (read-only git). */
+export async function sourceRevision(repo: string): Promise<{ commit: string | null; dirty: boolean | null }> {
+  const head = await run('git', ['-C', repo, 'rev-parse', 'HEAD']).catch(() => null);
+  if (!head || head.code !== 0) return { commit: null, dirty: null };
+  const st = await run('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no']).catch(() => null);
+  return { commit: head.stdout.trim(), dirty: st && st.code === 0 ? st.stdout.trim() !== '' : null };
+}
+
+export const REPO_ROOT = path.resolve(__dirname, '../../..');
