@@ -10,12 +10,6 @@ export interface CallResult {
   ms: number;
 }
 
-export class PluginError extends Error {
-  constructor(readonly method: string, readonly status: number, readonly body: string) {
-    super(`${method} answered HTTP ${status}: ${body.trim()}`);
-  }
-}
-
 /** A Docker object ID: 64 lowercase hex characters. */
 export function dockerId(): string {
   return randomBytes(32).toString('hex');
@@ -23,22 +17,9 @@ export function dockerId(): string {
 
 export class PluginClient {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  /** Every timed call: method name → durations in ms. */
-  readonly timings = new Map<string, number[]>();
-
   constructor(private readonly socketPath: string) {}
 
-  /** POSTs `body` to /<method>; throws PluginError unless HTTP 200. Records the time under `label ?? method`. */
-  async call(method: string, body: unknown, label?: string): Promise<Record<string, unknown>> {
-    const r = await this.raw(method, body);
-    if (r.status !== 200) throw new PluginError(method, r.status, JSON.stringify(r.body));
-    const key = label ?? method;
-    let list = this.timings.get(key);
-    if (!list) this.timings.set(key, (list = []));
-    list.push(r.ms);
-    return r.body;
-  }
-
+  /** One call; resolves with the status (any), the parsed answer and the round trip in ms. */
   raw(method: string, body: unknown): Promise<CallResult> {
     const payload = Buffer.from(`${JSON.stringify(body)}\n`);
     return new Promise((resolve, reject) => {
