@@ -13,12 +13,15 @@ import type { RtNetlinkSocket } from 'netlink';
 import { LinkNotFoundError, causeText, vxError } from '../errors';
 import type { LinkInfo } from './types';
 import {
+  AF_INET6,
   IFF_UP,
   IFLA_ADDRESS,
   IFLA_IFNAME,
   IFLA_MASTER,
   IFLA_MTU,
   attr,
+  nest,
+  u8,
   bufferToMac,
   ifinfomsg,
   macToBuffer,
@@ -168,8 +171,24 @@ async function setLinkAttrs(link: LinkInfo, attrs: Buffer[], what: string, extra
   }
 }
 
+const IFLA_AF_SPEC = 26;
+const IFLA_INET6_ADDR_GEN_MODE = 8;
+const IN6_ADDR_GEN_MODE_NONE = 1;
+
+/**
+ * Brings a link up without an IPv6 link-local address. Every host's bridge of a network has the
+ * same MAC (anycast gateway), so each would derive the same fe80:: address, fail duplicate
+ * address detection against the others across the tunnel, and send router solicitations and MLD
+ * reports through it all the time. vxnet's bridges, VXLAN devices and host-side veth ends need
+ * no link-local address; the mode must be set before the first "up" to take effect.
+ */
 export async function setUp(link: LinkInfo): Promise<void> {
   if (link.up) return;
+  const noLinkLocal = nest(IFLA_AF_SPEC, [nest(AF_INET6, [attr(IFLA_INET6_ADDR_GEN_MODE, u8(IN6_ADDR_GEN_MODE_NONE))])]);
+  // A kernel without IPv6 refuses the attribute: then there is no link-local address to avoid.
+  await setLinkAttrs(link, [noLinkLocal], 'disable IPv6 link-local on').catch((err: unknown) => {
+    if (!isErrno((err as { cause?: unknown }).cause ?? err, 'EAFNOSUPPORT', 'EOPNOTSUPP')) throw err;
+  });
   await setLinkAttrs(link, [], 'bring up', { flags: IFF_UP, change: IFF_UP });
 }
 

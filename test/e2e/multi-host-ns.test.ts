@@ -127,6 +127,21 @@ describe('vxnet across 3 hosts with etcd', () => {
     expect(await pingFrom(containers[0], '10.90.0.1')).toBe(true);
   });
 
+  it('keeps gateway ARP on the local host: nothing leaves through the tunnel', async () => {
+    const txPackets = (): number => {
+      const out = JSON.parse(execFileSync('ip', ['-n', hosts[0].name, '-s', '-j', 'link', 'show', 'dev', dev], { encoding: 'utf8' })) as Array<{ stats64: { tx: { packets: number } } }>;
+      return out[0].stats64.tx.packets;
+    };
+    // Idle, the tunnel is silent: vxnet's bridges and tunnels have no IPv6 link-local chatter.
+    const idle = txPackets();
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(txPackets()).toBe(idle);
+    execFileSync('ip', ['-n', containers[0].netns, 'neigh', 'flush', 'dev', 'eth0']);
+    const before = txPackets();
+    expect(await pingFrom(containers[0], '10.90.0.1', 3)).toBe(true);
+    expect(txPackets()).toBe(before);
+  });
+
   it('removes a stopped container from the other hosts', async () => {
     const gone = containers[1];
     await stopFakeContainer(gone);

@@ -76,6 +76,9 @@ export async function startFakeContainer(
   const join = await pluginOk(socket, 'NetworkDriver.Join', { NetworkID: net.networkId, EndpointID: endpointId, SandboxKey: `/run/netns/${name}`, Options: {} });
   const srcName = (join.InterfaceName as { SrcName: string }).SrcName;
   await sh('ip', ['netns', 'add', name]);
+  // IPv4-only endpoint: no IPv6 link-local chatter from the container (dockerd disables IPv6 in
+  // containers whose networks have none), so tests can count what crosses the tunnel.
+  await sh('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1', 'net.ipv6.conf.all.disable_ipv6=1']);
   await sh('ip', ['-n', hostNetns, 'link', 'set', srcName, 'netns', name]);
   await sh('ip', ['-n', name, 'link', 'set', srcName, 'name', 'eth0']);
   await sh('ip', ['-n', name, 'link', 'set', 'eth0', 'address', mac]);

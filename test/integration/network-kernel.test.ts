@@ -57,6 +57,8 @@ describe('src/network/network-driver.ts on the real kernel', () => {
     const br = link('vxb-256');
     expect(br).toMatchObject({ mtu: 1400, address: '02:76:78:00:01:00', linkinfo: { info_kind: 'bridge' } });
     expect(addrs('vxb-256')).toEqual(['10.61.0.1/24']);
+    // No IPv6 link-local: every host's bridge shares one MAC and would derive one fe80:: address.
+    expect(execFileSync('ip', ['-6', 'addr', 'show', 'dev', 'vxb-256'], { encoding: 'utf8' })).not.toMatch(/fe80/);
     expect(link('vxe-8ef52212cc')).toMatchObject({ mtu: 1400, master: 'vxb-256' });
     expect(link('vxc-8ef52212cc')).toMatchObject({ mtu: 1400, address: c.mac });
     expect(rules()).toMatch(/-A VXNET-FORWARD -i vxb-256 -o vxb-256 .*-j ACCEPT/);
