@@ -70,11 +70,14 @@ export async function machineInfo(): Promise<MachineInfo> {
   };
 }
 
-/** The commit the driver was built from, and whether tracked files differ from it (read-only git). */
+/** What the driver is built from: the driver's sources, not the bench's own results files. */
+const DRIVER_SOURCES = ['src', 'package.json', 'package-lock.json', 'tsconfig.json'];
+
+/** The commit the driver was built from, and whether its tracked sources differ from it (read-only git). */
 export async function sourceRevision(repo: string): Promise<{ commit: string | null; dirty: boolean | null }> {
   const head = await run('git', ['-C', repo, 'rev-parse', 'HEAD']).catch(() => null);
   if (!head || head.code !== 0) return { commit: null, dirty: null };
-  const st = await run('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no']).catch(() => null);
+  const st = await run('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no', '--', ...DRIVER_SOURCES]).catch(() => null);
   return { commit: head.stdout.trim(), dirty: st && st.code === 0 ? st.stdout.trim() !== '' : null };
 }
 
