@@ -36,6 +36,8 @@ export interface Config {
   vtepIp: string | null;
   vtepInterface: string | null;
   leaseTtl: number;
+  /** Milliseconds an idle network's devices stay after its last endpoint on this host. */
+  teardownDelayMs: number;
   dockerHost: string | null;
 }
 
@@ -64,6 +66,7 @@ export const SETTINGS: Setting[] = [
   { flag: 'vtep-ip', env: 'VXNET_VTEP_IP', default: '', help: 'this host\'s tunnel endpoint address' },
   { flag: 'vtep-interface', env: 'VXNET_VTEP_INTERFACE', default: '', help: 'take the VTEP address from this interface (default: the default route\'s)' },
   { flag: 'lease-ttl', env: 'VXNET_LEASE_TTL', default: '10', help: 'seconds before a silent host is considered gone' },
+  { flag: 'teardown-delay', env: 'VXNET_TEARDOWN_DELAY', default: '5', help: 'seconds an idle network\'s bridge and VXLAN device stay after its last container here (0: at once)' },
   { flag: 'docker-host', env: 'VXNET_DOCKER_HOST', default: '', help: 'dockerd API socket (default: the local one)' },
 ];
 
@@ -114,6 +117,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     vtepIp: orNull(get('vtep-ip')),
     vtepInterface: orNull(get('vtep-interface')),
     leaseTtl: integer(get('lease-ttl'), 'lease-ttl', 2, 3600),
+    teardownDelayMs: integer(get('teardown-delay'), 'teardown-delay', 0, 3600) * 1000,
     dockerHost: orNull(get('docker-host')),
   };
 }

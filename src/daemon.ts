@@ -115,6 +115,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     vtep,
     vxlanPort: config.vxlanPort,
     peers,
+    teardownDelayMs: config.teardownDelayMs,
     log: log.child({ mod: 'network' }),
   });
   const app = buildApp({ driver, ipam, log: log.child({ mod: 'server' }), scope: 'local' });
@@ -131,6 +132,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     store,
     async close() {
       await app.close();
+      driver.close();
       await peers?.close();
       await store.close();
       dataplane.closeRtnl();

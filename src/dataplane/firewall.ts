@@ -122,12 +122,63 @@ async function ensureIsolationJump(): Promise<void> {
   await must(['-I', FORWARD, String(want() + 1), ...jump(ISOLATION_CHAIN)], `insert jump to ${ISOLATION_CHAIN}`);
 }
 
-async function ensureChains(): Promise<void> {
-  await ensureChain(FORWARD_CHAIN);
-  await ensureChain(ISOLATION_CHAIN);
+/**
+ * The filter table as `iptables -S` prints it, read once per operation: in the common case
+ * (everything already in place) one iptables run answers every question, where a -C per rule
+ * and chain cost a process each (2-4 ms apiece, 7 per Join, measured in bench/).
+ */
+interface RuleSnapshot {
+  chains: Set<string>;
+  lines: string[];
+}
+
+async function snapshot(): Promise<RuleSnapshot> {
+  const out = await must(['-S'], 'list iptables rules');
+  const lines = out.split('\n');
+  const chains = new Set<string>();
+  for (const l of lines) {
+    const m = /^-[NP] (\S+)/.exec(l);
+    if (m) chains.add(m[1]);
+  }
+  return { chains, lines };
+}
+
+/**
+ * True only when the snapshot shows the rule exactly as iptables prints it. A false answer is
+ * not trusted to add: the -C/-A path below checks again, so a formatting difference between
+ * iptables versions can cost a call but never duplicate a rule.
+ */
+function shows(snap: RuleSnapshot, chain: string, rule: string[]): boolean {
+  return snap.lines.includes(`-A ${chain} ${rule.join(' ')}`);
+}
+
+function mentions(snap: RuleSnapshot, chain: string, br: string): boolean {
+  return snap.lines.some((l) => l.startsWith(`-A ${chain} `) && l.split(' ').includes(br));
+}
+
+async function ensureRuleUnlessShown(snap: RuleSnapshot, chain: string, rule: string[]): Promise<void> {
+  if (!shows(snap, chain, rule)) await ensureRule(chain, rule);
+}
+
+/** Deletes each copy the snapshot shows with one -D apiece; anything else goes the -C/-D way. */
+async function deleteRuleShown(snap: RuleSnapshot, chain: string, rule: string[]): Promise<void> {
+  const copies = snap.lines.filter((l) => l === `-A ${chain} ${rule.join(' ')}`).length;
+  if (copies === 0) return deleteRule(chain, rule);
+  for (let i = 0; i < copies; i++) await must(['-D', chain, ...rule], `delete rule from ${chain}`);
+}
+
+function isolationJumpInPlace(snap: RuleSnapshot): boolean {
+  const rules = snap.lines.filter((l) => l.startsWith(`-A ${FORWARD} `));
+  const at = rules.findIndex((l) => jumpsTo(l, ISOLATION_CHAIN));
+  return at >= 0 && at === rules.findIndex((l) => jumpsTo(l, DOCKER_USER)) + 1;
+}
+
+async function ensureChains(snap: RuleSnapshot): Promise<void> {
+  if (!snap.chains.has(FORWARD_CHAIN)) await ensureChain(FORWARD_CHAIN);
+  if (!snap.chains.has(ISOLATION_CHAIN)) await ensureChain(ISOLATION_CHAIN);
   // Appended, so DOCKER-USER (and Docker's own chains) are consulted first.
-  await ensureRule(FORWARD, jump(FORWARD_CHAIN));
-  await ensureIsolationJump();
+  await ensureRuleUnlessShown(snap, FORWARD, jump(FORWARD_CHAIN));
+  if (!isolationJumpInPlace(snap)) await ensureIsolationJump();
 }
 
 function acceptRule(br: string): string[] {
@@ -150,12 +201,13 @@ export interface BridgeRuleOptions {
 export async function ensureBridgeRules(bridge: string, opts: BridgeRuleOptions): Promise<void> {
   const br = validBridge(bridge);
   await exclusive(async () => {
-    await ensureChains();
+    const snap = await snapshot();
+    await ensureChains(snap);
     for (const rule of isolationRules(br)) {
-      if (opts.internal) await ensureRule(ISOLATION_CHAIN, rule);
-      else await deleteRule(ISOLATION_CHAIN, rule);
+      if (opts.internal) await ensureRuleUnlessShown(snap, ISOLATION_CHAIN, rule);
+      else if (mentions(snap, ISOLATION_CHAIN, br)) await deleteRule(ISOLATION_CHAIN, rule);
     }
-    await ensureRule(FORWARD_CHAIN, acceptRule(br));
+    await ensureRuleUnlessShown(snap, FORWARD_CHAIN, acceptRule(br));
   });
 }
 
@@ -163,10 +215,11 @@ export async function ensureBridgeRules(bridge: string, opts: BridgeRuleOptions)
 export async function removeBridgeRules(bridge: string): Promise<void> {
   const br = validBridge(bridge);
   await exclusive(async () => {
-    if (await chainExists(ISOLATION_CHAIN)) {
-      for (const rule of isolationRules(br)) await deleteRule(ISOLATION_CHAIN, rule);
+    const snap = await snapshot();
+    if (mentions(snap, ISOLATION_CHAIN, br)) {
+      for (const rule of isolationRules(br)) await deleteRuleShown(snap, ISOLATION_CHAIN, rule);
     }
-    if (await chainExists(FORWARD_CHAIN)) await deleteRule(FORWARD_CHAIN, acceptRule(br));
+    if (mentions(snap, FORWARD_CHAIN, br)) await deleteRuleShown(snap, FORWARD_CHAIN, acceptRule(br));
   });
 }
 

@@ -75,6 +75,12 @@ export interface NetworkDriverDeps {
   vtep: Vtep | null;
   vxlanPort: number;
   peers: PeerPort | null;
+  /**
+   * How long a network's bridge and VXLAN device stay on this host after its last endpoint
+   * left. Deleting a bridge costs the kernel ~40 ms and `docker run --rm` in a loop would pay
+   * it (and the re-creation) every time; DeleteNetwork removes them at once regardless.
+   */
+  teardownDelayMs: number;
   log: Logger;
   /** Test hook: throws at the named step to prove rollback (STYLE.md §5). */
   failAt?: (step: string) => void;
@@ -87,6 +93,7 @@ export interface CreateEndpointReply {
 
 export class NetworkDriver {
   private readonly lock = new KeyedLock();
+  private readonly teardownTimers = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly deps: NetworkDriverDeps) {}
 
@@ -208,6 +215,7 @@ export class NetworkDriver {
     if (!dnet) return; // already gone: DeleteNetwork is idempotent
     const lnet = dnet.value.lnet;
     await this.lock.run(lnet, async () => {
+      this.cancelTeardown(lnet);
       const net = await getJson<NetworkRecord>(store, keys.network(lnet));
       // Docker deletes endpoints first; any left of this docker network are leftovers of calls lost.
       for (const ep of await listJson<EndpointRecord>(store, keys.endpoints(lnet))) {
@@ -248,6 +256,7 @@ export class NetworkDriver {
     const { lnet, net } = await this.networkOf(networkId);
     return this.lock.run(lnet, async () => {
       const ep = await this.localEndpoint(lnet, networkId, endpointId);
+      this.cancelTeardown(lnet);
       const undo = new Undo(this.deps.log);
       try {
         const bridge = await this.ensureNetworkDevices(net, undo);
@@ -316,9 +325,36 @@ export class NetworkDriver {
       const ep = await getJson<EndpointRecord>(this.deps.store, key);
       if (!ep || ep.value.host !== this.deps.host || ep.value.networkId !== networkId) return;
       await this.removeEndpoint(lnet, key, ep.value);
-      const net = await getJson<NetworkRecord>(this.deps.store, this.deps.keys.network(lnet));
-      if (net) await this.teardownIfUnused(net.value);
+      if (this.deps.teardownDelayMs > 0) this.scheduleTeardown(lnet);
+      else await this.teardownNow(lnet);
     });
+  }
+
+  private async teardownNow(lnet: string): Promise<void> {
+    const net = await getJson<NetworkRecord>(this.deps.store, this.deps.keys.network(lnet));
+    if (net) await this.teardownIfUnused(net.value);
+  }
+
+  private scheduleTeardown(lnet: string): void {
+    this.cancelTeardown(lnet);
+    const timer = setTimeout(() => {
+      this.teardownTimers.delete(lnet);
+      this.lock.run(lnet, () => this.teardownNow(lnet)).catch((err: unknown) => this.deps.log.warn({ err, lnet }, 'teardown failed'));
+    }, this.deps.teardownDelayMs);
+    timer.unref();
+    this.teardownTimers.set(lnet, timer);
+  }
+
+  private cancelTeardown(lnet: string): void {
+    const timer = this.teardownTimers.get(lnet);
+    if (timer) clearTimeout(timer);
+    this.teardownTimers.delete(lnet);
+  }
+
+  /** Stops pending teardowns; devices left behind are reused or reconciled at the next start. */
+  close(): void {
+    for (const t of this.teardownTimers.values()) clearTimeout(t);
+    this.teardownTimers.clear();
   }
 
   async endpointInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {

@@ -16,7 +16,7 @@ export interface PluginApp {
   call(path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }>;
 }
 
-export function pluginApp(store: Store, dataplane: Dataplane, opts: { host?: string; failAt?: (step: string) => void } = {}): PluginApp {
+export function pluginApp(store: Store, dataplane: Dataplane, opts: { host?: string; failAt?: (step: string) => void; teardownDelayMs?: number } = {}): PluginApp {
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -28,7 +28,7 @@ export function pluginApp(store: Store, dataplane: Dataplane, opts: { host?: str
   const keys = new Keys('/vxnet/v1/');
   const host = opts.host ?? 'h1';
   const ipam = new Ipam({ store, keys, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], overlapsHostRoute: async () => false });
-  const driver = new NetworkDriver({ store, keys, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 }, vtep: null, vxlanPort: 4789, peers: null, log, failAt: opts.failAt });
+  const driver = new NetworkDriver({ store, keys, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 }, vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: opts.teardownDelayMs ?? 0, log, failAt: opts.failAt });
   const app = buildApp({ driver, ipam, log, scope: 'local' });
   return {
     app,

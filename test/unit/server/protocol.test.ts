@@ -110,6 +110,34 @@ describe('src/server/app.ts (protocol, as dockerd speaks it)', () => {
     expect(dp.links.has('vxb-256')).toBe(false);
   });
 
+  it('keeps an idle network\'s bridge for the teardown delay, reuses it, and removes it after', async () => {
+    const delayed = pluginApp(store, dp, { teardownDelayMs: 150 });
+    const net = await createNetwork(delayed, { subnet: '10.1.0.0/24' });
+    const a = await runContainer(delayed, net, EP_ID);
+    await stopContainer(delayed, net, a);
+    expect(dp.links.has('vxb-256')).toBe(true);
+    // A container started within the delay reuses the bridge, and cancels its removal.
+    const b = await runContainer(delayed, net, EP_ID2);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(dp.links.has('vxb-256')).toBe(true);
+    await stopContainer(delayed, net, b);
+    await new Promise((r) => setTimeout(r, 250));
+    expect(dp.links.has('vxb-256')).toBe(false);
+    expect(dp.calls.filter((c) => c === 'ensureBridge vxb-256')).toHaveLength(2);
+    await delayed.app.close();
+  });
+
+  it('removes the devices at once with DeleteNetwork, whatever the delay', async () => {
+    const delayed = pluginApp(store, dp, { teardownDelayMs: 60_000 });
+    const net = await createNetwork(delayed, { subnet: '10.1.0.0/24' });
+    const a = await runContainer(delayed, net, EP_ID);
+    await stopContainer(delayed, net, a);
+    expect(dp.links.has('vxb-256')).toBe(true);
+    await removeNetwork(delayed, net);
+    expect(dp.links.size).toBe(0);
+    await delayed.app.close();
+  });
+
   it('logs one line per call with its duration and outcome', async () => {
     await p.call('/Plugin.Activate');
     await p.call('/NetworkDriver.Join', {});
