@@ -14,12 +14,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Host, DockerVersion, ExecResult } from '../test/helpers/hosts';
-import { describeFailure } from '../test/helpers/hosts';
-import { Driver, upHost, downHost, underlayDownIfUnused, ensureTestImage, startDriver, socketFromOutside, MAIN_JS, TEST_IMAGE } from './lib/sim-host';
+import { describeFailure, upHost, downHost, underlayDown, REPO_ROOT } from '../test/helpers/hosts';
+import { ensureTestImage, TEST_IMAGE } from '../test/helpers/image';
+import { Driver, startDriver, socketFromOutside, MAIN_JS } from '../test/helpers/vxnet-in-host';
 import { summarize, rounded, ratio, textTable, markdownTable, fmt, Summary, percentile } from './lib/stats';
 import { PluginClient, dockerId } from './lib/plugin-client';
 import { readLoggedCalls, callsBetween, LoggedCall } from './lib/driver-log';
-import { memoryOf, MemoryKb, dockerVersions, machineInfo, sourceRevision, REPO_ROOT } from './lib/machine';
+import { memoryOf, MemoryKb, dockerVersions, machineInfo, sourceRevision } from './lib/machine';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -331,7 +332,7 @@ async function networkDown(s: Sequencer, n: { networkId: string; poolId: string;
   s.popUndo();
 }
 
-async function containerUp(s: Sequencer, n: { networkId: string; poolId: string }, measured: boolean) {
+async function containerUp(s: Sequencer, n: { networkId: string; poolId: string }, measured: boolean, joinLabel = 'Join') {
   const L = (l: string): string | null => (measured ? l : null);
   const a = await s.call('IpamDriver.RequestAddress', { PoolID: n.poolId, Address: '', Options: null }, L('RequestAddress'));
   const address = String(a.Address);
@@ -341,7 +342,7 @@ async function containerUp(s: Sequencer, n: { networkId: string; poolId: string 
   const ids = { NetworkID: n.networkId, EndpointID: endpointId };
   await s.call('NetworkDriver.CreateEndpoint', { ...ids, Interface: { Address: address, AddressIPv6: '', MacAddress: '' }, Options: {} }, L('CreateEndpoint'));
   s.pushUndo(() => s.call('NetworkDriver.DeleteEndpoint', ids, null));
-  await s.call('NetworkDriver.Join', { ...ids, SandboxKey: `/var/run/docker/netns/${endpointId.slice(0, 12)}`, Options: {} }, L('Join'));
+  await s.call('NetworkDriver.Join', { ...ids, SandboxKey: `/var/run/docker/netns/${endpointId.slice(0, 12)}`, Options: {} }, L(joinLabel));
   await s.call('NetworkDriver.ProgramExternalConnectivity', { ...ids, Options: {} }, L('ProgramExternalConnectivity'));
   await s.call('NetworkDriver.EndpointOperInfo', ids, L('EndpointOperInfo'));
   return { ids, ip };
@@ -357,10 +358,13 @@ async function containerDown(s: Sequencer, n: { poolId: string }, c: { ids: { Ne
   s.popUndo();
 }
 
+/** The Join that finds no bridge and builds it (the first container of a network in phase "alone"). */
+const JOIN_FIRST = 'Join (builds the bridge)';
+
 /** Order of the rows in the per-call table: a network's life, then a container's. */
 const CALL_ORDER = [
   'RequestPool', 'RequestAddress (gateway)', 'CreateNetwork',
-  'RequestAddress', 'CreateEndpoint', 'Join', 'ProgramExternalConnectivity', 'EndpointOperInfo',
+  'RequestAddress', 'CreateEndpoint', JOIN_FIRST, 'Join', 'ProgramExternalConnectivity', 'EndpointOperInfo',
   'RevokeExternalConnectivity', 'Leave', 'DeleteEndpoint', 'ReleaseAddress',
   'DeleteNetwork', 'ReleaseAddress (gateway)', 'ReleasePool',
 ];
@@ -385,13 +389,15 @@ interface SocketPhase {
 
 /**
  * phase "alone": every container is the only endpoint on its network while it lives (as with
- *   `docker run --rm` on an idle network): Join builds the bridge and its iptables rules,
- *   DeleteEndpoint tears them down again.
+ *   `docker run --rm` in a loop on an idle network). The first Join of each network builds the
+ *   bridge and its iptables rules (row JOIN_FIRST); DeleteEndpoint leaves them for the driver's
+ *   teardown delay (VXNET_TEARDOWN_DELAY, default 5 s), so the next container, which follows
+ *   at once, finds them; DeleteNetwork removes them.
  * phase "busy": a resident endpoint (not measured) keeps each network's bridge up, so Join and
  *   DeleteEndpoint only handle the container's veth.
  */
 async function socketPhase(socket: string, driver: Driver, mode: 'alone' | 'busy', opts: Options): Promise<SocketPhase> {
-  const rssTrace: Array<{ containers: number; rssKb: number }> = [{ containers: 0, rssKb: memoryOf(driver.pid).rssKb }];
+  const rssTrace: Array<{ containers: number; rssKb: number }> = [{ containers: 0, rssKb: memoryOf(driver.proc.pid!).rssKb }];
   const s = new Sequencer(socket);
   const subnet = NET.socketSubnet[mode];
   const networks = Math.ceil(opts.containers / opts.perNetwork);
@@ -405,10 +411,10 @@ async function socketPhase(socket: string, driver: Driver, mode: 'alone' | 'busy
       const resident = mode === 'busy' ? await containerUp(s, net, false) : null;
       for (let c = 0; c < opts.perNetwork && left > 0; c++, left--) {
         const first = s.records.length;
-        const ct = await containerUp(s, net, true);
+        const ct = await containerUp(s, net, true, mode === 'alone' && c === 0 ? JOIN_FIRST : 'Join');
         await containerDown(s, net, ct, true);
         perContainer.push(s.records.slice(first).reduce((a, r) => a + r.ms, 0));
-        if (perContainer.length % 50 === 0) rssTrace.push({ containers: perContainer.length, rssKb: memoryOf(driver.pid).rssKb });
+        if (perContainer.length % 50 === 0) rssTrace.push({ containers: perContainer.length, rssKb: memoryOf(driver.proc.pid!).rssKb });
       }
       if (resident) await containerDown(s, net, resident, false);
       await networkDown(s, net, true);
@@ -607,7 +613,7 @@ async function runBench(opts: Options, host: Host, driverBox: { driver: Driver |
   await ensureTestImage(host);
   const driver = await startDriver(host, { VXNET_LOG_LEVEL: 'info' });
   driverBox.driver = driver;
-  const pid = driver.pid;
+  const pid = driver.proc.pid!;
   const atStart: MemoryKb = memoryOf(pid);
   log(`driver pid ${pid}, VmRSS ${mb(atStart.rssKb)} MB`);
 
@@ -635,7 +641,7 @@ async function runBench(opts: Options, host: Host, driverBox: { driver: Driver |
     docker,
     source,
     host: { name: host.name, ip: host.ip, dockerVersion: host.dockerVersion },
-    driver: { main: path.relative(REPO_ROOT, MAIN_JS), logLevel: 'info', store: 'embedded' },
+    driver: { main: path.relative(REPO_ROOT, MAIN_JS), logLevel: 'info', store: 'embedded', teardownDelay: process.env.VXNET_TEARDOWN_DELAY ?? 'default (5 s)' },
     units: 'ms unless named otherwise; percentiles interpolate between closest ranks',
     dockerRun,
     networkPairs,
@@ -674,7 +680,7 @@ async function main(): Promise<number> {
       await driverBox.driver?.stop().catch(() => undefined);
       await downHost(opts.hostName).catch((e: unknown) => log(`downHost ${opts.hostName}: ${(e as Error).message}`));
       // The underlay namespace goes only if this run made it, and only when no host is left on it.
-      if (!underlayExisted) await underlayDownIfUnused().catch(() => undefined);
+      if (!underlayExisted) await underlayDown().catch(() => undefined);
     })());
   const onSignal = (sig: NodeJS.Signals): void => {
     log(`${sig}: stopping`);
@@ -683,7 +689,7 @@ async function main(): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    host = await upHost(opts.hostName, opts.hostIp, opts.docker);
+    host = await upHost(opts.hostName, opts.hostIp, { docker: opts.docker });
     const results = await runBench(opts, host, driverBox);
     const file = opts.out ?? path.join(REPO_ROOT, 'bench', 'results', `single-host-${results.docker.server.replace(/[^A-Za-z0-9.+_-]/g, '_')}.json`);
     fs.mkdirSync(path.dirname(file), { recursive: true });

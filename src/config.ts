@@ -38,6 +38,8 @@ export interface Config {
   leaseTtl: number;
   /** Milliseconds an idle network's devices stay after its last endpoint on this host. */
   teardownDelayMs: number;
+  /** Endpoints and addresses younger than this are left alone by reconcile (a `docker run` may be in progress). */
+  reconcileGraceMs: number;
   dockerHost: string | null;
 }
 
@@ -67,6 +69,7 @@ export const SETTINGS: Setting[] = [
   { flag: 'vtep-interface', env: 'VXNET_VTEP_INTERFACE', default: '', help: 'take the VTEP address from this interface (default: the default route\'s)' },
   { flag: 'lease-ttl', env: 'VXNET_LEASE_TTL', default: '10', help: 'seconds before a silent host is considered gone' },
   { flag: 'teardown-delay', env: 'VXNET_TEARDOWN_DELAY', default: '5', help: 'seconds an idle network\'s bridge and VXLAN device stay after its last container here (0: at once)' },
+  { flag: 'reconcile-grace', env: 'VXNET_RECONCILE_GRACE', default: '60', help: 'seconds: reconcile leaves endpoints and addresses younger than this alone' },
   { flag: 'docker-host', env: 'VXNET_DOCKER_HOST', default: '', help: 'dockerd API socket (default: the local one)' },
 ];
 
@@ -118,6 +121,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     vtepInterface: orNull(get('vtep-interface')),
     leaseTtl: integer(get('lease-ttl'), 'lease-ttl', 2, 3600),
     teardownDelayMs: integer(get('teardown-delay'), 'teardown-delay', 0, 3600) * 1000,
+    reconcileGraceMs: integer(get('reconcile-grace'), 'reconcile-grace', 0, 86400) * 1000,
     dockerHost: orNull(get('docker-host')),
   };
 }

@@ -12,6 +12,8 @@ import { Cidr, overlaps } from './ipam/cidr';
 import { NetworkDriver, Vtep } from './network/network-driver';
 import { PeerSync } from './network/peers';
 import { registerHost } from './network/host-registry';
+import { reconcile } from './network/reconcile';
+import { dockerClient } from './docker/docker-view';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import * as dataplane from './dataplane';
@@ -87,6 +89,39 @@ async function overlapsHostRoute(c: Cidr): Promise<boolean> {
     .some((r) => overlaps(c, { family: 4, base: BigInt(r.dest), prefix: r.prefix, bits: 32 }));
 }
 
+/** How often the start-up reconcile retries while dockerd does not answer, and for how long. */
+const RECONCILE_RETRY_MS = 10_000;
+const RECONCILE_RETRY_FOR_MS = 10 * 60_000;
+
+/**
+ * Reconcile runs after the socket is up: at boot dockerd may be waiting on this plugin, and a
+ * reconcile that waited for dockerd first would wait on itself. Until dockerd answers, only the
+ * kernel is repaired; the pass is repeated until it does (or the retry window closes).
+ */
+function startupReconcile(run: (dryRun: boolean) => Promise<{ dockerdAnswered: boolean }>, log: Logger): { stop(): void } {
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  const started = Date.now();
+  const attempt = async (): Promise<void> => {
+    try {
+      const plan = await run(false);
+      if (plan.dockerdAnswered || stopped || Date.now() - started > RECONCILE_RETRY_FOR_MS) return;
+    } catch (err) {
+      log.warn({ err }, 'reconcile failed');
+    }
+    if (stopped) return;
+    timer = setTimeout(() => void attempt(), RECONCILE_RETRY_MS);
+    timer.unref();
+  };
+  void attempt();
+  return {
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+  };
+}
+
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   const vtep = await resolveVtep(config);
   const defaultMtu = await resolveDefaultMtu(config, vtep);
@@ -118,7 +153,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     teardownDelayMs: config.teardownDelayMs,
     log: log.child({ mod: 'network' }),
   });
-  const app = buildApp({ driver, ipam, log: log.child({ mod: 'server' }), scope: 'local' });
+  const docker = dockerClient(config.dockerHost);
+  const reconcileLog = log.child({ mod: 'reconcile' });
+  const runReconcile = (dryRun: boolean) => reconcile({ driver, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun });
+  const app = buildApp({ driver, ipam, log: log.child({ mod: 'server' }), scope: 'local', reconcile: runReconcile });
   try {
     await listenOnSocket(app, config.socket);
   } catch (err) {
@@ -127,10 +165,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     throw err;
   }
   log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, vtep: vtep?.ip ?? null }, 'vxnet listening');
+  const startup = startupReconcile(runReconcile, reconcileLog);
   return {
     app,
     store,
     async close() {
+      startup.stop();
       await app.close();
       driver.close();
       await peers?.close();

@@ -12,24 +12,34 @@ export interface LoggedCall {
   status: number;
 }
 
-export function readLoggedCalls(logFile: string): LoggedCall[] {
+/** Every JSON line of the driver's log that has a `time` (epoch ms) — optionally only those with this `msg`. */
+export function readLogRecords(logFile: string, msg?: string): Array<{ time: number; rec: Record<string, unknown> }> {
   let text = '';
   try {
     text = fs.readFileSync(logFile, 'utf8');
   } catch {
     return [];
   }
-  const out: LoggedCall[] = [];
+  const out: Array<{ time: number; rec: Record<string, unknown> }> = [];
   for (const line of text.split('\n')) {
-    if (!line.startsWith('{') || !line.includes('"call"')) continue;
+    if (!line.startsWith('{') || (msg !== undefined && !line.includes(msg))) continue;
     let rec: Record<string, unknown>;
     try {
       rec = JSON.parse(line) as Record<string, unknown>;
     } catch {
       continue;
     }
-    if (typeof rec.call !== 'string' || typeof rec.ms !== 'number' || typeof rec.time !== 'string') continue;
-    out.push({ time: Date.parse(rec.time), call: rec.call, ms: rec.ms, status: Number(rec.status ?? 0) });
+    if (typeof rec.time !== 'string' || (msg !== undefined && rec.msg !== msg)) continue;
+    out.push({ time: Date.parse(rec.time), rec });
+  }
+  return out;
+}
+
+export function readLoggedCalls(logFile: string): LoggedCall[] {
+  const out: LoggedCall[] = [];
+  for (const { time, rec } of readLogRecords(logFile)) {
+    if (typeof rec.call !== 'string' || typeof rec.ms !== 'number') continue;
+    out.push({ time, call: rec.call, ms: rec.ms, status: Number(rec.status ?? 0) });
   }
   return out;
 }

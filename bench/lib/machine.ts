@@ -1,7 +1,6 @@
 // Facts about the machine and processes a benchmark ran on, for the results file.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { run } from '../../test/helpers/hosts';
 import type { Host } from '../../test/helpers/hosts';
 
@@ -80,5 +79,3 @@ export async function sourceRevision(repo: string): Promise<{ commit: string | n
   const st = await run('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no', '--', ...DRIVER_SOURCES]).catch(() => null);
   return { commit: head.stdout.trim(), dirty: st && st.code === 0 ? st.stdout.trim() !== '' : null };
 }
-
-export const REPO_ROOT = path.resolve(__dirname, '../../..');

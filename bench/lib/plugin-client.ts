@@ -16,8 +16,11 @@ export function dockerId(): string {
 }
 
 export class PluginClient {
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  constructor(private readonly socketPath: string) {}
+  private readonly agent: http.Agent;
+  /** maxSockets: calls in flight at once (dockerd: 1 per container operation). */
+  constructor(private readonly socketPath: string, maxSockets = 1) {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets });
+  }
 
   /** One call; resolves with the status (any), the parsed answer and the round trip in ms. */
   raw(method: string, body: unknown): Promise<CallResult> {

@@ -64,3 +64,25 @@ export function markdownTable(header: string[], rows: Array<Array<string | numbe
 export function fmt(x: number, digits = 1): string {
   return Number.isFinite(x) ? x.toFixed(digits) : '-';
 }
+
+/** Two interleaved series measured in the same rounds (a[i] and b[i] in round i). */
+export interface Paired {
+  a: Summary;
+  b: Summary;
+  /** median of a ÷ median of b */
+  ratioOfMedians: number;
+  /** median over rounds of a[i] ÷ b[i] */
+  medianPairedRatio: number;
+}
+
+export function paired(a: number[], b: number[], digits = 1): Paired {
+  const as = summarize(a);
+  const bs = summarize(b);
+  const perRound = a.map((v, i) => v / b[i]).sort((x, y) => x - y);
+  return {
+    a: rounded(as, digits),
+    b: rounded(bs, digits),
+    ratioOfMedians: ratio(as.p50, bs.p50),
+    medianPairedRatio: ratio(percentile(perRound, 50), 1),
+  };
+}

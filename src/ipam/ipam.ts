@@ -56,6 +56,8 @@ export interface AddressRecord {
   kind: AddressKind;
   /** container: the host that took it. */
   host?: string;
+  /** container: when it was taken (ms since the epoch); reconcile leaves young ones alone. */
+  at?: number;
   /** gateway and aux: how many times each host asked for it. */
   hosts?: Record<string, number>;
 }
@@ -242,7 +244,7 @@ export class Ipam {
     if (kind === 'container') {
       const taken = !(await this.deps.store.createIfAbsent(
         this.deps.keys.address(ref.space, ref.pool, canonical),
-        JSON.stringify({ kind, host: this.deps.host } satisfies AddressRecord),
+        JSON.stringify({ kind, host: this.deps.host, at: Date.now() } satisfies AddressRecord),
       ));
       if (taken) throw vxError('VXNET_ERR_ADDRESS_IN_USE', `address ${canonical} is already in use in subnet ${rec.pool}`);
     } else {
@@ -302,7 +304,7 @@ export class Ipam {
       used.add(ip);
       const won = await this.deps.store.createIfAbsent(
         this.deps.keys.address(ref.space, ref.pool, ip),
-        JSON.stringify({ kind: 'container', host: this.deps.host } satisfies AddressRecord),
+        JSON.stringify({ kind: 'container', host: this.deps.host, at: Date.now() } satisfies AddressRecord),
       );
       if (won) return ip;
       // Another host took it between our list and our create: try the next one.
@@ -334,6 +336,38 @@ export class Ipam {
         );
       }
     }
+  }
+
+  /**
+   * Drops everything this host holds in a pool: its pool reference, its share of the gateway and
+   * aux addresses and its container addresses. For reconcile, when dockerd removed a network
+   * while vxnet was down and its ReleaseAddress/ReleasePool calls were lost.
+   */
+  async releaseHostFromPool(poolId: string): Promise<void> {
+    const ref = parsePoolId(poolId);
+    const { store, keys, host } = this.deps;
+    for (const kv of await listJson<AddressRecord>(store, keys.addresses(ref.space, ref.pool))) {
+      await updateJson<AddressRecord>(store, kv.key, (cur) => {
+        if (!cur) return undefined;
+        if (cur.kind === 'container') return cur.host === host ? null : undefined;
+        if (!cur.hosts?.[host]) return undefined;
+        const hosts = { ...cur.hosts };
+        delete hosts[host];
+        return Object.keys(hosts).length === 0 ? null : { ...cur, hosts };
+      });
+    }
+    while ((await this.getPool(poolId))?.hosts[host]) await this.releasePool(poolId);
+  }
+
+  /** Pools on which a network of this host is created (container requests come from them). */
+  async boundPools(): Promise<string[]> {
+    const out: string[] = [];
+    for (const space of ADDRESS_SPACES) {
+      for (const { value } of await listJson<PoolRecord>(this.deps.store, this.deps.keys.pools(space))) {
+        if (value.hosts[this.deps.host]?.bound) out.push(this.poolIdFor(space, value.pool));
+      }
+    }
+    return out;
   }
 
   /** Container addresses this host holds in a pool (for reconcile and tests). */

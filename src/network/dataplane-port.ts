@@ -43,5 +43,6 @@ export interface Dataplane {
   listNeigh(dev: string): Promise<NeighEntry[]>;
   ensureBridgeRules(bridge: string, opts: { internal: boolean }): Promise<void>;
   removeBridgeRules(bridge: string): Promise<void>;
+  listRuleBridges(): Promise<string[]>;
   listLinks(prefix: string): Promise<LinkInfo[]>;
 }

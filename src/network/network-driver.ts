@@ -12,7 +12,7 @@ import { parseCidr, parseIp, containsIp, cidrToString } from '../ipam/cidr';
 import type { Dataplane } from './dataplane-port';
 import type { DockerNetworkRecord, EndpointRecord, NetworkRecord, SubnetInfo } from './records';
 import { KeyedLock } from './keyed-lock';
-import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName } from './names';
+import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName, VETH_HOST_PREFIX } from './names';
 import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
 
@@ -49,6 +49,15 @@ export interface PoolBinder {
   bindPool(poolId: string, bound: boolean): Promise<void>;
   poolIdFor(space: string, pool: string): string;
   addressSpaces(): { local: string; global: string };
+  releaseAddress(poolId: string, address: string): Promise<void>;
+  releaseHostFromPool(poolId: string): Promise<void>;
+}
+
+/** What this host has, according to the store (for reconcile). */
+export interface LocalState {
+  dockerNetworks: Array<{ networkId: string } & DockerNetworkRecord>;
+  endpoints: Array<{ lnet: string; endpointId: string; rec: EndpointRecord }>;
+  networks: Map<string, NetworkRecord>;
 }
 
 /** This host's tunnel endpoint: its underlay address and the device that holds it. */
@@ -241,11 +250,12 @@ export class NetworkDriver {
     const ipv6 = checkAddress(iface.AddressIPv6, net.ipv6, 6, lnet);
     if (!ipv4 && !ipv6) throw badRequest(`endpoint ${req.EndpointID} has no address`);
     const mac = iface.MacAddress === '' ? endpointMac(ipv4, req.EndpointID) : normaliseMac(iface.MacAddress);
-    const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: this.deps.vtep?.ip ?? null, mac, ipv4, ipv6 };
+    const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: this.deps.vtep?.ip ?? null, mac, ipv4, ipv6, at: Date.now() };
     const key = this.deps.keys.endpoint(lnet, req.EndpointID);
     if (!(await this.deps.store.createIfAbsent(key, JSON.stringify(rec)))) {
       const cur = await getJson<EndpointRecord>(this.deps.store, key);
-      if (!cur || JSON.stringify(cur.value) !== JSON.stringify(rec)) {
+      const same = (e: EndpointRecord): string => JSON.stringify({ ...e, at: undefined });
+      if (!cur || same(cur.value) !== same(rec)) {
         throw vxError('VXNET_ERR_ENDPOINT_CONFLICT', `endpoint ${req.EndpointID} already exists with other settings`);
       }
     }
@@ -349,6 +359,83 @@ export class NetworkDriver {
     const timer = this.teardownTimers.get(lnet);
     if (timer) clearTimeout(timer);
     this.teardownTimers.delete(lnet);
+  }
+
+  async localState(): Promise<LocalState> {
+    const { store, keys, host } = this.deps;
+    const dockerNetworks = (await listJson<DockerNetworkRecord>(store, keys.hostDockerNetworks(host))).map((d) => ({
+      networkId: d.key.slice(keys.hostDockerNetworks(host).length),
+      ...d.value,
+    }));
+    const endpoints: LocalState['endpoints'] = [];
+    for (const e of await listJson<EndpointRecord>(store, keys.endpoints())) {
+      if (e.value.host !== host) continue;
+      const [lnet, endpointId] = e.key.slice(keys.endpoints().length).split('/');
+      endpoints.push({ lnet, endpointId, rec: e.value });
+    }
+    const networks = new Map((await listJson<NetworkRecord>(store, keys.networks())).map((n) => [n.value.lnet, n.value] as [string, NetworkRecord]));
+    return { dockerNetworks, endpoints, networks };
+  }
+
+  /** A network dockerd no longer has: what its lost DeleteNetwork and IPAM releases would have done. */
+  async dropStaleNetwork(networkId: string, poolIds: string[]): Promise<void> {
+    await this.deleteNetwork(networkId);
+    for (const poolId of poolIds) await this.deps.ipam.releaseHostFromPool(poolId);
+  }
+
+  /** An endpoint whose container is gone: its veth, its record and its addresses. */
+  async dropStaleEndpoint(lnet: string, endpointId: string, rec: EndpointRecord, poolIds: string[]): Promise<void> {
+    await this.lock.run(lnet, async () => {
+      await this.removeEndpoint(lnet, this.deps.keys.endpoint(lnet, endpointId), rec);
+      await this.teardownNow(lnet);
+    });
+    for (const addr of [rec.ipv4, rec.ipv6]) {
+      if (!addr) continue;
+      for (const poolId of poolIds) await this.deps.ipam.releaseAddress(poolId, addr.split('/')[0]).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Recreates the devices of a network that has endpoints on this host and puts the surviving
+   * host-side veths back on its bridge (deleting a bridge detaches its ports and forgets their
+   * pinned MACs). A veth whose host end is gone is not recreated: its container end went with
+   * it, and dockerd will not move a new one into the container.
+   */
+  async repairNetwork(net: NetworkRecord, endpoints: Array<{ endpointId: string; rec: EndpointRecord }>): Promise<void> {
+    await this.lock.run(net.lnet, async () => {
+      const bridge = await this.ensureNetworkDevices(net, new Undo(this.deps.log));
+      const present = new Set((await this.deps.dataplane.listLinks(VETH_HOST_PREFIX)).map((l) => l.name));
+      for (const { endpointId, rec } of endpoints) {
+        const names = vethNames(endpointId);
+        if (!present.has(names.host)) {
+          this.deps.log.warn({ endpoint: endpointId, veth: names.host }, 'veth of a live endpoint is gone');
+          continue;
+        }
+        await this.deps.dataplane.ensureVeth({ hostName: names.host, peerName: names.peer, mtu: net.mtu, peerMac: rec.mac, bridge });
+        await this.deps.dataplane.ensureFdb({ dev: names.host, mac: rec.mac, master: true });
+      }
+    });
+  }
+
+  /** Link names that belong to live state: anything else vxnet-named is an orphan. */
+  expectedLinks(state: LocalState): Set<string> {
+    const names = new Set<string>();
+    for (const ep of state.endpoints) {
+      const net = state.networks.get(ep.lnet);
+      if (net) {
+        names.add(bridgeName(net.vni));
+        names.add(vxlanName(net.vni));
+      }
+      names.add(vethNames(ep.endpointId).host);
+    }
+    for (const lnet of this.teardownTimers.keys()) {
+      const net = state.networks.get(lnet);
+      if (net) {
+        names.add(bridgeName(net.vni));
+        names.add(vxlanName(net.vni));
+      }
+    }
+    return names;
   }
 
   /** Stops pending teardowns; devices left behind are reused or reconciled at the next start. */

@@ -34,4 +34,6 @@ export interface EndpointRecord {
   /** CIDR form (ip/len) as IPAM returned it, or null. */
   ipv4: string | null;
   ipv6: string | null;
+  /** When CreateEndpoint recorded it (ms since the epoch). */
+  at?: number;
 }

@@ -19,6 +19,8 @@ export interface AppDeps {
   ipam: Ipam;
   log: Logger;
   scope: 'local' | 'global';
+  /** `vxnet reconcile`: runs a reconcile pass (or only plans it) and returns what it found. */
+  reconcile?: (dryRun: boolean) => Promise<unknown>;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -67,6 +69,11 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   app.post('/Plugin.Activate', async () => ({ Implements: ['NetworkDriver', 'IpamDriver'] }));
+  // Not part of Docker's protocol: the operator's `vxnet reconcile` (the socket is root-only).
+  app.post('/Vxnet.Reconcile', { schema: { body: { type: 'object', properties: { DryRun: { type: 'boolean' } } } } }, async (req) => {
+    if (!deps.reconcile) throw new VxnetError('VXNET_ERR_BAD_REQUEST', 'reconcile is not available');
+    return { Plan: await deps.reconcile((req.body as { DryRun?: boolean }).DryRun === true) };
+  });
   registerNetworkRoutes(app, deps);
   registerIpamRoutes(app, deps);
   return app;

@@ -4,7 +4,20 @@ import { spawn, ChildProcess, SpawnOptions } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
-export const HOST_SH = path.resolve(__dirname, '../hosts/host.sh');
+/**
+ * The repository root: the nearest folder above this file that holds package.json. The same from
+ * test/helpers (ts-jest) and from dist/test/helpers (compiled, e.g. for bench/).
+ */
+export const REPO_ROOT = findRepoRoot(__dirname);
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
+  }
+}
+
+export const HOST_SH = path.join(REPO_ROOT, 'test/hosts/host.sh');
 /** Debian's docker CLI (20.10, API 1.41): negotiates down with the 26.1 daemon too. */
 export const DOCKER_CLI = process.env.DOCKER_CLI || '/usr/bin/docker';
 

@@ -2,10 +2,10 @@
 // sleep, nc, wget, cat, hostname, ifconfig, httpd, ...). No registry is reachable: the image is made
 // with `tar | docker import` by test/hosts/image.sh. Busybox-only image: use `sh -c true`, not `true`.
 import * as path from 'path';
-import { Host, run, describeFailure } from './hosts';
+import { Host, run, describeFailure, REPO_ROOT } from './hosts';
 
 export const TEST_IMAGE = 'vxt-busybox:local';
-export const IMAGE_SH = path.resolve(__dirname, '../hosts/image.sh');
+export const IMAGE_SH = path.join(REPO_ROOT, 'test/hosts/image.sh');
 
 /** Import the test image into the host's dockerd unless it is already there. */
 export async function ensureTestImage(host: Host, image: string = TEST_IMAGE): Promise<void> {

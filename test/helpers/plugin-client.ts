@@ -1,36 +1,8 @@
-// Talks to a running driver over its Unix socket the way dockerd does: POST, no Content-Type,
-// JSON body plus newline.
-import * as http from 'node:http';
+// The driver's socket, spoken to as dockerd does (the client lives in src/cli).
+import { pluginCall } from '../../src/cli/socket-client';
 
-export interface PluginReply {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-export function pluginCall(socketPath: string, method: string, body?: unknown): Promise<PluginReply> {
-  const payload = body === undefined ? '' : `${JSON.stringify(body)}\n`;
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { socketPath, method: 'POST', path: `/${method}`, headers: { Accept: 'application/vnd.docker.plugins.v1.2+json', 'Content-Length': Buffer.byteLength(payload) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString();
-          let parsed: Record<string, unknown>;
-          try {
-            parsed = JSON.parse(text) as Record<string, unknown>;
-          } catch {
-            parsed = { raw: text };
-          }
-          resolve({ status: res.statusCode ?? 0, body: parsed });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+export { pluginCall };
+export type { PluginReply } from '../../src/cli/socket-client';
 
 export async function pluginOk(socketPath: string, method: string, body?: unknown): Promise<Record<string, unknown>> {
   const r = await pluginCall(socketPath, method, body);

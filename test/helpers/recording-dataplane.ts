@@ -65,6 +65,9 @@ export function recordingDataplane(): RecordingDataplane {
     async removeBridgeRules(b) {
       calls.push(`removeBridgeRules ${b}`);
     },
+    async listRuleBridges() {
+      return [];
+    },
     async listLinks(prefix) {
       return [...links.values()].filter((l) => l.name.startsWith(prefix));
     },

@@ -1,11 +1,11 @@
 // Runs the built vxnet driver (dist/) inside a simulated host, as an operator would run it there.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Host, HostProcess, startInHost, stopInHost } from './hosts';
+import { Host, HostProcess, REPO_ROOT, startInHost, stopInHost } from './hosts';
 import { EmbeddedStore } from '../../src/store/embedded';
 import type { KeyValue } from '../../src/store/types';
 
-export const MAIN_JS = path.resolve(__dirname, '../../dist/src/main.js');
+export const MAIN_JS = path.join(REPO_ROOT, 'dist/src/main.js');
 const SOCKET_IN_HOST = '/run/docker/plugins/vxnet.sock';
 
 export interface Driver {

@@ -1,0 +1,45 @@
+// What the local dockerd believes exists, for reconcile: which of vxnet's Docker networks it
+// still has, and which endpoints (containers) are attached to them. dockerd may be down or not
+// up yet: then the answer is null, and reconcile deletes nothing on missing information.
+import Docker from 'dockerode';
+
+/** dockerd answering slower than this is treated as not there (reconcile retries later). */
+const DOCKER_TIMEOUT_MS = 5000;
+
+export interface DockerView {
+  /** NetworkIDs (of those asked about) that dockerd still has. */
+  networks: Set<string>;
+  /** EndpointIDs attached to those networks on this host. */
+  endpoints: Set<string>;
+}
+
+export interface DockerClient {
+  view(networkIds: string[]): Promise<DockerView | null>;
+}
+
+export function dockerClient(dockerHost: string | null): DockerClient {
+  const socketPath = dockerHost ? dockerHost.replace(/^unix:\/\//, '') : '/var/run/docker.sock';
+  const docker = new Docker({ socketPath, timeout: DOCKER_TIMEOUT_MS });
+  return {
+    async view(networkIds) {
+      const view: DockerView = { networks: new Set(), endpoints: new Set() };
+      try {
+        await docker.ping();
+      } catch {
+        return null;
+      }
+      for (const id of networkIds) {
+        let info: { Id: string; Containers?: Record<string, { EndpointID?: string }> };
+        try {
+          info = (await docker.getNetwork(id).inspect()) as typeof info;
+        } catch (err) {
+          if ((err as { statusCode?: number }).statusCode === 404) continue; // gone
+          return null; // unsure: decide nothing
+        }
+        view.networks.add(info.Id);
+        for (const c of Object.values(info.Containers ?? {})) if (c.EndpointID) view.endpoints.add(c.EndpointID);
+      }
+      return view;
+    },
+  };
+}

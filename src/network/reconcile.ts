@@ -1,0 +1,148 @@
+// Reconcile: store ⇄ kernel ⇄ dockerd, on every start and on demand (`vxnet reconcile`).
+//
+// dockerd does not replay lost calls (PROTOCOL.md §1): a `docker stop` while vxnet was down
+// loses Leave/DeleteEndpoint/ReleaseAddress, a `docker network rm` loses DeleteNetwork and the
+// IPAM releases, and a call in flight when vxnet died is re-sent empty and refused. So at start
+// vxnet compares its own records for this host with what dockerd still has, and with the kernel:
+//   - networks dockerd no longer has: their devices, records and this host's pool shares go;
+//   - endpoints whose container is gone: veth, record and addresses go;
+//   - networks with live endpoints: bridge, rules and VXLAN device are recreated if missing;
+//   - vxnet-named links and firewall rules that nothing owns are removed;
+//   - container addresses this host took that no endpoint uses (a crash between RequestAddress
+//     and CreateEndpoint), older than ORPHAN_ADDRESS_GRACE_MS, are released.
+// Without an answer from dockerd nothing is deleted on its account (never act on missing
+// information); only the kernel is repaired. Another host's records are never touched.
+import type { Logger } from '../log';
+import type { DockerClient } from '../docker/docker-view';
+import type { Dataplane } from './dataplane-port';
+import type { NetworkDriver } from './network-driver';
+import { LINK_PREFIX } from '../dataplane/types';
+import { LinkNotFoundError } from '../errors';
+import { BRIDGE_PREFIX, VETH_HOST_PREFIX, VETH_PEER_PREFIX, VXLAN_PREFIX } from './names';
+
+/**
+ * An address or endpoint younger than this may belong to a `docker run` in progress (between
+ * RequestAddress and CreateEndpoint, or before dockerd lists the container on the network).
+ */
+export const ORPHAN_ADDRESS_GRACE_MS = 60_000;
+
+export interface OrphanAddressSource {
+  boundPools(): Promise<string[]>;
+  addressesOf(poolId: string): Promise<Array<{ ip: string; record: { kind: string; host?: string; at?: number } }>>;
+  releaseAddress(poolId: string, address: string): Promise<void>;
+}
+
+export interface ReconcileDeps {
+  driver: NetworkDriver;
+  ipam: OrphanAddressSource;
+  dataplane: Dataplane;
+  docker: DockerClient | null;
+  host: string;
+  log: Logger;
+  /** Default ORPHAN_ADDRESS_GRACE_MS. */
+  graceMs?: number;
+  now?: () => number;
+}
+
+export interface ReconcilePlan {
+  dockerdAnswered: boolean;
+  staleNetworks: string[];
+  staleEndpoints: string[];
+  repairNetworks: string[];
+  orphanLinks: string[];
+  orphanRules: string[];
+  orphanAddresses: string[];
+}
+
+export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }): Promise<ReconcilePlan> {
+  const { driver, dataplane, log } = deps;
+  const now = deps.now ?? Date.now;
+  const grace = deps.graceMs ?? ORPHAN_ADDRESS_GRACE_MS;
+  let state = await driver.localState();
+  const view = deps.docker ? await deps.docker.view(state.dockerNetworks.map((d) => d.networkId)) : null;
+  const plan: ReconcilePlan = {
+    dockerdAnswered: view !== null,
+    staleNetworks: [],
+    staleEndpoints: [],
+    repairNetworks: [],
+    orphanLinks: [],
+    orphanRules: [],
+    orphanAddresses: [],
+  };
+
+  if (view) {
+    const poolsOf = new Map(state.dockerNetworks.map((d) => [d.networkId, d.poolIds]));
+    for (const d of state.dockerNetworks) {
+      if (view.networks.has(d.networkId)) continue;
+      plan.staleNetworks.push(`${d.networkId.slice(0, 12)} (${d.lnet})`);
+      if (!opts.dryRun) await driver.dropStaleNetwork(d.networkId, d.poolIds);
+    }
+    for (const ep of state.endpoints) {
+      if (!view.networks.has(ep.rec.networkId) || view.endpoints.has(ep.endpointId)) continue;
+      if (ep.rec.at !== undefined && now() - ep.rec.at < grace) continue;
+      plan.staleEndpoints.push(`${ep.endpointId.slice(0, 12)} (${ep.rec.ipv4 ?? ep.rec.ipv6})`);
+      if (!opts.dryRun) await driver.dropStaleEndpoint(ep.lnet, ep.endpointId, ep.rec, poolsOf.get(ep.rec.networkId) ?? []);
+    }
+    if (!opts.dryRun) state = await driver.localState();
+  }
+
+  // The kernel follows the store: every network with a live endpoint here has its devices, and
+  // its endpoints' veths sit on its bridge. Ensuring is idempotent, so every such network is
+  // ensured; the plan names those whose bridge was missing.
+  let present = new Set((await dataplane.listLinks(LINK_PREFIX)).map((l) => l.name));
+  const withEndpoints = new Set(state.endpoints.map((e) => e.lnet));
+  for (const lnet of withEndpoints) {
+    const net = state.networks.get(lnet);
+    if (!net) continue;
+    if (!present.has(`${BRIDGE_PREFIX}${net.vni}`)) plan.repairNetworks.push(lnet);
+    if (!opts.dryRun) await driver.repairNetwork(net, state.endpoints.filter((e) => e.lnet === lnet));
+  }
+  if (!opts.dryRun) present = new Set((await dataplane.listLinks(LINK_PREFIX)).map((l) => l.name));
+
+  const expected = driver.expectedLinks(state);
+  const ours = [BRIDGE_PREFIX, VXLAN_PREFIX, VETH_HOST_PREFIX, VETH_PEER_PREFIX];
+  for (const name of [...present].sort()) {
+    if (expected.has(name) || !ours.some((p) => name.startsWith(p))) continue;
+    // A container end back in the host (dockerd moved it back while vxnet was down) dies with its pair.
+    plan.orphanLinks.push(name);
+    if (!opts.dryRun) await removeLink(dataplane, name);
+  }
+  for (const bridge of await dataplane.listRuleBridges()) {
+    if (expected.has(bridge)) continue;
+    plan.orphanRules.push(bridge);
+    if (!opts.dryRun) await dataplane.removeBridgeRules(bridge);
+  }
+
+  if (view) {
+    const used = new Set(state.endpoints.flatMap((e) => [e.rec.ipv4, e.rec.ipv6]).filter((a): a is string => !!a).map((a) => a.split('/')[0]));
+    for (const poolId of await deps.ipam.boundPools()) {
+      for (const { ip, record } of await deps.ipam.addressesOf(poolId)) {
+        if (record.kind !== 'container' || record.host !== deps.host || used.has(ip)) continue;
+        if (record.at === undefined || now() - record.at < grace) continue;
+        plan.orphanAddresses.push(`${ip} (${poolId})`);
+        if (!opts.dryRun) await deps.ipam.releaseAddress(poolId, ip);
+      }
+    }
+  }
+
+  const changed =
+    plan.staleNetworks.length + plan.staleEndpoints.length + plan.repairNetworks.length + plan.orphanLinks.length + plan.orphanRules.length + plan.orphanAddresses.length;
+  log.info({ ...plan, changed, dryRun: opts.dryRun }, opts.dryRun ? 'reconcile plan' : 'reconcile done');
+  return plan;
+}
+
+async function removeLink(dataplane: Dataplane, name: string): Promise<void> {
+  try {
+    if (name.startsWith(BRIDGE_PREFIX)) {
+      await dataplane.removeBridgeRules(name);
+      await dataplane.removeBridge(name);
+    } else if (name.startsWith(VXLAN_PREFIX)) {
+      await dataplane.removeVxlan(name);
+    } else {
+      await dataplane.removeVeth(name);
+    }
+  } catch (err) {
+    // Deleting one end of a veth pair takes the other with it: "not found" is done.
+    if (!(err instanceof LinkNotFoundError)) throw err;
+  }
+}
