@@ -1,0 +1,98 @@
+// Reconcile's decisions over the embedded store, with dockerd's answer given by the test.
+import { reconcile } from '../../../src/network/reconcile';
+import type { DockerClient, DockerView } from '../../../src/docker/docker-view';
+import { Ipam } from '../../../src/ipam/ipam';
+import { NetworkDriver } from '../../../src/network/network-driver';
+import { Keys } from '../../../src/store/json';
+import { createLogger } from '../../../src/log';
+import { recordingDataplane, RecordingDataplane } from '../../helpers/recording-dataplane';
+import { tmpEmbeddedStore } from '../../helpers/tmp-store';
+import { pluginApp, PluginApp, NET_ID, EP_ID, EP_ID2 } from '../../helpers/plugin-app';
+import { createNetwork, runContainer } from '../../helpers/docker-flow';
+import type { Store } from '../../../src/store/types';
+
+const keys = new Keys('/vxnet/v1/');
+const log = createLogger('silent');
+
+describe('src/network/reconcile.ts', () => {
+  let store: Store;
+  let dp: RecordingDataplane;
+  let p: PluginApp;
+  let ipam: Ipam;
+  let driver: NetworkDriver;
+  beforeEach(() => {
+    store = tmpEmbeddedStore();
+    dp = recordingDataplane();
+    p = pluginApp(store, dp);
+    ipam = new Ipam({ store, keys, host: 'h1', defaultPools: [{ base: '10.128.0.0/9', size: 24 }], overlapsHostRoute: async () => false });
+    driver = new NetworkDriver({ store, keys, dataplane: dp, ipam, host: 'h1', defaultMtu: 1450, vniRange: { min: 256, max: 4095 }, vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: 0, log });
+  });
+  afterEach(async () => {
+    await p.app.close();
+    await store.close();
+  });
+
+  const dockerSays = (view: DockerView | null): DockerClient => ({ view: async () => view });
+  const run = (docker: DockerClient | null, dryRun = false, now = Date.now() + 120_000) =>
+    reconcile({ driver, ipam, dataplane: dp, docker, host: 'h1', log, now: () => now }, { dryRun });
+
+  it('changes nothing when dockerd agrees with the store', async () => {
+    await createNetwork(p, { subnet: '10.1.0.0/24' });
+    await runContainer(p, { networkId: NET_ID, poolId: 'vxnet-local/10.1.0.0/24', gateway: '10.1.0.1/24' }, EP_ID);
+    const before = JSON.stringify(await store.list('/'));
+    const plan = await run(dockerSays({ networks: new Set([NET_ID]), endpoints: new Set([EP_ID]) }));
+    expect(plan).toMatchObject({ dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], orphanLinks: [], orphanAddresses: [] });
+    expect(JSON.stringify(await store.list('/'))).toBe(before);
+  });
+
+  it('deletes nothing on dockerd\'s account when dockerd does not answer', async () => {
+    const net = await createNetwork(p, { subnet: '10.1.0.0/24' });
+    await runContainer(p, net, EP_ID);
+    const before = JSON.stringify(await store.list('/'));
+    const plan = await run(dockerSays(null));
+    expect(plan.dockerdAnswered).toBe(false);
+    expect(plan.staleEndpoints).toEqual([]);
+    expect(JSON.stringify(await store.list('/'))).toBe(before);
+  });
+
+  it('drops an endpoint whose container is gone and frees its address; a dry run only reports it', async () => {
+    const net = await createNetwork(p, { subnet: '10.1.0.0/24' });
+    await runContainer(p, net, EP_ID);
+    const gone = await runContainer(p, net, EP_ID2);
+    const view = dockerSays({ networks: new Set([NET_ID]), endpoints: new Set([EP_ID]) });
+    const dry = await run(view, true);
+    expect(dry.staleEndpoints).toEqual([expect.stringContaining(gone.address)]);
+    expect(await store.get(keys.address('vxnet-local', '10.1.0.0/24', gone.address.split('/')[0]))).not.toBeNull();
+    await run(view);
+    expect(await store.get(keys.address('vxnet-local', '10.1.0.0/24', gone.address.split('/')[0]))).toBeNull();
+    expect(await store.get(keys.endpoint('subnet-10.1.0.0-24', EP_ID2))).toBeNull();
+    expect(await store.get(keys.endpoint('subnet-10.1.0.0-24', EP_ID))).not.toBeNull();
+  });
+
+  it('leaves young endpoints and addresses alone (a docker run may be in progress)', async () => {
+    const net = await createNetwork(p, { subnet: '10.1.0.0/24' });
+    await runContainer(p, net, EP_ID);
+    await p.call('/IpamDriver.RequestAddress', { PoolID: net.poolId, Address: '', Options: null });
+    const plan = await run(dockerSays({ networks: new Set([NET_ID]), endpoints: new Set() }), false, Date.now());
+    expect(plan.staleEndpoints).toEqual([]);
+    expect(plan.orphanAddresses).toEqual([]);
+  });
+
+  it('frees a container address no endpoint uses (a crash between RequestAddress and CreateEndpoint)', async () => {
+    const net = await createNetwork(p, { subnet: '10.1.0.0/24' });
+    const r = await p.call('/IpamDriver.RequestAddress', { PoolID: net.poolId, Address: '', Options: null });
+    const ip = (r.body.Address as string).split('/')[0];
+    const plan = await run(dockerSays({ networks: new Set([NET_ID]), endpoints: new Set() }));
+    expect(plan.orphanAddresses).toEqual([`${ip} (vxnet-local/10.1.0.0/24)`]);
+    expect(await store.get(keys.address('vxnet-local', '10.1.0.0/24', ip))).toBeNull();
+    // The gateway (shared, not a container address) stays.
+    expect(await store.get(keys.address('vxnet-local', '10.1.0.0/24', '10.1.0.1'))).not.toBeNull();
+  });
+
+  it('removes a network dockerd removed while vxnet was down, with this host\'s pool share', async () => {
+    await createNetwork(p, { subnet: '10.1.0.0/24' });
+    const plan = await run(dockerSays({ networks: new Set(), endpoints: new Set() }));
+    expect(plan.staleNetworks).toEqual([expect.stringContaining('subnet-10.1.0.0-24')]);
+    expect(await store.list('/')).toEqual([]);
+  });
+});
