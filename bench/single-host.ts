@@ -11,16 +11,16 @@
 //   npm run build && node dist/bench/single-host.js [--docker 20|26] [--runs N] [--containers M] …
 //   npm run bench -- --docker 26
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Host, DockerVersion, ExecResult } from '../test/helpers/hosts';
 import { describeFailure, upHost, downHost, underlayDown, REPO_ROOT } from '../test/helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../test/helpers/image';
 import { Driver, startDriver, socketFromOutside, MAIN_JS } from '../test/helpers/vxnet-in-host';
-import { summarize, rounded, ratio, textTable, markdownTable, fmt, Summary, percentile } from './lib/stats';
+import { summarize, rounded, paired, textTable, markdownTable, fmt, Summary } from './lib/stats';
 import { PluginClient, dockerId } from './lib/plugin-client';
-import { readLoggedCalls, callsBetween, LoggedCall } from './lib/driver-log';
-import { memoryOf, MemoryKb, dockerVersions, machineInfo, sourceRevision } from './lib/machine';
+import { readLoggedCalls, callsBetween, LoggedCall, logTail } from './lib/driver-log';
+import { log, sleep, nowMs, round1, intArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
+import { memoryOf, MemoryKb, dockerVersions, machineInfo, sourceRevision, resultHeader } from './lib/machine';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -58,43 +58,26 @@ Needs root. Creates the host, runs the built driver (dist/src/main.js) in it, re
 
 function parseArgs(argv: string[]): Options {
   const o: Partial<Options> & { docker: DockerVersion } = { docker: '20' };
-  const int = (flag: string, v: string | undefined, min: number): number => {
-    if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) throw new Error(`${flag} needs a whole number >= ${min}, got ${v ?? 'nothing'}`);
-    return Number(v);
-  };
-  for (let i = 0; i < argv.length; i++) {
-    let a = argv[i];
-    let v: string | undefined;
-    const eq = a.indexOf('=');
-    if (a.startsWith('--') && eq > 0) {
-      v = a.slice(eq + 1);
-      a = a.slice(0, eq);
-    }
-    const next = (): string | undefined => v ?? argv[++i];
-    switch (a) {
-      case '--help':
-      case '-h':
-        process.stdout.write(`${USAGE}\n`);
-        process.exit(0);
-        break;
+  eachFlag(argv, USAGE, (flag, next) => {
+    switch (flag) {
       case '--docker': {
         const d = next();
         if (d !== '20' && d !== '26') throw new Error(`--docker must be 20 or 26, got ${d ?? 'nothing'}`);
         o.docker = d;
         break;
       }
-      case '--runs': o.runs = int(a, next(), 1); break;
-      case '--warmup': o.warmup = int(a, next(), 0); break;
-      case '--pairs': o.pairs = int(a, next(), 1); break;
-      case '--containers': o.containers = int(a, next(), 1); break;
-      case '--per-network': o.perNetwork = int(a, next(), 1); break;
+      case '--runs': o.runs = intArg(flag, next(), 1); break;
+      case '--warmup': o.warmup = intArg(flag, next(), 0); break;
+      case '--pairs': o.pairs = intArg(flag, next(), 1); break;
+      case '--containers': o.containers = intArg(flag, next(), 1); break;
+      case '--per-network': o.perNetwork = intArg(flag, next(), 1); break;
       case '--host': o.hostName = next(); break;
       case '--ip': o.hostIp = next(); break;
       case '--out': o.out = next() ?? null; break;
       default:
-        throw new Error(`unknown argument ${argv[i]} (see --help)`);
+        throw new Error(`unknown argument ${flag} (see --help)`);
     }
-  }
+  });
   const runs = o.runs ?? 20;
   return {
     docker: o.docker,
@@ -118,14 +101,6 @@ const KINDS: Kind[] = ['vxnet', 'bridge'];
 /** Both drivers each round; which goes first alternates, so drift and order effects cancel. */
 function order(round: number): Kind[] {
   return round % 2 === 0 ? ['vxnet', 'bridge'] : ['bridge', 'vxnet'];
-}
-
-function log(msg: string): void {
-  process.stderr.write(`[bench] ${msg}\n`);
-}
-
-function nowMs(): number {
-  return Number(process.hrtime.bigint()) / 1e6;
 }
 
 interface Timed {
@@ -187,15 +162,8 @@ interface SideBySide {
 }
 
 function sideBySide(vx: number[], br: number[]): SideBySide {
-  const vs = summarize(vx);
-  const bs = summarize(br);
-  const paired = vx.map((v, i) => v / br[i]).sort((a, b) => a - b);
-  return {
-    vxnet: rounded(vs, 1),
-    bridge: rounded(bs, 1),
-    ratioOfMedians: ratio(vs.p50, bs.p50),
-    medianPairedRatio: ratio(percentile(paired, 50), 1),
-  };
+  const p = paired(vx, br, 1);
+  return { vxnet: p.a, bridge: p.b, ratioOfMedians: p.ratioOfMedians, medianPairedRatio: p.medianPairedRatio };
 }
 
 async function benchDockerRun(host: Host, opts: Options, driver: Driver) {
@@ -499,14 +467,6 @@ async function leftovers(host: Host): Promise<{ links: string[]; rules: string[]
 // ---------------------------------------------------------------------------------------------
 // Output
 
-function round1(x: number): number {
-  return Math.round(x * 10) / 10;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function mb(kb: number): string {
   return (kb / 1024).toFixed(1);
 }
@@ -633,11 +593,7 @@ async function runBench(opts: Options, host: Host, driverBox: { driver: Driver |
   const probesMs = await kernelProbes(host);
 
   return {
-    benchmark: 'single-host',
-    timestamp: new Date(started).toISOString(),
-    durationSeconds: Math.round((Date.now() - started) / 100) / 10,
-    options: opts,
-    machine: { ...machine, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+    ...resultHeader('single-host', started, opts, machine),
     docker,
     source,
     host: { name: host.name, ip: host.ip, dockerVersion: host.dockerVersion },
@@ -653,61 +609,37 @@ async function runBench(opts: Options, host: Host, driverBox: { driver: Driver |
 }
 
 async function main(): Promise<number> {
-  let opts: Options;
-  try {
-    opts = parseArgs(process.argv.slice(2));
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('single-host bench needs root (network namespaces, dockerd)\n');
-    return 2;
-  }
-  if (!fs.existsSync(MAIN_JS)) {
-    process.stderr.write(`${MAIN_JS} is missing: run "npm run build" first\n`);
-    return 2;
-  }
-  const t0 = Date.now();
+  const pre = preflight(parseArgs, USAGE, 'single-host bench', MAIN_JS);
+  if ('code' in pre) return pre.code;
+  const opts = pre.opts;
   log(`host ${opts.hostName} (${opts.hostIp}) with dockerd ${opts.docker}`);
   const driverBox: { driver: Driver | null } = { driver: null };
   const underlayExisted = fs.existsSync('/run/netns/vxt-ul');
-  let host: Host | null = null;
-  let cleaning: Promise<void> | null = null;
-  const cleanup = (): Promise<void> =>
-    (cleaning ??= (async () => {
-      log('cleaning up');
+  return runWithCleanup(
+    async () => {
+      const host = await upHost(opts.hostName, opts.hostIp, { docker: opts.docker });
+      let results: Results;
+      try {
+        results = await runBench(opts, host, driverBox);
+      } catch (err) {
+        const tail = driverBox.driver ? logTail(driverBox.driver.logFile, 20) : '';
+        if (tail) process.stderr.write(`last driver log lines:\n${tail}\n`);
+        throw err;
+      }
+      const file = opts.out ?? path.join(REPO_ROOT, 'bench', 'results', `single-host-${results.docker.server.replace(/[^A-Za-z0-9.+_-]/g, '_')}.json`);
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+      process.stdout.write(`\n${report(results)}\n\n--- Markdown ---\n\n${markdown(results)}\n\n`);
+      log(`results: ${path.relative(process.cwd(), file) || file}`);
+      return 0;
+    },
+    async () => {
       await driverBox.driver?.stop().catch(() => undefined);
       await downHost(opts.hostName).catch((e: unknown) => log(`downHost ${opts.hostName}: ${(e as Error).message}`));
       // The underlay namespace goes only if this run made it, and only when no host is left on it.
       if (!underlayExisted) await underlayDown().catch(() => undefined);
-    })());
-  const onSignal = (sig: NodeJS.Signals): void => {
-    log(`${sig}: stopping`);
-    void cleanup().then(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
-    host = await upHost(opts.hostName, opts.hostIp, { docker: opts.docker });
-    const results = await runBench(opts, host, driverBox);
-    const file = opts.out ?? path.join(REPO_ROOT, 'bench', 'results', `single-host-${results.docker.server.replace(/[^A-Za-z0-9.+_-]/g, '_')}.json`);
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-    process.stdout.write(`\n${report(results)}\n\n--- Markdown ---\n\n${markdown(results)}\n\n`);
-    log(`results: ${path.relative(process.cwd(), file) || file}`);
-    return 0;
-  } catch (err) {
-    process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
-    if (driverBox.driver) {
-      const tail = fs.existsSync(driverBox.driver.logFile) ? fs.readFileSync(driverBox.driver.logFile, 'utf8').split('\n').slice(-20).join('\n') : '';
-      if (tail) process.stderr.write(`last driver log lines:\n${tail}\n`);
-    }
-    return 1;
-  } finally {
-    await cleanup();
-    log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
-  }
+    },
+  );
 }
 
 void main().then((code) => process.exit(code));

@@ -48,3 +48,12 @@ export function readLoggedCalls(logFile: string): LoggedCall[] {
 export function callsBetween(calls: LoggedCall[], start: number, end: number, slackMs = 1): LoggedCall[] {
   return calls.filter((c) => c.time >= start - slackMs && c.time <= end + slackMs);
 }
+
+/** The last `lines` lines of a log file ('' when it cannot be read). */
+export function logTail(logFile: string, lines: number): string {
+  try {
+    return fs.readFileSync(logFile, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}

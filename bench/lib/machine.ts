@@ -79,3 +79,22 @@ export async function sourceRevision(repo: string): Promise<{ commit: string | n
   const st = await run('git', ['-C', repo, 'status', '--porcelain', '--untracked-files=no', '--', ...DRIVER_SOURCES]).catch(() => null);
   return { commit: head.stdout.trim(), dirty: st && st.code === 0 ? st.stdout.trim() !== '' : null };
 }
+
+/** User + system CPU seconds a process has used so far (/proc/<pid>/stat; clock ticks of 1/100 s). */
+export function cpuSecondsOf(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at field 3: utime is 14, stime 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / 100;
+}
+
+/** The fields every results file starts with. */
+export function resultHeader<O>(benchmark: string, startedMs: number, options: O, machine: MachineInfo) {
+  return {
+    benchmark,
+    timestamp: new Date(startedMs).toISOString(),
+    durationSeconds: Math.round((Date.now() - startedMs) / 100) / 10,
+    options,
+    machine: { ...machine, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+  };
+}

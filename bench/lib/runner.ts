@@ -1,5 +1,6 @@
 // Plumbing shared by the benchmark runners: logging to stderr, clocks, argument checks, and a
 // cleanup that runs once, at the end or on Ctrl-C / SIGTERM.
+import * as fs from 'node:fs';
 
 export function log(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);
@@ -77,4 +78,27 @@ export async function runWithCleanup(body: () => Promise<number>, cleanup: () =>
     await once();
     log(`done in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   }
+}
+
+/**
+ * Options from the command line, after checking what every runner needs (root, the built
+ * driver); or the exit code to stop with (2), the reason already printed.
+ */
+export function preflight<O>(parse: (argv: string[]) => O, usage: string, what: string, mainJs: string): { opts: O } | { code: number } {
+  let opts: O;
+  try {
+    opts = parse(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${usage}\n`);
+    return { code: 2 };
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write(`${what} needs root (network namespaces)\n`);
+    return { code: 2 };
+  }
+  if (!fs.existsSync(mainJs)) {
+    process.stderr.write(`${mainJs} is missing: run "npm run build" first\n`);
+    return { code: 2 };
+  }
+  return { opts };
 }
