@@ -187,8 +187,13 @@ export class PeerSync {
     return [...this.endpoints].filter(([, m]) => [...m.values()].some((c) => c.rec.host === host)).map(([lnet]) => lnet);
   }
 
-  /** The network now has a VXLAN device here: program it, and keep it programmed. */
+  /**
+   * The network now has a VXLAN device here: program it, and keep it programmed. Every Join
+   * calls this; only the first (per device lifetime) reads the store and diffs the kernel, the
+   * watch keeps it current after that.
+   */
   async activate(lnet: string, net: NetworkRecord): Promise<void> {
+    if (this.active.has(lnet)) return;
     this.networks.set(lnet, net);
     this.active.add(lnet);
     // The store may have news this process has not seen through the watch yet.
