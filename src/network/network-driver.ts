@@ -12,6 +12,7 @@ import { parseCidr, parseIp, containsIp, cidrToString } from '../ipam/cidr';
 import type { Dataplane } from './dataplane-port';
 import type { DockerNetworkRecord, EndpointRecord, NetworkRecord, SubnetInfo } from './records';
 import { KeyedLock } from './keyed-lock';
+import { LINK_PREFIX } from '../dataplane/types';
 import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName, VETH_HOST_PREFIX } from './names';
 import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
@@ -297,7 +298,9 @@ export class NetworkDriver {
   private async ensureNetworkDevices(net: NetworkRecord, undo: Undo): Promise<string> {
     const { dataplane, vtep, log } = this.deps;
     const bridge = bridgeName(net.vni);
-    const existed = (await dataplane.listLinks(bridge)).some((l) => l.name === bridge);
+    const vxlan = vxlanName(net.vni);
+    const present = new Set((await dataplane.listLinks(LINK_PREFIX)).map((l) => l.name));
+    const existed = present.has(bridge);
     const addresses = net.internal ? [] : gatewayAddresses(net);
     await dataplane.ensureBridge({ name: bridge, mtu: net.mtu, mac: bridgeMac(net.vni), addresses });
     if (!existed) undo.push(`remove bridge ${bridge}`, () => dataplane.removeBridge(bridge));
@@ -305,12 +308,19 @@ export class NetworkDriver {
     if (!existed) undo.push(`remove rules of ${bridge}`, () => dataplane.removeBridgeRules(bridge));
     this.deps.failAt?.('join:after-bridge');
     if (vtep) {
-      const name = vxlanName(net.vni);
+      // A new or rebuilt VXLAN device starts with no peer entries: have them programmed again.
+      let fresh = !present.has(vxlan);
       await dataplane.ensureVxlan(
-        { name, vni: net.vni, port: this.deps.vxlanPort, local: vtep.ip, underlay: vtep.iface, mtu: net.mtu, bridge },
-        { onRebuild: (reason) => log.warn({ dev: name, reason }, 'vxlan device rebuilt') },
+        { name: vxlan, vni: net.vni, port: this.deps.vxlanPort, local: vtep.ip, underlay: vtep.iface, mtu: net.mtu, bridge },
+        {
+          onRebuild: (reason) => {
+            fresh = true;
+            log.warn({ dev: vxlan, reason }, 'vxlan device rebuilt');
+          },
+        },
       );
-      if (!existed) undo.push(`remove vxlan ${name}`, () => dataplane.removeVxlan(name));
+      if (!existed) undo.push(`remove vxlan ${vxlan}`, () => dataplane.removeVxlan(vxlan));
+      if (fresh) this.deps.peers?.deactivate(net.lnet);
       await this.deps.peers?.activate(net.lnet, net);
     }
     return bridge;
