@@ -9,6 +9,7 @@
 // only the gateway request is marked (TESTING.md). Aux requests come before this host's
 // CreateNetwork, container requests after it, so the network layer marks the pool "bound" on
 // this host at CreateNetwork and that decides the kind.
+import { createHash } from 'node:crypto';
 import { vxError } from '../errors';
 import type { Store } from '../store/types';
 import { getJson, listJson, updateJson, Keys } from '../store/json';
@@ -310,6 +311,17 @@ export class Ipam {
     throw vxError('VXNET_ERR_SUBNET_EXHAUSTED', `no free address left in ${rec.subPool ? `ip-range ${rec.subPool} of ` : ''}subnet ${rec.pool}`);
   }
 
+  /**
+   * Where this host starts handing out addresses of a pool. Alone on a pool it starts at the
+   * beginning (addresses in order, as Docker's own IPAM does); when several hosts share the pool
+   * each starts at its own point of the range, so they do not all race for the same next address.
+   */
+  private hostOffset(rec: PoolRecord, span: bigint): bigint {
+    if (Object.keys(rec.hosts).length < 2) return 0n;
+    const h = createHash('sha256').update(this.deps.host).digest();
+    return h.readBigUInt64BE(0) % span;
+  }
+
   /** Walks from the cursor past addresses known to be taken; create-if-absent decides. */
   private async tryAddresses(
     poolId: string,
@@ -323,6 +335,7 @@ export class Ipam {
   ): Promise<string | null> {
     if (rec.gateway) used.add(rec.gateway);
     let attempts = 0;
+    if (!this.cursors.has(poolId)) this.cursors.set(poolId, first + this.hostOffset(rec, span));
     for (let n = 0n; n < span && attempts < ALLOC_ATTEMPTS; n++) {
       // The cursor moves before the await, so concurrent requests in this process try
       // different addresses; only other hosts can make a candidate fail.

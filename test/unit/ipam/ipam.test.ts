@@ -172,6 +172,18 @@ describe('src/ipam/ipam.ts', () => {
     expect(new Set(all.map((a) => a.address)).size).toBe(100);
   });
 
+  it('starts each host at its own point of a shared pool, and a lone host at the beginning', async () => {
+    const h2 = ipamOn(store, 'h2');
+    const id = await pool('10.1.0.0/16');
+    await ipam.bindPool(id, true);
+    expect((await ipam.requestAddress({ poolId: id, address: '', options: null })).address).toBe('10.1.0.1/16');
+    await h2.requestPool({ addressSpace: L, pool: '10.1.0.0/16', subPool: '', options: {}, v6: false });
+    await h2.bindPool(id, true);
+    const fromH2 = (await h2.requestAddress({ poolId: id, address: '', options: null })).address;
+    expect(fromH2).not.toBe('10.1.0.2/16');
+    expect(fromH2).toMatch(/^10\.1\.\d+\.\d+\/16$/);
+  });
+
   it('removes leftover address keys with the last release of the pool', async () => {
     const id = await pool('10.1.0.0/24');
     await ipam.bindPool(id, true);
