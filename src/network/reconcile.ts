@@ -95,7 +95,9 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     const net = state.networks.get(lnet);
     if (!net) continue;
     if (!present.has(`${BRIDGE_PREFIX}${net.vni}`)) plan.repairNetworks.push(lnet);
-    if (!opts.dryRun) await driver.repairNetwork(net, state.endpoints.filter((e) => e.lnet === lnet));
+    // Young endpoints may be between CreateEndpoint and Join: their own Join builds their veth.
+    const settled = state.endpoints.filter((e) => e.lnet === lnet && (e.rec.at === undefined || now() - e.rec.at >= grace));
+    if (!opts.dryRun) await driver.repairNetwork(net, settled);
   }
   if (!opts.dryRun) present = new Set((await dataplane.listLinks(LINK_PREFIX)).map((l) => l.name));
 
