@@ -3,6 +3,7 @@
 // network, and containers on different hosts talk across the VXLAN overlay.
 import { execFileSync } from 'node:child_process';
 import { Host, upHost, downHost } from '../helpers/hosts';
+import { eventually } from '../helpers/eventually';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
@@ -19,14 +20,6 @@ function fdbMacs(host: Host): Array<{ mac: string; dst?: string }> {
   return JSON.parse(execFileSync('bridge', ['-n', host.name, '-j', 'fdb', 'show', 'dev', dev], { encoding: 'utf8' })) as Array<{ mac: string; dst?: string }>;
 }
 
-async function eventually(what: string, cond: () => boolean, withinMs: number): Promise<void> {
-  const start = Date.now();
-  while (Date.now() - start <= withinMs) {
-    if (cond()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`${what}: not within ${withinMs} ms`);
-}
 
 describe('vxnet across 3 dockerd hosts', () => {
   let etcdHost: Host;

@@ -3,6 +3,7 @@
 // iptables, as on a real Docker host.
 import { execFileSync } from 'node:child_process';
 import { Host, upHost, downHost } from '../helpers/hosts';
+import { eventually } from '../helpers/eventually';
 import { Driver, startDriver, socketFromOutside } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { FakeContainer, FakeNetwork, createFakeNetwork, removeFakeNetwork, startFakeContainer, stopFakeContainer, pingFrom } from '../helpers/fake-container';
@@ -36,15 +37,6 @@ function vxLinks(host: Host): string[] {
   return links.map((l) => l.ifname).filter((n) => n.startsWith('vx'));
 }
 
-/** Polls until cond() holds (bounded); returns how long it took, or throws. */
-async function eventually(what: string, cond: () => boolean | Promise<boolean>, withinMs: number): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start <= withinMs) {
-    if (await cond()) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`${what}: not within ${withinMs} ms`);
-}
 
 describe('vxnet across 3 hosts with etcd', () => {
   let etcdHost: Host;
