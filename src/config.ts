@@ -40,6 +40,8 @@ export interface Config {
   teardownDelayMs: number;
   /** Endpoints and addresses younger than this are left alone by reconcile (a `docker run` may be in progress). */
   reconcileGraceMs: number;
+  /** A host without a lease this long is dead for good: its records are released. */
+  deadHostGraceMs: number;
   dockerHost: string | null;
 }
 
@@ -70,6 +72,7 @@ export const SETTINGS: Setting[] = [
   { flag: 'lease-ttl', env: 'VXNET_LEASE_TTL', default: '10', help: 'seconds before a silent host is considered gone' },
   { flag: 'teardown-delay', env: 'VXNET_TEARDOWN_DELAY', default: '5', help: 'seconds an idle network\'s bridge and VXLAN device stay after its last container here (0: at once)' },
   { flag: 'reconcile-grace', env: 'VXNET_RECONCILE_GRACE', default: '60', help: 'seconds: reconcile leaves endpoints and addresses younger than this alone' },
+  { flag: 'dead-host-grace', env: 'VXNET_DEAD_HOST_GRACE', default: '86400', help: 'seconds without a lease before a host\'s endpoints and addresses are released' },
   { flag: 'docker-host', env: 'VXNET_DOCKER_HOST', default: '', help: 'dockerd API socket (default: the local one)' },
 ];
 
@@ -122,6 +125,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     leaseTtl: integer(get('lease-ttl'), 'lease-ttl', 2, 3600),
     teardownDelayMs: integer(get('teardown-delay'), 'teardown-delay', 0, 3600) * 1000,
     reconcileGraceMs: integer(get('reconcile-grace'), 'reconcile-grace', 0, 86400) * 1000,
+    deadHostGraceMs: integer(get('dead-host-grace'), 'dead-host-grace', 1, 365 * 86400) * 1000,
     dockerHost: orNull(get('docker-host')),
   };
 }

@@ -13,6 +13,7 @@ import { NetworkDriver, Vtep } from './network/network-driver';
 import { PeerSync } from './network/peers';
 import { registerHost } from './network/host-registry';
 import { reconcile } from './network/reconcile';
+import { startDeadHostSweeper } from './network/dead-hosts';
 import { dockerClient } from './docker/docker-view';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
@@ -88,6 +89,10 @@ async function overlapsHostRoute(c: Cidr): Promise<boolean> {
     .filter((r) => r.prefix > 0)
     .some((r) => overlaps(c, { family: 4, base: BigInt(r.dest), prefix: r.prefix, bits: 32 }));
 }
+
+/** How often a host looks for dead hosts: a quarter of the grace, within these bounds. */
+const MIN_SWEEP_EVERY_MS = 1000;
+const MAX_SWEEP_EVERY_MS = 60_000;
 
 /** How often the start-up reconcile retries while dockerd does not answer, and for how long. */
 const RECONCILE_RETRY_MS = 10_000;
@@ -166,11 +171,19 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   }
   log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, vtep: vtep?.ip ?? null }, 'vxnet listening');
   const startup = startupReconcile(runReconcile, reconcileLog);
+  // Only hosts that register under a lease can tell a dead host from a live one.
+  const sweeper = peers
+    ? startDeadHostSweeper(
+        { store, keys, host: config.hostId, graceMs: config.deadHostGraceMs, driver, ipam, log: log.child({ mod: 'dead-hosts' }) },
+        Math.min(MAX_SWEEP_EVERY_MS, Math.max(MIN_SWEEP_EVERY_MS, config.deadHostGraceMs / 4)),
+      )
+    : null;
   return {
     app,
     store,
     async close() {
       startup.stop();
+      sweeper?.stop();
       await app.close();
       driver.close();
       await peers?.close();

@@ -182,9 +182,10 @@ export class Ipam {
     throw vxError('VXNET_ERR_POOLS_EXHAUSTED', `no free subnet left in ${this.deps.defaultPools.map((p) => `${p.base}:${p.size}`).join(', ')}`);
   }
 
-  async releasePool(poolId: string): Promise<void> {
+  /** Drops one of `host`'s references to the pool (this host unless told: dead-host cleanup). */
+  async releasePool(poolId: string, host = this.deps.host): Promise<void> {
     const ref = parsePoolId(poolId);
-    const { store, keys, host } = this.deps;
+    const { store, keys } = this.deps;
     const after = await updateJson<PoolRecord>(store, keys.pool(ref.space, ref.pool), (cur) => {
       if (!cur || !cur.hosts[host]) return undefined;
       const hosts = { ...cur.hosts };
@@ -388,9 +389,9 @@ export class Ipam {
    * aux addresses and its container addresses. For reconcile, when dockerd removed a network
    * while vxnet was down and its ReleaseAddress/ReleasePool calls were lost.
    */
-  async releaseHostFromPool(poolId: string): Promise<void> {
+  async releaseHostFromPool(poolId: string, host = this.deps.host): Promise<void> {
     const ref = parsePoolId(poolId);
-    const { store, keys, host } = this.deps;
+    const { store, keys } = this.deps;
     for (const kv of await listJson<AddressRecord>(store, keys.addresses(ref.space, ref.pool))) {
       await updateJson<AddressRecord>(store, kv.key, (cur) => {
         if (!cur) return undefined;
@@ -401,8 +402,19 @@ export class Ipam {
         return Object.keys(hosts).length === 0 ? null : { ...cur, hosts };
       });
     }
-    while ((await this.getPool(poolId))?.hosts[host]) await this.releasePool(poolId);
+    while ((await this.getPool(poolId))?.hosts[host]) await this.releasePool(poolId, host);
     this.taken.delete(poolId);
+  }
+
+  /** Every pool a host holds a reference to. */
+  async poolsOf(host: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const space of ADDRESS_SPACES) {
+      for (const { value } of await listJson<PoolRecord>(this.deps.store, this.deps.keys.pools(space))) {
+        if (value.hosts[host]) out.push(this.poolIdFor(space, value.pool));
+      }
+    }
+    return out;
   }
 
   /** Pools on which a network of this host is created (container requests come from them). */

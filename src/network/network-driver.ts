@@ -236,12 +236,45 @@ export class NetworkDriver {
         await this.deps.ipam.bindPool(poolId, false);
       }
       await store.delete(dnetKey);
-      const stillUsed = (await listJson<DockerNetworkRecord>(store, keys.dockerNetworks())).some((d) => d.value.lnet === lnet);
-      if (stillUsed || !net) return;
-      for (const ep of await store.list(keys.endpoints(lnet))) await store.delete(ep.key, ep.modRevision);
-      await store.delete(keys.network(lnet));
-      await this.releaseVni(net.value.vni, lnet);
+      if (net) await this.dropLogicalNetworkIfUnused(net.value);
     });
+  }
+
+  /** The last Docker network of a logical network is gone on every host: its records and VNI go. */
+  private async dropLogicalNetworkIfUnused(net: NetworkRecord): Promise<void> {
+    const { store, keys } = this.deps;
+    const stillUsed = (await listJson<DockerNetworkRecord>(store, keys.dockerNetworks())).some((d) => d.value.lnet === net.lnet);
+    if (stillUsed) return;
+    for (const ep of await store.list(keys.endpoints(net.lnet))) await store.delete(ep.key, ep.modRevision);
+    await store.delete(keys.network(net.lnet));
+    await this.releaseVni(net.vni, net.lnet);
+  }
+
+  /**
+   * Another host is dead for good (dead-hosts.ts decided, exactly once): its Docker networks and
+   * endpoints go from the store. Only records: its kernel objects died with it or are its own
+   * reconcile's business if it ever comes back.
+   */
+  async forgetHost(deadHost: string): Promise<string[]> {
+    const { store, keys } = this.deps;
+    const forgotten: string[] = [];
+    for (const ep of await listJson<EndpointRecord>(store, keys.endpoints())) {
+      if (ep.value.host !== deadHost) continue;
+      await store.delete(ep.key, ep.modRevision);
+      forgotten.push(ep.key.slice(keys.endpoints().length));
+    }
+    const lnets = new Set<string>();
+    for (const d of await listJson<DockerNetworkRecord>(store, keys.hostDockerNetworks(deadHost))) {
+      await store.delete(d.key, d.modRevision);
+      lnets.add(d.value.lnet);
+    }
+    for (const lnet of lnets) {
+      await this.lock.run(lnet, async () => {
+        const net = await getJson<NetworkRecord>(store, keys.network(lnet));
+        if (net) await this.dropLogicalNetworkIfUnused(net.value);
+      });
+    }
+    return forgotten;
   }
 
   async createEndpoint(req: CreateEndpointRequest): Promise<CreateEndpointReply> {

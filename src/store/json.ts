@@ -94,6 +94,13 @@ export class Keys {
   endpoint(lnet: string, endpointId: string): string {
     return `${this.endpoints(lnet)}${endpointId}`;
   }
+  /** deadhosts/<host>: a host whose lease is gone, and since when (set by whoever noticed first). */
+  deadHosts(): string {
+    return `${this.prefix}deadhosts/`;
+  }
+  deadHost(host: string): string {
+    return `${this.deadHosts()}${host}`;
+  }
   hosts(): string {
     return `${this.prefix}hosts/`;
   }
