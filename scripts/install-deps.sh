@@ -107,8 +107,8 @@ if [ "${SKIP_NPM:-0}" != 1 ]; then
   command -v npm >/dev/null || { echo "npm not found: install Node.js 20 first" >&2; exit 1; }
   stamp=node_modules/.package-lock.json
   if [ ! -d node_modules ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
-    log "npm ci"
-    npm ci --no-audit --no-fund --loglevel=error
+    log "npm dependencies"
+    bash scripts/npm-deps.sh
   else
     log "node_modules up to date"
   fi
