@@ -243,6 +243,7 @@ export class PeerSync {
     const wantNeigh = new Map(want.neigh.map((n) => [n.ip, n.mac]));
     const haveFdb = new Set(fdbHave.map(fdbKey));
     const haveNeigh = new Map(neighHave.map((n) => [n.ip, n.mac]));
+    const wantedUnicast = new Set(want.fdb.filter((w) => w.mac !== ZERO_MAC).map((w) => w.mac));
     let changes = 0;
     const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
       try {
@@ -258,7 +259,7 @@ export class PeerSync {
     }
     for (const e of fdbHave) {
       // A unicast entry whose VTEP changed is replaced in place by ensureFdb below.
-      const moved = e.mac !== ZERO_MAC && want.fdb.some((w) => w.mac === e.mac);
+      const moved = wantedUnicast.has(e.mac);
       if (!wantFdb.has(fdbKey(e)) && !moved) {
         await attempt(`fdb del ${e.mac} ${e.dst}`, () => dataplane.removeFdb({ dev, mac: e.mac, dst: e.dst ?? undefined }));
       }

@@ -7,7 +7,7 @@ import { NetworkDriver } from '../../src/network/network-driver';
 import { Keys } from '../../src/store/json';
 import type { Store } from '../../src/store/types';
 import type { Dataplane } from '../../src/network/dataplane-port';
-import { createLogger } from '../../src/log';
+import { createLogger, Logger } from '../../src/log';
 
 export interface PluginApp {
   app: FastifyInstance;
@@ -16,7 +16,28 @@ export interface PluginApp {
   call(path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }>;
 }
 
-export function pluginApp(store: Store, dataplane: Dataplane, opts: { host?: string; failAt?: (step: string) => void; teardownDelayMs?: number } = {}): PluginApp {
+export interface DomainOptions {
+  host?: string;
+  failAt?: (step: string) => void;
+  teardownDelayMs?: number;
+  log?: Logger;
+}
+
+/** IPAM and network driver of one host over a store, as the daemon wires them (single host). */
+export function testDomain(store: Store, dataplane: Dataplane, opts: DomainOptions = {}): { ipam: Ipam; driver: NetworkDriver } {
+  const log = opts.log ?? createLogger('silent');
+  const host = opts.host ?? 'h1';
+  const ipam = new Ipam({ store, keys: TEST_KEYS, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], overlapsHostRoute: async () => false });
+  const driver = new NetworkDriver({
+    store, keys: TEST_KEYS, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 },
+    vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: opts.teardownDelayMs ?? 0, log, failAt: opts.failAt,
+  });
+  return { ipam, driver };
+}
+
+export const TEST_KEYS = new Keys('/vxnet/v1/');
+
+export function pluginApp(store: Store, dataplane: Dataplane, opts: DomainOptions = {}): PluginApp {
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -25,10 +46,7 @@ export function pluginApp(store: Store, dataplane: Dataplane, opts: { host?: str
     },
   });
   const log = createLogger('debug', sink);
-  const keys = new Keys('/vxnet/v1/');
-  const host = opts.host ?? 'h1';
-  const ipam = new Ipam({ store, keys, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], overlapsHostRoute: async () => false });
-  const driver = new NetworkDriver({ store, keys, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 }, vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: opts.teardownDelayMs ?? 0, log, failAt: opts.failAt });
+  const { ipam, driver } = testDomain(store, dataplane, { ...opts, log });
   const app = buildApp({ driver, ipam, log, scope: 'local' });
   return {
     app,

@@ -1,15 +1,12 @@
 import { sweepDeadHosts, DeadHostDeps } from '../../../src/network/dead-hosts';
-import { Ipam } from '../../../src/ipam/ipam';
-import { NetworkDriver } from '../../../src/network/network-driver';
-import { Keys } from '../../../src/store/json';
 import { createLogger } from '../../../src/log';
 import { recordingDataplane } from '../../helpers/recording-dataplane';
 import { tmpEmbeddedStore } from '../../helpers/tmp-store';
-import { pluginApp, PluginApp, NET_ID, NET_ID2, EP_ID, EP_ID2 } from '../../helpers/plugin-app';
+import { pluginApp, PluginApp, testDomain, TEST_KEYS, NET_ID, NET_ID2, EP_ID, EP_ID2 } from '../../helpers/plugin-app';
 import { createNetwork, runContainer } from '../../helpers/docker-flow';
 import type { Store } from '../../../src/store/types';
 
-const keys = new Keys('/vxnet/v1/');
+const keys = TEST_KEYS;
 const log = createLogger('silent');
 const GRACE = 60_000;
 
@@ -37,8 +34,7 @@ describe('src/network/dead-hosts.ts', () => {
   });
 
   function sweeper(host: string): DeadHostDeps {
-    const ipam = new Ipam({ store, keys, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], overlapsHostRoute: async () => false });
-    const driver = new NetworkDriver({ store, keys, dataplane: recordingDataplane(), ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 }, vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: 0, log });
+    const { ipam, driver } = testDomain(store, recordingDataplane(), { host });
     return { store, keys, host, graceMs: GRACE, driver, ipam, log, now: () => clock };
   }
   const h2Keys = async (): Promise<string[]> => (await store.list('/vxnet/v1/')).map((kv) => kv.key).filter((k) => k.includes('h2') || k.includes(EP_ID2));

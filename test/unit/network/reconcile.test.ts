@@ -1,17 +1,16 @@
 // Reconcile's decisions over the embedded store, with dockerd's answer given by the test.
 import { reconcile } from '../../../src/network/reconcile';
 import type { DockerClient, DockerView } from '../../../src/docker/docker-view';
-import { Ipam } from '../../../src/ipam/ipam';
-import { NetworkDriver } from '../../../src/network/network-driver';
-import { Keys } from '../../../src/store/json';
+import type { Ipam } from '../../../src/ipam/ipam';
+import type { NetworkDriver } from '../../../src/network/network-driver';
 import { createLogger } from '../../../src/log';
 import { recordingDataplane, RecordingDataplane } from '../../helpers/recording-dataplane';
 import { tmpEmbeddedStore } from '../../helpers/tmp-store';
-import { pluginApp, PluginApp, NET_ID, EP_ID, EP_ID2 } from '../../helpers/plugin-app';
+import { pluginApp, PluginApp, testDomain, TEST_KEYS, NET_ID, EP_ID, EP_ID2 } from '../../helpers/plugin-app';
 import { createNetwork, runContainer } from '../../helpers/docker-flow';
 import type { Store } from '../../../src/store/types';
 
-const keys = new Keys('/vxnet/v1/');
+const keys = TEST_KEYS;
 const log = createLogger('silent');
 
 describe('src/network/reconcile.ts', () => {
@@ -24,8 +23,7 @@ describe('src/network/reconcile.ts', () => {
     store = tmpEmbeddedStore();
     dp = recordingDataplane();
     p = pluginApp(store, dp);
-    ipam = new Ipam({ store, keys, host: 'h1', defaultPools: [{ base: '10.128.0.0/9', size: 24 }], overlapsHostRoute: async () => false });
-    driver = new NetworkDriver({ store, keys, dataplane: dp, ipam, host: 'h1', defaultMtu: 1450, vniRange: { min: 256, max: 4095 }, vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: 0, log });
+    ({ ipam, driver } = testDomain(store, dp));
   });
   afterEach(async () => {
     await p.app.close();
