@@ -9,12 +9,14 @@
 //
 // No blind retries. etcd3 retries every "recoverable" error three times by default; a retried
 // transaction whose reply was lost would find its own write and report "taken" (an address
-// reserved for nobody). So the client's retry policy is off; reads (get, list, revision) are
-// retried here within their deadline, writes are sent once and their failure goes to the caller
-// (every vxnet operation is idempotent one level up). With several endpoints a call to a member
-// that is down fails at once (no waitForReady), which opens that member's circuit breaker for
-// MEMBER_PAUSE_MS: later calls go to the others, reads retry there at once, and a write that
-// landed on the dead member (one per pause, when the breaker lets a trial call through) fails.
+// reserved for nobody). So the client's retry policy is off and retries happen here, within the
+// call's deadline: reads are simply sent again; a write whose attempt failed in transport (the
+// member died, the connection dropped: applied or not, nobody knows) is sent again guarded by
+// its own condition (create-if-absent, mod revision), which can only apply once, and a refused
+// retry is then checked against what the key holds: if it holds what we wrote (or is gone, for a
+// delete), an earlier attempt landed and the write succeeded. With several endpoints a call to a
+// member that is down fails at once (no waitForReady), which opens that member's circuit
+// breaker for MEMBER_PAUSE_MS, so the retry goes to another member: one member down fails no call.
 //
 // Watches resume from the last revision they delivered (not etcd3's own resume point, which
 // follows response headers and can run ahead of events during a catch-up), after checking that
@@ -47,13 +49,14 @@ import type { KeyValue, Store, WatchEvent, WatchHandlers, Watcher } from './type
 
 /** Default bound on every store call. */
 const CALL_TIMEOUT_MS = 5000;
-/** Pause between read retries within one call's deadline. */
-const READ_RETRY_MS = 100;
+/** Pause between attempts of one call, and the longest one attempt may take. */
+const RETRY_PAUSE_MS = 100;
+const ATTEMPT_MS = 2000;
 /** A watch or lease that lost etcd tries again after this, doubling up to the cap. */
 const RECONNECT_FIRST_MS = 250;
 const RECONNECT_MAX_MS = 5000;
-/** A member whose call failed is skipped this long (several endpoints only). */
-const MEMBER_PAUSE_MS = 5000;
+/** A member that could not be reached is skipped this long (several endpoints only). */
+const MEMBER_PAUSE_MS = 2000;
 /** gRPC pings on open streams, to notice a peer that stopped answering (etcd allows ≥ 5 s). */
 const KEEPALIVE_MS = 10000;
 const KEEPALIVE_TIMEOUT_MS = 5000;
@@ -124,7 +127,11 @@ export class EtcdStore implements Store {
   }
 
   async get(key: string): Promise<KeyValue | null> {
-    const res = await this.read('read', key, (o) => this.client.get(key).options(o).exec());
+    return this.read('read', key, (o) => this.getWith(key, o));
+  }
+
+  private async getWith(key: string, o: { deadline: number }): Promise<KeyValue | null> {
+    const res = await this.client.get(key).options(o).exec();
     return res.kvs.length > 0 ? toKeyValue(res.kvs[0]) : null;
   }
 
@@ -136,41 +143,57 @@ export class EtcdStore implements Store {
   async createIfAbsent(key: string, value: string, opts?: { lease?: string }): Promise<boolean> {
     const entry = opts?.lease !== undefined ? this.leaseEntry(opts.lease, key) : null;
     const etcdLease = entry?.etcdLease;
-    const res = await this.write('create', key, (o) => {
-      const put = this.client.put(key).value(value);
-      if (etcdLease !== undefined) put.lease(etcdLease);
-      return this.client.if(key, 'Create', '==', 0).then(put).options(o).commit();
-    });
-    if (res.succeeded && entry && etcdLease !== undefined) entry.keys.set(key, { value, etcdLease });
-    return res.succeeded;
+    const created = await this.write(
+      'create',
+      key,
+      async (o) => {
+        const put = this.client.put(key).value(value);
+        if (etcdLease !== undefined) put.lease(etcdLease);
+        return (await this.client.if(key, 'Create', '==', 0).then(put).options(o).commit()).succeeded;
+      },
+      async (o) => (await this.getWith(key, o))?.value === value,
+    );
+    if (created && entry && etcdLease !== undefined) entry.keys.set(key, { value, etcdLease });
+    return created;
   }
 
   async compareAndSwap(key: string, value: string, modRevision: number): Promise<boolean> {
-    const res = await this.write('update', key, (o) => {
-      if (modRevision === 0) return this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(value)).options(o).commit();
-      // ignore_lease: a key written under a lease keeps it (a plain put would detach it).
-      return this.client.if(key, 'Mod', '==', modRevision).then(this.client.put(key).value(value).ignoreLease()).options(o).commit();
-    });
-    if (res.succeeded) {
+    const swapped = await this.write(
+      'update',
+      key,
+      async (o) => {
+        const txn =
+          modRevision === 0
+            ? this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(value))
+            : // ignore_lease: a key written under a lease keeps it (a plain put would detach it).
+              this.client.if(key, 'Mod', '==', modRevision).then(this.client.put(key).value(value).ignoreLease());
+        return (await txn.options(o).commit()).succeeded;
+      },
+      async (o) => {
+        const now = await this.getWith(key, o);
+        return now !== null && now.value === value && now.modRevision > modRevision;
+      },
+    );
+    if (swapped) {
       for (const e of this.leases.values()) {
         const k = e.keys.get(key);
         if (k) k.value = value;
       }
     }
-    return res.succeeded;
+    return swapped;
   }
 
   async delete(key: string, modRevision?: number): Promise<boolean> {
-    let deleted: boolean;
-    if (modRevision === undefined) {
-      const res = await this.write('delete', key, (o) => this.client.delete().key(key).options(o).exec());
-      deleted = Number(res.deleted) > 0;
-    } else {
-      const res = await this.write('delete', key, (o) =>
-        this.client.if(key, 'Mod', '==', modRevision).then(this.client.delete().key(key)).options(o).commit(),
-      );
-      deleted = res.succeeded && Number(res.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
-    }
+    const deleted = await this.write(
+      'delete',
+      key,
+      async (o) => {
+        if (modRevision === undefined) return Number((await this.client.delete().key(key).options(o).exec()).deleted) > 0;
+        const res = await this.client.if(key, 'Mod', '==', modRevision).then(this.client.delete().key(key)).options(o).commit();
+        return res.succeeded && Number(res.responses[0]?.response_delete_range?.deleted ?? 0) > 0;
+      },
+      async (o) => (await this.getWith(key, o)) === null,
+    );
     if (deleted) for (const e of this.leases.values()) e.keys.delete(key);
     return deleted;
   }
@@ -249,27 +272,51 @@ export class EtcdStore implements Store {
     w.close();
   }
 
-  /** A read: retried on transport errors until its deadline, since sending it twice is harmless. */
-  private async read<T>(op: string, key: string, call: (o: { deadline: number }) => Promise<T>, timeoutMs = this.callTimeoutMs): Promise<T> {
-    this.assertOpen(op, key);
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        return await call({ deadline });
-      } catch (err) {
-        if (this.closed || !recoverable(err) || Date.now() + READ_RETRY_MS >= deadline) throw this.storeError(op, key, err, timeoutMs);
-      }
-      await sleep(READ_RETRY_MS);
-    }
+  /** A read: sent again after a transport failure, since sending it twice is harmless. */
+  private read<T>(op: string, key: string, call: (o: { deadline: number }) => Promise<T>, timeoutMs = this.callTimeoutMs): Promise<T> {
+    return this.retrying(op, key, timeoutMs, (o) => call(o));
   }
 
-  /** A write: sent once (see the header). */
-  private async write<T>(op: string, key: string, call: (o: { deadline: number }) => Promise<T>): Promise<T> {
+  /**
+   * A conditional write (see the header): `attempt` says whether its condition held; after a
+   * failure that may have reached etcd, a refused retry asks `landed` whether the key shows an
+   * earlier attempt's effect.
+   */
+  private write(
+    op: string,
+    key: string,
+    attempt: (o: { deadline: number }) => Promise<boolean>,
+    landed: (o: { deadline: number }) => Promise<boolean>,
+  ): Promise<boolean> {
+    return this.retrying(op, key, this.callTimeoutMs, async (o, unsure) => {
+      const ok = await attempt(o);
+      return ok || !unsure ? ok : landed(o);
+    });
+  }
+
+  /**
+   * Runs `call` until it answers or the deadline passes. Each attempt gets at most ATTEMPT_MS:
+   * a member whose leader died holds a proposal until etcd's own request timeout (longer than
+   * ours), and another member answers at once. `unsure` is true once an attempt failed in a way
+   * that may have reached etcd.
+   */
+  private async retrying<T>(
+    op: string,
+    key: string,
+    timeoutMs: number,
+    call: (o: { deadline: number }, unsure: boolean) => Promise<T>,
+  ): Promise<T> {
     this.assertOpen(op, key);
-    try {
-      return await call({ deadline: Date.now() + this.callTimeoutMs });
-    } catch (err) {
-      throw this.storeError(op, key, err, this.callTimeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    let unsure = false;
+    for (;;) {
+      try {
+        return await call({ deadline: Math.min(deadline, Date.now() + ATTEMPT_MS) }, unsure);
+      } catch (err) {
+        if (this.closed || !retryable(err) || Date.now() + RETRY_PAUSE_MS >= deadline) throw this.storeError(op, key, err, timeoutMs);
+        unsure ||= !isBrokenCircuitError(err);
+      }
+      await sleep(RETRY_PAUSE_MS);
     }
   }
 
@@ -351,12 +398,13 @@ export class EtcdStore implements Store {
   private async rewrite(entry: LeaseEntry, key: string, k: LeasedKey): Promise<void> {
     const newLease = entry.etcdLease;
     const put = (): ReturnType<Etcd3['put']> => this.client.put(key).value(k.value).lease(newLease);
-    const moved = await this.write('move to the new lease', key, (o) => this.client.if(key, 'Lease', '==', k.etcdLease).then(put()).options(o).commit());
-    let ok = moved.succeeded;
-    if (!ok) {
-      const created = await this.write('write again', key, (o) => this.client.if(key, 'Create', '==', 0).then(put()).options(o).commit());
-      ok = created.succeeded;
-    }
+    const underNewLease = async (o: { deadline: number }): Promise<boolean> => {
+      const kv = (await this.client.get(key).options(o).exec()).kvs[0];
+      return kv !== undefined && kv.lease === newLease && kv.value.toString() === k.value;
+    };
+    const ok =
+      (await this.write('move to the new lease', key, async (o) => (await this.client.if(key, 'Lease', '==', k.etcdLease).then(put()).options(o).commit()).succeeded, underNewLease)) ||
+      (await this.write('write again', key, async (o) => (await this.client.if(key, 'Create', '==', 0).then(put()).options(o).commit()).succeeded, underNewLease));
     if (ok) {
       k.etcdLease = newLease;
       return;
@@ -513,7 +561,7 @@ function clientOptions(opts: EtcdStoreOptions, callTimeoutMs: number): IOptions 
       global: noop,
       host: () =>
         !single
-          ? circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_PAUSE_MS, breaker: new ConsecutiveBreaker(1) })
+          ? circuitBreaker(handleWhen(unreachable), { halfOpenAfter: MEMBER_PAUSE_MS, breaker: new ConsecutiveBreaker(1) })
           : noop,
       // etcd3's own watch-stream reconnects: short, so no timer outlives close() for long.
       watchBackoff: new ExponentialBackoff({ initialDelay: RECONNECT_FIRST_MS, maxDelay: RECONNECT_MAX_MS }).next(),
@@ -569,4 +617,19 @@ function sleep(ms: number): Promise<void> {
 
 function recoverable(err: unknown): boolean {
   return typeof err === 'object' && err !== null && isRecoverableError(err as Error);
+}
+
+/** Worth another attempt within the call's deadline (possibly on another member). */
+function retryable(err: unknown): boolean {
+  return recoverable(err) || err instanceof GRPCDeadlineExceededError || isBrokenCircuitError(err);
+}
+
+/**
+ * The member itself is unreachable (refused, reset, dropped), as opposed to a member that
+ * answered "etcdserver: no leader" / "leader changed" while the cluster elects: those answers
+ * come from every live member at once, and opening all their breakers would fail every call
+ * for MEMBER_PAUSE_MS after the election is long over.
+ */
+function unreachable(err: Error): boolean {
+  return isRecoverableError(err) && !/etcdserver:/.test(err.message);
 }

@@ -44,23 +44,81 @@ export async function startEtcd(opts: { tls?: boolean } = {}): Promise<EtcdProce
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vxnet-etcd-'));
   const [clientPort, peerPort] = await freePorts(2);
   const tls = opts.tls ? makeCerts(dataDir) : null;
-  const endpoint = `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
-  const name = `vxt${clientPort}`;
+  const member = memberUrls(clientPort, peerPort, tls !== null);
+  const m = await startMember(member, `${member.name}=${member.peer}`, dataDir, tls);
+  return { ...m, stop: async () => {
+    await m.stop();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  } };
+}
+
+export interface EtcdCluster {
+  /** The client URLs of every member, in member order. */
+  endpoints: string[];
+  members: EtcdProcess[];
+  /** Kills every member and removes the data. */
+  stop(): Promise<void>;
+}
+
+/**
+ * An n-member cluster on 127.0.0.1 (plain HTTP). Members start together (each waits for a quorum
+ * before it reports healthy); kill() and restart() one to take it out and bring it back.
+ */
+export async function startEtcdCluster(n: number): Promise<EtcdCluster> {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vxnet-etcd-'));
+  const ports = await freePorts(2 * n);
+  const urls = Array.from({ length: n }, (_, i) => memberUrls(ports[2 * i], ports[2 * i + 1], false));
+  const cluster = urls.map((u) => `${u.name}=${u.peer}`).join(',');
+  const started = await Promise.allSettled(urls.map((u) => startMember(u, cluster, dataDir, null)));
+  const members = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const stop = async (): Promise<void> => {
+    await Promise.all(members.map((m) => m.stop()));
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await stop();
+    throw failed.reason;
+  }
+  return { endpoints: urls.map((u) => u.endpoint), members, stop };
+}
+
+interface MemberUrls {
+  name: string;
+  endpoint: string;
+  peer: string;
+}
+
+function memberUrls(clientPort: number, peerPort: number, tls: boolean): MemberUrls {
+  return {
+    name: `vxt${clientPort}`,
+    endpoint: `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`,
+    peer: `http://127.0.0.1:${peerPort}`,
+  };
+}
+
+/** One etcd process; its data lives in parentDir/<name> (stop() only kills, the caller removes). */
+async function startMember(
+  member: MemberUrls,
+  initialCluster: string,
+  parentDir: string,
+  tls: ReturnType<typeof makeCerts> | null,
+): Promise<EtcdProcess> {
+  const { name, endpoint, peer } = member;
   const args = [
     '--name', name,
-    '--data-dir', path.join(dataDir, 'data'),
+    '--data-dir', path.join(parentDir, name),
     '--listen-client-urls', endpoint,
     '--advertise-client-urls', endpoint,
     '--listen-peer-urls', peer,
     '--initial-advertise-peer-urls', peer,
-    '--initial-cluster', `${name}=${peer}`,
+    '--initial-cluster', initialCluster,
     '--initial-cluster-state', 'new',
     '--logger', 'zap',
     '--log-level', 'error',
     ...(tls ? ['--cert-file', tls.server.cert, '--key-file', tls.server.key, '--trusted-ca-file', tls.client.ca, '--client-cert-auth'] : []),
   ];
-  const logPath = path.join(dataDir, 'etcd.log');
+  const logPath = path.join(parentDir, `${name}.log`);
   let child: ChildProcess | null = null;
   let exited: Promise<void> = Promise.resolve();
 
@@ -101,7 +159,6 @@ export async function startEtcd(opts: { tls?: boolean } = {}): Promise<EtcdProce
     stop: async () => {
       await killNow();
       process.removeListener('exit', onExit);
-      fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

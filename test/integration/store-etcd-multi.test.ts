@@ -1,6 +1,6 @@
-// EtcdStore given several endpoints, one of which never answers (connection refused): reads
-// always land on the live member; a write that the dead member's breaker lets through as its
-// trial fails fast instead of hanging.
+// EtcdStore given several endpoints, one of which never answers (connection refused): every
+// call lands on the live member, including the writes that the dead member's breaker lets
+// through as its trial (refused at once, sent again to the live one).
 import { VxnetError } from '../../src/errors';
 import { EtcdStore } from '../../src/store/etcd';
 import { sleep, startEtcd } from '../helpers/etcd';
@@ -15,7 +15,7 @@ afterAll(async () => {
 });
 
 describe('src/store/etcd.ts with several endpoints', () => {
-  it('serves every read and fails only rare, fast writes while one member is down', async () => {
+  it('serves every read and every write while one member is down', async () => {
     const s = await EtcdStore.open({ endpoints: ['http://127.0.0.1:1', etcd.endpoint], callTimeoutMs: 2000 });
     const writes: Array<{ ok: boolean; ms: number }> = [];
     const reads: Array<{ ok: boolean; ms: number }> = [];
@@ -46,7 +46,6 @@ describe('src/store/etcd.ts with several endpoints', () => {
         `${reads.length} reads (${reads.filter((r) => !r.ok).length} failed, slowest ${Math.max(...reads.map((r) => r.ms))} ms)`,
     );
     expect(reads.every((r) => r.ok)).toBe(true);
-    expect(failed.length).toBeLessThanOrEqual(3); // one trial per 5 s breaker pause
-    for (const f of failed) expect(f.ms).toBeLessThan(500);
+    expect(failed).toEqual([]);
   }, 60000);
 });
