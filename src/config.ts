@@ -43,6 +43,14 @@ export interface Config {
   /** A host without a lease this long is dead for good: its records are released. */
   deadHostGraceMs: number;
   dockerHost: string | null;
+  /** Where Prometheus scrapes GET /metrics; null: no metrics endpoint. */
+  metricsAddr: ListenAddr | null;
+}
+
+export interface ListenAddr {
+  /** IPv4 address, hostname, or IPv6 address without brackets. */
+  host: string;
+  port: number;
 }
 
 interface Setting {
@@ -74,6 +82,7 @@ export const SETTINGS: Setting[] = [
   { flag: 'reconcile-grace', env: 'VXNET_RECONCILE_GRACE', default: '60', help: 'seconds: reconcile leaves endpoints and addresses younger than this alone' },
   { flag: 'dead-host-grace', env: 'VXNET_DEAD_HOST_GRACE', default: '86400', help: 'seconds without a lease before a host\'s endpoints and addresses are released' },
   { flag: 'docker-host', env: 'VXNET_DOCKER_HOST', default: '', help: 'dockerd API socket (default: the local one)' },
+  { flag: 'metrics-addr', env: 'VXNET_METRICS_ADDR', default: '', help: 'serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9477 (default: off)' },
 ];
 
 export function helpText(): string {
@@ -127,6 +136,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     reconcileGraceMs: integer(get('reconcile-grace'), 'reconcile-grace', 0, 86400) * 1000,
     deadHostGraceMs: integer(get('dead-host-grace'), 'dead-host-grace', 1, 365 * 86400) * 1000,
     dockerHost: orNull(get('docker-host')),
+    metricsAddr: get('metrics-addr') === '' ? null : listenAddr(get('metrics-addr'), 'metrics-addr'),
   };
 }
 
@@ -170,6 +180,13 @@ function parseRange(v: string, flag: string, min: number, max: number): [number,
   const hi = integer(m[2], flag, min, max);
   if (lo > hi) throw bad(describe(flag), `"${v}": ${lo} is above ${hi}`);
   return [lo, hi];
+}
+
+/** HOST:PORT with an explicit host: listening on every interface is a choice to write out (0.0.0.0). */
+function listenAddr(v: string, flag: string): ListenAddr {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d+)$/.exec(v);
+  if (!m) throw bad(describe(flag), `"${v}" is not HOST:PORT (e.g. 127.0.0.1:9477, [::1]:9477)`);
+  return { host: m[1] ?? m[2], port: integer(m[3], flag, 1, 65535) };
 }
 
 function hostId(v: string): string {

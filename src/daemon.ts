@@ -6,6 +6,7 @@ import { vxError } from './errors';
 import { EmbeddedStore } from './store/embedded';
 import { EtcdStore } from './store/etcd';
 import type { Store } from './store/types';
+import { timedStore } from './store/timed';
 import { Keys } from './store/json';
 import { Ipam } from './ipam/ipam';
 import { Cidr, overlaps } from './ipam/cidr';
@@ -13,10 +14,13 @@ import { NetworkDriver, Vtep } from './network/network-driver';
 import { PeerSync } from './network/peers';
 import { registerHost } from './network/host-registry';
 import { reconcile } from './network/reconcile';
+import { ReconcileHistory } from './network/reconcile-history';
+import { gatherStatus } from './network/status';
 import { startDeadHostSweeper } from './network/dead-hosts';
 import { dockerClient } from './docker/docker-view';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
+import { Metrics, serveMetrics, MetricsServer } from './metrics';
 import * as dataplane from './dataplane';
 import { defaultRouteInterface, readRoutes4 } from './dataplane/routes';
 
@@ -30,6 +34,9 @@ export const FALLBACK_MTU = 1450;
 export interface Daemon {
   app: FastifyInstance;
   store: Store;
+  metrics: Metrics;
+  /** null unless VXNET_METRICS_ADDR is set. */
+  metricsServer: MetricsServer | null;
   close(): Promise<void>;
 }
 
@@ -130,7 +137,10 @@ function startupReconcile(run: (dryRun: boolean) => Promise<{ dockerdAnswered: b
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   const vtep = await resolveVtep(config);
   const defaultMtu = await resolveDefaultMtu(config, vtep);
-  const store = await openStore(config, log);
+  // Metrics are always counted (a few microseconds per call); only serving them is optional.
+  const metricsLog = log.child({ mod: 'metrics' });
+  const metrics = new Metrics(metricsLog);
+  const store = timedStore(await openStore(config, log), metrics.observeStore);
   const keys = new Keys(config.etcdPrefix);
   const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, overlapsHostRoute });
   let peers: PeerSync | null = null;
@@ -160,17 +170,41 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   });
   const docker = dockerClient(config.dockerHost);
   const reconcileLog = log.child({ mod: 'reconcile' });
-  const runReconcile = (dryRun: boolean) => reconcile({ driver, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun });
-  const app = buildApp({ driver, ipam, log: log.child({ mod: 'server' }), scope: 'local', reconcile: runReconcile });
+  const reconciles = new ReconcileHistory(
+    (dryRun) => reconcile({ driver, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
+    metrics.observeReconcile,
+  );
+  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [] });
+  const status = () =>
+    gatherStatus({
+      store,
+      keys,
+      self: { host: config.hostId, vtep: vtep?.ip ?? null, store: config.store, version: VERSION },
+      registered: peers !== null,
+      peers,
+      lastReconcile: () => reconciles.last(),
+    });
+  const app = buildApp({
+    driver,
+    ipam,
+    log: log.child({ mod: 'server' }),
+    scope: 'local',
+    reconcile: reconciles.runner('on-demand'),
+    status,
+    observeCall: metrics.observeCall,
+  });
+  let metricsServer: MetricsServer | null = null;
   try {
+    if (config.metricsAddr) metricsServer = await serveMetrics(metrics, config.metricsAddr, metricsLog);
     await listenOnSocket(app, config.socket);
   } catch (err) {
+    await metricsServer?.close();
     await peers?.close();
     await store.close();
     throw err;
   }
   log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, vtep: vtep?.ip ?? null }, 'vxnet listening');
-  const startup = startupReconcile(runReconcile, reconcileLog);
+  const startup = startupReconcile(reconciles.runner('startup'), reconcileLog);
   // Only hosts that register under a lease can tell a dead host from a live one.
   const sweeper = peers
     ? startDeadHostSweeper(
@@ -181,9 +215,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   return {
     app,
     store,
+    metrics,
+    metricsServer,
     async close() {
       startup.stop();
       sweeper?.stop();
+      await metricsServer?.close();
       await app.close();
       driver.close();
       await peers?.close();

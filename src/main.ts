@@ -3,8 +3,11 @@
 import { loadConfig, helpText } from './config';
 import { createLogger } from './log';
 import { startDaemon } from './daemon';
-import { VxnetError } from './errors';
+import { VxnetError, causeText } from './errors';
 import { pluginCall } from './cli/socket-client';
+import { formatPlan, formatStatus } from './cli/status-format';
+import type { ReconcilePlan } from './network/reconcile';
+import type { StatusReport } from './network/status';
 
 const USAGE = `vxnet — Docker network and IPAM driver over VXLAN
 
@@ -12,6 +15,9 @@ Commands:
   vxnet run [options]                 run the driver (foreground)
   vxnet reconcile [--dry-run] [--socket PATH]
                                       compare store, kernel and dockerd and repair (or only show) the difference
+  vxnet status [--json] [--socket PATH]
+                                      this host, the hosts and networks in the store, peers programmed here,
+                                      the last reconcile (--json: the same as one JSON object)
   vxnet help                          this text and every option`;
 
 async function main(argv: string[]): Promise<number> {
@@ -21,6 +27,7 @@ async function main(argv: string[]): Promise<number> {
     return cmd === undefined ? 2 : 0;
   }
   if (cmd === 'reconcile') return reconcileCommand(rest);
+  if (cmd === 'status') return statusCommand(rest);
   if (cmd !== 'run') {
     process.stderr.write(`vxnet: unknown command "${cmd}" (try vxnet help)\n`);
     return 2;
@@ -42,27 +49,41 @@ async function main(argv: string[]): Promise<number> {
 
 async function reconcileCommand(args: string[]): Promise<number> {
   const dryRun = args.includes('--dry-run');
-  const config = loadConfig(args.filter((a) => a !== '--dry-run'), process.env);
-  const r = await pluginCall(config.socket, 'Vxnet.Reconcile', { DryRun: dryRun });
-  if (r.status !== 200) {
-    process.stderr.write(`vxnet: reconcile failed: ${String(r.body.Err ?? r.body.raw ?? r.status)}\n`);
-    return 1;
-  }
-  const plan = r.body.Plan as Record<string, unknown>;
-  process.stdout.write(`${dryRun ? 'would change' : 'changed'}:${plan.dockerdAnswered ? '' : ' (dockerd did not answer: only the kernel was checked)'}\n`);
-  const labels: Array<[string, string]> = [
-    ['staleNetworks', 'networks dockerd no longer has'],
-    ['staleEndpoints', 'endpoints whose container is gone'],
-    ['repairNetworks', 'networks whose devices are recreated'],
-    ['orphanLinks', 'links nothing owns'],
-    ['orphanRules', 'firewall rules nothing owns'],
-    ['orphanAddresses', 'addresses no endpoint uses'],
-  ];
-  for (const [key, label] of labels) {
-    const items = (plan[key] as string[] | undefined) ?? [];
-    process.stdout.write(`  ${label}: ${items.length === 0 ? 'none' : items.join(', ')}\n`);
-  }
+  const config = loadConfig(without(args, '--dry-run'), process.env);
+  const body = await adminCall(config.socket, 'Vxnet.Reconcile', { DryRun: dryRun }, 'reconcile');
+  if (!body) return 1;
+  process.stdout.write(formatPlan(body.Plan as ReconcilePlan, dryRun));
   return 0;
+}
+
+async function statusCommand(args: string[]): Promise<number> {
+  const json = args.includes('--json');
+  const config = loadConfig(without(args, '--json'), process.env);
+  const body = await adminCall(config.socket, 'Vxnet.Status', {}, 'status');
+  if (!body) return 1;
+  const status = body.Status as StatusReport;
+  process.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+  return 0;
+}
+
+function without(args: string[], flag: string): string[] {
+  return args.filter((a) => a !== flag);
+}
+
+/** A call to the running driver's admin routes; on failure one line on stderr and null. */
+async function adminCall(socket: string, method: string, body: unknown, what: string): Promise<Record<string, unknown> | null> {
+  let reply;
+  try {
+    reply = await pluginCall(socket, method, body);
+  } catch (err) {
+    process.stderr.write(`vxnet: ${what} failed: no driver answers on ${socket}: ${causeText(err)}\n`);
+    return null;
+  }
+  if (reply.status !== 200) {
+    process.stderr.write(`vxnet: ${what} failed: ${String(reply.body.Err ?? reply.body.raw ?? reply.status)}\n`);
+    return null;
+  }
+  return reply.body;
 }
 
 main(process.argv.slice(2)).then(

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { vxError } from '../errors';
 import type { Store } from '../store/types';
-import { getJson, listJson, updateJson, Keys } from '../store/json';
+import { getJson, listJson, updateJson, decodeCidr, Keys } from '../store/json';
 import type { DefaultPool } from '../config';
 import {
   Cidr,
@@ -61,6 +61,13 @@ export interface AddressRecord {
   at?: number;
   /** gateway and aux: how many times each host asked for it. */
   hosts?: Record<string, number>;
+}
+
+/** How many addresses of one kind a pool has given out (cluster-wide). */
+export interface AddressUsage {
+  poolId: string;
+  kind: AddressKind;
+  count: number;
 }
 
 export interface PoolRequest {
@@ -426,6 +433,21 @@ export class Ipam {
       }
     }
     return out;
+  }
+
+  /** Addresses in use per pool and kind, from one store read: cheap enough for every metrics scrape. */
+  async addressUsage(): Promise<AddressUsage[]> {
+    const prefix = this.deps.keys.allAddresses();
+    const usage = new Map<string, AddressUsage>();
+    for (const kv of await listJson<AddressRecord>(this.deps.store, prefix)) {
+      const [space, subnet] = kv.key.slice(prefix.length).split('/');
+      const poolId = this.poolIdFor(space, decodeCidr(subnet));
+      const id = `${poolId} ${kv.value.kind}`;
+      const u = usage.get(id) ?? { poolId, kind: kv.value.kind, count: 0 };
+      u.count++;
+      usage.set(id, u);
+    }
+    return [...usage.values()];
   }
 
   /** Container addresses this host holds in a pool (for reconcile and tests). */

@@ -16,7 +16,7 @@ import type { DockerNetworkRecord, EndpointRecord } from './records';
 /** A claim older than this is presumed abandoned by a claimer that died. */
 export const CLAIM_TIMEOUT_MS = 60_000;
 
-interface DeadHostRecord {
+export interface DeadHostRecord {
   since: number;
   claimedBy?: string;
   claimedAt?: number;

@@ -59,6 +59,17 @@ export interface PeerState {
   neigh: NeighWant[];
 }
 
+/** What the last diff of one network left programmed on its VXLAN device (for status and metrics). */
+export interface ProgrammedPeers {
+  lnet: string;
+  vni: number;
+  /** Unicast and all-zero FDB entries. */
+  fdb: number;
+  neigh: number;
+  /** Remote VTEPs with an all-zero (broadcast) entry. */
+  vteps: number;
+}
+
 /** The wanted VXLAN-device entries of one network: a pure function, unit-tested on its own. */
 export function wantedPeers(endpoints: Claim[], aliveHosts: Map<string, HostRecord>, me: string): PeerState {
   const newestFirst = [...endpoints].sort((a, b) => b.rev - a.rev);
@@ -86,6 +97,7 @@ export class PeerSync {
   private readonly active = new Set<string>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly dirty = new Set<string>();
+  private readonly programmedPeers = new Map<string, ProgrammedPeers>();
   private watchers: Watcher[] = [];
   private closed = false;
 
@@ -203,6 +215,12 @@ export class PeerSync {
 
   deactivate(lnet: string): void {
     this.active.delete(lnet);
+    this.programmedPeers.delete(lnet);
+  }
+
+  /** Entries the active networks have on this host, as of their last diff. */
+  programmed(): ProgrammedPeers[] {
+    return [...this.programmedPeers.values()];
   }
 
   /** Runs one diff at a time per network; events that arrive meanwhile trigger one more. */
@@ -245,12 +263,14 @@ export class PeerSync {
     const haveNeigh = new Map(neighHave.map((n) => [n.ip, n.mac]));
     const wantedUnicast = new Set(want.fdb.filter((w) => w.mac !== ZERO_MAC).map((w) => w.mac));
     let changes = 0;
-    const attempt = async (what: string, fn: () => Promise<void>): Promise<void> => {
+    const attempt = async (what: string, fn: () => Promise<void>): Promise<boolean> => {
       try {
         await fn();
         changes++;
+        return true;
       } catch (err) {
         log.warn({ err, lnet, dev, what }, 'peer entry change failed');
+        return false;
       }
     };
     for (const ip of haveNeigh.keys()) {
@@ -264,12 +284,19 @@ export class PeerSync {
         await attempt(`fdb del ${e.mac} ${e.dst}`, () => dataplane.removeFdb({ dev, mac: e.mac, dst: e.dst ?? undefined }));
       }
     }
+    // Counted as programmed: wanted entries that were there or were added now.
+    const programmed = { fdb: 0, neigh: 0, vteps: 0 };
     for (const f of want.fdb) {
-      if (!haveFdb.has(fdbKey(f))) await attempt(`fdb add ${f.mac} ${f.dst}`, () => dataplane.ensureFdb({ dev, mac: f.mac, dst: f.dst }));
+      if (haveFdb.has(fdbKey(f)) || (await attempt(`fdb add ${f.mac} ${f.dst}`, () => dataplane.ensureFdb({ dev, mac: f.mac, dst: f.dst })))) {
+        programmed.fdb++;
+        if (f.mac === ZERO_MAC) programmed.vteps++;
+      }
     }
     for (const [ip, mac] of wantNeigh) {
-      if (haveNeigh.get(ip) !== mac) await attempt(`neigh add ${ip}`, () => dataplane.ensureNeigh({ dev, ip, mac }));
+      if (haveNeigh.get(ip) === mac || (await attempt(`neigh add ${ip}`, () => dataplane.ensureNeigh({ dev, ip, mac })))) programmed.neigh++;
     }
+    // A network deactivated while this diff ran must not come back into the picture.
+    if (this.active.has(lnet)) this.programmedPeers.set(lnet, { lnet, vni: net.vni, ...programmed });
     if (changes > 0) {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       log.info({ lnet, dev, changes, ms: Math.round(ms * 100) / 100, peers: want.fdb.length }, 'peer entries synced');

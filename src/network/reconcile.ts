@@ -44,14 +44,14 @@ export interface ReconcileDeps {
   now?: () => number;
 }
 
-export interface ReconcilePlan {
-  dockerdAnswered: boolean;
-  staleNetworks: string[];
-  staleEndpoints: string[];
-  repairNetworks: string[];
-  orphanLinks: string[];
-  orphanRules: string[];
-  orphanAddresses: string[];
+/** What a pass changes, one list per kind; the order is the order of the pass. */
+export const CHANGE_KINDS = ['staleNetworks', 'staleEndpoints', 'repairNetworks', 'orphanLinks', 'orphanRules', 'orphanAddresses'] as const;
+export type ChangeKind = (typeof CHANGE_KINDS)[number];
+
+export type ReconcilePlan = { dockerdAnswered: boolean } & Record<ChangeKind, string[]>;
+
+export function changeCount(plan: ReconcilePlan): number {
+  return CHANGE_KINDS.reduce((n, kind) => n + plan[kind].length, 0);
 }
 
 export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }): Promise<ReconcilePlan> {
@@ -127,9 +127,7 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     }
   }
 
-  const changed =
-    plan.staleNetworks.length + plan.staleEndpoints.length + plan.repairNetworks.length + plan.orphanLinks.length + plan.orphanRules.length + plan.orphanAddresses.length;
-  log.info({ ...plan, changed, dryRun: opts.dryRun }, opts.dryRun ? 'reconcile plan' : 'reconcile done');
+  log.info({ ...plan, changed: changeCount(plan), dryRun: opts.dryRun }, opts.dryRun ? 'reconcile plan' : 'reconcile done');
   return plan;
 }
 

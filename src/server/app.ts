@@ -21,7 +21,24 @@ export interface AppDeps {
   scope: 'local' | 'global';
   /** `vxnet reconcile`: runs a reconcile pass (or only plans it) and returns what it found. */
   reconcile?: (dryRun: boolean) => Promise<unknown>;
+  /** `vxnet status`: what this host and the store say. */
+  status?: () => Promise<unknown>;
+  /**
+   * Told once per answered call, where its log line is written. `method` is the route
+   * (NetworkDriver.Join), or "unknown" for a path vxnet does not serve; `errorCode` is a
+   * VXNET_ERR_* code, "unexpected" for a bug, or null on success.
+   */
+  observeCall?: (method: string, seconds: number, errorCode: string | null) => void;
 }
+
+/** What the error handler leaves on the request for the onResponse hook. */
+interface CallFailure {
+  msg: string;
+  code: string;
+}
+
+/** The method label of a path vxnet does not serve: paths are unbounded, routes are not. */
+const UNKNOWN_METHOD = 'unknown';
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
@@ -49,22 +66,22 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return payload;
   });
   app.addHook('onResponse', async (req, reply) => {
-    const failure = (req as { vxnetError?: string }).vxnetError;
+    const failure = (req as { vxnetError?: CallFailure }).vxnetError;
     const line = { call: req.url.slice(1), ms: Math.round(reply.elapsedTime * 100) / 100, status: reply.statusCode };
-    if (failure) deps.log.warn({ ...line, err: failure }, 'plugin call failed');
+    if (failure) deps.log.warn({ ...line, err: failure.msg, code: failure.code }, 'plugin call failed');
     else deps.log.info(line, 'plugin call');
+    deps.observeCall?.(req.routeOptions.url?.slice(1) ?? UNKNOWN_METHOD, reply.elapsedTime / 1000, failure?.code ?? null);
   });
   app.setErrorHandler((err: FastifyError | VxnetError, req, reply) => {
     const msg = errorMessage(err, req.url.slice(1));
-    (req as { vxnetError?: string }).vxnetError = msg;
-    if (!(err instanceof VxnetError) && !err.validation && !(err as FastifyError).statusCode) {
-      deps.log.error({ err, call: req.url.slice(1) }, 'unexpected error');
-    }
+    const code = errorCode(err);
+    (req as { vxnetError?: CallFailure }).vxnetError = { msg, code };
+    if (code === UNEXPECTED) deps.log.error({ err, call: req.url.slice(1) }, 'unexpected error');
     void reply.code(500).send({ Err: msg, Error: msg });
   });
   app.setNotFoundHandler((req, reply) => {
     const msg = `vxnet does not implement ${req.method} ${req.url}`;
-    (req as { vxnetError?: string }).vxnetError = msg;
+    (req as { vxnetError?: CallFailure }).vxnetError = { msg, code: 'VXNET_ERR_BAD_REQUEST' };
     void reply.code(404).send({ Err: msg, Error: msg });
   });
 
@@ -74,9 +91,23 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     if (!deps.reconcile) throw new VxnetError('VXNET_ERR_BAD_REQUEST', 'reconcile is not available');
     return { Plan: await deps.reconcile((req.body as { DryRun?: boolean }).DryRun === true) };
   });
+  app.post('/Vxnet.Status', async () => {
+    if (!deps.status) throw new VxnetError('VXNET_ERR_BAD_REQUEST', 'status is not available');
+    return { Status: await deps.status() };
+  });
   registerNetworkRoutes(app, deps);
   registerIpamRoutes(app, deps);
   return app;
+}
+
+/** The code label of an error that is not vxnet's own: a bug in vxnet. */
+const UNEXPECTED = 'unexpected';
+
+/** Fastify's own errors (bad body, too large, schema) are the caller's fault: a bad request. */
+function errorCode(err: FastifyError | VxnetError): string {
+  if (err instanceof VxnetError) return err.code;
+  if (err.validation || (err as FastifyError).statusCode) return 'VXNET_ERR_BAD_REQUEST';
+  return UNEXPECTED;
 }
 
 function errorMessage(err: FastifyError | VxnetError, call: string): string {

@@ -60,8 +60,12 @@ export class Keys {
   pool(space: string, cidr: string): string {
     return `${this.pools(space)}${encodeCidr(cidr)}`;
   }
+  /** Every address of every pool: addresses/<space>/<encoded subnet>/<ip>. */
+  allAddresses(): string {
+    return `${this.prefix}addresses/`;
+  }
   addresses(space: string, cidr: string): string {
-    return `${this.prefix}addresses/${space}/${encodeCidr(cidr)}/`;
+    return `${this.allAddresses()}${space}/${encodeCidr(cidr)}/`;
   }
   address(space: string, cidr: string, ip: string): string {
     return `${this.addresses(space, cidr)}${ip}`;
@@ -112,4 +116,8 @@ export class Keys {
 /** "/" cannot appear inside one key segment. */
 export function encodeCidr(cidr: string): string {
   return cidr.replace('/', '_');
+}
+
+export function decodeCidr(segment: string): string {
+  return segment.replace('_', '/');
 }

@@ -1,7 +1,7 @@
 // Builds the plugin's Fastify app over a given store and dataplane, with logs in a sink.
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../src/server/app';
+import { buildApp, AppDeps } from '../../src/server/app';
 import { Ipam } from '../../src/ipam/ipam';
 import { NetworkDriver } from '../../src/network/network-driver';
 import { Keys } from '../../src/store/json';
@@ -11,6 +11,8 @@ import { createLogger, Logger } from '../../src/log';
 
 export interface PluginApp {
   app: FastifyInstance;
+  ipam: Ipam;
+  driver: NetworkDriver;
   logs: Array<Record<string, unknown>>;
   /** POSTs like dockerd does: no Content-Type, body = JSON + newline (or nothing). */
   call(path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }>;
@@ -22,6 +24,9 @@ export interface DomainOptions {
   teardownDelayMs?: number;
   log?: Logger;
 }
+
+/** The optional hooks the daemon passes to buildApp (admin routes, metrics). */
+export type AppExtras = Pick<AppDeps, 'reconcile' | 'status' | 'observeCall'>;
 
 /** IPAM and network driver of one host over a store, as the daemon wires them (single host). */
 export function testDomain(store: Store, dataplane: Dataplane, opts: DomainOptions = {}): { ipam: Ipam; driver: NetworkDriver } {
@@ -37,7 +42,7 @@ export function testDomain(store: Store, dataplane: Dataplane, opts: DomainOptio
 
 export const TEST_KEYS = new Keys('/vxnet/v1/');
 
-export function pluginApp(store: Store, dataplane: Dataplane, opts: DomainOptions = {}): PluginApp {
+export function pluginApp(store: Store, dataplane: Dataplane, opts: DomainOptions & { extras?: AppExtras } = {}): PluginApp {
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -47,9 +52,11 @@ export function pluginApp(store: Store, dataplane: Dataplane, opts: DomainOption
   });
   const log = createLogger('debug', sink);
   const { ipam, driver } = testDomain(store, dataplane, { ...opts, log });
-  const app = buildApp({ driver, ipam, log, scope: 'local' });
+  const app = buildApp({ driver, ipam, log, scope: 'local', ...opts.extras });
   return {
     app,
+    ipam,
+    driver,
     logs,
     async call(path, body) {
       const payload = body === undefined ? '' : typeof body === 'string' ? body : `${JSON.stringify(body)}\n`;

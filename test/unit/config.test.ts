@@ -35,11 +35,31 @@ describe('src/config.ts', () => {
     [['--vni-range', '10-5'], /10 is above 5/],
     [['--host-id', 'a/b'], /--host-id/],
     [['--etcd-prefix', 'vxnet'], /must start and end with "\/"/],
+    [['--metrics-addr', '9477'], /--metrics-addr\/VXNET_METRICS_ADDR: "9477" is not HOST:PORT/],
+    [['--metrics-addr', ':9477'], /is not HOST:PORT/],
+    [['--metrics-addr', '::1:9477'], /is not HOST:PORT/],
+    [['--metrics-addr', 'http://127.0.0.1:9477'], /is not HOST:PORT/],
+    [['--metrics-addr', '127.0.0.1:0'], /0 is outside 1..65535/],
+    [['--metrics-addr', '127.0.0.1:70000'], /70000 is outside 1..65535/],
     [['--bogus', '1'], /unknown option/],
     [['--mtu'], /needs a value/],
     [['stray'], /unexpected argument/],
   ])('stops on %j with one clear line', (argv, msg) => {
     expect(() => loadConfig(argv, {})).toThrow(msg);
+  });
+
+  it('serves no metrics unless VXNET_METRICS_ADDR is set', () => {
+    expect(loadConfig([], {}).metricsAddr).toBeNull();
+  });
+
+  it.each([
+    ['127.0.0.1:9477', { host: '127.0.0.1', port: 9477 }],
+    ['0.0.0.0:9100', { host: '0.0.0.0', port: 9100 }],
+    ['localhost:9477', { host: 'localhost', port: 9477 }],
+    ['[::1]:9477', { host: '::1', port: 9477 }],
+  ])('reads VXNET_METRICS_ADDR=%s', (value, want) => {
+    expect(loadConfig([], { VXNET_METRICS_ADDR: value }).metricsAddr).toEqual(want);
+    expect(loadConfig(['--metrics-addr', value], { VXNET_METRICS_ADDR: '10.0.0.1:1' }).metricsAddr).toEqual(want);
   });
 
   it('lists every option with its variable in --help', () => {

@@ -1,0 +1,81 @@
+// Text for the operator: `vxnet status` as aligned tables and `vxnet reconcile`'s plan. Pure
+// functions of what the driver answered, so they are tested without a driver.
+import type { StatusReport } from '../network/status';
+import type { LastReconcile } from '../network/reconcile-history';
+import { CHANGE_KINDS, ChangeKind, ReconcilePlan, changeCount } from '../network/reconcile';
+
+/** Space between columns. */
+const GAP = '  ';
+const NONE = '-';
+
+export const CHANGE_LABELS: Record<ChangeKind, string> = {
+  staleNetworks: 'networks dockerd no longer has',
+  staleEndpoints: 'endpoints whose container is gone',
+  repairNetworks: 'networks whose devices are recreated',
+  orphanLinks: 'links nothing owns',
+  orphanRules: 'firewall rules nothing owns',
+  orphanAddresses: 'addresses no endpoint uses',
+};
+
+const KERNEL_ONLY = '(dockerd did not answer: only the kernel was checked)';
+
+/** Rows padded to the widest cell of each column; no line ends in spaces. */
+export function table(rows: string[][]): string[] {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]))).join(GAP).trimEnd());
+}
+
+/** `vxnet reconcile`: every kind of change with what it names (or "none"). */
+export function formatPlan(plan: ReconcilePlan, dryRun: boolean): string {
+  const lines = [`${dryRun ? 'would change' : 'changed'}:${plan.dockerdAnswered ? '' : ` ${KERNEL_ONLY}`}`];
+  for (const kind of CHANGE_KINDS) lines.push(`  ${CHANGE_LABELS[kind]}: ${plan[kind].length === 0 ? 'none' : plan[kind].join(', ')}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function formatStatus(s: StatusReport): string {
+  const sections = [
+    table([
+      ['host', s.self.host],
+      ['vtep', s.self.vtep ?? `${NONE} (single host)`],
+      ['store', s.self.store],
+      ['version', s.self.version],
+    ]),
+    section('HOSTS', ['HOST', 'VTEP', 'LEASE', 'DEAD SINCE', 'ENDPOINTS'], s.hosts.map((h) => [
+      h.host,
+      h.vtep ?? NONE,
+      h.lease,
+      h.deadSince ? `${h.deadSince}${h.releaseClaimedBy ? ` (released by ${h.releaseClaimedBy})` : ''}` : NONE,
+      String(h.endpoints),
+    ])),
+    section('NETWORKS', ['NETWORK', 'VNI', 'SUBNETS', 'MTU', 'INTERNAL', 'ENDPOINTS PER HOST'], s.networks.map((n) => [
+      n.network,
+      String(n.vni),
+      n.subnets.join(',') || NONE,
+      String(n.mtu),
+      n.internal ? 'yes' : 'no',
+      Object.entries(n.endpoints).map(([h, c]) => `${h}=${c}`).join(' ') || NONE,
+    ])),
+    s.peers === null
+      ? ['PEERS PROGRAMMED HERE', '(none: single host without a VTEP)']
+      : section('PEERS PROGRAMMED HERE', ['NETWORK', 'VNI', 'FDB', 'NEIGH', 'REMOTE VTEPS'], s.peers.map((p) => [p.lnet, String(p.vni), String(p.fdb), String(p.neigh), String(p.vteps)])),
+    ['LAST RECONCILE', ...formatLastReconcile(s.lastReconcile)],
+  ];
+  return `${sections.map((lines) => lines.join('\n')).join('\n\n')}\n`;
+}
+
+function section(title: string, header: string[], rows: string[][]): string[] {
+  return rows.length === 0 ? [title, '(none)'] : [title, ...table([header, ...rows])];
+}
+
+function formatLastReconcile(r: LastReconcile | null): string[] {
+  if (!r) return ['(none yet)'];
+  const when = `${r.at} (${r.trigger})`;
+  if (!r.plan) return [`${when}: failed: ${r.error ?? 'unknown error'}`];
+  const n = changeCount(r.plan);
+  const lines = [`${when}: ${n === 0 ? 'nothing to change' : `${n} change${n === 1 ? '' : 's'}`}${r.plan.dockerdAnswered ? '' : ` ${KERNEL_ONLY}`}`];
+  for (const kind of CHANGE_KINDS) {
+    if (r.plan[kind].length > 0) lines.push(`  ${CHANGE_LABELS[kind]}: ${r.plan[kind].join(', ')}`);
+  }
+  return lines;
+}

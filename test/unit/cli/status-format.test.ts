@@ -1,0 +1,108 @@
+import { formatPlan, formatStatus, table } from '../../../src/cli/status-format';
+import type { StatusReport } from '../../../src/network/status';
+import type { ReconcilePlan } from '../../../src/network/reconcile';
+
+function plan(changes: Partial<ReconcilePlan> = {}): ReconcilePlan {
+  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], repairNetworks: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
+}
+
+const REPORT: StatusReport = {
+  self: { host: 'h1', vtep: '172.31.0.1', store: 'etcd', version: '0.1.0' },
+  hosts: [
+    { host: 'h1', vtep: '172.31.0.1', lease: 'alive', deadSince: null, releaseClaimedBy: null, endpoints: 2 },
+    { host: 'host-two', vtep: null, lease: 'gone', deadSince: '2025-01-02T03:04:05.000Z', releaseClaimedBy: 'h1', endpoints: 1 },
+  ],
+  networks: [
+    { network: 'backend', vni: 257, subnets: ['10.6.0.0/24', 'fd00::/64'], mtu: 1450, internal: true, endpoints: { h1: 0 } },
+    { network: 'subnet-10.5.0.0-24', vni: 256, subnets: ['10.5.0.0/24'], mtu: 1400, internal: false, endpoints: { h1: 2, 'host-two': 1 } },
+  ],
+  peers: [{ lnet: 'subnet-10.5.0.0-24', vni: 256, fdb: 2, neigh: 1, vteps: 1 }],
+  lastReconcile: { at: '2025-01-02T03:04:05.000Z', trigger: 'startup', plan: plan({ staleEndpoints: ['8ef52212cccc (10.5.0.9/24)'], orphanLinks: ['vxe-1', 'vxc-1'] }), error: null },
+};
+
+describe('src/cli/status-format.ts', () => {
+  it('aligns columns to the widest cell and ends no line in spaces', () => {
+    expect(table([['A', 'BB', 'C'], ['aaaa', 'b', 'cccc'], ['a', '', '']])).toEqual(['A     BB  C', 'aaaa  b   cccc', 'a']);
+  });
+
+  it('prints status as aligned tables', () => {
+    expect(formatStatus(REPORT)).toBe(
+      [
+        'host     h1',
+        'vtep     172.31.0.1',
+        'store    etcd',
+        'version  0.1.0',
+        '',
+        'HOSTS',
+        'HOST      VTEP        LEASE  DEAD SINCE                                 ENDPOINTS',
+        'h1        172.31.0.1  alive  -                                          2',
+        'host-two  -           gone   2025-01-02T03:04:05.000Z (released by h1)  1',
+        '',
+        'NETWORKS',
+        'NETWORK             VNI  SUBNETS                MTU   INTERNAL  ENDPOINTS PER HOST',
+        'backend             257  10.6.0.0/24,fd00::/64  1450  yes       h1=0',
+        'subnet-10.5.0.0-24  256  10.5.0.0/24            1400  no        h1=2 host-two=1',
+        '',
+        'PEERS PROGRAMMED HERE',
+        'NETWORK             VNI  FDB  NEIGH  REMOTE VTEPS',
+        'subnet-10.5.0.0-24  256  2    1      1',
+        '',
+        'LAST RECONCILE',
+        '2025-01-02T03:04:05.000Z (startup): 3 changes',
+        '  endpoints whose container is gone: 8ef52212cccc (10.5.0.9/24)',
+        '  links nothing owns: vxe-1, vxc-1',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('says so when there is nothing to show', () => {
+    const empty: StatusReport = { self: { host: 'h1', vtep: null, store: 'embedded', version: '0.1.0' }, hosts: [], networks: [], peers: null, lastReconcile: null };
+    expect(formatStatus(empty)).toBe(
+      [
+        'host     h1',
+        'vtep     - (single host)',
+        'store    embedded',
+        'version  0.1.0',
+        '',
+        'HOSTS',
+        '(none)',
+        '',
+        'NETWORKS',
+        '(none)',
+        '',
+        'PEERS PROGRAMMED HERE',
+        '(none: single host without a VTEP)',
+        '',
+        'LAST RECONCILE',
+        '(none yet)',
+        '',
+      ].join('\n'),
+    );
+    expect(formatStatus({ ...empty, peers: [] })).toContain('PEERS PROGRAMMED HERE\n(none)\n');
+  });
+
+  it.each([
+    [{ at: 't', trigger: 'on-demand' as const, plan: plan(), error: null }, 't (on-demand): nothing to change\n'],
+    [{ at: 't', trigger: 'startup' as const, plan: plan({ dockerdAnswered: false, orphanRules: ['vxb-9'] }), error: null }, 't (startup): 1 change (dockerd did not answer: only the kernel was checked)\n  firewall rules nothing owns: vxb-9\n'],
+    [{ at: 't', trigger: 'startup' as const, plan: null, error: 'store down' }, 't (startup): failed: store down\n'],
+  ])('sums up the last reconcile %#', (last, text) => {
+    expect(formatStatus({ ...REPORT, lastReconcile: last })).toMatch(new RegExp(`LAST RECONCILE\\n${text.replace(/[()]/g, '\\$&')}$`));
+  });
+
+  it('prints a reconcile plan with every kind of change', () => {
+    expect(formatPlan(plan({ orphanLinks: ['vxe-1', 'vxc-1'] }), true)).toBe(
+      [
+        'would change:',
+        '  networks dockerd no longer has: none',
+        '  endpoints whose container is gone: none',
+        '  networks whose devices are recreated: none',
+        '  links nothing owns: vxe-1, vxc-1',
+        '  firewall rules nothing owns: none',
+        '  addresses no endpoint uses: none',
+        '',
+      ].join('\n'),
+    );
+    expect(formatPlan(plan({ dockerdAnswered: false }), false)).toMatch(/^changed: \(dockerd did not answer: only the kernel was checked\)\n/);
+  });
+});
