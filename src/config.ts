@@ -6,6 +6,7 @@ import { vxError } from './errors';
 import { parseCidr, cidrToString } from './ipam/cidr';
 
 export type StoreKind = 'embedded' | 'etcd';
+export type Scope = 'local' | 'global';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface DefaultPool {
@@ -17,6 +18,10 @@ export interface DefaultPool {
 
 export interface Config {
   socket: string;
+  /** Group allowed on the socket besides root (name or numeric gid); null: root only. */
+  socketGroup: string | null;
+  /** What GetCapabilities tells dockerd: global hands networks to the swarm manager. */
+  scope: Scope;
   dataDir: string;
   store: StoreKind;
   logLevel: LogLevel;
@@ -62,6 +67,8 @@ interface Setting {
 
 export const SETTINGS: Setting[] = [
   { flag: 'socket', env: 'VXNET_SOCKET', default: '/run/docker/plugins/vxnet.sock', help: 'Unix socket dockerd connects to' },
+  { flag: 'socket-group', env: 'VXNET_SOCKET_GROUP', default: '', help: 'group (name or gid) that may also use the socket: mode 0660 instead of root-only 0600' },
+  { flag: 'scope', env: 'VXNET_SCOPE', default: 'local', help: 'local, or global for swarm networks (needs --store etcd and the managed plugin)' },
   { flag: 'data-dir', env: 'VXNET_DATA_DIR', default: '/var/lib/vxnet', help: 'where the embedded store keeps its files' },
   { flag: 'store', env: 'VXNET_STORE', default: 'embedded', help: 'embedded (one host) or etcd (several hosts)' },
   { flag: 'log-level', env: 'VXNET_LOG_LEVEL', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent' },
@@ -113,10 +120,16 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   }
   const get = (flag: string): string => raw.get(flag) ?? '';
   const [vniMin, vniMax] = parseRange(get('vni-range'), 'vni-range', 1, 16777215);
+  const store = oneOf(get('store'), 'store', ['embedded', 'etcd'] as const);
+  const scope = oneOf(get('scope'), 'scope', ['local', 'global'] as const);
+  // A swarm network lives on every node: the embedded store of one host cannot hold it.
+  if (scope === 'global' && store !== 'etcd') throw bad(describe('scope'), '"global" needs --store/VXNET_STORE etcd');
   return {
     socket: absolutePath(get('socket'), 'socket'),
+    socketGroup: get('socket-group') === '' ? null : groupName(get('socket-group')),
+    scope,
     dataDir: absolutePath(get('data-dir'), 'data-dir'),
-    store: oneOf(get('store'), 'store', ['embedded', 'etcd'] as const),
+    store,
     logLevel: oneOf(get('log-level'), 'log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
     mtu: get('mtu') === '' ? null : integer(get('mtu'), 'mtu', 576, 65535),
     defaultPools: parseDefaultPools(get('default-pools')),
@@ -150,6 +163,12 @@ function envName(flag: string): string {
 
 function describe(flag: string): string {
   return `--${flag}/${envName(flag)}`;
+}
+
+/** A group name as useradd accepts it, or a numeric gid. */
+function groupName(v: string): string {
+  if (!/^([0-9]+|[a-z_][a-z0-9_-]{0,31})$/.test(v)) throw bad(describe('socket-group'), `"${v}" is not a group name or gid`);
+  return v;
 }
 
 function orNull(v: string): string | null {

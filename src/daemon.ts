@@ -2,15 +2,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './config';
 import type { Logger } from './log';
-import { vxError } from './errors';
 import { EmbeddedStore } from './store/embedded';
 import { EtcdStore } from './store/etcd';
+import { etcdOptions, etcdUnreachable } from './etcd-settings';
 import type { Store } from './store/types';
 import { timedStore } from './store/timed';
 import { Keys } from './store/json';
 import { Ipam } from './ipam/ipam';
 import { Cidr, overlaps } from './ipam/cidr';
-import { NetworkDriver, Vtep } from './network/network-driver';
+import { NetworkDriver } from './network/network-driver';
 import { PeerSync } from './network/peers';
 import { registerHost } from './network/host-registry';
 import { reconcile } from './network/reconcile';
@@ -22,14 +22,11 @@ import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
 import * as dataplane from './dataplane';
-import { defaultRouteInterface, readRoutes4 } from './dataplane/routes';
+import { readRoutes4 } from './dataplane/routes';
+import { resolveDefaultMtu, resolveVtep } from './underlay';
+import { ensureSocketDir } from './server/socket-dir';
 
 export const VERSION = '0.1.0';
-
-/** Bytes VXLAN adds around each frame: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
-export const VXLAN_OVERHEAD = 50;
-/** Inner MTU when no default route tells the underlay's. */
-export const FALLBACK_MTU = 1450;
 
 export interface Daemon {
   app: FastifyInstance;
@@ -40,53 +37,14 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-/** Inner MTU: the setting, or the underlay's MTU minus what VXLAN adds. */
-export async function resolveDefaultMtu(config: Config, vtep: Vtep | null): Promise<number> {
-  if (config.mtu !== null) return config.mtu;
-  const iface = vtep?.iface ?? defaultRouteInterface();
-  if (!iface) return FALLBACK_MTU;
-  const link = await dataplane.getLinkByName(iface);
-  return link ? link.mtu - VXLAN_OVERHEAD : FALLBACK_MTU;
-}
-
-/**
- * This host's tunnel endpoint. A single host with the embedded store needs none unless one is
- * configured; across hosts it is required: the setting, else the address of the named
- * interface, else of the default-route interface.
- */
-export async function resolveVtep(config: Config): Promise<Vtep | null> {
-  if (config.store === 'embedded' && !config.vtepIp && !config.vtepInterface) return null;
-  const links = await dataplane.listLinks('');
-  const addrsOf = async (name: string): Promise<string[]> => {
-    const link = links.find((l) => l.name === name);
-    return link ? (await dataplane.listAddrs(link)).filter((a) => a.family === 4).map((a) => a.cidr.split('/')[0]) : [];
-  };
-  if (config.vtepIp) {
-    for (const l of links) {
-      if ((await addrsOf(l.name)).includes(config.vtepIp)) return { ip: config.vtepIp, iface: config.vtepInterface ?? l.name };
-    }
-    throw vxError('VXNET_ERR_BAD_CONFIG', `invalid setting --vtep-ip/VXNET_VTEP_IP: no interface of this host has ${config.vtepIp}`);
-  }
-  const iface = config.vtepInterface ?? defaultRouteInterface();
-  if (!iface) {
-    throw vxError('VXNET_ERR_BAD_CONFIG', 'no VTEP address: set --vtep-ip/VXNET_VTEP_IP or --vtep-interface/VXNET_VTEP_INTERFACE (this host has no default route)');
-  }
-  const [ip] = await addrsOf(iface);
-  if (!ip) throw vxError('VXNET_ERR_BAD_CONFIG', `invalid setting --vtep-interface/VXNET_VTEP_INTERFACE: ${iface} has no IPv4 address`);
-  return { ip, iface };
-}
-
 async function openStore(config: Config, log: Logger): Promise<Store> {
   if (config.store === 'embedded') return EmbeddedStore.open({ dataDir: config.dataDir });
   const storeLog = log.child({ mod: 'store' });
-  return EtcdStore.open({
-    endpoints: config.etcdEndpoints,
-    prefix: config.etcdPrefix,
-    ca: config.etcdCa ?? undefined,
-    cert: config.etcdCert ?? undefined,
-    key: config.etcdKey ?? undefined,
-    onError: (err) => storeLog.warn({ err }, 'store trouble handled'),
-  });
+  try {
+    return await EtcdStore.open({ ...etcdOptions(config), onError: (err) => storeLog.warn({ err }, 'store trouble handled') });
+  } catch (err) {
+    throw etcdUnreachable(config, err);
+  }
 }
 
 /** Auto-chosen subnets must not shadow a route this host has (the default route aside). */
@@ -108,9 +66,11 @@ const RECONCILE_RETRY_FOR_MS = 10 * 60_000;
 /**
  * Reconcile runs after the socket is up: at boot dockerd may be waiting on this plugin, and a
  * reconcile that waited for dockerd first would wait on itself. Until dockerd answers, only the
- * kernel is repaired; the pass is repeated until it does (or the retry window closes).
+ * kernel is repaired; the pass is repeated until it does (or the retry window closes). The same
+ * runs again whenever dockerd activates the plugin (a dockerd restart: containers it stopped or
+ * lost meanwhile may have endpoints it will never delete).
  */
-function startupReconcile(run: (dryRun: boolean) => Promise<{ dockerdAnswered: boolean }>, log: Logger): { stop(): void } {
+function reconcileUntilDockerd(run: (dryRun: boolean) => Promise<{ dockerdAnswered: boolean }>, log: Logger): { stop(): void } {
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
   const started = Date.now();
@@ -135,6 +95,8 @@ function startupReconcile(run: (dryRun: boolean) => Promise<{ dockerdAnswered: b
 }
 
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
+  // Before the store: a start that cannot listen must not register this host first.
+  ensureSocketDir(config.socket);
   const vtep = await resolveVtep(config);
   const defaultMtu = await resolveDefaultMtu(config, vtep);
   // Metrics are always counted (a few microseconds per call); only serving them is optional.
@@ -192,7 +154,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     reconcile: reconciles.runner('on-demand'),
     status,
     observeCall: metrics.observeCall,
+    // Activate can arrive as soon as the socket listens, before the first pass is set up.
+    onActivate: () => onActivate(),
   });
+  let onActivate = (): void => undefined;
   let metricsServer: MetricsServer | null = null;
   try {
     if (config.metricsAddr) metricsServer = await serveMetrics(metrics, config.metricsAddr, metricsLog);
@@ -204,7 +169,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     throw err;
   }
   log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, vtep: vtep?.ip ?? null }, 'vxnet listening');
-  const startup = startupReconcile(reconciles.runner('startup'), reconcileLog);
+  let pass = reconcileUntilDockerd(reconciles.runner('startup'), reconcileLog);
+  onActivate = () => {
+    pass.stop();
+    pass = reconcileUntilDockerd(reconciles.runner('dockerd-start'), reconcileLog);
+  };
   // Only hosts that register under a lease can tell a dead host from a live one.
   const sweeper = peers
     ? startDeadHostSweeper(
@@ -218,7 +187,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     metrics,
     metricsServer,
     async close() {
-      startup.stop();
+      pass.stop();
       sweeper?.stop();
       await metricsServer?.close();
       await app.close();

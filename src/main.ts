@@ -6,6 +6,7 @@ import { startDaemon } from './daemon';
 import { VxnetError, causeText } from './errors';
 import { pluginCall } from './cli/socket-client';
 import { formatPlan, formatStatus } from './cli/status-format';
+import { doctorCommand } from './cli/doctor';
 import type { ReconcilePlan } from './network/reconcile';
 import type { StatusReport } from './network/status';
 
@@ -18,6 +19,9 @@ Commands:
   vxnet status [--json] [--socket PATH]
                                       this host, the hosts and networks in the store, peers programmed here,
                                       the last reconcile (--json: the same as one JSON object)
+  vxnet doctor [--json] [options]     check this host for what vxnet run with these options needs: kernel,
+                                      underlay MTU and path to other hosts, store, dockerd, socket, firewall
+                                      (exit 1 if a check failed)
   vxnet help                          this text and every option`;
 
 async function main(argv: string[]): Promise<number> {
@@ -28,6 +32,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (cmd === 'reconcile') return reconcileCommand(rest);
   if (cmd === 'status') return statusCommand(rest);
+  if (cmd === 'doctor') return doctorCommand(rest);
   if (cmd !== 'run') {
     process.stderr.write(`vxnet: unknown command "${cmd}" (try vxnet help)\n`);
     return 2;

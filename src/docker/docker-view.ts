@@ -17,9 +17,24 @@ export interface DockerClient {
   view(networkIds: string[]): Promise<DockerView | null>;
 }
 
+/** VXNET_DOCKER_HOST as a socket path (unix:// optional), or dockerd's default socket. */
+export function dockerSocketPath(dockerHost: string | null): string {
+  return dockerHost ? dockerHost.replace(/^unix:\/\//, '') : '/var/run/docker.sock';
+}
+
+export interface DockerVersion {
+  version: string;
+  apiVersion: string;
+}
+
+/** What dockerd says it is (`vxnet doctor`); rejects when it does not answer within timeoutMs. */
+export async function dockerVersion(dockerHost: string | null, timeoutMs = DOCKER_TIMEOUT_MS): Promise<DockerVersion> {
+  const v = await new Docker({ socketPath: dockerSocketPath(dockerHost), timeout: timeoutMs }).version();
+  return { version: v.Version, apiVersion: v.ApiVersion };
+}
+
 export function dockerClient(dockerHost: string | null): DockerClient {
-  const socketPath = dockerHost ? dockerHost.replace(/^unix:\/\//, '') : '/var/run/docker.sock';
-  const docker = new Docker({ socketPath, timeout: DOCKER_TIMEOUT_MS });
+  const docker = new Docker({ socketPath: dockerSocketPath(dockerHost), timeout: DOCKER_TIMEOUT_MS });
   return {
     async view(networkIds) {
       const view: DockerView = { networks: new Set(), endpoints: new Set() };

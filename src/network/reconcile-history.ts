@@ -4,7 +4,7 @@
 import { causeText } from '../errors';
 import type { ReconcilePlan } from './reconcile';
 
-export type ReconcileTrigger = 'startup' | 'on-demand';
+export type ReconcileTrigger = 'startup' | 'dockerd-start' | 'on-demand';
 
 export interface LastReconcile {
   /** When the pass ended (ISO 8601). */

@@ -21,6 +21,11 @@ export interface AppDeps {
   scope: 'local' | 'global';
   /** `vxnet reconcile`: runs a reconcile pass (or only plans it) and returns what it found. */
   reconcile?: (dryRun: boolean) => Promise<unknown>;
+  /**
+   * A classic plugin is activated once per dockerd lifetime: an Activate means a dockerd (re)started,
+   * and whatever it did to its containers while it was away has to be compared again.
+   */
+  onActivate?: () => void;
   /** `vxnet status`: what this host and the store say. */
   status?: () => Promise<unknown>;
   /**
@@ -85,7 +90,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     void reply.code(404).send({ Err: msg, Error: msg });
   });
 
-  app.post('/Plugin.Activate', async () => ({ Implements: ['NetworkDriver', 'IpamDriver'] }));
+  app.post('/Plugin.Activate', async () => {
+    deps.onActivate?.();
+    return { Implements: ['NetworkDriver', 'IpamDriver'] };
+  });
   // Not part of Docker's protocol: the operator's `vxnet reconcile` (the socket is root-only).
   app.post('/Vxnet.Reconcile', { schema: { body: { type: 'object', properties: { DryRun: { type: 'boolean' } } } } }, async (req) => {
     if (!deps.reconcile) throw new VxnetError('VXNET_ERR_BAD_REQUEST', 'reconcile is not available');

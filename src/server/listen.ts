@@ -3,20 +3,21 @@
 // dockerd's calls between them).
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { vxError, causeText } from '../errors';
+import { ensureSocketDir } from './socket-dir';
 
 /** How long to wait for an answer on an existing socket before calling it stale. */
 const PROBE_TIMEOUT_MS = 1000;
 
 export async function listenOnSocket(app: FastifyInstance, socketPath: string): Promise<void> {
-  try {
-    fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
-  } catch (err) {
-    throw vxError('VXNET_ERR_BAD_CONFIG', `cannot create socket directory ${path.dirname(socketPath)}: ${causeText(err)}`, err);
+  ensureSocketDir(socketPath);
+  const existing = fs.lstatSync(socketPath, { throwIfNoEntry: false });
+  if (existing && !existing.isSocket()) {
+    // Only a socket is ever replaced: anything else there was put by someone, on purpose or by mistake.
+    throw vxError('VXNET_ERR_BAD_CONFIG', `cannot listen on ${socketPath} (--socket/VXNET_SOCKET): it exists and is not a socket`);
   }
-  if (fs.existsSync(socketPath)) {
+  if (existing) {
     if (await somebodyListens(socketPath)) {
       throw vxError('VXNET_ERR_BAD_CONFIG', `another process is already serving ${socketPath}`);
     }

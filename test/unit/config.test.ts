@@ -62,6 +62,22 @@ describe('src/config.ts', () => {
     expect(loadConfig(['--metrics-addr', value], { VXNET_METRICS_ADDR: '10.0.0.1:1' }).metricsAddr).toEqual(want);
   });
 
+  it('keeps the socket root-only and the scope local unless told otherwise', () => {
+    expect(loadConfig([], {})).toMatchObject({ socketGroup: null, scope: 'local' });
+    expect(loadConfig(['--socket-group', 'docker'], {}).socketGroup).toBe('docker');
+    expect(loadConfig([], { VXNET_SOCKET_GROUP: '998' }).socketGroup).toBe('998');
+    expect(loadConfig([], { VXNET_SCOPE: 'global', VXNET_STORE: 'etcd' }).scope).toBe('global');
+  });
+
+  it.each([
+    [{ VXNET_SOCKET_GROUP: 'Docker Users' }, /--socket-group\/VXNET_SOCKET_GROUP: "Docker Users" is not a group name or gid/],
+    [{ VXNET_SOCKET_GROUP: '../x' }, /is not a group name or gid/],
+    [{ VXNET_SCOPE: 'swarm' }, /--scope\/VXNET_SCOPE: "swarm" is not one of local, global/],
+    [{ VXNET_SCOPE: 'global' }, /--scope\/VXNET_SCOPE: "global" needs --store\/VXNET_STORE etcd/],
+  ])('refuses %j', (env, message) => {
+    expect(() => loadConfig([], env)).toThrow(message);
+  });
+
   it('lists every option with its variable in --help', () => {
     const help = helpText();
     for (const s of SETTINGS) {

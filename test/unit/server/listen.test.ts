@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import Fastify from 'fastify';
 import { listenOnSocket } from '../../../src/server/listen';
+import { leaveStaleSocket } from '../../helpers/stale-socket';
 
 describe('src/server/listen.ts', () => {
   let dir: string;
@@ -25,13 +25,7 @@ describe('src/server/listen.ts', () => {
 
   it('replaces a socket file nobody serves (left by a crash)', async () => {
     const sock = path.join(dir, 'vxnet.sock');
-    // A process that served the socket dies by SIGKILL: the file stays, nobody answers.
-    const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(sock)})`]);
-    for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 20));
-    await new Promise<void>((r) => {
-      child.once('exit', () => r());
-      child.kill('SIGKILL');
-    });
+    await leaveStaleSocket(sock);
     expect(fs.existsSync(sock)).toBe(true);
     const app = Fastify();
     await listenOnSocket(app, sock);
