@@ -150,7 +150,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     driver,
     ipam,
     log: log.child({ mod: 'server' }),
-    scope: 'local',
+    scope: config.scope,
     reconcile: reconciles.runner('on-demand'),
     status,
     observeCall: metrics.observeCall,
@@ -161,7 +161,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   let metricsServer: MetricsServer | null = null;
   try {
     if (config.metricsAddr) metricsServer = await serveMetrics(metrics, config.metricsAddr, metricsLog);
-    await listenOnSocket(app, config.socket);
+    await listenOnSocket(app, config.socket, config.socketGroup);
   } catch (err) {
     await metricsServer?.close();
     await peers?.close();
