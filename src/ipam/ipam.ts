@@ -254,10 +254,12 @@ export class Ipam {
     const canonical = bigIntToIp(parsed.value, parsed.family);
     if (kind === 'gateway') await this.setPoolGateway(req.poolId, ref, canonical);
     if (kind === 'container') {
-      const taken = !(await this.deps.store.createIfAbsent(
-        this.deps.keys.address(ref.space, ref.pool, canonical),
-        JSON.stringify({ kind, host: this.deps.host, at: Date.now() } satisfies AddressRecord),
-      ));
+      const key = this.deps.keys.address(ref.space, ref.pool, canonical);
+      const mine = JSON.stringify({ kind, host: this.deps.host, at: Date.now() } satisfies AddressRecord);
+      // The global space serves swarm's allocator, which keeps its own replicated books: a
+      // specific address it asks for is one it already holds (a new leader restoring its state
+      // asks again for every address the old leader took), so the request takes the record over.
+      const taken = !(await this.deps.store.createIfAbsent(key, mine)) && !(ref.space === GLOBAL_ADDRESS_SPACE && (await this.takeOver(key, mine)));
       if (taken) throw vxError('VXNET_ERR_ADDRESS_IN_USE', `address ${canonical} is already in use in subnet ${rec.pool}`);
       this.taken.get(req.poolId)?.add(canonical);
     } else {
@@ -268,8 +270,17 @@ export class Ipam {
 
   private kindOf(req: AddressRequest, rec: PoolRecord): AddressKind {
     if (req.options?.RequestAddressType === GATEWAY_REQUEST) return 'gateway';
-    if (req.address !== '' && !rec.hosts[this.deps.host]?.bound) return 'aux';
+    // Global pools are never bound (swarm's manager allocates, workers CreateNetwork in the
+    // local space): every other address asked of them is a task's or a VIP's.
+    if (req.address !== '' && !rec.hosts[this.deps.host]?.bound && rec.space !== GLOBAL_ADDRESS_SPACE) return 'aux';
     return 'container';
+  }
+
+  /** Rewrites a container address record as this host's; false if it is not a container's. */
+  private async takeOver(key: string, mine: string): Promise<boolean> {
+    const cur = await getJson<AddressRecord>(this.deps.store, key);
+    if (!cur || cur.value.kind !== 'container') return false;
+    return this.deps.store.compareAndSwap(key, mine, cur.modRevision);
   }
 
   private async setPoolGateway(poolId: string, ref: PoolRef, ip: string): Promise<void> {

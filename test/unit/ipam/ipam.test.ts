@@ -184,6 +184,27 @@ describe('src/ipam/ipam.ts', () => {
     expect(fromH2).toMatch(/^10\.1\.\d+\.\d+\/16$/);
   });
 
+  it('lets a new swarm leader take over the global addresses the old one allocated', async () => {
+    const req = { addressSpace: G, pool: '10.5.0.0/24', subPool: '', options: {}, v6: false };
+    const id = (await ipam.requestPool(req)).poolId;
+    await ipam.requestAddress({ poolId: id, address: '', options: GW });
+    const task = (await ipam.requestAddress({ poolId: id, address: '', options: null })).address.split('/')[0];
+    // The new leader restores swarm's books: the same pool, gateway and every task address again.
+    const leader2 = ipamOn(store, 'h2');
+    expect((await leader2.requestPool(req)).poolId).toBe(id);
+    await leader2.requestAddress({ poolId: id, address: '10.5.0.1', options: GW });
+    expect(await leader2.requestAddress({ poolId: id, address: task, options: null })).toEqual({ address: `${task}/24`, kind: 'container' });
+    expect(JSON.parse((await store.get(`/vxnet/v1/addresses/${G}/10.5.0.0_24/${task}`))?.value ?? '{}')).toMatchObject({ kind: 'container', host: 'h2' });
+    // Its dynamic allocations still never collide with a held address.
+    const next = (await leader2.requestAddress({ poolId: id, address: '', options: null })).address.split('/')[0];
+    expect(next).not.toBe(task);
+    // The local space keeps its rule: a held address is refused.
+    const local = await pool('10.6.0.0/24');
+    const held = (await ipam.requestAddress({ poolId: local, address: '', options: null })).address.split('/')[0];
+    await ipamOn(store, 'h2').requestPool({ addressSpace: L, pool: '10.6.0.0/24', subPool: '', options: {}, v6: false });
+    await expect(ipamOn(store, 'h2').requestAddress({ poolId: local, address: held, options: null })).rejects.toThrow(/already in use/);
+  });
+
   it('removes leftover address keys with the last release of the pool', async () => {
     const id = await pool('10.1.0.0/24');
     await ipam.bindPool(id, true);
