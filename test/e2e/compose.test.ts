@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { Host, upHost, downHost, run, describeFailure, ExecResult, REPO_ROOT } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver, storedKeys } from '../helpers/vxnet-in-host';
+import { containerIp, vxLinks } from '../helpers/docker-inspect';
 
 jest.setTimeout(300_000);
 
@@ -42,14 +43,7 @@ describe.each([['20'], ['26']] as Array<['20' | '26']>)('docker-compose with vxn
     return ids[0];
   }
   async function ipOf(container: string): Promise<string> {
-    return host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, container]);
-  }
-  async function vxLinks(): Promise<string[]> {
-    const out = await host.execOk(['ip', '-o', 'link', 'show']);
-    return out
-      .split('\n')
-      .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
-      .filter((n) => n.startsWith('vx'));
+    return containerIp(host, NET, container);
   }
 
   beforeAll(async () => {
@@ -85,7 +79,7 @@ describe.each([['20'], ['26']] as Array<['20' | '26']>)('docker-compose with vxn
       expect(await host.dockerOk(['inspect', '-f', '{{.State.Status}}', await containerOf(s)])).toBe('running');
     }
     // vxnet made the bridge and the two veth pairs in the host.
-    const links = await vxLinks();
+    const links = await vxLinks(host);
     expect(links.filter((l) => l.startsWith('vxb-'))).toHaveLength(1);
     expect(links.filter((l) => l.startsWith('vxe-'))).toHaveLength(2);
   });
@@ -146,7 +140,7 @@ describe.each([['20'], ['26']] as Array<['20' | '26']>)('docker-compose with vxn
       expect([server, client]).not.toContain(old[1]);
       expect(await ipOf(server)).toBe(SERVER_IP);
       expect(Number((await ipOf(client)).split('.')[3])).toBeGreaterThanOrEqual(128);
-      expect((await vxLinks()).filter((l) => l.startsWith('vxe-'))).toHaveLength(2);
+      expect((await vxLinks(host)).filter((l) => l.startsWith('vxe-'))).toHaveLength(2);
       expect(await host.dockerOk(['exec', client, 'ping', '-c', '1', '-W', '2', 'server'])).toMatch(/1 packets received/);
     });
   }
@@ -157,7 +151,7 @@ describe.each([['20'], ['26']] as Array<['20' | '26']>)('docker-compose with vxn
     expect(r.stderr).toMatch(new RegExp(`Removing network ${NET}`));
     expect(await host.dockerOk(['network', 'ls', '-q', '--filter', `name=${NET}`])).toBe('');
     expect(await host.dockerOk(['ps', '-aq'])).toBe('');
-    expect(await vxLinks()).toEqual([]);
+    expect(await vxLinks(host)).toEqual([]);
     const rules = await host.execOk(['iptables', '-w', '-S']);
     expect(rules.split('\n').filter((l) => l.includes('vxb-'))).toEqual([]);
     await driver!.stop();

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver, storedKeys, MAIN_JS } from '../helpers/vxnet-in-host';
+import { containerIp } from '../helpers/docker-inspect';
 
 const SECONDS = Number(process.env.VXT_CRASH_SECONDS ?? 90);
 const GRACE_S = 5;
@@ -83,7 +84,7 @@ describe('SIGKILL during container churn', () => {
     const running = (await host.docker(['ps', '-q', '--filter', `network=${NET}`])).stdout.split('\n').filter(Boolean);
     const ips: string[] = [];
     for (const id of running) {
-      ips.push(await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, id]));
+      ips.push(await containerIp(host, NET, id));
     }
     console.log(`crash churn: ${kills} kills in ${SECONDS} s; docker run ok ${stats.started}, failed ${stats.startFailed}; rm ok ${stats.removed}, failed ${stats.removeFailed}; ${running.length} running at the end`);
     expect(kills).toBeGreaterThan(SECONDS / 2);

@@ -7,6 +7,7 @@ import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver, socketFromOutside } from '../helpers/vxnet-in-host';
 import { pluginCall } from '../helpers/plugin-client';
 import { eventually } from '../helpers/eventually';
+import { containerIp } from '../helpers/docker-inspect';
 
 jest.setTimeout(300_000);
 
@@ -40,7 +41,7 @@ async function tearDown(s: Setup | undefined): Promise<void> {
 }
 
 async function ipOf(h: Host, c: string): Promise<string> {
-  return h.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, c]);
+  return containerIp(h, NET, c);
 }
 
 async function pidOf(h: Host, c: string): Promise<string> {

@@ -11,6 +11,7 @@ import { HostEtcdCluster, startEtcdClusterInHost } from '../helpers/etcd-in-host
 import { FakeContainer, FakeNetwork, createFakeNetwork, startFakeContainer, stopFakeContainer, pingFrom, removeFakeNetwork } from '../helpers/fake-container';
 import { pluginCall } from '../helpers/plugin-client';
 import { eventually } from '../helpers/eventually';
+import { containerIp } from '../helpers/docker-inspect';
 
 jest.setTimeout(300_000);
 
@@ -30,7 +31,7 @@ describe('vxnet through etcd trouble', () => {
   let seq = 0;
 
   async function ipOf(c: string): Promise<string> {
-    return docker.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, c]);
+    return containerIp(docker, NET, c);
   }
 
   beforeAll(async () => {

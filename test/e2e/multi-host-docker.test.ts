@@ -7,6 +7,7 @@ import { eventually } from '../helpers/eventually';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
+import { containerIp } from '../helpers/docker-inspect';
 
 jest.setTimeout(300_000);
 
@@ -29,10 +30,10 @@ describe('vxnet across 3 dockerd hosts', () => {
   let ipX2 = '';
 
   async function ipOf(h: Host, c: string): Promise<string> {
-    return h.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, c]);
+    return containerIp(h, NET, c);
   }
   async function macOf(h: Host, c: string): Promise<string> {
-    return h.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").MacAddress}}`, c]);
+    return containerIp(h, NET, c, 'MacAddress');
   }
 
   beforeAll(async () => {

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { Host, HostProcess, upHost, downHost, startInHost, stopInHost } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, driverLog, startDriver, MAIN_JS } from '../helpers/vxnet-in-host';
+import { containerIp } from '../helpers/docker-inspect';
 
 jest.setTimeout(300_000);
 
@@ -28,7 +29,7 @@ describe('reconcile after calls were lost', () => {
     return links.map((l) => l.ifname).filter((n) => n.startsWith('vx'));
   }
   async function ipOf(c: string, net: string): Promise<string> {
-    return host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, c]);
+    return containerIp(host, net, c);
   }
   async function untilLogged(msg: string, after: number): Promise<Record<string, unknown>> {
     for (let i = 0; i < 100; i++) {

@@ -3,6 +3,7 @@
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver, storedKeys } from '../helpers/vxnet-in-host';
+import { containerIp, vxLinks } from '../helpers/docker-inspect';
 
 jest.setTimeout(300_000);
 
@@ -17,13 +18,6 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
   const NET = 'vxt-appnet';
   const img = TEST_IMAGE;
 
-  async function vxLinks(): Promise<string[]> {
-    const out = await host.execOk(['ip', '-o', 'link', 'show']);
-    return out
-      .split('\n')
-      .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
-      .filter((n) => n.startsWith('vx'));
-  }
 
   async function vxRules(): Promise<string[]> {
     const out = await host.execOk(['iptables', '-w', '-S']);
@@ -68,7 +62,7 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
     await runSleeper('ca');
     await runSleeper('cb');
     const ipOf = async (c: string): Promise<string> =>
-      host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, c]);
+      containerIp(host, NET, c);
     const [ipa, ipb] = [await ipOf('ca'), await ipOf('cb')];
     // --ip-range 10.77.0.128/25
     for (const ip of [ipa, ipb]) {
@@ -86,13 +80,13 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
   it('applies the network MTU inside the container', async () => {
     expect(await host.dockerOk(['exec', 'ca', 'cat', '/sys/class/net/eth0/mtu'])).toBe('1400');
     // A full-size frame crosses the bridge.
-    const ipb = await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'cb']);
+    const ipb = await containerIp(host, NET, 'cb');
     expect(await host.dockerOk(['exec', 'ca', 'ping', '-c', '1', '-W', '2', '-s', '1372', ipb])).toMatch(/1 packets received/);
   });
 
   it('honours --ip and refuses the same static address twice with a clear error', async () => {
     await runSleeper('cc', ['--ip', '10.77.0.20']);
-    expect(await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'cc'])).toBe('10.77.0.20');
+    expect(await containerIp(host, NET, 'cc')).toBe('10.77.0.20');
     const dup = await host.docker(['run', '-d', '--name', 'cd', '--network', NET, '--ip', '10.77.0.20', img, 'sleep', '3600']);
     expect(dup.code).not.toBe(0);
     expect(dup.stderr).toMatch(/10\.77\.0\.20 is already in use/);
@@ -104,7 +98,7 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
     driver = await startDriver(host);
     await host.dockerOk(['rm', '-f', 'cc']);
     await runSleeper('cd');
-    const ipd = await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, 'cd']);
+    const ipd = await containerIp(host, NET, 'cd');
     expect(await host.dockerOk(['exec', 'ca', 'ping', '-c', '1', '-W', '2', ipd])).toMatch(/1 packets received/);
     expect(await host.dockerOk(['exec', 'cd', 'ping', '-c', '1', '-W', '2', 'cb'])).toMatch(/1 packets received/);
   });
@@ -117,7 +111,7 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
     expect(await host.dockerOk(['exec', 'i1', 'ip', '-o', 'link'])).not.toMatch(/eth1/);
     expect(await host.dockerOk(['exec', 'i1', 'ping', '-c', '1', '-W', '2', 'i2'])).toMatch(/1 packets received/);
     // Nothing from outside the internal network gets in, not even from another vxnet network.
-    const i2 = await host.dockerOk(['inspect', '-f', '{{(index .NetworkSettings.Networks "vxt-internal").IPAddress}}', 'i2']);
+    const i2 = await containerIp(host, 'vxt-internal', 'i2');
     const out = await host.docker(['exec', 'ca', 'ping', '-c', '1', '-W', '1', i2]);
     expect(out.code).not.toBe(0);
   });
@@ -131,7 +125,7 @@ describe.each(VERSIONS)('vxnet with dockerd %s', (version, name, ip) => {
   it('leaves no link, rule or store key behind once containers and networks are removed', async () => {
     await host.dockerOk(['rm', '-f', 'ca', 'cb', 'cd', 'i1', 'i2']);
     await host.dockerOk(['network', 'rm', NET, 'vxt-internal', 'vxt-auto']);
-    expect(await vxLinks()).toEqual([]);
+    expect(await vxLinks(host)).toEqual([]);
     // The chains may stay (empty, jumped to once); no rule names a bridge any more.
     expect((await vxRules()).filter((r) => r.includes('vxb-'))).toEqual([]);
     await driver.stop();

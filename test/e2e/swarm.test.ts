@@ -10,6 +10,7 @@ import { Host, upHost, downHost, run, describeFailure, REPO_ROOT } from '../help
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { eventually } from '../helpers/eventually';
+import { containerIp, vxLinks } from '../helpers/docker-inspect';
 
 jest.setTimeout(600_000);
 
@@ -19,10 +20,6 @@ const NET = 'vxt-swnet';
 const SUBNET = '10.95.0.0/24';
 const SERVICE = 'vxtsw';
 
-async function vxLinks(host: Host): Promise<string[]> {
-  const out = await host.execOk(['ip', '-o', 'link', 'show']);
-  return out.split('\n').map((l) => l.split(': ')[1]?.split('@')[0] ?? '').filter((n) => n.startsWith('vx'));
-}
 
 interface NetInspect {
   Scope: string;
@@ -36,7 +33,7 @@ interface NetInspect {
 async function taskOn(host: Host): Promise<{ id: string; ip: string } | null> {
   const id = (await host.dockerOk(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${SERVICE}`])).split('\n')[0];
   if (!id) return null;
-  const ip = await host.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET}").IPAddress}}`, id]);
+  const ip = await containerIp(host, NET, id);
   return { id, ip };
 }
 
