@@ -1,5 +1,7 @@
-// A lock file holding the owner's pid. Node has no flock(2); O_EXCL create is the atomic step,
-// and a lock whose pid is no longer alive (the owner was SIGKILLed) is taken over.
+// A lock file holding the owner's pid and start time. Node has no flock(2); O_EXCL create is the
+// atomic step, and a lock whose owner is no longer alive (it was SIGKILLed) is taken over. The
+// start time matters in containers and managed plugins: each restart gets a new pid namespace
+// where the old pid soon belongs to some other live process (seen: pid 10 twice in a row).
 import * as fs from 'node:fs';
 import { vxError, causeText } from '../errors';
 
@@ -11,7 +13,7 @@ export function acquirePidLock(file: string, what: string): PidLock {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = fs.openSync(file, 'wx', 0o600);
-      fs.writeSync(fd, String(process.pid));
+      fs.writeSync(fd, `${process.pid} ${startTime(process.pid) ?? ''}`.trim());
       fs.closeSync(fd);
       return { release: () => releaseIfMine(file) };
     } catch (err) {
@@ -20,8 +22,8 @@ export function acquirePidLock(file: string, what: string): PidLock {
       }
     }
     const owner = readOwner(file);
-    if (owner !== null && owner !== process.pid && isAlive(owner)) {
-      throw vxError('VXNET_ERR_STORE', `${what} at ${file} is in use by process ${owner}`);
+    if (owner !== null && owner.pid !== process.pid && isAlive(owner)) {
+      throw vxError('VXNET_ERR_STORE', `${what} at ${file} is in use by process ${owner.pid}`);
     }
     // Stale: its owner is gone. Removing and retrying keeps O_EXCL as the only decider.
     try {
@@ -33,26 +35,44 @@ export function acquirePidLock(file: string, what: string): PidLock {
   throw vxError('VXNET_ERR_STORE', `could not lock ${what} at ${file}: contended`);
 }
 
-function readOwner(file: string): number | null {
+interface Owner {
+  pid: number;
+  /** Clock ticks after boot (/proc/PID/stat field 22); null in locks written without it. */
+  started: string | null;
+}
+
+function readOwner(file: string): Owner | null {
   try {
-    const pid = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
+    const [pidText, started] = fs.readFileSync(file, 'utf8').trim().split(/\s+/);
+    const pid = Number.parseInt(pidText, 10);
+    return Number.isInteger(pid) && pid > 0 ? { pid, started: started ?? null } : null;
   } catch {
     return null;
   }
 }
 
-function isAlive(pid: number): boolean {
+function startTime(pid: number): string | null {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may itself hold spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
   }
 }
 
+function isAlive(owner: Owner): boolean {
+  try {
+    process.kill(owner.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  // Same pid, other process: the owner died and its pid was given again.
+  return owner.started === null || startTime(owner.pid) === owner.started;
+}
+
 function releaseIfMine(file: string): void {
-  if (readOwner(file) === process.pid) {
+  if (readOwner(file)?.pid === process.pid) {
     try {
       fs.unlinkSync(file);
     } catch {

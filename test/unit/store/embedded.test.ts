@@ -79,6 +79,18 @@ describe('src/store/embedded.ts', () => {
     await s.close();
   });
 
+  it('takes over a lock whose pid now belongs to another process (a new pid namespace)', async () => {
+    const dir = tmpDir();
+    const stat = fs.readFileSync('/proc/1/stat', 'utf8');
+    const started = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    fs.writeFileSync(path.join(dir, 'store.lock'), `1 ${started}`);
+    expect(() => EmbeddedStore.open({ dataDir: dir })).toThrow(/in use by process 1/);
+    fs.writeFileSync(path.join(dir, 'store.lock'), `1 ${Number(started) + 1}`);
+    const s = EmbeddedStore.open({ dataDir: dir });
+    expect(fs.readFileSync(path.join(dir, 'store.lock'), 'utf8')).toMatch(new RegExp(`^${process.pid} \\d+$`));
+    await s.close();
+  });
+
   it('drops keys written under a lease when the store is reopened (their owner is gone)', async () => {
     const dir = tmpDir();
     const s = EmbeddedStore.open({ dataDir: dir });
