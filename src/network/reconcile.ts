@@ -25,6 +25,13 @@ import { BRIDGE_PREFIX, VETH_HOST_PREFIX, VETH_PEER_PREFIX, VXLAN_PREFIX } from 
  * RequestAddress and CreateEndpoint, or before dockerd lists the container on the network).
  */
 export const ORPHAN_ADDRESS_GRACE_MS = 60_000;
+/**
+ * An address is never released as an orphan younger than this, whatever the configured grace:
+ * dockerd retries a call to a plugin that is down for about 15 s, so a CreateEndpoint may arrive
+ * that long after its RequestAddress (the driver restarted in between). Releasing the address
+ * before it lands gives it to a second container (seen in the crash-churn test with a 5 s grace).
+ */
+export const DOCKERD_RETRY_WINDOW_MS = 20_000;
 
 export interface OrphanAddressSource {
   boundPools(): Promise<string[]>;
@@ -120,7 +127,7 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     for (const poolId of await deps.ipam.boundPools()) {
       for (const { ip, record } of await deps.ipam.addressesOf(poolId)) {
         if (record.kind !== 'container' || record.host !== deps.host || used.has(ip)) continue;
-        if (record.at === undefined || now() - record.at < grace) continue;
+        if (record.at === undefined || now() - record.at < Math.max(grace, DOCKERD_RETRY_WINDOW_MS)) continue;
         plan.orphanAddresses.push(`${ip} (${poolId})`);
         if (!opts.dryRun) await deps.ipam.releaseAddress(poolId, ip);
       }

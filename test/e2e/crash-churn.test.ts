@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver, storedKeys, MAIN_JS } from '../helpers/vxnet-in-host';
+import { DOCKERD_RETRY_WINDOW_MS } from '../../src/network/reconcile';
 import { containerIp } from '../helpers/docker-inspect';
 
 const SECONDS = Number(process.env.VXT_CRASH_SECONDS ?? 90);
@@ -77,7 +78,8 @@ describe('SIGKILL during container churn', () => {
     await Promise.all([killer, worker(), worker()]);
 
     // Calm: let reconcile see every endpoint as settled, then run it once more on demand.
-    await new Promise((r) => setTimeout(r, (GRACE_S + 1) * 1000));
+    // (Orphan addresses wait out dockerd's retry window too, whatever the grace.)
+    await new Promise((r) => setTimeout(r, Math.max(GRACE_S * 1000, DOCKERD_RETRY_WINDOW_MS) + 1000));
     await host.execOk([process.execPath, MAIN_JS, 'reconcile', '--socket', '/run/docker/plugins/vxnet.sock']);
 
     // Containers that dockerd reports running on the network, with their addresses.

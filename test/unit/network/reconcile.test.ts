@@ -1,5 +1,5 @@
 // Reconcile's decisions over the embedded store, with dockerd's answer given by the test.
-import { reconcile } from '../../../src/network/reconcile';
+import { DOCKERD_RETRY_WINDOW_MS, reconcile } from '../../../src/network/reconcile';
 import type { DockerClient, DockerView } from '../../../src/docker/docker-view';
 import type { Ipam } from '../../../src/ipam/ipam';
 import type { NetworkDriver } from '../../../src/network/network-driver';
@@ -85,6 +85,15 @@ describe('src/network/reconcile.ts', () => {
     expect(await store.get(keys.address('vxnet-local', '10.1.0.0/24', ip))).toBeNull();
     // The gateway (shared, not a container address) stays.
     expect(await store.get(keys.address('vxnet-local', '10.1.0.0/24', '10.1.0.1'))).not.toBeNull();
+  });
+
+  it('keeps an address through dockerd\'s retry window even with a shorter grace', async () => {
+    const net = await createNetwork(p, { subnet: '10.1.0.0/24' });
+    await p.call('/IpamDriver.RequestAddress', { PoolID: net.poolId, Address: '', Options: null });
+    const at = (ms: number) =>
+      reconcile({ driver, ipam, dataplane: dp, docker: dockerSays({ networks: new Set([NET_ID]), endpoints: new Set() }), host: 'h1', log, graceMs: 1000, now: () => Date.now() + ms }, { dryRun: true });
+    expect((await at(DOCKERD_RETRY_WINDOW_MS - 2000)).orphanAddresses).toEqual([]);
+    expect((await at(DOCKERD_RETRY_WINDOW_MS + 2000)).orphanAddresses).toHaveLength(1);
   });
 
   it('removes a network dockerd removed while vxnet was down, with this host\'s pool share', async () => {
