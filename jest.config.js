@@ -6,11 +6,7 @@ const base = {
   testEnvironment: 'node',
   transform: {
     '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }],
-    // light-my-request (fastify's inject) requires cookie@2, which ships only ES modules; Jest on
-    // Node 20 cannot require ESM, so that one package is compiled to CommonJS for tests.
-    '^.+/node_modules/cookie/.+\\.js$': ['ts-jest', { tsconfig: { allowJs: true, module: 'commonjs' }, diagnostics: false }],
   },
-  transformIgnorePatterns: ['/node_modules/(?!cookie/)'],
 };
 module.exports = {
   projects: [

@@ -2,7 +2,7 @@
 # Idempotent dependency installer for the vxnet test suite on a fresh Debian 12 host.
 #   - apt packages (apt-get update only when something is missing)
 #   - Debian 13 (trixie) docker.io 26.1.x unpacked into a cache dir (system apt sources untouched)
-#   - npm ci when node_modules is missing or older than package-lock.json
+#   - npm ci when package.json or package-lock.json changed since the last install
 # Env: VXT_CACHE (default /var/cache/vxnet-test), SKIP_NPM=1, SKIP_DOCKER26=1
 set -euo pipefail
 
@@ -105,13 +105,7 @@ fi
 if [ "${SKIP_NPM:-0}" != 1 ]; then
   cd "$REPO_DIR"
   command -v npm >/dev/null || { echo "npm not found: install Node.js 20 first" >&2; exit 1; }
-  stamp=node_modules/.package-lock.json
-  if [ ! -d node_modules ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
-    log "npm dependencies"
-    bash scripts/npm-deps.sh
-  else
-    log "node_modules up to date"
-  fi
+  bash scripts/npm-deps.sh   # does nothing when package-lock.json is unchanged since the last install
 fi
 
 # ---- 4. kernel modules the tests need (best effort; may be built in) -------------------------

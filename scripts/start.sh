@@ -3,9 +3,7 @@
 # (embedded store, socket /run/docker/plugins/vxnet.sock). Extra arguments go to `vxnet run`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
-  bash scripts/npm-deps.sh
-fi
+bash scripts/npm-deps.sh   # npm ci, only when the lock changed since the last install
 if [ ! -f dist/src/main.js ] || [ -n "$(find src -newer dist/src/main.js -name '*.ts' -print -quit)" ]; then
   npx tsc -p tsconfig.json
 fi
