@@ -23,7 +23,7 @@ import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
 import * as dataplane from './dataplane';
 import { readRoutes4 } from './dataplane/routes';
-import { resolveDefaultMtu, resolveVtep } from './underlay';
+import { resolveMtuBounds, resolveVtep } from './underlay';
 import { ensureSocketDir } from './server/socket-dir';
 
 export const VERSION = '0.1.0';
@@ -98,7 +98,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   // Before the store: a start that cannot listen must not register this host first.
   ensureSocketDir(config.socket);
   const vtep = await resolveVtep(config);
-  const defaultMtu = await resolveDefaultMtu(config, vtep);
+  const mtu = await resolveMtuBounds(config, vtep);
+  const defaultMtu = mtu.default;
   // Metrics are always counted (a few microseconds per call); only serving them is optional.
   const metricsLog = log.child({ mod: 'metrics' });
   const metrics = new Metrics(metricsLog);
@@ -123,6 +124,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     ipam,
     host: config.hostId,
     defaultMtu,
+    maxMtu: mtu.max,
     vniRange: { min: config.vniMin, max: config.vniMax },
     vtep,
     vxlanPort: config.vxlanPort,
@@ -168,7 +170,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     await store.close();
     throw err;
   }
-  log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, vtep: vtep?.ip ?? null }, 'vxnet listening');
+  log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, maxMtu: mtu.max, vtep: vtep?.ip ?? null }, 'vxnet listening');
   let pass = reconcileUntilDockerd(reconciles.runner('startup'), reconcileLog);
   onActivate = () => {
     pass.stop();

@@ -80,6 +80,8 @@ export interface NetworkDriverDeps {
   ipam: PoolBinder;
   host: string;
   defaultMtu: number;
+  /** Highest MTU a network may ask for (underlay.ts mtuLimits); default: defaultMtu. */
+  maxMtu?: number;
   vniRange: { min: number; max: number };
   /** null on a single host (embedded store): no VXLAN device, no peers. */
   vtep: Vtep | null;
@@ -108,7 +110,7 @@ export class NetworkDriver {
   constructor(private readonly deps: NetworkDriverDeps) {}
 
   async createNetwork(req: CreateNetworkRequest): Promise<void> {
-    const opts = resolveNetworkOptions(req.Options, this.deps.defaultMtu);
+    const opts = resolveNetworkOptions(req.Options, { default: this.deps.defaultMtu, max: this.deps.maxMtu ?? this.deps.defaultMtu });
     if (req.IPv4Data.length > 1 || req.IPv6Data.length > 1) {
       throw badRequest('vxnet networks take at most one IPv4 and one IPv6 subnet');
     }

@@ -23,10 +23,17 @@ describe('src/doctor/underlay.ts mtuVerdict', () => {
     expect(v.fix).toBe('lower VXNET_MTU to 1450, or raise the MTU of eth1 to 1530 (ip link set dev eth1 mtu 1530)');
   });
 
-  it('warns when there is no underlay to check against', () => {
-    expect(mtuVerdict({ vtep: null, iface: null, ifaceMtu: null, innerMtu: 1450 }, false)).toMatchObject({
+  it('warns when a VTEP has no interface to check against', () => {
+    expect(mtuVerdict({ ...u, iface: null, ifaceMtu: null }, false)).toMatchObject({
       status: 'WARN',
       detail: expect.stringContaining('the fallback MTU 1450'),
+    });
+  });
+
+  it('passes a single host: no tunnel, no overhead to carry', () => {
+    expect(mtuVerdict({ vtep: null, iface: null, ifaceMtu: null, innerMtu: 1500 }, false)).toEqual({
+      status: 'PASS',
+      detail: 'single host (no VTEP): no VXLAN overhead; networks get MTU 1500 unless they set one',
     });
   });
 
