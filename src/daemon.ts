@@ -127,6 +127,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     maxMtu: mtu.max,
     vniRange: { min: config.vniMin, max: config.vniMax },
     vtep,
+    // A shared store joins each host's network into one L2 network: addresses must come from
+    // vxnet's cluster-wide IPAM. Swarm (global scope) allocates them centrally itself.
+    requireVxnetIpam: config.store === 'etcd' && config.scope === 'local',
     vxlanPort: config.vxlanPort,
     peers,
     teardownDelayMs: config.teardownDelayMs,

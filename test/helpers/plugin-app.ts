@@ -23,6 +23,8 @@ export interface DomainOptions {
   failAt?: (step: string) => void;
   teardownDelayMs?: number;
   log?: Logger;
+  /** As the daemon sets it with a shared store (etcd) in local scope. */
+  requireVxnetIpam?: boolean;
 }
 
 /** The optional hooks the daemon passes to buildApp (admin routes, metrics). */
@@ -36,6 +38,7 @@ export function testDomain(store: Store, dataplane: Dataplane, opts: DomainOptio
   const driver = new NetworkDriver({
     store, keys: TEST_KEYS, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 },
     vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: opts.teardownDelayMs ?? 0, log, failAt: opts.failAt,
+    requireVxnetIpam: opts.requireVxnetIpam,
   });
   return { ipam, driver };
 }
