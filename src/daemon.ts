@@ -9,7 +9,7 @@ import type { Store } from './store/types';
 import { timedStore } from './store/timed';
 import { Keys } from './store/json';
 import { Ipam } from './ipam/ipam';
-import { Cidr, overlaps } from './ipam/cidr';
+import { hostRouteCidrs } from './ipam/host-routes';
 import { NetworkDriver } from './network/network-driver';
 import { PeerSync } from './network/peers';
 import { registerHost } from './network/host-registry';
@@ -22,7 +22,6 @@ import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
 import * as dataplane from './dataplane';
-import { readRoutes4 } from './dataplane/routes';
 import { resolveMtuBounds, resolveVtep } from './underlay';
 import { ensureSocketDir } from './server/socket-dir';
 
@@ -45,14 +44,6 @@ async function openStore(config: Config, log: Logger): Promise<Store> {
   } catch (err) {
     throw etcdUnreachable(config, err);
   }
-}
-
-/** Auto-chosen subnets must not shadow a route this host has (the default route aside). */
-async function overlapsHostRoute(c: Cidr): Promise<boolean> {
-  if (c.family !== 4) return false;
-  return readRoutes4()
-    .filter((r) => r.prefix > 0)
-    .some((r) => overlaps(c, { family: 4, base: BigInt(r.dest), prefix: r.prefix, bits: 32 }));
 }
 
 /** How often a host looks for dead hosts: a quarter of the grace, within these bounds. */
@@ -105,7 +96,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const metrics = new Metrics(metricsLog);
   const store = timedStore(await openStore(config, log), metrics.observeStore);
   const keys = new Keys(config.etcdPrefix);
-  const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, overlapsHostRoute });
+  const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, hostRoutes: async () => hostRouteCidrs() });
   let peers: PeerSync | null = null;
   try {
     if (vtep) {

@@ -34,7 +34,7 @@ export type AppExtras = Pick<AppDeps, 'reconcile' | 'status' | 'observeCall'>;
 export function testDomain(store: Store, dataplane: Dataplane, opts: DomainOptions = {}): { ipam: Ipam; driver: NetworkDriver } {
   const log = opts.log ?? createLogger('silent');
   const host = opts.host ?? 'h1';
-  const ipam = new Ipam({ store, keys: TEST_KEYS, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], overlapsHostRoute: async () => false });
+  const ipam = new Ipam({ store, keys: TEST_KEYS, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], hostRoutes: async () => [] });
   const driver = new NetworkDriver({
     store, keys: TEST_KEYS, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 },
     vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: opts.teardownDelayMs ?? 0, log, failAt: opts.failAt,
