@@ -141,14 +141,23 @@ export class Ipam {
     const canonical = cidrToString(pool);
     await this.checkNoOverlap(req.addressSpace, pool);
     const key = this.deps.keys.pool(req.addressSpace, canonical);
+    let created = false;
     await updateJson<PoolRecord>(this.deps.store, key, (cur) => {
       if (cur && cur.subPool !== subPool) {
         throw vxError('VXNET_ERR_POOL_OVERLAP', `subnet ${canonical} is already in use with ip-range ${cur.subPool ?? '(none)'}, not ${subPool ?? '(none)'}`);
       }
+      created = cur === null;
       const rec: PoolRecord = cur ?? { space: req.addressSpace, pool: canonical, subPool, v6: req.v6, gateway: null, hosts: {} };
       return addHostRef(rec, this.deps.host);
     });
-    return { poolId: this.poolIdFor(req.addressSpace, canonical), pool: canonical, data: {} };
+    const poolId = this.poolIdFor(req.addressSpace, canonical);
+    // The overlap check above and the write are two steps: a subnet of another size written in
+    // between (an automatic one, another host's) is seen now, and this claim is given back.
+    if (created && (await this.overlapsAnother(req.addressSpace, pool))) {
+      await this.releasePool(poolId);
+      throw vxError('VXNET_ERR_POOL_OVERLAP', `subnet ${canonical} overlaps a subnet taken at the same moment; ask again`);
+    }
+    return { poolId, pool: canonical, data: {} };
   }
 
   private async checkNoOverlap(space: string, pool: Cidr): Promise<void> {
@@ -193,11 +202,12 @@ export class Ipam {
         const key = this.deps.keys.pool(req.addressSpace, text);
         const rec: PoolRecord = { space: req.addressSpace, pool: text, subPool: null, v6: false, gateway: null, hosts: {} };
         if (!(await this.deps.store.createIfAbsent(key, JSON.stringify(addHostRef(rec, this.deps.host))))) continue;
+        const poolId = this.poolIdFor(req.addressSpace, text);
         if (await this.overlapsAnother(req.addressSpace, cand)) {
-          await this.deps.store.delete(key);
+          await this.releasePool(poolId);
           continue;
         }
-        return { poolId: this.poolIdFor(req.addressSpace, text), pool: text, data: {} };
+        return { poolId, pool: text, data: {} };
       }
     }
     const sized = wanted === null ? '' : ` of size /${wanted}`;

@@ -106,6 +106,23 @@ describe('src/ipam/ipam.ts (sized automatic subnets)', () => {
     expect((await store.list('/vxnet/v1/pools/')).length).toBe(sizes.length * 2);
   });
 
+  it('never lets a named subnet and an automatic one of another size overlap when asked at once', async () => {
+    const held: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      const [h1, h2] = [ipamOn('h1'), ipamOn('h2')];
+      const got = await Promise.allSettled([request(h1, `10.128.${round}.0/24`), request(h2, '0.0.0.0/28'), request(h2, '0.0.0.0/27')]);
+      for (const g of got) {
+        if (g.status === 'fulfilled') held.push(g.value);
+        else expect(String(g.reason)).toMatch(/overlaps/); // a refusal says why
+      }
+    }
+    const cidrs = held.map((h) => parseCidr(h) as Cidr);
+    for (let i = 0; i < cidrs.length; i++) for (let j = i + 1; j < cidrs.length; j++) expect(overlaps(cidrs[i], cidrs[j]) ? `${held[i]} / ${held[j]}` : null).toBeNull();
+    // Every kept claim is in the store, and nothing given back is.
+    const stored = (await store.list('/vxnet/v1/pools/')).map((kv) => (kv.key.split('/').pop() as string).replace('_', '/'));
+    expect(stored.sort()).toEqual([...held].sort());
+  });
+
   it('takes sizes in the global space (a swarm manager passes --ipam-opt on)', async () => {
     const ipam = ipamOn('h1', ['10.128.0.0/28']);
     // Host routes matter only for local pools: the manager's routes say nothing about the workers'.
