@@ -3,7 +3,7 @@
 // pools), in one run on one simulated host, alternating which driver goes first per round.
 // Per driver and round: wall time until every create returned, how many succeeded, whether the
 // subnets were all distinct, and the first error. Then the networks are removed (not timed).
-// Writes bench/results/parallel-create-<docker version>.json. A benchmark: nothing is asserted.
+// Writes bench/results/parallel-create-<docker version>-n<count>.json. A benchmark: nothing is asserted.
 //
 //   npm run build && node dist/bench/parallel-create.js [--docker 20|26] [--count 50] [--rounds 3]
 import * as fs from 'node:fs';
@@ -111,7 +111,7 @@ async function main(): Promise<number> {
         rounds,
         summary,
       };
-      const file = path.join(REPO_ROOT, 'bench', 'results', `parallel-create-${docker.server.replace(/[^A-Za-z0-9.+_-]/g, '_')}.json`);
+      const file = path.join(REPO_ROOT, 'bench', 'results', `parallel-create-${docker.server.replace(/[^A-Za-z0-9.+_-]/g, '_')}-n${opts.count}.json`);
       fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
       const row = (k: Kind) => [k, `${opts.count}`, summary[k].created.join(' / '), `${summary[k].wallMs.p50}`, summary[k].allDistinct ? 'yes' : 'NO'];
       process.stdout.write(`\n${markdownTable(['driver', 'asked at once', 'created per round', 'wall p50 (ms)', 'subnets distinct'], [row('vxnet'), row('bridge')])}\n`);
