@@ -2,13 +2,16 @@
 # Idempotent dependency installer for the vxnet test suite on a fresh Debian 12 host.
 #   - apt packages (apt-get update only when something is missing)
 #   - Debian 13 (trixie) docker.io 26.1.x unpacked into a cache dir (system apt sources untouched)
+#   - Debian 13's docker-compose 2.26.x (Compose v2, the Go binary) unpacked the same way, beside
+#     Debian 12's docker-compose 1.29 (which stays the one on the PATH)
 #   - npm ci when package.json or package-lock.json changed since the last install
-# Env: VXT_CACHE (default /var/cache/vxnet-test), SKIP_NPM=1, SKIP_DOCKER26=1
+# Env: VXT_CACHE (default /var/cache/vxnet-test), SKIP_NPM=1, SKIP_DOCKER26=1, SKIP_COMPOSE2=1
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${VXT_CACHE:-/var/cache/vxnet-test}"
 D26="$CACHE/docker26"
+C2="$CACHE/compose2"
 log() { printf '[install-deps] %s\n' "$*"; }
 t0=$(date +%s)
 
@@ -69,35 +72,64 @@ mirror_url() {
   printf '%s' "${u%/}"
 }
 
-if [ "${SKIP_DOCKER26:-0}" != 1 ]; then
-  if [ -x "$D26/usr/sbin/dockerd" ] && "$D26/usr/sbin/dockerd" --version 2>/dev/null | grep -q ' 26\.1\.'; then
-    log "docker 26.1 cached in $D26"
-  else
-    MIRROR=$(mirror_url)
-    [ -n "$MIRROR" ] || { echo "cannot find a Debian mirror URI in /etc/apt sources" >&2; exit 1; }
-    A="$CACHE/apt-trixie"
-    rm -rf "$A"; mkdir -p "$A/lists/partial" "$A/cache/archives/partial" "$A/debs"
-    cat > "$A/trixie.sources" <<SRC
+# Downloads one trixie package's .deb into $2/debs with a private apt configuration (the system's
+# sources and lists stay untouched) and prints its path.
+trixie_download() {
+  local pkg=$1 A=$2 MIRROR
+  MIRROR=$(mirror_url)
+  [ -n "$MIRROR" ] || { echo "cannot find a Debian mirror URI in /etc/apt sources" >&2; exit 1; }
+  rm -rf "$A"; mkdir -p "$A/lists/partial" "$A/cache/archives/partial" "$A/debs"
+  cat > "$A/trixie.sources" <<SRC
 Types: deb
 URIs: $MIRROR
 Suites: trixie
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
-    APT=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$A" -o "Dir::State::Lists=$A/lists"
-         -o "Dir::Cache=$A/cache" -o Acquire::Languages=none -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root
-         -o Acquire::Check-Valid-Until=false)
-    log "fetching docker.io from $MIRROR trixie"
-    apt-get "${APT[@]}" update -qq
-    ( cd "$A/debs" && apt-get "${APT[@]}" download -qq docker.io )
-    deb=$(ls "$A"/debs/docker.io_26.1.*_*.deb 2>/dev/null | head -n1 || true)
-    [ -n "$deb" ] || { echo "trixie docker.io is not 26.1.x: $(ls "$A/debs")" >&2; exit 1; }
+  local APT=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$A" -o "Dir::State::Lists=$A/lists"
+       -o "Dir::Cache=$A/cache" -o Acquire::Languages=none -o APT::Get::List-Cleanup=0 -o APT::Sandbox::User=root
+       -o Acquire::Check-Valid-Until=false)
+  log "fetching $pkg from $MIRROR trixie" >&2
+  apt-get "${APT[@]}" update -qq >&2
+  ( cd "$A/debs" && apt-get "${APT[@]}" download -qq "$pkg" >&2 )
+  rm -rf "$A/lists" "$A/cache"   # keep only the .deb
+  ls "$A"/debs/"${pkg}"_*.deb 2>/dev/null | head -n1
+}
+
+if [ "${SKIP_DOCKER26:-0}" != 1 ]; then
+  if [ -x "$D26/usr/sbin/dockerd" ] && "$D26/usr/sbin/dockerd" --version 2>/dev/null | grep -q ' 26\.1\.'; then
+    log "docker 26.1 cached in $D26"
+  else
+    deb=$(trixie_download docker.io "$CACHE/apt-trixie")
+    case "$deb" in *docker.io_26.1.*) ;; *) echo "trixie docker.io is not 26.1.x: $deb" >&2; exit 1 ;; esac
     rm -rf "$D26.tmp"; mkdir -p "$D26.tmp"
     dpkg -x "$deb" "$D26.tmp"
     "$D26.tmp/usr/sbin/dockerd" --version
     rm -rf "$D26"; mv "$D26.tmp" "$D26"
-    rm -rf "$A/lists" "$A/cache"   # keep only the .deb
     log "docker 26.1 unpacked into $D26"
+  fi
+fi
+
+# ---- 2b. Compose v2 from Debian 13, unpacked ---------------------------------------------------
+# A static Go binary: it runs on Debian 12 as `docker-compose`, or as `docker compose` from a
+# cli-plugins directory. Tests call it by path ($C2/usr/bin/docker-compose).
+if [ "${SKIP_COMPOSE2:-0}" != 1 ]; then
+  if [ -x "$C2/usr/bin/docker-compose" ] && "$C2/usr/bin/docker-compose" version --short 2>/dev/null | grep -q '^v\?2\.'; then
+    log "compose v2 cached in $C2"
+  else
+    deb=$(trixie_download docker-compose "$CACHE/apt-trixie-compose")
+    case "$deb" in *docker-compose_2.*) ;; *) echo "trixie docker-compose is not 2.x: $deb" >&2; exit 1 ;; esac
+    rm -rf "$C2.tmp"; mkdir -p "$C2.tmp"
+    dpkg -x "$deb" "$C2.tmp"
+    # The package installs the CLI plugin; give it a plain docker-compose name too.
+    if [ ! -e "$C2.tmp/usr/bin/docker-compose" ]; then
+      plugin=$(find "$C2.tmp" -type f -name docker-compose | head -n1)
+      [ -n "$plugin" ] || { echo "no docker-compose binary in $deb" >&2; exit 1; }
+      mkdir -p "$C2.tmp/usr/bin"; cp "$plugin" "$C2.tmp/usr/bin/docker-compose"
+    fi
+    "$C2.tmp/usr/bin/docker-compose" version
+    rm -rf "$C2"; mv "$C2.tmp" "$C2"
+    log "compose $("$C2/usr/bin/docker-compose" version --short) unpacked into $C2"
   fi
 fi
 

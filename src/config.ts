@@ -25,7 +25,7 @@ export interface Config {
   dataDir: string;
   store: StoreKind;
   logLevel: LogLevel;
-  /** Inner MTU for networks that set none; null = underlay MTU - VXLAN_OVERHEAD, resolved at start. */
+  /** MTU for networks that set none; null = derived at start (underlay.ts mtuLimits: − VXLAN_OVERHEAD only with a tunnel). */
   mtu: number | null;
   defaultPools: DefaultPool[];
   hostId: string;
@@ -72,7 +72,7 @@ export const SETTINGS: Setting[] = [
   { flag: 'data-dir', env: 'VXNET_DATA_DIR', default: '/var/lib/vxnet', help: 'where the embedded store keeps its files' },
   { flag: 'store', env: 'VXNET_STORE', default: 'embedded', help: 'embedded (one host) or etcd (several hosts)' },
   { flag: 'log-level', env: 'VXNET_LOG_LEVEL', default: 'info', help: 'fatal, error, warn, info, debug, trace or silent' },
-  { flag: 'mtu', env: 'VXNET_MTU', default: '', help: 'inner MTU of networks that set none (default: MTU of the default-route interface - 50, or 1450)' },
+  { flag: 'mtu', env: 'VXNET_MTU', default: '', help: 'MTU of networks that set none (default: with a VTEP the underlay interface\'s MTU - 50, or 1450; on a single host without one the default-route interface\'s MTU, or 1500)' },
   { flag: 'default-pools', env: 'VXNET_DEFAULT_POOLS', default: '10.128.0.0/9:24', help: 'where networks without --subnet get one: BASE/LEN:SIZE[,…]' },
   { flag: 'host-id', env: 'VXNET_HOST_ID', default: '', help: 'this host\'s name in the store (default: hostname)' },
   { flag: 'vni-range', env: 'VXNET_VNI_RANGE', default: '256-4095', help: 'VNIs vxnet allocates from: MIN-MAX (swarm overlay uses 4096 and up)' },

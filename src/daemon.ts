@@ -9,7 +9,7 @@ import type { Store } from './store/types';
 import { timedStore } from './store/timed';
 import { Keys } from './store/json';
 import { Ipam } from './ipam/ipam';
-import { Cidr, overlaps } from './ipam/cidr';
+import { hostRouteCidrs } from './ipam/host-routes';
 import { NetworkDriver } from './network/network-driver';
 import { PeerSync } from './network/peers';
 import { registerHost } from './network/host-registry';
@@ -22,8 +22,7 @@ import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
 import * as dataplane from './dataplane';
-import { readRoutes4 } from './dataplane/routes';
-import { resolveDefaultMtu, resolveVtep } from './underlay';
+import { resolveMtuBounds, resolveVtep } from './underlay';
 import { ensureSocketDir } from './server/socket-dir';
 
 export const VERSION = '0.1.0';
@@ -45,14 +44,6 @@ async function openStore(config: Config, log: Logger): Promise<Store> {
   } catch (err) {
     throw etcdUnreachable(config, err);
   }
-}
-
-/** Auto-chosen subnets must not shadow a route this host has (the default route aside). */
-async function overlapsHostRoute(c: Cidr): Promise<boolean> {
-  if (c.family !== 4) return false;
-  return readRoutes4()
-    .filter((r) => r.prefix > 0)
-    .some((r) => overlaps(c, { family: 4, base: BigInt(r.dest), prefix: r.prefix, bits: 32 }));
 }
 
 /** How often a host looks for dead hosts: a quarter of the grace, within these bounds. */
@@ -98,13 +89,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   // Before the store: a start that cannot listen must not register this host first.
   ensureSocketDir(config.socket);
   const vtep = await resolveVtep(config);
-  const defaultMtu = await resolveDefaultMtu(config, vtep);
+  const mtu = await resolveMtuBounds(config, vtep);
+  const defaultMtu = mtu.default;
   // Metrics are always counted (a few microseconds per call); only serving them is optional.
   const metricsLog = log.child({ mod: 'metrics' });
   const metrics = new Metrics(metricsLog);
   const store = timedStore(await openStore(config, log), metrics.observeStore);
   const keys = new Keys(config.etcdPrefix);
-  const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, overlapsHostRoute });
+  const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, hostRoutes: async () => hostRouteCidrs() });
   let peers: PeerSync | null = null;
   try {
     if (vtep) {
@@ -123,8 +115,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     ipam,
     host: config.hostId,
     defaultMtu,
+    maxMtu: mtu.max,
     vniRange: { min: config.vniMin, max: config.vniMax },
     vtep,
+    // A shared store joins each host's network into one L2 network: addresses must come from
+    // vxnet's cluster-wide IPAM. Swarm (global scope) allocates them centrally itself.
+    requireVxnetIpam: config.store === 'etcd' && config.scope === 'local',
     vxlanPort: config.vxlanPort,
     peers,
     teardownDelayMs: config.teardownDelayMs,
@@ -168,7 +164,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     await store.close();
     throw err;
   }
-  log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, vtep: vtep?.ip ?? null }, 'vxnet listening');
+  log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, maxMtu: mtu.max, vtep: vtep?.ip ?? null }, 'vxnet listening');
   let pass = reconcileUntilDockerd(reconciles.runner('startup'), reconcileLog);
   onActivate = () => {
     pass.stop();

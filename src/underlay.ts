@@ -6,24 +6,54 @@ import { vxError } from './errors';
 import * as dataplane from './dataplane';
 import { defaultRouteInterface } from './dataplane/routes';
 import type { Vtep } from './network/network-driver';
+import type { MtuBounds } from './network/options';
 
 /** Bytes VXLAN adds around each frame: outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const VXLAN_OVERHEAD = 50;
 /** Inner MTU when no default route tells the underlay's. */
 export const FALLBACK_MTU = 1450;
+/** Network MTU on a single host without a default route: Ethernet's. */
+export const NO_TUNNEL_FALLBACK_MTU = 1500;
+/**
+ * Highest MTU of a network with no tunnel: the kernel's limit for bridges and veths
+ * (ETH_MAX_MTU), the same that Docker's bridge driver accepts. Without a VTEP a network's frames
+ * never leave this host's bridge, so no NIC bounds them: jumbo frames between containers on one
+ * host are a real speed-up, and traffic that leaves through the host is routed, where the
+ * kernel fragments or answers with "fragmentation needed" exactly as for Docker's bridge.
+ */
+export const MAX_LINK_MTU = 65535;
 
 /** The interface whose MTU bounds the inner MTU: the VTEP's, else the default route's. */
 export function underlayInterface(vtep: Vtep | null): string | null {
   return vtep?.iface ?? defaultRouteInterface();
 }
 
-/** Inner MTU: the setting, or the underlay's MTU minus what VXLAN adds. */
-export async function resolveDefaultMtu(config: Config, vtep: Vtep | null): Promise<number> {
-  if (config.mtu !== null) return config.mtu;
+/**
+ * Pure: the MTU limits of networks. The 50 bytes of VXLAN are paid only where a tunnel can carry
+ * the network (a VTEP): there the underlay bounds every network. Without one (embedded store, no
+ * VTEP set) the default is the default-route interface's MTU, and the maximum is the kernel's.
+ * VXNET_MTU, when set, is the default; it never lowers what a network may ask for.
+ */
+export function mtuLimits(configured: number | null, ifaceMtu: number | null, tunnel: boolean): MtuBounds {
+  if (tunnel) {
+    const ceiling = ifaceMtu !== null ? ifaceMtu - VXLAN_OVERHEAD : FALLBACK_MTU;
+    const def = configured ?? ceiling;
+    return { default: def, max: Math.max(ceiling, def) };
+  }
+  const def = configured ?? Math.min(ifaceMtu ?? NO_TUNNEL_FALLBACK_MTU, MAX_LINK_MTU);
+  return { default: def, max: MAX_LINK_MTU };
+}
+
+/** The MTU limits on this host: the settings and the MTU of the underlay (or default-route) interface. */
+export async function resolveMtuBounds(config: Config, vtep: Vtep | null): Promise<MtuBounds> {
   const iface = underlayInterface(vtep);
-  if (!iface) return FALLBACK_MTU;
-  const link = await dataplane.getLinkByName(iface);
-  return link ? link.mtu - VXLAN_OVERHEAD : FALLBACK_MTU;
+  const link = iface ? await dataplane.getLinkByName(iface) : null;
+  return mtuLimits(config.mtu, link?.mtu ?? null, vtep !== null);
+}
+
+/** MTU of networks that set none: the setting, else the underlay's minus VXLAN (tunnel) or the interface's (no tunnel). */
+export async function resolveDefaultMtu(config: Config, vtep: Vtep | null): Promise<number> {
+  return (await resolveMtuBounds(config, vtep)).default;
 }
 
 /**

@@ -11,6 +11,7 @@ import { dockerdCheck } from './dockerd';
 import { socketCheck, socketDirCheck } from './socket';
 import { forwardCheck } from './forward';
 import { bridgeNfCheck } from './bridge-nf';
+import { poolsCheck } from './pools';
 
 export type { CheckResult, CheckStatus } from './check';
 export { exitCode } from './check';
@@ -21,6 +22,7 @@ export const CHECKS: Check<DoctorContext>[] = [
   kernelCheck,
   vtepCheck,
   mtuCheck,
+  poolsCheck,
   storeCheck,
   vtepPathCheck,
   dockerdCheck,

@@ -29,6 +29,8 @@ export const vtepCheck: Check<DoctorContext> = {
 
 /** Pure: whether the underlay interface carries the inner MTU plus the VXLAN overhead. */
 export function mtuVerdict(u: Underlay, explicit: boolean): Verdict {
+  // No VTEP, no tunnel: nothing adds to a frame, so no interface has to carry more than it.
+  if (!u.vtep) return pass(`single host (no VTEP): no VXLAN overhead; networks get MTU ${u.innerMtu}${explicit ? ' (VXNET_MTU)' : ''} unless they set one`);
   if (!u.iface) {
     return warn(
       `no VTEP interface and no default route: networks get ${explicit ? `VXNET_MTU ${u.innerMtu}` : `the fallback MTU ${FALLBACK_MTU}`}, checked against nothing`,

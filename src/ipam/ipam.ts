@@ -25,8 +25,10 @@ import {
   overlaps,
   usableRange,
   isCanonicalCidr,
+  lastAddress,
   size,
 } from './cidr';
+import { parsePoolAsk } from './pool-ask';
 
 export const LOCAL_ADDRESS_SPACE = 'vxnet-local';
 export const GLOBAL_ADDRESS_SPACE = 'vxnet-global';
@@ -95,8 +97,8 @@ export interface IpamDeps {
   keys: Keys;
   host: string;
   defaultPools: DefaultPool[];
-  /** Auto-chosen local pools must not overlap a route this host already has. */
-  overlapsHostRoute: (cidr: Cidr) => Promise<boolean>;
+  /** This host's routes but the default one: auto-chosen local pools must not overlap them. */
+  hostRoutes: () => Promise<Cidr[]>;
 }
 
 interface PoolRef {
@@ -124,12 +126,9 @@ export class Ipam {
     if (!ADDRESS_SPACES.includes(req.addressSpace)) {
       throw badRequest(`unknown address space "${req.addressSpace}" (vxnet has ${ADDRESS_SPACES.join(', ')})`);
     }
-    if (req.pool === '') {
-      if (req.subPool !== '') throw badRequest(`ip-range ${req.subPool} given without a subnet`);
-      return this.autoPool(req);
-    }
-    const pool = parseCidr(req.pool);
-    if (!pool || !isCanonicalCidr(req.pool)) throw badRequest(`invalid subnet "${req.pool}": want a network address in CIDR form, e.g. 10.1.0.0/24`);
+    const ask = parsePoolAsk(req, this.deps.defaultPools);
+    if (ask.kind === 'auto') return this.autoPool(req, ask.size);
+    const pool = ask.pool;
     if ((pool.family === 6) !== req.v6) throw badRequest(`subnet ${req.pool} is not an IPv${req.v6 ? 6 : 4} subnet`);
     if (pool.bits - pool.prefix < 2 && pool.family === 4) throw badRequest(`subnet ${req.pool} is too small: it has no room for a gateway and a container`);
     let subPool: string | null = null;
@@ -142,14 +141,23 @@ export class Ipam {
     const canonical = cidrToString(pool);
     await this.checkNoOverlap(req.addressSpace, pool);
     const key = this.deps.keys.pool(req.addressSpace, canonical);
+    let created = false;
     await updateJson<PoolRecord>(this.deps.store, key, (cur) => {
       if (cur && cur.subPool !== subPool) {
         throw vxError('VXNET_ERR_POOL_OVERLAP', `subnet ${canonical} is already in use with ip-range ${cur.subPool ?? '(none)'}, not ${subPool ?? '(none)'}`);
       }
+      created = cur === null;
       const rec: PoolRecord = cur ?? { space: req.addressSpace, pool: canonical, subPool, v6: req.v6, gateway: null, hosts: {} };
       return addHostRef(rec, this.deps.host);
     });
-    return { poolId: this.poolIdFor(req.addressSpace, canonical), pool: canonical, data: {} };
+    const poolId = this.poolIdFor(req.addressSpace, canonical);
+    // The overlap check above and the write are two steps: a subnet of another size written in
+    // between (an automatic one, another host's) is seen now, and this claim is given back.
+    if (created && (await this.overlapsAnother(req.addressSpace, pool))) {
+      await this.releasePool(poolId);
+      throw vxError('VXNET_ERR_POOL_OVERLAP', `subnet ${canonical} overlaps a subnet taken at the same moment; ask again`);
+    }
+    return { poolId, pool: canonical, data: {} };
   }
 
   private async checkNoOverlap(space: string, pool: Cidr): Promise<void> {
@@ -162,31 +170,57 @@ export class Ipam {
     }
   }
 
-  private async autoPool(req: PoolRequest): Promise<PoolReply> {
-    if (req.v6) throw badRequest('vxnet does not choose IPv6 subnets: give --ipv6 networks a --subnet');
+  /**
+   * A free subnet from the default pools: of the asked size, else each pool's own. Subnets in
+   * use and host routes are jumped over, not stepped through, so a /28 in a /9 costs as much
+   * as a /24. Candidates of one size collide on one key (create-if-absent decides); candidates
+   * of different sizes (a /24 and a /28 at the same base, asked at once, maybe by two hosts)
+   * do not, so every claim is checked afterwards and given back if it overlaps another one.
+   */
+  private async autoPool(req: PoolRequest, wanted: number | null): Promise<PoolReply> {
+    const local = req.addressSpace === LOCAL_ADDRESS_SPACE;
     const existing = (await listJson<PoolRecord>(this.deps.store, this.deps.keys.pools(req.addressSpace)))
       .map((p) => parseCidr(p.value.pool))
       .filter((c): c is Cidr => c !== null);
+    const avoid = local ? [...existing, ...(await this.deps.hostRoutes())] : existing;
     for (const dp of this.deps.defaultPools) {
       const base = parseCidr(dp.base);
-      if (!base) continue;
-      const step = 1n << BigInt(base.bits - dp.size);
-      const count = size(base) / step;
-      for (let i = 0n; i < count; i++) {
-        const cand: Cidr = { family: base.family, base: base.base + i * step, prefix: dp.size, bits: base.bits };
-        if (existing.some((e) => overlaps(e, cand))) continue;
-        if (req.addressSpace === LOCAL_ADDRESS_SPACE && (await this.deps.overlapsHostRoute(cand))) continue;
-        const text = cidrToString(cand);
-        const rec: PoolRecord = { space: req.addressSpace, pool: text, subPool: null, v6: false, gateway: null, hosts: {} };
-        // createIfAbsent decides races between hosts: candidates are aligned, so two hosts
-        // choosing at once pick the same key and only one wins it.
-        if (await this.deps.store.createIfAbsent(this.deps.keys.pool(req.addressSpace, text), JSON.stringify(addHostRef(rec, this.deps.host)))) {
-          return { poolId: this.poolIdFor(req.addressSpace, text), pool: text, data: {} };
+      const len = wanted ?? dp.size;
+      if (!base || len < base.prefix || len > base.bits - 2) continue;
+      const step = 1n << BigInt(base.bits - len);
+      const end = base.base + size(base);
+      for (let at = base.base; at < end; ) {
+        const cand: Cidr = { family: base.family, base: at, prefix: len, bits: base.bits };
+        const clash = avoid.find((e) => overlaps(e, cand));
+        if (clash) {
+          at = alignUp(lastAddress(clash) + 1n, step);
+          continue;
         }
-        existing.push(cand);
+        avoid.push(cand);
+        at += step;
+        const text = cidrToString(cand);
+        const key = this.deps.keys.pool(req.addressSpace, text);
+        const rec: PoolRecord = { space: req.addressSpace, pool: text, subPool: null, v6: false, gateway: null, hosts: {} };
+        if (!(await this.deps.store.createIfAbsent(key, JSON.stringify(addHostRef(rec, this.deps.host))))) continue;
+        const poolId = this.poolIdFor(req.addressSpace, text);
+        if (await this.overlapsAnother(req.addressSpace, cand)) {
+          await this.releasePool(poolId);
+          continue;
+        }
+        return { poolId, pool: text, data: {} };
       }
     }
-    throw vxError('VXNET_ERR_POOLS_EXHAUSTED', `no free subnet left in ${this.deps.defaultPools.map((p) => `${p.base}:${p.size}`).join(', ')}`);
+    const sized = wanted === null ? '' : ` of size /${wanted}`;
+    throw vxError('VXNET_ERR_POOLS_EXHAUSTED', `no free subnet${sized} left in ${this.deps.defaultPools.map((p) => `${p.base}:${p.size}`).join(', ')}`);
+  }
+
+  /** Whether a pool other than c itself overlaps c (a claim raced by one of another size). */
+  private async overlapsAnother(space: string, c: Cidr): Promise<boolean> {
+    const text = cidrToString(c);
+    return (await listJson<PoolRecord>(this.deps.store, this.deps.keys.pools(space))).some(({ value }) => {
+      const other = parseCidr(value.pool);
+      return other !== null && value.pool !== text && overlaps(other, c);
+    });
   }
 
   /** Drops one of `host`'s references to the pool (this host unless told: dead-host cleanup). */
@@ -469,6 +503,11 @@ export class Ipam {
       record: kv.value,
     }));
   }
+}
+
+/** The first multiple of step at or above v. */
+function alignUp(v: bigint, step: bigint): bigint {
+  return ((v + step - 1n) / step) * step;
 }
 
 function addHostRef(rec: PoolRecord, host: string): PoolRecord {

@@ -80,9 +80,16 @@ export interface NetworkDriverDeps {
   ipam: PoolBinder;
   host: string;
   defaultMtu: number;
+  /** Highest MTU a network may ask for (underlay.ts mtuLimits); default: defaultMtu. */
+  maxMtu?: number;
   vniRange: { min: number; max: number };
   /** null on a single host (embedded store): no VXLAN device, no peers. */
   vtep: Vtep | null;
+  /**
+   * Refuse networks whose addresses come from another IPAM than vxnet's (see
+   * refuseForeignIpam). True where the store is shared and the scope local.
+   */
+  requireVxnetIpam?: boolean;
   vxlanPort: number;
   peers: PeerPort | null;
   /**
@@ -108,13 +115,14 @@ export class NetworkDriver {
   constructor(private readonly deps: NetworkDriverDeps) {}
 
   async createNetwork(req: CreateNetworkRequest): Promise<void> {
-    const opts = resolveNetworkOptions(req.Options, this.deps.defaultMtu);
+    const opts = resolveNetworkOptions(req.Options, { default: this.deps.defaultMtu, max: this.deps.maxMtu ?? this.deps.defaultMtu });
     if (req.IPv4Data.length > 1 || req.IPv6Data.length > 1) {
       throw badRequest('vxnet networks take at most one IPv4 and one IPv6 subnet');
     }
     const ipv4 = this.subnetInfo(req.IPv4Data[0], 4);
     const ipv6 = this.subnetInfo(req.IPv6Data[0], 6);
     if (!ipv4 && !ipv6) throw badRequest(`network ${req.NetworkID} has no subnet`);
+    if (this.deps.requireVxnetIpam) refuseForeignIpam(req, this.deps.ipam.addressSpaces());
     const lnet = opts.name ?? subnetLnet((ipv4 ?? ipv6) as SubnetInfo);
     await this.lock.run(lnet, async () => {
       const { store, keys, host } = this.deps;
@@ -539,6 +547,30 @@ function networkMismatch(want: Omit<NetworkRecord, 'vni'>, wantVni: number | nul
   if (want.internal !== have.internal) diffs.push(`internal ${have.internal} (asked: ${want.internal})`);
   if (wantVni !== null && wantVni !== have.vni) diffs.push(`VNI ${have.vni} (asked: ${wantVni})`);
   return diffs.length === 0 ? null : diffs.join(', ');
+}
+
+/**
+ * Docker's default IPAM (or any IPAM but vxnet's) hands out addresses from books each dockerd
+ * keeps for itself: with a shared store the same subnet on two hosts is one L2 network, and both
+ * hosts would give 10.x.x.2 to their first container. Making that safe afterwards is not
+ * possible: claiming each address cluster-wide at CreateEndpoint could only refuse the clash,
+ * and Docker's IPAM would offer the same lowest free address again on every retry, so the
+ * second host could never start a container without --ip. So the network is refused at create,
+ * before anything exists, with the fix in the message.
+ * Not refused: one host with the embedded store (one dockerd, one set of books), and swarm
+ * networks (global scope), whose addresses swarm's manager allocates centrally for every node
+ * (moby cnmallocator: only node-local drivers skip that) — workers then CreateNetwork with
+ * Docker's local address space and the manager's addresses.
+ */
+function refuseForeignIpam(req: CreateNetworkRequest, spaces: { local: string; global: string }): void {
+  const foreign = [...req.IPv4Data, ...req.IPv6Data].find((d) => d.AddressSpace !== spaces.local && d.AddressSpace !== spaces.global);
+  if (!foreign) return;
+  throw vxError(
+    'VXNET_ERR_IPAM_REQUIRED',
+    `network ${req.NetworkID} (subnet ${foreign.Pool}) takes its addresses from another IPAM driver (address space "${foreign.AddressSpace}"): ` +
+      'with a shared store every host would hand out the same addresses on one network; add --ipam-driver vxnet ' +
+      '(Compose: ipam: driver: vxnet) so addresses are unique across hosts',
+  );
 }
 
 function subnetLnet(s: SubnetInfo): string {

@@ -20,7 +20,13 @@ export interface NetworkOptions {
   internal: boolean;
 }
 
-export function resolveNetworkOptions(options: Record<string, unknown>, defaultMtu: number): NetworkOptions {
+/** The MTU a network gets without -o com.docker.network.driver.mtu, and the highest it may ask (underlay.ts). */
+export interface MtuBounds {
+  default: number;
+  max: number;
+}
+
+export function resolveNetworkOptions(options: Record<string, unknown>, mtu: MtuBounds): NetworkOptions {
   const genericRaw = options[GENERIC] ?? {};
   if (typeof genericRaw !== 'object' || genericRaw === null || Array.isArray(genericRaw)) {
     throw bad(`${GENERIC} must be an object of strings`);
@@ -43,7 +49,7 @@ export function resolveNetworkOptions(options: Record<string, unknown>, defaultM
   return {
     name,
     vni: str(OPT_VNI) === undefined ? null : wholeNumber(OPT_VNI, str(OPT_VNI) as string, 1, MAX_VNI),
-    mtu: str(OPT_MTU) === undefined ? defaultMtu : wholeNumber(OPT_MTU, str(OPT_MTU) as string, ipv6 ? 1280 : MIN_MTU, defaultMtu),
+    mtu: str(OPT_MTU) === undefined ? mtu.default : wholeNumber(OPT_MTU, str(OPT_MTU) as string, ipv6 ? 1280 : MIN_MTU, mtu.max),
     internal: internal === true,
   };
 }

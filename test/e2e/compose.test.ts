@@ -1,7 +1,9 @@
 // examples/compose/docker-compose.yml brought up by Debian 12's docker-compose (1.29, Python; API
-// pinned to 1.38) against a simulated host's dockerd 20.10 and 26.1, with vxnet as network and IPAM
-// driver. Compose only talks to the Engine API, so it runs outside the host with DOCKER_HOST set to
-// the host's dockerd socket. Both versions use the same host name and address, one after the other.
+// pinned to 1.38) against a simulated host's dockerd 20.10 and 26.1, and by Debian 13's Compose v2
+// (2.26, the Go binary CI pipelines run as `docker compose`) against dockerd 26.1, with vxnet as
+// network and IPAM driver. Compose only talks to the Engine API, so it runs outside the host with
+// DOCKER_HOST set to the host's dockerd socket. All runs use the same host name and address, one
+// after the other.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Host, upHost, downHost, run, describeFailure, ExecResult, REPO_ROOT } from '../helpers/hosts';
@@ -12,14 +14,50 @@ import { containerIp, vxLinks } from '../helpers/docker-inspect';
 jest.setTimeout(300_000);
 
 const COMPOSE_FILE = path.join(REPO_ROOT, 'examples/compose/docker-compose.yml');
-const COMPOSE = process.env.DOCKER_COMPOSE || '/usr/bin/docker-compose';
+const COMPOSE_V1 = process.env.DOCKER_COMPOSE || '/usr/bin/docker-compose';
+/** Unpacked from Debian 13 by scripts/install-deps.sh. */
+const COMPOSE_V2 = process.env.DOCKER_COMPOSE_V2 || `${process.env.VXT_CACHE || '/var/cache/vxnet-test'}/compose2/usr/bin/docker-compose`;
 const PROJECT = 'vxtc';
 const NET = `${PROJECT}_appnet`;
 const HOST_NAME = 'vxt-c1';
 const HOST_IP = '172.31.254.98';
 const SERVER_IP = '10.88.0.10';
 
-describe.each([['20'], ['26']] as Array<['20' | '26']>)('docker-compose with vxnet on dockerd %s', (version) => {
+interface Flavour {
+  compose: string;
+  v2: boolean;
+  /** What `version --short` prints. */
+  versionRe: RegExp;
+  /** The line compose prints when it creates / removes the network (stderr). */
+  createdRe: RegExp;
+  removedRe: RegExp;
+  /** A second `up -d` that changes nothing says so. */
+  unchangedRe: RegExp;
+}
+
+const V1: Flavour = {
+  compose: COMPOSE_V1,
+  v2: false,
+  versionRe: /^1\.29\./,
+  createdRe: new RegExp(`Creating network "${NET}" with driver "vxnet"`),
+  removedRe: new RegExp(`Removing network ${NET}`),
+  unchangedRe: /is up-to-date/,
+};
+const V2: Flavour = {
+  compose: COMPOSE_V2,
+  v2: true,
+  versionRe: /^v?2\.26\./,
+  createdRe: new RegExp(`Network ${NET}\\s+Created`),
+  removedRe: new RegExp(`Network ${NET}\\s+Removed`),
+  unchangedRe: new RegExp(`Container ${PROJECT}-server-1\\s+Running`),
+};
+
+describe.each([
+  ['1.29', '20', V1],
+  ['1.29', '26', V1],
+  ['v2', '26', V2],
+] as Array<[string, '20' | '26', Flavour]>)('docker-compose %s with vxnet on dockerd %s', (_label, version, flavour) => {
+  const COMPOSE = flavour.compose;
   let host: Host;
   let driver: Driver | undefined;
 
@@ -47,7 +85,7 @@ describe.each([['20'], ['26']] as Array<['20' | '26']>)('docker-compose with vxn
   }
 
   beforeAll(async () => {
-    if (!fs.existsSync(COMPOSE)) throw new Error(`${COMPOSE} is missing: run scripts/install-deps.sh (apt package docker-compose)`);
+    if (!fs.existsSync(COMPOSE)) throw new Error(`${COMPOSE} is missing: run scripts/install-deps.sh (docker-compose: Debian 12's package, Debian 13's unpacked)`);
     host = await upHost(HOST_NAME, HOST_IP, { docker: version });
     await ensureTestImage(host);
     driver = await startDriver(host);
@@ -61,14 +99,14 @@ describe.each([['20'], ['26']] as Array<['20' | '26']>)('docker-compose with vxn
   });
 
   it('talks to the host dockerd of the expected version', async () => {
-    expect(await composeOk(['version', '--short'])).toMatch(/^1\.29\./);
+    expect(await composeOk(['version', '--short'])).toMatch(flavour.versionRe);
     expect(await host.dockerOk(['version', '--format', '{{.Server.Version}}'])).toMatch(version === '20' ? /^20\.10\./ : /^26\.1\./);
   });
 
   it('up -d creates the vxnet network from the compose file and starts both services', async () => {
     const r = await compose(['up', '-d']);
     if (r.code !== 0) throw describeFailure('docker-compose up -d', r);
-    expect(r.stderr).toMatch(new RegExp(`Creating network "${NET}" with driver "vxnet"`));
+    expect(r.stderr).toMatch(flavour.createdRe);
     const net = JSON.parse(await host.dockerOk(['network', 'inspect', NET]))[0];
     expect(net.Driver).toBe('vxnet');
     expect(net.IPAM.Driver).toBe('vxnet');
@@ -121,15 +159,16 @@ describe.each([['20'], ['26']] as Array<['20' | '26']>)('docker-compose with vxn
     const ids = [await containerOf('server'), await containerOf('client')];
     const r = await compose(['up', '-d']);
     if (r.code !== 0) throw describeFailure('second docker-compose up -d', r);
-    expect(r.stderr).toMatch(/is up-to-date/);
+    expect(r.stderr).toMatch(flavour.unchangedRe);
     expect(await host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', NET])).toBe(before);
     expect([await containerOf('server'), await containerOf('client')]).toEqual(ids);
   });
 
   // Recreating containers is compose 1.29's own problem with dockerd >= 25: it reads
   // image_config['ContainerConfig'], which 26.1 no longer returns for this image, and dies with
-  // KeyError after stopping the old container (vxnet cleans up fine; `down` still works). So only 20.
-  if (version === '20') {
+  // KeyError after stopping the old container (vxnet cleans up fine; `down` still works). So 1.29
+  // recreates only on 20.10; Compose v2 recreates on 26.1.
+  if (version === '20' || flavour.v2) {
     it('up -d --force-recreate gives the server its static address again; old endpoints are gone', async () => {
       const old = [await containerOf('server'), await containerOf('client')];
       const r = await compose(['up', '-d', '--force-recreate', '-t', '1']);
@@ -148,7 +187,7 @@ describe.each([['20'], ['26']] as Array<['20' | '26']>)('docker-compose with vxn
   it('down removes the network; no vxnet link and no store key is left', async () => {
     const r = await compose(['down', '-t', '1']);
     if (r.code !== 0) throw describeFailure('docker-compose down', r);
-    expect(r.stderr).toMatch(new RegExp(`Removing network ${NET}`));
+    expect(r.stderr).toMatch(flavour.removedRe);
     expect(await host.dockerOk(['network', 'ls', '-q', '--filter', `name=${NET}`])).toBe('');
     expect(await host.dockerOk(['ps', '-aq'])).toBe('');
     expect(await vxLinks(host)).toEqual([]);

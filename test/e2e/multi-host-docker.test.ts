@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { eventually } from '../helpers/eventually';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
-import { Driver, startDriver } from '../helpers/vxnet-in-host';
+import { Driver, startDriver, MAIN_JS } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { containerIp } from '../helpers/docker-inspect';
 
@@ -61,6 +61,19 @@ describe('vxnet across 3 dockerd hosts', () => {
   it('creates the same network on every host', async () => {
     for (const h of hosts) await h.dockerOk(CREATE);
     for (const h of hosts) expect(await h.execOk(['iptables', '-w', '-S', 'FORWARD'])).toContain('-P FORWARD DROP');
+  });
+
+  it('refuses a network without vxnet IPAM on the shared store, naming the fix, and leaves nothing', async () => {
+    // Docker's default IPAM would give 10.79.9.2 to the first container on each host.
+    for (const h of hosts.slice(0, 2)) {
+      const r = await h.docker(['network', 'create', '-d', 'vxnet', '--subnet', '10.79.9.0/24', 'vxt-noipam']);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('takes its addresses from another IPAM driver (address space "LocalDefault")');
+      expect(r.stderr).toContain('add --ipam-driver vxnet');
+      expect(await h.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).not.toContain('vxt-noipam');
+    }
+    const status = JSON.parse(await hosts[0].execOk([process.execPath, MAIN_JS, 'status', '--json', '--socket', '/run/docker/plugins/vxnet.sock'])) as { networks: Array<{ network: string }> };
+    expect(status.networks.map((n) => n.network)).not.toContain('subnet-10.79.9.0-24');
   });
 
   it('lets containers on host1 and host2 ping each other across hosts', async () => {

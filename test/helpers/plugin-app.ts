@@ -23,6 +23,8 @@ export interface DomainOptions {
   failAt?: (step: string) => void;
   teardownDelayMs?: number;
   log?: Logger;
+  /** As the daemon sets it with a shared store (etcd) in local scope. */
+  requireVxnetIpam?: boolean;
 }
 
 /** The optional hooks the daemon passes to buildApp (admin routes, metrics). */
@@ -32,10 +34,11 @@ export type AppExtras = Pick<AppDeps, 'reconcile' | 'status' | 'observeCall'>;
 export function testDomain(store: Store, dataplane: Dataplane, opts: DomainOptions = {}): { ipam: Ipam; driver: NetworkDriver } {
   const log = opts.log ?? createLogger('silent');
   const host = opts.host ?? 'h1';
-  const ipam = new Ipam({ store, keys: TEST_KEYS, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], overlapsHostRoute: async () => false });
+  const ipam = new Ipam({ store, keys: TEST_KEYS, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], hostRoutes: async () => [] });
   const driver = new NetworkDriver({
     store, keys: TEST_KEYS, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 },
     vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: opts.teardownDelayMs ?? 0, log, failAt: opts.failAt,
+    requireVxnetIpam: opts.requireVxnetIpam,
   });
   return { ipam, driver };
 }

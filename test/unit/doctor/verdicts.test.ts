@@ -8,6 +8,8 @@ import { socketDirVerdict, socketVerdict } from '../../../src/doctor/socket';
 import { latencySummary } from '../../../src/doctor/store';
 import { dfPayload, pathVerdict, peerVteps, PathResult } from '../../../src/doctor/vtep-path';
 import { parseRtt, pingCommand } from '../../../src/doctor/ping';
+import { poolsVerdict } from '../../../src/doctor/pools';
+import { readRoutes4 } from '../../../src/dataplane/routes';
 
 describe('src/doctor/underlay.ts mtuVerdict', () => {
   const u = { vtep: { ip: '10.0.0.1', iface: 'eth1' }, iface: 'eth1', ifaceMtu: 1500, innerMtu: 1450 };
@@ -23,10 +25,17 @@ describe('src/doctor/underlay.ts mtuVerdict', () => {
     expect(v.fix).toBe('lower VXNET_MTU to 1450, or raise the MTU of eth1 to 1530 (ip link set dev eth1 mtu 1530)');
   });
 
-  it('warns when there is no underlay to check against', () => {
-    expect(mtuVerdict({ vtep: null, iface: null, ifaceMtu: null, innerMtu: 1450 }, false)).toMatchObject({
+  it('warns when a VTEP has no interface to check against', () => {
+    expect(mtuVerdict({ ...u, iface: null, ifaceMtu: null }, false)).toMatchObject({
       status: 'WARN',
       detail: expect.stringContaining('the fallback MTU 1450'),
+    });
+  });
+
+  it('passes a single host: no tunnel, no overhead to carry', () => {
+    expect(mtuVerdict({ vtep: null, iface: null, ifaceMtu: null, innerMtu: 1500 }, false)).toEqual({
+      status: 'PASS',
+      detail: 'single host (no VTEP): no VXLAN overhead; networks get MTU 1500 unless they set one',
     });
   });
 
@@ -185,5 +194,35 @@ describe('src/doctor/ping.ts', () => {
     expect(parseRtt('64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.045 ms')).toBe(0.045);
     expect(parseRtt('1480 bytes from 10.0.0.2: seq=0 ttl=64 time=1.234 ms')).toBe(1.234);
     expect(parseRtt('no answer')).toBeNull();
+  });
+});
+
+describe('src/doctor/pools.ts poolsVerdict', () => {
+  // /proc/net/route as the kernel writes it: destination and mask little-endian hex.
+  const routes = readRoutes4(
+    [
+      'Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT',
+      'eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0', // default via 192.168.0.1
+      'eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0', // 192.168.0.0/24
+      'vxb-256\t0000800A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0', // 10.128.0.0/24, vxnet's own
+      'tun0\t0000840A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0', // 10.132.0.0/16 (a VPN)
+    ].join('\n'),
+  );
+  const pools = [{ base: '10.128.0.0/9', size: 24 }];
+
+  it('warns when a default pool overlaps a route, naming both and the fix', () => {
+    expect(poolsVerdict(pools, routes)).toEqual({
+      status: 'WARN',
+      detail:
+        '10.128.0.0/9 overlaps 10.132.0.0/16 (dev tun0): networks without --subnet skip those subnets here, but a subnet another host chooses may hide the route from containers on this host',
+      fix: 'set VXNET_DEFAULT_POOLS (on every host) to a range no host routes, e.g. a part of 10.0.0.0/8 or 172.16.0.0/12 your network does not use',
+    });
+  });
+
+  it('passes when only the default route and vxnet\'s own bridges cover the pools', () => {
+    expect(poolsVerdict(pools, routes.filter((r) => r.iface !== 'tun0'))).toEqual({
+      status: 'PASS',
+      detail: 'default pools 10.128.0.0/9:24 overlap no route of this host',
+    });
   });
 });

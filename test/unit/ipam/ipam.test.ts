@@ -1,7 +1,7 @@
 import { Ipam, LOCAL_ADDRESS_SPACE as L, GLOBAL_ADDRESS_SPACE as G, GATEWAY_REQUEST } from '../../../src/ipam/ipam';
 import { Keys } from '../../../src/store/json';
 import type { Store } from '../../../src/store/types';
-import { parseCidr, Cidr, overlaps } from '../../../src/ipam/cidr';
+import { parseCidr, Cidr } from '../../../src/ipam/cidr';
 import { tmpEmbeddedStore } from '../../helpers/tmp-store';
 
 const keys = new Keys('/vxnet/v1/');
@@ -14,7 +14,7 @@ function ipamOn(store: Store, host = 'h1', hostRoutes: string[] = []): Ipam {
     keys,
     host,
     defaultPools: [{ base: '10.128.0.0/9', size: 24 }],
-    overlapsHostRoute: async (c) => routes.some((r) => overlaps(r, c)),
+    hostRoutes: async () => routes,
   });
 }
 
@@ -60,7 +60,7 @@ describe('src/ipam/ipam.ts', () => {
   });
 
   it('fails clearly when the default pools are used up', async () => {
-    ipam = new Ipam({ store, keys, host: 'h1', defaultPools: [{ base: '10.9.0.0/23', size: 24 }], overlapsHostRoute: async () => false });
+    ipam = new Ipam({ store, keys, host: 'h1', defaultPools: [{ base: '10.9.0.0/23', size: 24 }], hostRoutes: async () => [] });
     await ipam.requestPool({ addressSpace: L, pool: '', subPool: '', options: {}, v6: false });
     await ipam.requestPool({ addressSpace: L, pool: '', subPool: '', options: {}, v6: false });
     await expect(ipam.requestPool({ addressSpace: L, pool: '', subPool: '', options: {}, v6: false })).rejects.toMatchObject({
