@@ -106,15 +106,30 @@ async function containerIp(host: Host, net: string, c: string): Promise<string> 
 }
 
 interface FillResult {
+  /** Networks made (fewer than asked when the machine ran low on memory). */
+  count: number;
   createMs: number[];
   rss: Array<{ networks: number } & MemoryKb>;
+}
+
+/** The fill stops below this much available memory: a shared machine must not run out. */
+const MIN_AVAILABLE_KB = 3 * 1024 * 1024;
+
+function memAvailableKb(): number {
+  const m = /^MemAvailable:\s+(\d+) kB/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'));
+  return m ? Number(m[1]) : Infinity;
 }
 
 async function fill(host: Host, opts: Options, pid: number): Promise<FillResult> {
   const createMs: number[] = [];
   const rss: FillResult['rss'] = [{ networks: 0, ...memoryOf(pid) }];
   const t0 = Date.now();
+  let count = 0;
   for (let start = 1; start <= opts.networks; start += opts.parallel) {
+    if (memAvailableKb() < MIN_AVAILABLE_KB) {
+      log(`stopping at ${count} networks: less than ${MIN_AVAILABLE_KB / 1024 / 1024} GB of memory available`);
+      break;
+    }
     const batch = Array.from({ length: Math.min(opts.parallel, opts.networks - start + 1) }, (_, k) => start + k);
     // Networks one at a time (timed), then their containers in parallel (not timed).
     for (const i of batch) {
@@ -122,12 +137,13 @@ async function fill(host: Host, opts: Options, pid: number): Promise<FillResult>
     }
     await Promise.all(batch.map((i) => timed(host, sleeperArgs(`vxt-mn-c${i}`, netName(i)))));
     const done = batch[batch.length - 1];
+    count = done;
     if (done % opts.rssEvery < opts.parallel || done === opts.networks) {
       rss.push({ networks: done, ...memoryOf(pid) });
       log(`${done}/${opts.networks} networks with a container (${Math.round((Date.now() - t0) / 1000)} s), driver VmRSS ${Math.round(rss[rss.length - 1].rssKb / 1024)} MB`);
     }
   }
-  return { createMs, rss };
+  return { count, createMs, rss };
 }
 
 type Side = 'first' | 'last' | 'bridge';
@@ -154,18 +170,18 @@ async function benchRtt(host: Host, opts: Options, targets: Record<Side, { from:
   };
 }
 
-async function benchRuns(host: Host, opts: Options) {
+async function benchRuns(host: Host, opts: Options, n: number) {
   const args = (i: number): string[] => ['run', '--rm', '--network', netName(i), TEST_IMAGE, 'sh', '-c', 'true'];
   await timed(host, args(1));
-  await timed(host, args(opts.networks));
+  await timed(host, args(n));
   const first: number[] = [];
   const last: number[] = [];
   for (let r = 0; r < opts.runs; r++) {
     if (r % 2 === 0) {
       first.push(await timed(host, args(1)));
-      last.push(await timed(host, args(opts.networks)));
+      last.push(await timed(host, args(n)));
     } else {
-      last.push(await timed(host, args(opts.networks)));
+      last.push(await timed(host, args(n)));
       first.push(await timed(host, args(1)));
     }
   }
@@ -201,21 +217,22 @@ async function runBench(opts: Options, host: Host, box: { driver: Driver | null 
   const pid = driver.proc.pid as number;
   log(`filling ${opts.networks} networks, ${opts.parallel} containers at a time`);
   const filled = await fill(host, opts, pid);
+  const n = filled.count;
 
   // A second container on the 1st and Nth networks, and two on a Docker bridge network: ping pairs.
   await host.dockerOk(['network', 'create', '--subnet', BRIDGE_NET.subnet, BRIDGE_NET.name]);
-  for (const [name, net] of [['vxt-mn-p1', netName(1)], ['vxt-mn-pN', netName(opts.networks)], ['vxt-mn-b1', BRIDGE_NET.name], ['vxt-mn-b2', BRIDGE_NET.name]]) {
+  for (const [name, net] of [['vxt-mn-p1', netName(1)], ['vxt-mn-pN', netName(n)], ['vxt-mn-b1', BRIDGE_NET.name], ['vxt-mn-b2', BRIDGE_NET.name]]) {
     await host.dockerOk(sleeperArgs(name, net));
   }
   const targets = {
     first: { from: 'vxt-mn-p1', ip: await containerIp(host, netName(1), 'vxt-mn-c1') },
-    last: { from: 'vxt-mn-pN', ip: await containerIp(host, netName(opts.networks), `vxt-mn-c${opts.networks}`) },
+    last: { from: 'vxt-mn-pN', ip: await containerIp(host, netName(n), `vxt-mn-c${n}`) },
     bridge: { from: 'vxt-mn-b1', ip: await containerIp(host, BRIDGE_NET.name, 'vxt-mn-b2') },
   };
   log(`ping: ${opts.rounds} rounds × ${opts.pings} per network`);
   const rtt = await benchRtt(host, opts, targets);
-  log(`docker run --rm: ${opts.runs} per network (1st, ${opts.networks}th)`);
-  const runs = await benchRuns(host, opts);
+  log(`docker run --rm: ${opts.runs} per network (1st, ${n}th)`);
+  const runs = await benchRuns(host, opts, n);
   const firewall = await firewallSize(host);
   const atEnd = memoryOf(pid);
   return {
@@ -223,19 +240,20 @@ async function runBench(opts: Options, host: Host, box: { driver: Driver | null 
     docker,
     source,
     host: { name: host.name, ip: host.ip },
+    networksMade: n,
     units: 'ms unless named otherwise (RTT in µs); percentiles interpolate between closest ranks',
     networkCreateMs: { all: rounded(summarize(filled.createMs), 1), firstTenth: tenth(filled.createMs, 'first'), lastTenth: tenth(filled.createMs, 'last'), samples: filled.createMs.map(round1) },
     rtt,
     dockerRunRm: runs,
     firewall,
-    driverRss: [...filled.rss, { networks: opts.networks, ...atEnd }],
+    driverRss: [...filled.rss, { networks: n, ...atEnd }],
   };
 }
 
 type Results = Awaited<ReturnType<typeof runBench>>;
 
 function rows(r: Results): Array<Array<string | number>> {
-  const n = r.options.networks;
+  const n = r.networksMade;
   const mbOf = (kb: number): string => fmt(kb / 1024, 1);
   return [
     [`ping RTT, network 1 (µs, median / p90)`, `${fmt(r.rtt.usPerPacket.first.p50, 0)} / ${fmt(r.rtt.usPerPacket.first.p90, 0)}`],
@@ -273,7 +291,7 @@ async function main(): Promise<number> {
       const file = opts.out ?? path.join(REPO_ROOT, 'bench', 'results', `many-networks-${opts.networks}.json`);
       fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
-      const header = ['', `${opts.networks} networks, dockerd ${results.docker.server}`];
+      const header = ['', `${results.networksMade} networks, dockerd ${results.docker.server}`];
       process.stdout.write(`\n${textTable(header, rows(results))}\n\n--- Markdown ---\n\n${markdownTable(header, rows(results))}\n\n`);
       log(`results: ${path.relative(process.cwd(), file) || file}`);
       return 0;

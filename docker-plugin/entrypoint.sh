@@ -24,6 +24,7 @@ done
 if ! ip -o link show 2>/dev/null | grep -q ': vxb-' && ! ipset save 2>/dev/null | grep -q '^add vxnet-'; then
   for chain in VXNET-ISOLATION VXNET-FORWARD; do
     while iptables -w -D FORWARD -m comment --comment vxnet -j "$chain" 2>/dev/null; do :; done
+    while iptables -w -D DOCKER-USER -m comment --comment vxnet -j "$chain" 2>/dev/null; do :; done
     iptables -w -F "$chain" 2>/dev/null || true
     iptables -w -X "$chain" 2>/dev/null || true
   done

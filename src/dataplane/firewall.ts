@@ -2,8 +2,8 @@
 // lives in two ipsets (firewall-sets.ts), so a packet on the 1,000th network walks the same few
 // rules as one on the 1st, and a Join on a network whose bridge exists runs no tool at all.
 //
-// filter table, FORWARD jumps to VXNET-ISOLATION right after Docker's DOCKER-USER jump (first
-// when there is none), i.e. before Docker's own chains:
+// filter table, VXNET-ISOLATION is jumped to from DOCKER-USER (which dockerd keeps first in
+// FORWARD), or first in FORWARD when there is no DOCKER-USER; either way before Docker's rules:
 //   -i vxb-+ -o vxb-+ --physdev-is-bridged ACCEPT  frames within one bridge: one network, local or
 //                                                 through its VXLAN port (the short path for RTT)
 //   -o vxb-+ ctstate RELATED,ESTABLISHED,DNAT ACCEPT  replies, and published ports (DNAT rules of
@@ -25,7 +25,7 @@
 //                                                 through VXLAN) leaves through its bridge: never NATed
 //
 // ensureFirewall() puts this in place at start and on every reconcile (which re-runs after a
-// dockerd restart, when Docker re-inserts its jumps ahead of ours); it rewrites a chain whose
+// dockerd (re)start, which creates DOCKER-USER or re-inserts its jumps); it rewrites a chain whose
 // content differs in one iptables-restore transaction, and removes the per-bridge rules and the
 // VXNET-FORWARD chain of earlier vxnet versions (upgrade).
 import { BRIDGE_PREFIX } from './types';
@@ -50,6 +50,7 @@ const BRIDGES = `${BRIDGE_PREFIX}+`;
 export const DOCKER_BRIDGES = ['docker0', 'br-+', 'docker_gwbridge'];
 const JUMP_COMMENT = ['-m', 'comment', '--comment', 'vxnet'];
 
+
 type Table = 'filter' | 'nat';
 
 /** The rules of VXNET-ISOLATION exactly as `iptables -S` prints them (without `-A CHAIN`). */
@@ -67,23 +68,6 @@ export function isolationRules(): string[] {
 
 export function masqRules(): string[] {
   return [`! -o ${BRIDGES} -m set --match-set ${MASQ_SET} src -j MASQUERADE`];
-}
-
-interface ChainSpec {
-  table: Table;
-  chain: string;
-  rules: string[];
-  /** The built-in chain that jumps to it. */
-  from: string;
-  /** Where the jump goes: after DOCKER-USER (FORWARD), or anywhere (appended). */
-  afterDockerUser: boolean;
-}
-
-function specs(): ChainSpec[] {
-  return [
-    { table: 'filter', chain: ISOLATION_CHAIN, rules: isolationRules(), from: FORWARD, afterDockerUser: true },
-    { table: 'nat', chain: MASQ_CHAIN, rules: masqRules(), from: POSTROUTING, afterDockerUser: false },
-  ];
 }
 
 /** What `iptables -t TABLE -S` shows, parsed just enough. */
@@ -113,17 +97,51 @@ function target(rule: string): string | undefined {
   return /(?:^|\s)-j (\S+)/.exec(rule)?.[1];
 }
 
-/** 1-based position of the FORWARD jump, once every existing jump to the chain is gone. */
-function wantedPosition(others: string[], spec: ChainSpec): number {
-  return others.findIndex((r) => target(r) === DOCKER_USER) + 2; // 1 when there is no DOCKER-USER jump
+const JUMP = (chain: string): string => `${JUMP_COMMENT.join(' ')} -j ${chain}`;
+
+/** Lines that delete every rule `doomed` picks from `chain`, by number, highest first. */
+function deleteByNumber(chain: string, rules: string[], doomed: (r: string) => boolean): string[] {
+  return rules.map((r, i) => (doomed(r) ? `-D ${chain} ${i + 1}` : '')).filter((l) => l !== '').reverse();
 }
 
-function jumpInPlace(from: string[], spec: ChainSpec): boolean {
-  const at = from.map((r, i) => (target(r) === spec.chain ? i : -1)).filter((i) => i >= 0);
-  if (at.length !== 1) return false;
-  if (!spec.afterDockerUser) return true;
-  const others = from.filter((r) => target(r) !== spec.chain);
-  return at[0] + 1 === wantedPosition(others, spec);
+/** Rewrites `chain` (a --noflush restore flushes a declared chain) unless it holds exactly `rules`. */
+function planChain(view: TableView, table: Table, chain: string, rules: string[], out: { lines: string[]; changes: string[] }): void {
+  const have = view.rules.get(chain) ?? [];
+  if (view.chains.has(chain) && JSON.stringify(have) === JSON.stringify(rules)) return;
+  out.changes.push(view.chains.has(chain) ? `${table} ${chain}: rewrote ${have.length} rules as ${rules.length}` : `${table} ${chain}: created`);
+  out.lines.push(`:${chain} - [0:0]`, ...rules.map((r) => `-A ${chain} ${r}`));
+}
+
+/**
+ * Where the isolation jump lives. With dockerd's chains: in DOCKER-USER, before its final RETURN.
+ * dockerd keeps the DOCKER-USER jump first in FORWARD and never touches the chain's rules, while
+ * it inserts its own bridge rules (`-i br-X ! -o br-X -j ACCEPT`) at the top of FORWARD whenever
+ * a network is created: a jump placed after DOCKER-USER in FORWARD would be pushed behind them.
+ * Rules a user inserts into DOCKER-USER still come first. Without DOCKER-USER (dockerd
+ * --iptables=false, or not started yet): first in FORWARD.
+ */
+function planIsolationJump(view: TableView, legacy: boolean, out: { lines: string[]; changes: string[] }): void {
+  const fwd = view.rules.get(FORWARD) ?? [];
+  const user = view.rules.get(DOCKER_USER) ?? [];
+  const viaUser = view.chains.has(DOCKER_USER) && fwd.some((r) => target(r) === DOCKER_USER);
+  const isJump = (r: string): boolean => target(r) === ISOLATION_CHAIN;
+  const isLegacy = (r: string): boolean => legacy && target(r) === LEGACY_FORWARD_CHAIN;
+  const home = viaUser ? user : fwd;
+  const at = home.map((r, i) => (isJump(r) ? i : -1)).filter((i) => i >= 0);
+  const lastReturn = user.lastIndexOf('-j RETURN');
+  const placed = at.length === 1 && (viaUser ? lastReturn < 0 || at[0] < lastReturn : at[0] === 0);
+  const strays = (viaUser ? fwd : user).some(isJump) || fwd.some(isLegacy);
+  if (placed && !strays) return;
+  out.lines.push(...deleteByNumber(FORWARD, fwd, (r) => isJump(r) || isLegacy(r)), ...deleteByNumber(DOCKER_USER, user, isJump));
+  if (viaUser) {
+    const rest = user.filter((r) => !isJump(r));
+    const ret = rest.lastIndexOf('-j RETURN');
+    out.lines.push(ret < 0 ? `-A ${DOCKER_USER} ${JUMP(ISOLATION_CHAIN)}` : `-I ${DOCKER_USER} ${ret + 1} ${JUMP(ISOLATION_CHAIN)}`);
+    out.changes.push(`filter ${DOCKER_USER}: jump to ${ISOLATION_CHAIN} put before its RETURN`);
+  } else {
+    out.lines.push(`-I ${FORWARD} 1 ${JUMP(ISOLATION_CHAIN)}`);
+    out.changes.push(`filter ${FORWARD}: jump to ${ISOLATION_CHAIN} put first`);
+  }
 }
 
 /**
@@ -131,39 +149,24 @@ function jumpInPlace(from: string[], spec: ChainSpec): boolean {
  * vxnet wants, and a description of each change; no lines when everything is in place.
  */
 export function planTable(view: TableView, table: Table): { lines: string[]; changes: string[] } {
-  const lines: string[] = [];
-  const changes: string[] = [];
-  const legacy = table === 'filter' && view.chains.has(LEGACY_FORWARD_CHAIN);
-  for (const spec of specs().filter((s) => s.table === table)) {
-    const have = view.rules.get(spec.chain);
-    if (!view.chains.has(spec.chain) || JSON.stringify(have ?? []) !== JSON.stringify(spec.rules)) {
-      changes.push(view.chains.has(spec.chain) ? `${table} ${spec.chain}: rewrote ${have?.length ?? 0} rules as ${spec.rules.length}` : `${table} ${spec.chain}: created`);
-      // Declaring a chain in a --noflush restore creates it, or flushes it if it exists.
-      lines.push(`:${spec.chain} - [0:0]`, ...spec.rules.map((r) => `-A ${spec.chain} ${r}`));
+  const out = { lines: [] as string[], changes: [] as string[] };
+  if (table === 'nat') {
+    planChain(view, table, MASQ_CHAIN, masqRules(), out);
+    const post = view.rules.get(POSTROUTING) ?? [];
+    if (post.filter((r) => target(r) === MASQ_CHAIN).length !== 1) {
+      out.lines.push(...deleteByNumber(POSTROUTING, post, (r) => target(r) === MASQ_CHAIN), `-A ${POSTROUTING} ${JUMP(MASQ_CHAIN)}`);
+      out.changes.push(`nat ${POSTROUTING}: jump to ${MASQ_CHAIN} added`);
     }
-    const from = view.rules.get(spec.from) ?? [];
-    // The old chain's jumps sit in FORWARD too: they go in the same renumbering as ours.
-    const ours = (r: string): boolean => target(r) === spec.chain || (legacy && spec.from === FORWARD && target(r) === LEGACY_FORWARD_CHAIN);
-    const stale = from.map((r, i) => (ours(r) ? i + 1 : 0)).filter((n) => n > 0);
-    const hasLegacyJump = stale.some((n) => target(from[n - 1]) !== spec.chain);
-    if (jumpInPlace(from, spec) && !hasLegacyJump) continue;
-    // Deleted by number, highest first, so every number still points at the rule it named.
-    for (const n of [...stale].reverse()) lines.push(`-D ${spec.from} ${n}`);
-    const jump = `${JUMP_COMMENT.join(' ')} -j ${spec.chain}`;
-    if (spec.afterDockerUser) {
-      const pos = wantedPosition(from.filter((r) => !ours(r)), spec);
-      lines.push(`-I ${spec.from} ${pos} ${jump}`);
-      changes.push(`${table} ${spec.from}: jump to ${spec.chain} put at position ${pos}`);
-    } else {
-      lines.push(`-A ${spec.from} ${jump}`);
-      changes.push(`${table} ${spec.from}: jump to ${spec.chain} added`);
-    }
+    return out;
   }
+  const legacy = view.chains.has(LEGACY_FORWARD_CHAIN);
+  planChain(view, table, ISOLATION_CHAIN, isolationRules(), out);
+  planIsolationJump(view, legacy, out);
   if (legacy) {
-    lines.push(`-F ${LEGACY_FORWARD_CHAIN}`, `-X ${LEGACY_FORWARD_CHAIN}`);
-    changes.push(`filter ${LEGACY_FORWARD_CHAIN}: removed with its ${view.rules.get(LEGACY_FORWARD_CHAIN)?.length ?? 0} per-bridge rules (earlier vxnet)`);
+    out.lines.push(`-F ${LEGACY_FORWARD_CHAIN}`, `-X ${LEGACY_FORWARD_CHAIN}`);
+    out.changes.push(`filter ${LEGACY_FORWARD_CHAIN}: removed with its ${view.rules.get(LEGACY_FORWARD_CHAIN)?.length ?? 0} per-bridge rules (earlier vxnet)`);
   }
-  return { lines, changes };
+  return out;
 }
 
 async function readTable(table: Table): Promise<TableView> {
@@ -208,14 +211,12 @@ export function ensureFirewallUnlocked(): Promise<string[]> {
 /** Removes vxnet's jumps, chains and sets (uninstall, tests); resolves when there is none. */
 export async function removeFirewall(): Promise<void> {
   await exclusive(async () => {
-    for (const [table, from, chains] of [
-      ['filter', FORWARD, [ISOLATION_CHAIN, LEGACY_FORWARD_CHAIN]],
-      ['nat', POSTROUTING, [MASQ_CHAIN]],
-    ] as Array<[Table, string, string[]]>) {
+    for (const [table, froms, chains] of [
+      ['filter', [FORWARD, DOCKER_USER], [ISOLATION_CHAIN, LEGACY_FORWARD_CHAIN]],
+      ['nat', [POSTROUTING], [MASQ_CHAIN]],
+    ] as Array<[Table, string[], string[]]>) {
       const view = await readTable(table);
-      const lines: string[] = [];
-      const jumps = (view.rules.get(from) ?? []).map((r, i) => (chains.includes(target(r) ?? '') ? i + 1 : 0)).filter((n) => n > 0);
-      for (const n of jumps.reverse()) lines.push(`-D ${from} ${n}`);
+      const lines = froms.flatMap((from) => deleteByNumber(from, view.rules.get(from) ?? [], (r) => chains.includes(target(r) ?? '')));
       for (const c of chains.filter((c) => view.chains.has(c))) lines.push(`-F ${c}`, `-X ${c}`);
       if (lines.length > 0) await mustRun('iptables-restore', ['--noflush'], `remove vxnet's ${table} chains`, `*${table}\n${lines.join('\n')}\nCOMMIT\n`);
     }

@@ -32,7 +32,8 @@ export function parseForward(rules: string): ForwardState {
   return {
     policy,
     chain: view.chains.has(ISOLATION_CHAIN),
-    jump: (view.rules.get('FORWARD') ?? []).some((r) => /(?:^|\s)-j (\S+)\s*$/.exec(r)?.[1] === ISOLATION_CHAIN),
+    // From DOCKER-USER (dockerd's chains) or FORWARD (none): see firewall.ts.
+    jump: ['FORWARD', 'DOCKER-USER'].some((c) => (view.rules.get(c) ?? []).some((r) => /(?:^|\s)-j (\S+)\s*$/.exec(r)?.[1] === ISOLATION_CHAIN)),
     complete: JSON.stringify(view.rules.get(ISOLATION_CHAIN) ?? []) === JSON.stringify(isolationRules()),
     legacy: view.chains.has(LEGACY_FORWARD_CHAIN),
   };
@@ -40,7 +41,7 @@ export function parseForward(rules: string): ForwardState {
 
 function problem(fw: ForwardState): string | null {
   if (!fw.chain) return `no ${ISOLATION_CHAIN} chain`;
-  if (!fw.jump) return `FORWARD does not jump to ${ISOLATION_CHAIN}`;
+  if (!fw.jump) return `neither FORWARD nor DOCKER-USER jumps to ${ISOLATION_CHAIN}`;
   if (!fw.complete) return `${ISOLATION_CHAIN} does not hold vxnet's ${isolationRules().length} rules`;
   if (fw.legacy) return `the per-bridge chain ${LEGACY_FORWARD_CHAIN} of an earlier vxnet is still there`;
   return null;

@@ -177,6 +177,8 @@ describe('egress and isolation (etcd, dockerd 20.10 and 26.1)', () => {
     for (const h of hosts) {
       const chain = (await h.execOk(['iptables', '-w', '-S', 'VXNET-ISOLATION'])).split('\n').filter((l) => l.startsWith('-A '));
       expect(chain).toHaveLength(9);
+      // Jumped to from DOCKER-USER: Docker's rules for the bridge network made later sit above any FORWARD position.
+      expect(await h.execOk(['iptables', '-w', '-S', 'DOCKER-USER'])).toContain('-A DOCKER-USER -m comment --comment vxnet -j VXNET-ISOLATION');
       expect(chain.filter((l) => /vxb-\d/.test(l))).toEqual([]);
       const sets = (await h.execOk(['ipset', 'save'])).split('\n').filter((l) => l.startsWith('add vxnet-')).sort();
       const egress = sets.filter((l) => l.startsWith('add vxnet-egress ')).map((l) => l.split(' ')[2].split(',')[0]).sort();
@@ -212,16 +214,16 @@ describe('isolation on a dockerd with --iptables=false (FORWARD policy ACCEPT)',
     await h.dockerOk(vxnetCreate(NET_A));
     await h.dockerOk(vxnetCreate(NET_B));
     await h.dockerOk(['network', 'create', '--subnet', DOCKER_NET.subnet, DOCKER_NET.name]);
-    ips.a = await sleeper(h, 'a', NET_A.name);
-    ips.a2 = await sleeper(h, 'a2', NET_A.name);
-    ips.b = await sleeper(h, 'b', NET_B.name);
-    ips.d = await sleeper(h, 'd', DOCKER_NET.name);
-    await h.dockerOk(['exec', '-d', 'a2', 'socat', `TCP-LISTEN:${TCP_PORT},fork,reuseaddr`, 'SYSTEM:echo $SOCAT_PEERADDR']);
+    ips.a = await sleeper(h, 'fa', NET_A.name);
+    ips.a2 = await sleeper(h, 'fa2', NET_A.name);
+    ips.b = await sleeper(h, 'fb', NET_B.name);
+    ips.d = await sleeper(h, 'fd', DOCKER_NET.name);
+    await h.dockerOk(['exec', '-d', 'fa2', 'socat', `TCP-LISTEN:${TCP_PORT},fork,reuseaddr`, 'SYSTEM:echo $SOCAT_PEERADDR']);
   });
 
   afterAll(async () => {
     if (h) {
-      await h.docker(['rm', '-f', 'a', 'a2', 'b', 'd']);
+      await h.docker(['rm', '-f', 'fa', 'fa2', 'fb', 'fd']);
       await h.docker(['network', 'rm', NET_A.name, NET_B.name, DOCKER_NET.name]);
     }
     await driver?.stop();
@@ -237,18 +239,18 @@ describe('isolation on a dockerd with --iptables=false (FORWARD policy ACCEPT)',
   });
 
   it('passes traffic within a network with real addresses, and reaches the outside through NAT', async () => {
-    expect(await tcpPeer(h, 'a', ips.a2)).toBe(ips.a);
+    expect(await tcpPeer(h, 'fa', ips.a2)).toBe(ips.a);
     // dockerd's --ip-forward (on by default) works without --iptables.
     expect(await h.execOk(['cat', '/proc/sys/net/ipv4/ip_forward'])).toBe('1');
-    expect(await tcpPeer(h, 'a', OUT2_IP)).toBe(h.ip);
-    expect(await udpPeer(h, 'a', OUT2_IP)).toBe(h.ip);
+    expect(await tcpPeer(h, 'fa', OUT2_IP)).toBe(h.ip);
+    expect(await udpPeer(h, 'fa', OUT2_IP)).toBe(h.ip);
   });
 
   it('keeps two vxnet networks apart, and Docker bridge containers out, both ways', async () => {
-    expect(await pings(h, 'a', ips.b)).toBe(false);
-    expect(await pings(h, 'b', ips.a)).toBe(false);
-    expect(await pings(h, 'd', ips.a)).toBe(false);
-    expect(await tcpPeer(h, 'd', ips.a2)).toBeNull();
-    expect(await pings(h, 'a', ips.d)).toBe(false);
+    expect(await pings(h, 'fa', ips.b)).toBe(false);
+    expect(await pings(h, 'fb', ips.a)).toBe(false);
+    expect(await pings(h, 'fd', ips.a)).toBe(false);
+    expect(await tcpPeer(h, 'fd', ips.a2)).toBeNull();
+    expect(await pings(h, 'fa', ips.d)).toBe(false);
   });
 });

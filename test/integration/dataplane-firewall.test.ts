@@ -43,21 +43,35 @@ function positionOf(lines: string[], target: string): number {
   return lines.findIndex((l) => l.endsWith(`-j ${target}`));
 }
 
-/** A stand-in for what dockerd puts in FORWARD: DOCKER-USER first, then docker0's accept rules. */
+const DOCKER_BRIDGE_RULES = [
+  ['-o', FAKE_DOCKER_BRIDGE, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
+  ['-i', FAKE_DOCKER_BRIDGE, '!', '-o', FAKE_DOCKER_BRIDGE, '-j', 'ACCEPT'],
+];
+
+/**
+ * A stand-in for what dockerd does to FORWARD when it creates a bridge network: its rules for the
+ * bridge inserted at the top, then its DOCKER-USER jump put back first.
+ */
 function addFakeDocker(): void {
-  sh('iptables', ['-w', '-N', 'DOCKER-USER']);
-  sh('iptables', ['-w', '-A', 'DOCKER-USER', '-j', 'RETURN']);
+  if (!trySh('iptables', ['-w', '-S', 'DOCKER-USER'])) {
+    sh('iptables', ['-w', '-N', 'DOCKER-USER']);
+    sh('iptables', ['-w', '-A', 'DOCKER-USER', '-j', 'RETURN']);
+  }
+  for (const rule of DOCKER_BRIDGE_RULES) sh('iptables', ['-w', '-I', 'FORWARD', '1', ...rule]);
+  while (trySh('iptables', ['-w', '-D', 'FORWARD', '-j', 'DOCKER-USER']));
   sh('iptables', ['-w', '-I', 'FORWARD', '1', '-j', 'DOCKER-USER']);
-  sh('iptables', ['-w', '-A', 'FORWARD', '-o', FAKE_DOCKER_BRIDGE, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']);
-  sh('iptables', ['-w', '-A', 'FORWARD', '-i', FAKE_DOCKER_BRIDGE, '!', '-o', FAKE_DOCKER_BRIDGE, '-j', 'ACCEPT']);
 }
 
 function removeFakeDocker(): void {
   while (trySh('iptables', ['-w', '-D', 'FORWARD', '-j', 'DOCKER-USER']));
-  trySh('iptables', ['-w', '-D', 'FORWARD', '-o', FAKE_DOCKER_BRIDGE, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']);
-  trySh('iptables', ['-w', '-D', 'FORWARD', '-i', FAKE_DOCKER_BRIDGE, '!', '-o', FAKE_DOCKER_BRIDGE, '-j', 'ACCEPT']);
+  for (const rule of DOCKER_BRIDGE_RULES) while (trySh('iptables', ['-w', '-D', 'FORWARD', ...rule]));
+  // vxnet's own jump may sit in DOCKER-USER: removeFirewall (afterEach) takes it; flush anyway.
   trySh('iptables', ['-w', '-F', 'DOCKER-USER']);
   trySh('iptables', ['-w', '-X', 'DOCKER-USER']);
+}
+
+function dockerUser(): string[] {
+  return chain('DOCKER-USER');
 }
 
 /** What vxnet before the constant rules left on a host: one rule per bridge, two chains. */
@@ -91,9 +105,9 @@ describe('src/dataplane/firewall', () => {
     addFakeDocker();
     const changes = await ensureFirewall();
     expect(changes.length).toBeGreaterThan(0);
-    const fwd = forward();
-    expect(fwd).toContain('-A FORWARD -m comment --comment vxnet -j VXNET-ISOLATION');
-    expect(positionOf(fwd, 'VXNET-ISOLATION')).toBe(positionOf(fwd, 'DOCKER-USER') + 1);
+    // Jumped to from DOCKER-USER (before its RETURN), which dockerd keeps first in FORWARD.
+    expect(dockerUser()).toEqual(['-A DOCKER-USER -m comment --comment vxnet -j VXNET-ISOLATION', '-A DOCKER-USER -j RETURN']);
+    expect(forward().filter((l) => l.includes('VXNET'))).toEqual([]);
     // iptables prints them exactly as firewall.ts writes them: the comparison that makes ensure idempotent.
     expect(chain('VXNET-ISOLATION')).toEqual(isolationRules().map((r) => `-A VXNET-ISOLATION ${r}`));
     expect(chain('VXNET-MASQ', 'nat')).toEqual(masqRules().map((r) => `-A VXNET-MASQ ${r}`));
@@ -142,14 +156,16 @@ describe('src/dataplane/firewall', () => {
     expect(chain('VXNET-ISOLATION')).toHaveLength(isolationRules().length);
   });
 
-  it('moves its jump back after DOCKER-USER when dockerd re-inserted its own ahead of it', async () => {
+  it('jumps first from FORWARD without dockerd, and moves into DOCKER-USER once dockerd made it', async () => {
     await ensureFirewall();
-    addFakeDocker();
-    sh('iptables', ['-w', '-I', 'FORWARD', '1', '-m', 'comment', '--comment', 'vxnet', '-j', 'VXNET-ISOLATION']);
-    expect(await ensureFirewall()).toEqual([expect.stringMatching(/jump to VXNET-ISOLATION put at position 2/)]);
-    const fwd = forward();
-    expect(positionOf(fwd, 'VXNET-ISOLATION')).toBe(positionOf(fwd, 'DOCKER-USER') + 1);
-    expect(fwd.filter((l) => l.endsWith('-j VXNET-ISOLATION'))).toHaveLength(1);
+    expect(positionOf(forward(), 'VXNET-ISOLATION')).toBe(0);
+    addFakeDocker(); // dockerd starts: its rules now sit above vxnet's jump
+    expect(positionOf(forward(), 'VXNET-ISOLATION')).toBeGreaterThan(positionOf(forward(), 'DOCKER-USER'));
+    expect(await ensureFirewall()).toEqual([expect.stringMatching(/DOCKER-USER: jump to VXNET-ISOLATION put before its RETURN/)]);
+    expect(forward().filter((l) => l.includes('VXNET'))).toEqual([]);
+    expect(dockerUser()[0]).toBe('-A DOCKER-USER -m comment --comment vxnet -j VXNET-ISOLATION');
+    addFakeDocker(); // another bridge network: dockerd inserts more rules at the top of FORWARD
+    expect(await ensureFirewall()).toEqual([]);
   });
 
   it('upgrades from the per-bridge rules of an earlier vxnet in one pass', async () => {
@@ -160,9 +176,8 @@ describe('src/dataplane/firewall', () => {
     expect(trySh('iptables', ['-w', '-S', 'VXNET-FORWARD'])).toBe(false);
     expect(allRules().filter((l) => /vxb-\d/.test(l))).toEqual([]);
     expect(chain('VXNET-ISOLATION')).toEqual(isolationRules().map((r) => `-A VXNET-ISOLATION ${r}`));
-    const fwd = forward();
-    expect(fwd.filter((l) => l.includes('VXNET'))).toEqual(['-A FORWARD -m comment --comment vxnet -j VXNET-ISOLATION']);
-    expect(positionOf(fwd, 'VXNET-ISOLATION')).toBe(positionOf(fwd, 'DOCKER-USER') + 1);
+    expect(forward().filter((l) => l.includes('VXNET'))).toEqual([]);
+    expect(dockerUser().filter((l) => l.includes('VXNET'))).toEqual(['-A DOCKER-USER -m comment --comment vxnet -j VXNET-ISOLATION']);
     expect(await ensureFirewall()).toEqual([]);
   });
 
@@ -266,7 +281,8 @@ describe('src/dataplane/firewall traffic (bridge-nf-call-iptables=1)', () => {
       await ensureBridgeRules(brA, { subnet: '10.80.0.0/24', ...OPEN });
     });
 
-    it('passes traffic within a network', () => {
+    it('passes traffic within a network, also after dockerd inserted rules for another bridge network at the top', () => {
+      addFakeDocker();
       expect(ping(ns.a1, '10.80.0.3')).toBe(true);
       expect(ping(ns.a2, '10.80.0.2')).toBe(true);
     });

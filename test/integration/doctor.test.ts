@@ -113,7 +113,7 @@ describe('vxnet doctor (src/doctor)', () => {
       expect(broken.code).toBe(1);
       expect(broken.checks.forward).toMatchObject({
         status: 'FAIL',
-        detail: expect.stringContaining('FORWARD does not jump to VXNET-ISOLATION, yet vxnet bridges exist (vxb-4000)'),
+        detail: expect.stringContaining('neither FORWARD nor DOCKER-USER jumps to VXNET-ISOLATION, yet vxnet bridges exist (vxb-4000)'),
         fix: expect.stringContaining('vxnet reconcile'),
       });
     }, 60_000);

@@ -3,35 +3,41 @@
 import { isolationRules, masqRules, parseTable, planTable } from '../../../src/dataplane/firewall';
 import { bridgeEntries } from '../../../src/dataplane/firewall-sets';
 
-const DOCKER = ['-P FORWARD DROP', '-N DOCKER-USER', '-N DOCKER', '-A FORWARD -j DOCKER-USER', '-A FORWARD -o docker0 -j DOCKER', '-A FORWARD -i docker0 ! -o docker0 -j ACCEPT'];
+const DOCKER = ['-P FORWARD DROP', '-N DOCKER-USER', '-N DOCKER', '-A FORWARD -j DOCKER-USER', '-A FORWARD -o docker0 -j DOCKER', '-A FORWARD -i docker0 ! -o docker0 -j ACCEPT', '-A DOCKER-USER -j RETURN'];
 const OURS = ['-N VXNET-ISOLATION', ...isolationRules().map((r) => `-A VXNET-ISOLATION ${r}`)];
-const JUMP = '-A FORWARD -m comment --comment vxnet -j VXNET-ISOLATION';
+const USER_JUMP = '-A DOCKER-USER -m comment --comment vxnet -j VXNET-ISOLATION';
+const FORWARD_JUMP = '-A FORWARD -m comment --comment vxnet -j VXNET-ISOLATION';
 
 function plan(lines: string[], table: 'filter' | 'nat' = 'filter'): ReturnType<typeof planTable> {
   return planTable(parseTable(lines.join('\n')), table);
 }
 
 describe('src/dataplane/firewall.ts planTable', () => {
-  it('creates the chain and puts the jump right after DOCKER-USER', () => {
+  it("creates the chain and jumps to it from DOCKER-USER, before dockerd's RETURN", () => {
     const p = plan(DOCKER);
     expect(p.lines[0]).toBe(':VXNET-ISOLATION - [0:0]');
     expect(p.lines.slice(1, 1 + isolationRules().length)).toEqual(isolationRules().map((r) => `-A VXNET-ISOLATION ${r}`));
-    expect(p.lines.at(-1)).toBe('-I FORWARD 2 -m comment --comment vxnet -j VXNET-ISOLATION');
+    expect(p.lines.at(-1)).toBe('-I DOCKER-USER 1 -m comment --comment vxnet -j VXNET-ISOLATION');
   });
 
-  it('changes nothing when everything is in place', () => {
-    const lines = [...DOCKER.slice(0, 4), ...OURS, JUMP, ...DOCKER.slice(4)];
-    expect(plan(lines)).toEqual({ lines: [], changes: [] });
+  it('changes nothing when everything is in place, also after a rule a user inserted into DOCKER-USER', () => {
+    expect(plan([...DOCKER.slice(0, -1), ...OURS, USER_JUMP, '-A DOCKER-USER -j RETURN'])).toEqual({ lines: [], changes: [] });
+    expect(plan([...DOCKER.slice(0, -1), ...OURS, '-A DOCKER-USER -s 10.0.0.0/8 -j DROP', USER_JUMP, '-A DOCKER-USER -j RETURN'])).toEqual({ lines: [], changes: [] });
   });
 
-  it('moves a jump that Docker pushed down (dockerd restart) and removes a duplicate', () => {
-    const lines = ['-P FORWARD DROP', ...OURS, JUMP, '-A FORWARD -j DOCKER-ISOLATION-STAGE-1', '-A FORWARD -j DOCKER-USER', JUMP];
-    // Restarted dockerd inserted its jumps at the top: ours is 1st and 4th, DOCKER-USER 3rd.
-    expect(plan(lines).lines).toEqual(['-D FORWARD 4', '-D FORWARD 1', '-I FORWARD 3 -m comment --comment vxnet -j VXNET-ISOLATION']);
+  it('moves a FORWARD jump (driver started before dockerd) into DOCKER-USER, and drops duplicates', () => {
+    const lines = [...DOCKER.slice(0, 3), FORWARD_JUMP, '-A FORWARD -j DOCKER-USER', '-A FORWARD -i br-1 ! -o br-1 -j ACCEPT', FORWARD_JUMP, ...OURS, '-A DOCKER-USER -j RETURN'];
+    expect(plan(lines).lines).toEqual(['-D FORWARD 4', '-D FORWARD 1', '-I DOCKER-USER 1 -m comment --comment vxnet -j VXNET-ISOLATION']);
   });
 
-  it('puts the jump first when there is no DOCKER-USER (dockerd --iptables=false)', () => {
+  it('puts a jump that sits after the RETURN of DOCKER-USER before it', () => {
+    const lines = [...DOCKER, USER_JUMP, ...OURS];
+    expect(plan(lines).lines).toEqual(['-D DOCKER-USER 2', '-I DOCKER-USER 1 -m comment --comment vxnet -j VXNET-ISOLATION']);
+  });
+
+  it('puts the jump first in FORWARD when there is no DOCKER-USER (dockerd --iptables=false)', () => {
     expect(plan(['-P FORWARD ACCEPT']).lines.at(-1)).toBe('-I FORWARD 1 -m comment --comment vxnet -j VXNET-ISOLATION');
+    expect(plan(['-P FORWARD ACCEPT', ...OURS, FORWARD_JUMP]).lines).toEqual([]);
   });
 
   it('upgrades from per-bridge rules: rewrites the chain, removes VXNET-FORWARD and its jump', () => {
@@ -39,7 +45,7 @@ describe('src/dataplane/firewall.ts planTable', () => {
       ...DOCKER.slice(0, 4),
       '-N VXNET-ISOLATION',
       '-N VXNET-FORWARD',
-      JUMP,
+      FORWARD_JUMP,
       ...DOCKER.slice(4),
       '-A FORWARD -m comment --comment vxnet -j VXNET-FORWARD',
       '-A VXNET-ISOLATION -i vxb-257 ! -o vxb-257 -m comment --comment vxnet -j DROP',
@@ -51,7 +57,7 @@ describe('src/dataplane/firewall.ts planTable', () => {
       ...isolationRules().map((r) => `-A VXNET-ISOLATION ${r}`),
       '-D FORWARD 5',
       '-D FORWARD 2',
-      '-I FORWARD 2 -m comment --comment vxnet -j VXNET-ISOLATION',
+      '-I DOCKER-USER 1 -m comment --comment vxnet -j VXNET-ISOLATION',
       '-F VXNET-FORWARD',
       '-X VXNET-FORWARD',
     ]);
