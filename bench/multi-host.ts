@@ -629,7 +629,7 @@ async function leftovers(env: Env): Promise<{ links: Record<string, string[]>; r
   for (const h of env.hosts) {
     const all = JSON.parse(await sh('ip', ['-n', h.name, '-j', 'link', 'show'])) as Array<{ ifname: string }>;
     links[h.name] = all.map((l) => l.ifname).filter((n) => n.startsWith('vx') && !n.startsWith('vxt-'));
-    rules[h.name] = (await h.execOk(['iptables', '-w', '-S'])).split('\n').filter((l) => l.includes('vxb-')).length;
+    rules[h.name] = (await h.execOk(['iptables', '-w', '-S'])).split('\n').filter((l) => /vxb-\d/.test(l)).length;
   }
   const etcdKeys: Record<string, number> = {};
   for (const kind of ['networks', 'endpoints', 'addresses', 'pools', 'vnis']) etcdKeys[kind] = await etcdCount(env, `${ETCD_PREFIX}${kind}/`);

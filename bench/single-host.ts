@@ -460,7 +460,7 @@ async function leftovers(host: Host): Promise<{ links: string[]; rules: string[]
     .split('\n')
     .map((l) => l.split(': ')[1]?.split('@')[0] ?? '')
     .filter((n) => n.startsWith('vx'));
-  const rules = (await host.execOk(['iptables', '-w', '-S'])).split('\n').filter((l) => l.includes('vxb-'));
+  const rules = (await host.execOk(['iptables', '-w', '-S'])).split('\n').filter((l) => /vxb-\d/.test(l));
   return { links, rules };
 }
 

@@ -11,7 +11,7 @@
 #   --docker CMD   the docker CLI to use, with its arguments; takes every remaining argument
 #                  (default: docker), e.g. --docker docker -H unix:///srv/d1/docker.sock
 #
-# Nothing is pulled: the rootfs is this machine's node binary, iptables (nf_tables and legacy) and
+# Nothing is pulled: the rootfs is this machine's node binary, iptables (nf_tables and legacy), ipset and
 # busybox with the libraries ldd lists, the compiled driver, and the production part of the
 # existing node_modules (pruned in a copy; the repository's node_modules is not touched).
 # Needs root (chroot smoke test, rootfs owned by root).
@@ -65,6 +65,7 @@ NODE=$(command -v node) || die "node not found"
 IPT_NFT=$(command -v xtables-nft-multi) || die "xtables-nft-multi not found (apt-get install iptables)"
 IPT_LEGACY=$(command -v xtables-legacy-multi) || die "xtables-legacy-multi not found (apt-get install iptables)"
 BUSYBOX=$(command -v busybox) || die "busybox not found (apt-get install busybox-static)"
+IPSET=$(command -v ipset) || die "ipset not found (apt-get install ipset)"
 
 # Copies a binary or library and every library ldd lists for it (the loader too) to the same
 # paths in the rootfs, so the loader finds them where it would on this machine.
@@ -105,6 +106,10 @@ for xt in /usr/lib/*/xtables /usr/lib64/xtables /usr/lib/xtables; do
   if [ -d "$xt" ]; then mkdir -p "$ROOTFS$xt"; cp -a "$xt/." "$ROOTFS$xt/"; copy_libs "$xt"/*.so; break; fi
 done
 install -m 755 "$REPO/docker-plugin/iptables.sh" "$ROOTFS/usr/sbin/iptables"
+ln -s iptables "$ROOTFS/usr/sbin/iptables-restore"
+# ipset: the per-network part of the firewall (sets are not tied to an iptables backend).
+cp "$IPSET" "$ROOTFS/usr/sbin/ipset"
+copy_libs "$IPSET"
 
 # busybox: the entrypoint's shell, and tools for `nsenter`-less debugging.
 cp "$BUSYBOX" "$ROOTFS/bin/busybox"
@@ -122,6 +127,8 @@ inroot node -e 'require("/app/node_modules/netlink"); require("/app/dist/src/dae
 inroot node /app/dist/src/main.js help >/dev/null || die "vxnet help fails inside the rootfs"
 inroot VXNET_IPTABLES=nft iptables -w -S >/dev/null || die "iptables (nft) fails inside the rootfs"
 inroot xtables-legacy-multi iptables -V >/dev/null || die "iptables-legacy fails inside the rootfs"
+inroot VXNET_IPTABLES=nft iptables-restore --version >/dev/null || die "iptables-restore fails inside the rootfs"
+inroot ipset version >/dev/null || die "ipset fails inside the rootfs"
 
 size=$(du -sm "$ROOTFS" | cut -f1)
 echo "build.sh: rootfs $size MB in $DIR/rootfs, assembled in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Entrypoint of the managed plugin (/usr/local/bin/vxnet-plugin in its rootfs). Runs the driver as
 # a child rather than exec'ing it, so that after `docker plugin disable` (SIGTERM) it can drop
-# vxnet's firewall chains once no network uses them: the driver keeps its (empty) chains and their
-# FORWARD jumps for its next start, which would outlive an uninstalled plugin.
+# vxnet's firewall chains and sets once no network uses them: the driver keeps them for its next
+# start, and they would outlive an uninstalled plugin.
 set -u
 
 # The iptables backend is decided again on each start (the host may have switched); see iptables.sh.
@@ -19,11 +19,18 @@ while kill -0 "$child" 2>/dev/null; do
   status=$?
 done
 
-chain_used() { iptables -w -S "$1" 2>/dev/null | grep -q "^-A $1 "; }
-if ! chain_used VXNET-FORWARD && ! chain_used VXNET-ISOLATION; then
-  for chain in VXNET-FORWARD VXNET-ISOLATION; do
+# No vxnet network left on this host (no vxnet bridge, nothing in vxnet's sets): drop the constant
+# chains, their jumps and the sets (and the per-bridge chain of an earlier version, if any).
+if ! ip -o link show 2>/dev/null | grep -q ': vxb-' && ! ipset save 2>/dev/null | grep -q '^add vxnet-'; then
+  for chain in VXNET-ISOLATION VXNET-FORWARD; do
     while iptables -w -D FORWARD -m comment --comment vxnet -j "$chain" 2>/dev/null; do :; done
+    while iptables -w -D DOCKER-USER -m comment --comment vxnet -j "$chain" 2>/dev/null; do :; done
+    iptables -w -F "$chain" 2>/dev/null || true
     iptables -w -X "$chain" 2>/dev/null || true
   done
+  while iptables -w -t nat -D POSTROUTING -m comment --comment vxnet -j VXNET-MASQ 2>/dev/null; do :; done
+  iptables -w -t nat -F VXNET-MASQ 2>/dev/null || true
+  iptables -w -t nat -X VXNET-MASQ 2>/dev/null || true
+  for set in vxnet-egress vxnet-masq; do ipset destroy "$set" 2>/dev/null || true; done
 fi
 exit "$status"

@@ -1,5 +1,5 @@
 #!/bin/sh
-# /usr/sbin/iptables in the plugin's rootfs. vxnet's rules must go into the same backend as
+# /usr/sbin/iptables (and iptables-restore, a link to it) in the plugin's rootfs. vxnet's rules must go into the same backend as
 # dockerd's (nf_tables or legacy x_tables): a packet passes both, and an ACCEPT in one does not
 # undo the FORWARD DROP policy dockerd set in the other. The plugin cannot see the host's
 # /etc/alternatives, so it looks for dockerd's chains. At boot the plugin starts before dockerd
@@ -20,7 +20,9 @@ if [ "$backend" = auto ]; then
   # dockerd without --iptables: nothing to match; nf_tables is every current distribution's default.
   backend=${backend:-nft}
 fi
+tool=$(basename "$0")
+case "$tool" in iptables | iptables-restore) ;; *) tool=iptables ;; esac
 case "$backend" in
-  nft | legacy) exec "xtables-$backend-multi" iptables "$@" ;;
+  nft | legacy) exec "xtables-$backend-multi" "$tool" "$@" ;;
   *) echo "iptables: VXNET_IPTABLES must be auto, nft or legacy, not \"$backend\"" >&2; exit 2 ;;
 esac

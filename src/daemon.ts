@@ -126,6 +126,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     teardownDelayMs: config.teardownDelayMs,
     log: log.child({ mod: 'network' }),
   });
+  // Before the socket listens: a Join that builds a bridge writes set entries the chains refer to.
+  // A failure is not fatal (reconcile retries; Join retries the sets itself), only loud.
+  await dataplane
+    .ensureFirewall({ dryRun: false })
+    .then((changes) => log.info({ changes }, 'firewall in place'))
+    .catch((err: unknown) => log.error({ err }, 'firewall setup failed: traffic across vxnet bridges may be dropped'));
   const docker = dockerClient(config.dockerHost);
   const reconcileLog = log.child({ mod: 'reconcile' });
   const reconciles = new ReconcileHistory(

@@ -11,9 +11,10 @@ const NONE = '-';
 export const CHANGE_LABELS: Record<ChangeKind, string> = {
   staleNetworks: 'networks dockerd no longer has',
   staleEndpoints: 'endpoints whose container is gone',
+  firewall: 'firewall chains put back in place',
   repairNetworks: 'networks whose devices are recreated',
   orphanLinks: 'links nothing owns',
-  orphanRules: 'firewall rules nothing owns',
+  orphanRules: 'firewall entries nothing owns',
   orphanAddresses: 'addresses no endpoint uses',
 };
 

@@ -1,252 +1,228 @@
-// iptables rules for vxnet's bridges. The bridges live in the host netns, where dockerd sets
-// the FORWARD policy to DROP and net.bridge.bridge-nf-call-iptables=1: frames between two
-// ports of one bridge then traverse iptables FORWARD and are dropped unless allowed.
+// vxnet's firewall: a CONSTANT set of rules, whatever the number of networks. Per-network state
+// lives in two ipsets (firewall-sets.ts), so a packet on the 1,000th network walks the same few
+// rules as one on the 1st, and a Join on a network whose bridge exists runs no tool at all.
 //
-// vxnet keeps its rules in chains of its own, tagged `-m comment --comment vxnet`:
-//   FORWARD ... DOCKER-USER jump, VXNET-ISOLATION jump (right after it), Docker's rules, ..., VXNET-FORWARD jump (appended)
-//   VXNET-FORWARD:   -i BR -o BR -j ACCEPT             per bridge
-//   VXNET-ISOLATION: -i BR ! -o BR -j DROP, ! -i BR -o BR -j DROP   per internal bridge
-// The isolation jump must precede Docker's `-i docker0 ! -o docker0 -j ACCEPT`, which would
-// otherwise let docker0 containers reach an internal network; DOCKER-USER stays first.
+// filter table, VXNET-ISOLATION is jumped to from DOCKER-USER (which dockerd keeps first in
+// FORWARD), or first in FORWARD when there is no DOCKER-USER; either way before Docker's rules:
+//   -i vxb-+ -o vxb-+ --physdev-is-bridged ACCEPT  frames within one bridge: one network, local or
+//                                                 through its VXLAN port (the short path for RTT)
+//   -o vxb-+ ctstate RELATED,ESTABLISHED,DNAT ACCEPT  replies, and published ports (DNAT rules of
+//                                                 the ports module) into a vxnet network
+//   -o vxb-+ DROP                                 nothing else is routed into a vxnet network: not
+//                                                 from another vxnet network, Docker's bridges, outside
+//   -i vxb-+ ctstate RELATED,ESTABLISHED ACCEPT   replies out of a vxnet network
+//   -i vxb-+ -o docker0|br-+|docker_gwbridge ! ctstate DNAT DROP   Docker's bridges only via their
+//                                                 published ports
+//   -i vxb-+ set vxnet-egress src,src ACCEPT       egress: only a non-internal network's subnet, and
+//                                                 only from its own bridge (no spoofed sources)
+//   -i vxb-+ DROP                                 internal networks, unknown bridges, spoofing
+// Every packet that enters or leaves a vxnet bridge is decided here, so the FORWARD policy does
+// not matter: the same holds on a host whose dockerd runs with --iptables=false (policy ACCEPT).
 //
-// iptables runs through execFile (never a shell), with arguments built only from validated
-// names, one operation at a time in this process, and `-w` for the xtables lock (other
-// processes, dockerd included).
-import { execFile } from 'node:child_process';
-import { vxError } from '../errors';
-import { IFNAME_MAX } from './types';
+// nat table, POSTROUTING jumps to VXNET-MASQ:
+//   ! -o vxb-+ set vxnet-masq src MASQUERADE       egress NAT: leaving through a non-vxnet interface;
+//                                                 traffic within a network (bridged, even across hosts
+//                                                 through VXLAN) leaves through its bridge: never NATed
+//
+// ensureFirewall() puts this in place at start and on every reconcile (which re-runs after a
+// dockerd (re)start, which creates DOCKER-USER or re-inserts its jumps); it rewrites a chain whose
+// content differs in one iptables-restore transaction, and removes the per-bridge rules and the
+// VXNET-FORWARD chain of earlier vxnet versions (upgrade).
+import { BRIDGE_PREFIX } from './types';
+import { EXIT_NOT_FOUND, exclusive, mustRun, runTool } from './xtables';
 
-const IPTABLES = 'iptables';
-const FORWARD = 'FORWARD';
-const DOCKER_USER = 'DOCKER-USER';
-export const FORWARD_CHAIN = 'VXNET-FORWARD';
 export const ISOLATION_CHAIN = 'VXNET-ISOLATION';
-const COMMENT = ['-m', 'comment', '--comment', 'vxnet'];
-/** iptables exits 1 for "no such rule/chain" and "already exists"; other codes are real failures. */
-const EXIT_NOT_FOUND = 1;
-const IFNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+export const MASQ_CHAIN = 'VXNET-MASQ';
+/** The per-bridge ACCEPT chain of vxnet before the constant rules; removed on upgrade. */
+export const LEGACY_FORWARD_CHAIN = 'VXNET-FORWARD';
+export const EGRESS_SET = 'vxnet-egress';
+export const MASQ_SET = 'vxnet-masq';
+/** `ipset create` arguments after the name (firewall-sets.ts says what goes in them). */
+export const SET_TYPES: Record<string, string> = {
+  [EGRESS_SET]: 'hash:net,iface family inet',
+  [MASQ_SET]: 'hash:net family inet',
+};
+const FORWARD = 'FORWARD';
+const POSTROUTING = 'POSTROUTING';
+const DOCKER_USER = 'DOCKER-USER';
+const BRIDGES = `${BRIDGE_PREFIX}+`;
+/** Docker's own bridges (its bridge driver's default names). */
+export const DOCKER_BRIDGES = ['docker0', 'br-+', 'docker_gwbridge'];
+const JUMP_COMMENT = ['-m', 'comment', '--comment', 'vxnet'];
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
-let queue: Promise<unknown> = Promise.resolve();
+type Table = 'filter' | 'nat';
 
-/** Resolves with the exit code; rejects only when iptables cannot be run at all. */
-function run(args: string[]): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    execFile(IPTABLES, ['-w', ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (!err) return resolve({ code: 0, stdout, stderr });
-      const code = (err as NodeJS.ErrnoException & { code?: unknown }).code;
-      if (typeof code === 'number') return resolve({ code, stdout, stderr });
-      reject(vxError('VXNET_ERR_FIREWALL', `could not run ${IPTABLES}: ${err.message}`, err));
-    });
-  });
-}
-
-/** Public operations run one at a time: two interleaved -C/-A pairs would add a rule twice. */
-function exclusive<T>(fn: () => Promise<T>): Promise<T> {
-  const next = queue.then(fn);
-  queue = next.catch(() => undefined);
-  return next;
-}
-
-async function must(args: string[], action: string): Promise<string> {
-  const r = await run(args);
-  if (r.code !== 0) throw vxError('VXNET_ERR_FIREWALL', `could not ${action}: ${r.stderr.trim() || `exit ${r.code}`}`);
-  return r.stdout;
-}
-
-async function check(args: string[], action: string): Promise<boolean> {
-  const r = await run(args);
-  if (r.code === 0) return true;
-  if (r.code === EXIT_NOT_FOUND) return false;
-  throw vxError('VXNET_ERR_FIREWALL', `could not ${action}: ${r.stderr.trim() || `exit ${r.code}`}`);
-}
-
-function validBridge(bridge: string): string {
-  if (bridge.length > IFNAME_MAX || !IFNAME_RE.test(bridge)) {
-    throw vxError('VXNET_ERR_FIREWALL', `refusing iptables rules for invalid interface name ${JSON.stringify(bridge)}`);
-  }
-  return bridge;
-}
-
-async function chainExists(chain: string): Promise<boolean> {
-  return check(['-S', chain], `list chain ${chain}`);
-}
-
-async function ensureChain(chain: string): Promise<void> {
-  if (await chainExists(chain)) return;
-  const r = await run(['-N', chain]);
-  if (r.code === 0 || (await chainExists(chain))) return; // created concurrently by another process
-  throw vxError('VXNET_ERR_FIREWALL', `could not create chain ${chain}: ${r.stderr.trim()}`);
-}
-
-async function ensureRule(chain: string, rule: string[]): Promise<void> {
-  if (await check(['-C', chain, ...rule], `check rule in ${chain}`)) return;
-  await must(['-A', chain, ...rule], `add rule to ${chain}`);
-}
-
-async function deleteRule(chain: string, rule: string[]): Promise<void> {
-  // Loop: a rule added twice by hand must not survive removal.
-  while (await check(['-C', chain, ...rule], `check rule in ${chain}`)) {
-    await must(['-D', chain, ...rule], `delete rule from ${chain}`);
-  }
-}
-
-function jump(chain: string): string[] {
-  return [...COMMENT, '-j', chain];
-}
-
-async function forwardRules(): Promise<string[]> {
-  const out = await must(['-S', FORWARD], `list chain ${FORWARD}`);
-  return out.split('\n').filter((l) => l.startsWith(`-A ${FORWARD} `));
-}
-
-function jumpsTo(line: string, chain: string): boolean {
-  return /\s-j (\S+)\s*$/.exec(line)?.[1] === chain;
-}
-
-/** The isolation jump sits right after the DOCKER-USER jump, or first when there is none. */
-async function ensureIsolationJump(): Promise<void> {
-  let rules = await forwardRules();
-  const want = () => rules.findIndex((l) => jumpsTo(l, DOCKER_USER)) + 1; // 0-based slot after DOCKER-USER
-  const at = rules.findIndex((l) => jumpsTo(l, ISOLATION_CHAIN));
-  if (at >= 0 && at === want()) return;
-  if (at >= 0) {
-    await deleteRule(FORWARD, jump(ISOLATION_CHAIN));
-    rules = await forwardRules();
-  }
-  await must(['-I', FORWARD, String(want() + 1), ...jump(ISOLATION_CHAIN)], `insert jump to ${ISOLATION_CHAIN}`);
-}
-
-/**
- * The filter table as `iptables -S` prints it, read once per operation: in the common case
- * (everything already in place) one iptables run answers every question, where a -C per rule
- * and chain cost a process each (2-4 ms apiece, 7 per Join, measured in bench/).
- */
-interface RuleSnapshot {
-  chains: Set<string>;
-  lines: string[];
-}
-
-async function snapshot(): Promise<RuleSnapshot> {
-  const out = await must(['-S'], 'list iptables rules');
-  const lines = out.split('\n');
-  const chains = new Set<string>();
-  for (const l of lines) {
-    const m = /^-[NP] (\S+)/.exec(l);
-    if (m) chains.add(m[1]);
-  }
-  return { chains, lines };
-}
-
-/**
- * True only when the snapshot shows the rule exactly as iptables prints it. A false answer is
- * not trusted to add: the -C/-A path below checks again, so a formatting difference between
- * iptables versions can cost a call but never duplicate a rule.
- */
-function shows(snap: RuleSnapshot, chain: string, rule: string[]): boolean {
-  return snap.lines.includes(`-A ${chain} ${rule.join(' ')}`);
-}
-
-function mentions(snap: RuleSnapshot, chain: string, br: string): boolean {
-  return snap.lines.some((l) => l.startsWith(`-A ${chain} `) && l.split(' ').includes(br));
-}
-
-async function ensureRuleUnlessShown(snap: RuleSnapshot, chain: string, rule: string[]): Promise<void> {
-  if (!shows(snap, chain, rule)) await ensureRule(chain, rule);
-}
-
-/** Deletes each copy the snapshot shows with one -D apiece; anything else goes the -C/-D way. */
-async function deleteRuleShown(snap: RuleSnapshot, chain: string, rule: string[]): Promise<void> {
-  const copies = snap.lines.filter((l) => l === `-A ${chain} ${rule.join(' ')}`).length;
-  if (copies === 0) return deleteRule(chain, rule);
-  for (let i = 0; i < copies; i++) await must(['-D', chain, ...rule], `delete rule from ${chain}`);
-}
-
-function isolationJumpInPlace(snap: RuleSnapshot): boolean {
-  const rules = snap.lines.filter((l) => l.startsWith(`-A ${FORWARD} `));
-  const at = rules.findIndex((l) => jumpsTo(l, ISOLATION_CHAIN));
-  return at >= 0 && at === rules.findIndex((l) => jumpsTo(l, DOCKER_USER)) + 1;
-}
-
-async function ensureChains(snap: RuleSnapshot): Promise<void> {
-  if (!snap.chains.has(FORWARD_CHAIN)) await ensureChain(FORWARD_CHAIN);
-  if (!snap.chains.has(ISOLATION_CHAIN)) await ensureChain(ISOLATION_CHAIN);
-  // Appended, so DOCKER-USER (and Docker's own chains) are consulted first.
-  await ensureRuleUnlessShown(snap, FORWARD, jump(FORWARD_CHAIN));
-  if (!isolationJumpInPlace(snap)) await ensureIsolationJump();
-}
-
-function acceptRule(br: string): string[] {
-  return ['-i', br, '-o', br, ...COMMENT, '-j', 'ACCEPT'];
-}
-
-function isolationRules(br: string): string[][] {
+/** The rules of VXNET-ISOLATION exactly as `iptables -S` prints them (without `-A CHAIN`). */
+export function isolationRules(): string[] {
   return [
-    ['-i', br, '!', '-o', br, ...COMMENT, '-j', 'DROP'],
-    ['!', '-i', br, '-o', br, ...COMMENT, '-j', 'DROP'],
+    `-i ${BRIDGES} -o ${BRIDGES} -m physdev --physdev-is-bridged -j ACCEPT`,
+    `-o ${BRIDGES} -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT`,
+    `-o ${BRIDGES} -j DROP`,
+    `-i ${BRIDGES} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+    ...DOCKER_BRIDGES.map((d) => `-i ${BRIDGES} -o ${d} -m conntrack ! --ctstate DNAT -j DROP`),
+    `-i ${BRIDGES} -m set --match-set ${EGRESS_SET} src,src -j ACCEPT`,
+    `-i ${BRIDGES} -j DROP`,
   ];
 }
 
-export interface BridgeRuleOptions {
-  /** Docker's --internal: nothing enters or leaves the bridge except between its own ports. */
-  internal: boolean;
+export function masqRules(): string[] {
+  return [`! -o ${BRIDGES} -m set --match-set ${MASQ_SET} src -j MASQUERADE`];
 }
 
-/** Allows traffic between the ports of `bridge`; for an internal network, drops everything else in or out. */
-export async function ensureBridgeRules(bridge: string, opts: BridgeRuleOptions): Promise<void> {
-  const br = validBridge(bridge);
-  await exclusive(async () => {
-    const snap = await snapshot();
-    await ensureChains(snap);
-    for (const rule of isolationRules(br)) {
-      if (opts.internal) await ensureRuleUnlessShown(snap, ISOLATION_CHAIN, rule);
-      else if (mentions(snap, ISOLATION_CHAIN, br)) await deleteRule(ISOLATION_CHAIN, rule);
+/** What `iptables -t TABLE -S` shows, parsed just enough. */
+interface TableView {
+  chains: Set<string>;
+  /** Rules per chain, as printed without the leading `-A CHAIN `. */
+  rules: Map<string, string[]>;
+}
+
+/** Pure: parses `iptables -S` output. */
+export function parseTable(text: string): TableView {
+  const chains = new Set<string>();
+  const rules = new Map<string, string[]>();
+  for (const line of text.split('\n')) {
+    const m = /^-([NPA]) (\S+)(?: (.*))?$/.exec(line.trim());
+    if (!m) continue;
+    chains.add(m[2]);
+    if (m[1] !== 'A') continue;
+    const list = rules.get(m[2]) ?? [];
+    list.push(m[3] ?? '');
+    rules.set(m[2], list);
+  }
+  return { chains, rules };
+}
+
+function target(rule: string): string | undefined {
+  return /(?:^|\s)-j (\S+)/.exec(rule)?.[1];
+}
+
+const JUMP = (chain: string): string => `${JUMP_COMMENT.join(' ')} -j ${chain}`;
+
+/** Lines that delete every rule `doomed` picks from `chain`, by number, highest first. */
+function deleteByNumber(chain: string, rules: string[], doomed: (r: string) => boolean): string[] {
+  return rules.map((r, i) => (doomed(r) ? `-D ${chain} ${i + 1}` : '')).filter((l) => l !== '').reverse();
+}
+
+/** Rewrites `chain` (a --noflush restore flushes a declared chain) unless it holds exactly `rules`. */
+function planChain(view: TableView, table: Table, chain: string, rules: string[], out: { lines: string[]; changes: string[] }): void {
+  const have = view.rules.get(chain) ?? [];
+  if (view.chains.has(chain) && JSON.stringify(have) === JSON.stringify(rules)) return;
+  out.changes.push(view.chains.has(chain) ? `${table} ${chain}: rewrote ${have.length} rules as ${rules.length}` : `${table} ${chain}: created`);
+  out.lines.push(`:${chain} - [0:0]`, ...rules.map((r) => `-A ${chain} ${r}`));
+}
+
+/**
+ * Where the isolation jump lives. With dockerd's chains: in DOCKER-USER, before its final RETURN.
+ * dockerd keeps the DOCKER-USER jump first in FORWARD and never touches the chain's rules, while
+ * it inserts its own bridge rules (`-i br-X ! -o br-X -j ACCEPT`) at the top of FORWARD whenever
+ * a network is created: a jump placed after DOCKER-USER in FORWARD would be pushed behind them.
+ * Rules a user inserts into DOCKER-USER still come first. Without DOCKER-USER (dockerd
+ * --iptables=false, or not started yet): first in FORWARD.
+ */
+function planIsolationJump(view: TableView, legacy: boolean, out: { lines: string[]; changes: string[] }): void {
+  const fwd = view.rules.get(FORWARD) ?? [];
+  const user = view.rules.get(DOCKER_USER) ?? [];
+  const viaUser = view.chains.has(DOCKER_USER) && fwd.some((r) => target(r) === DOCKER_USER);
+  const isJump = (r: string): boolean => target(r) === ISOLATION_CHAIN;
+  const isLegacy = (r: string): boolean => legacy && target(r) === LEGACY_FORWARD_CHAIN;
+  const home = viaUser ? user : fwd;
+  const at = home.map((r, i) => (isJump(r) ? i : -1)).filter((i) => i >= 0);
+  const lastReturn = user.lastIndexOf('-j RETURN');
+  const placed = at.length === 1 && (viaUser ? lastReturn < 0 || at[0] < lastReturn : at[0] === 0);
+  const strays = (viaUser ? fwd : user).some(isJump) || fwd.some(isLegacy);
+  if (placed && !strays) return;
+  out.lines.push(...deleteByNumber(FORWARD, fwd, (r) => isJump(r) || isLegacy(r)), ...deleteByNumber(DOCKER_USER, user, isJump));
+  if (viaUser) {
+    const rest = user.filter((r) => !isJump(r));
+    const ret = rest.lastIndexOf('-j RETURN');
+    out.lines.push(ret < 0 ? `-A ${DOCKER_USER} ${JUMP(ISOLATION_CHAIN)}` : `-I ${DOCKER_USER} ${ret + 1} ${JUMP(ISOLATION_CHAIN)}`);
+    out.changes.push(`filter ${DOCKER_USER}: jump to ${ISOLATION_CHAIN} put before its RETURN`);
+  } else {
+    out.lines.push(`-I ${FORWARD} 1 ${JUMP(ISOLATION_CHAIN)}`);
+    out.changes.push(`filter ${FORWARD}: jump to ${ISOLATION_CHAIN} put first`);
+  }
+}
+
+/**
+ * Pure: the iptables-restore lines (without `*table` / `COMMIT`) that bring one table to what
+ * vxnet wants, and a description of each change; no lines when everything is in place.
+ */
+export function planTable(view: TableView, table: Table): { lines: string[]; changes: string[] } {
+  const out = { lines: [] as string[], changes: [] as string[] };
+  if (table === 'nat') {
+    planChain(view, table, MASQ_CHAIN, masqRules(), out);
+    const post = view.rules.get(POSTROUTING) ?? [];
+    if (post.filter((r) => target(r) === MASQ_CHAIN).length !== 1) {
+      out.lines.push(...deleteByNumber(POSTROUTING, post, (r) => target(r) === MASQ_CHAIN), `-A ${POSTROUTING} ${JUMP(MASQ_CHAIN)}`);
+      out.changes.push(`nat ${POSTROUTING}: jump to ${MASQ_CHAIN} added`);
     }
-    await ensureRuleUnlessShown(snap, FORWARD_CHAIN, acceptRule(br));
-  });
+    return out;
+  }
+  const legacy = view.chains.has(LEGACY_FORWARD_CHAIN);
+  planChain(view, table, ISOLATION_CHAIN, isolationRules(), out);
+  planIsolationJump(view, legacy, out);
+  if (legacy) {
+    out.lines.push(`-F ${LEGACY_FORWARD_CHAIN}`, `-X ${LEGACY_FORWARD_CHAIN}`);
+    out.changes.push(`filter ${LEGACY_FORWARD_CHAIN}: removed with its ${view.rules.get(LEGACY_FORWARD_CHAIN)?.length ?? 0} per-bridge rules (earlier vxnet)`);
+  }
+  return out;
 }
 
-/** Removes every vxnet rule for `bridge`; resolves when there is none (or no vxnet chain at all). */
-export async function removeBridgeRules(bridge: string): Promise<void> {
-  const br = validBridge(bridge);
-  await exclusive(async () => {
-    const snap = await snapshot();
-    if (mentions(snap, ISOLATION_CHAIN, br)) {
-      for (const rule of isolationRules(br)) await deleteRuleShown(snap, ISOLATION_CHAIN, rule);
-    }
-    if (mentions(snap, FORWARD_CHAIN, br)) await deleteRuleShown(snap, FORWARD_CHAIN, acceptRule(br));
-  });
+async function readTable(table: Table): Promise<TableView> {
+  return parseTable(await mustRun('iptables', ['-t', table, '-S'], `list the iptables ${table} table`));
 }
 
-/** Bridges named in vxnet's rules, for orphan cleanup. */
-export async function listRuleBridges(): Promise<string[]> {
-  const names = new Set<string>();
-  await exclusive(async () => {
-    for (const chain of [FORWARD_CHAIN, ISOLATION_CHAIN]) {
-      if (!(await chainExists(chain))) continue;
-      const out = await must(['-S', chain], `list chain ${chain}`);
-      for (const line of out.split('\n')) {
-        if (!line.startsWith(`-A ${chain} `) || !line.includes('--comment vxnet')) continue;
-        for (const m of line.matchAll(/(?:^|\s)-[io] (\S+)/g)) names.add(m[1]);
-      }
-    }
-  });
-  return [...names].sort();
+async function ensureSets(dryRun: boolean): Promise<string[]> {
+  const have = new Set((await mustRun('ipset', ['list', '-n'], 'list ipsets')).split('\n').map((s) => s.trim()));
+  const missing = Object.entries(SET_TYPES).filter(([name]) => !have.has(name));
+  if (missing.length === 0 || dryRun) return missing.map(([name]) => `ipset ${name}: created`);
+  const input = missing.map(([name, type]) => `create ${name} ${type}\n`).join('');
+  await mustRun('ipset', ['-exist', 'restore'], `create ipsets ${missing.map(([n]) => n).join(', ')}`, input);
+  return missing.map(([name]) => `ipset ${name}: created`);
 }
 
-/** Removes vxnet's jumps and chains (uninstall, tests). */
+async function ensureFirewallLocked(dryRun: boolean): Promise<string[]> {
+  // Sets first: the rules refer to them, and iptables refuses a rule naming a missing set.
+  const changes = await ensureSets(dryRun);
+  for (const table of ['filter', 'nat'] as const) {
+    const plan = planTable(await readTable(table), table);
+    changes.push(...plan.changes);
+    if (plan.lines.length === 0 || dryRun) continue;
+    // One transaction: no moment where a rewritten chain is empty and traffic falls through.
+    await mustRun('iptables-restore', ['--noflush'], `update the iptables ${table} table (${plan.changes.join('; ')})`, `*${table}\n${plan.lines.join('\n')}\nCOMMIT\n`);
+  }
+  return changes;
+}
+
+/**
+ * Puts vxnet's chains, jumps and sets in place (idempotent). Returns what it changed (dryRun:
+ * what it would change); an empty list when everything was in place.
+ */
+export function ensureFirewall(opts: { dryRun?: boolean } = {}): Promise<string[]> {
+  return exclusive(() => ensureFirewallLocked(opts.dryRun === true));
+}
+
+/** For firewall-sets.ts: a set went missing behind our back; put everything back. */
+export function ensureFirewallUnlocked(): Promise<string[]> {
+  return ensureFirewallLocked(false);
+}
+
+/** Removes vxnet's jumps, chains and sets (uninstall, tests); resolves when there is none. */
 export async function removeFirewall(): Promise<void> {
   await exclusive(async () => {
-    for (const chain of [FORWARD_CHAIN, ISOLATION_CHAIN]) {
-      if (!(await chainExists(chain))) continue;
-      await deleteRule(FORWARD, jump(chain));
-      await must(['-F', chain], `flush chain ${chain}`);
-      await must(['-X', chain], `delete chain ${chain}`);
+    for (const [table, froms, chains] of [
+      ['filter', [FORWARD, DOCKER_USER], [ISOLATION_CHAIN, LEGACY_FORWARD_CHAIN]],
+      ['nat', [POSTROUTING], [MASQ_CHAIN]],
+    ] as Array<[Table, string[], string[]]>) {
+      const view = await readTable(table);
+      const lines = froms.flatMap((from) => deleteByNumber(from, view.rules.get(from) ?? [], (r) => chains.includes(target(r) ?? '')));
+      for (const c of chains.filter((c) => view.chains.has(c))) lines.push(`-F ${c}`, `-X ${c}`);
+      if (lines.length > 0) await mustRun('iptables-restore', ['--noflush'], `remove vxnet's ${table} chains`, `*${table}\n${lines.join('\n')}\nCOMMIT\n`);
+    }
+    for (const set of Object.keys(SET_TYPES)) {
+      const r = await runTool('ipset', ['destroy', set]);
+      if (r.code !== 0 && r.code !== EXIT_NOT_FOUND) await mustRun('ipset', ['destroy', set], `destroy ipset ${set}`);
     }
   });
 }

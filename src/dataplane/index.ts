@@ -12,5 +12,6 @@ export { ensureNeigh, listNeigh, removeNeigh } from './neigh';
 export type { NeighEntry, NeighSpec } from './neigh';
 export { ensureAddrs, listAddrs } from './addr';
 export type { AddrInfo } from './addr';
-export { ensureBridgeRules, listRuleBridges, removeBridgeRules, removeFirewall } from './firewall';
-export type { BridgeRuleOptions } from './firewall';
+export { ensureFirewall, removeFirewall } from './firewall';
+export { bridgeEntries, ensureBridgeRules, listFirewallEntries, removeBridgeRules, removeFirewallEntries } from './firewall-sets';
+export type { BridgeRuleOptions, FirewallEntry } from './firewall-sets';

@@ -8,6 +8,12 @@ export const IFNAME_MAX = 15;
 /** Every link vxnet creates starts with this, so orphans can be found and removed. */
 export const LINK_PREFIX = 'vx';
 
+/**
+ * Every vxnet bridge is named `vxb-<VNI>`: the firewall matches them all with one wildcard
+ * (`vxb-+`), which is what keeps its rule count independent of the number of networks.
+ */
+export const BRIDGE_PREFIX = 'vxb-';
+
 export interface BridgeSpec {
   /** e.g. vxb-4097 */
   name: string;

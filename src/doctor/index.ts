@@ -12,6 +12,7 @@ import { socketCheck, socketDirCheck } from './socket';
 import { forwardCheck } from './forward';
 import { bridgeNfCheck } from './bridge-nf';
 import { poolsCheck } from './pools';
+import { ipForwardCheck } from './ip-forward';
 
 export type { CheckResult, CheckStatus } from './check';
 export { exitCode } from './check';
@@ -30,6 +31,7 @@ export const CHECKS: Check<DoctorContext>[] = [
   socketCheck,
   forwardCheck,
   bridgeNfCheck,
+  ipForwardCheck,
 ];
 
 export async function runDoctor(config: Config): Promise<CheckResult[]> {

@@ -1,6 +1,7 @@
 // What the network domain needs from the kernel. src/dataplane implements it for real
 // (netlink + iptables); the domain depends only on this shape.
 import type { BridgeSpec, VethSpec, VxlanSpec, LinkInfo } from '../dataplane/types';
+import type { BridgeRuleOptions, FirewallEntry } from '../dataplane/firewall-sets';
 
 export interface FdbEntry {
   mac: string;
@@ -41,8 +42,12 @@ export interface Dataplane {
   ensureNeigh(spec: NeighSpec): Promise<void>;
   removeNeigh(spec: { dev: string; ip: string }): Promise<void>;
   listNeigh(dev: string): Promise<NeighEntry[]>;
-  ensureBridgeRules(bridge: string, opts: { internal: boolean }): Promise<void>;
-  removeBridgeRules(bridge: string): Promise<void>;
-  listRuleBridges(): Promise<string[]>;
+  /** vxnet's constant chains, jumps and sets; returns what it changed (or would, dryRun). */
+  ensureFirewall(opts: { dryRun: boolean }): Promise<string[]>;
+  /** A network's set entries (egress, NAT): written with its bridge, not on every Join. */
+  ensureBridgeRules(bridge: string, opts: BridgeRuleOptions): Promise<void>;
+  removeBridgeRules(bridge: string, subnet: string | null): Promise<void>;
+  listFirewallEntries(): Promise<FirewallEntry[]>;
+  removeFirewallEntries(entries: FirewallEntry[]): Promise<void>;
   listLinks(prefix: string): Promise<LinkInfo[]>;
 }

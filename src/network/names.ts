@@ -1,9 +1,9 @@
 // Kernel object names and MACs derived from IDs. Linux names are at most IFNAME_MAX (15)
 // characters; every vxnet link starts with LINK_PREFIX so orphans can be found by name.
 import { createHash } from 'node:crypto';
-import { IFNAME_MAX } from '../dataplane/types';
+import { BRIDGE_PREFIX, IFNAME_MAX } from '../dataplane/types';
 
-export const BRIDGE_PREFIX = 'vxb-';
+export { BRIDGE_PREFIX };
 export const VXLAN_PREFIX = 'vxv-';
 export const VETH_HOST_PREFIX = 'vxe-';
 export const VETH_PEER_PREFIX = 'vxc-';

@@ -10,6 +10,8 @@ import type { Store } from '../store/types';
 import { getJson, listJson, Keys } from '../store/json';
 import { parseCidr, parseIp, containsIp, cidrToString } from '../ipam/cidr';
 import type { Dataplane } from './dataplane-port';
+import { bridgeEntries } from '../dataplane/firewall-sets';
+import type { BridgeRuleOptions, FirewallEntry } from '../dataplane/firewall-sets';
 import type { DockerNetworkRecord, EndpointRecord, NetworkRecord, SubnetInfo } from './records';
 import { KeyedLock } from './keyed-lock';
 import { LINK_PREFIX } from '../dataplane/types';
@@ -131,7 +133,7 @@ export class NetworkDriver {
       if (existing && existing.value.lnet !== lnet) {
         throw vxError('VXNET_ERR_NETWORK_CONFLICT', `network ${req.NetworkID} already exists as logical network ${existing.value.lnet}, not ${lnet}`);
       }
-      const want: Omit<NetworkRecord, 'vni'> = { lnet, ipv4, ipv6, mtu: opts.mtu, internal: opts.internal };
+      const want: Omit<NetworkRecord, 'vni'> = { lnet, ipv4, ipv6, mtu: opts.mtu, internal: opts.internal, masquerade: opts.masquerade };
       const undo = new Undo(this.deps.log);
       try {
         const { rec, created } = await this.ensureLogicalNetwork(want, opts);
@@ -311,7 +313,7 @@ export class NetworkDriver {
       this.cancelTeardown(lnet);
       const undo = new Undo(this.deps.log);
       try {
-        const bridge = await this.ensureNetworkDevices(net, undo);
+        const bridge = await this.ensureNetworkDevices(net, undo, 'if-new');
         const names = vethNames(endpointId);
         await this.deps.dataplane.ensureVeth({ hostName: names.host, peerName: names.peer, mtu: net.mtu, peerMac: ep.mac, bridge });
         undo.push(`remove veth ${names.host}`, () => this.deps.dataplane.removeVeth(names.host));
@@ -333,10 +335,12 @@ export class NetworkDriver {
   }
 
   /**
-   * The bridge, its firewall rules and (across hosts) its VXLAN device: created on the network's
-   * first Join on this host, checked and repaired on every later one.
+   * The bridge, its firewall entries and (across hosts) its VXLAN device: created on the
+   * network's first Join on this host, checked and repaired on every later one. The firewall
+   * entries are written only with a new bridge ('if-new', Join: no iptables/ipset process on a
+   * Join to a network that is already here) or always ('always', reconcile's repair).
    */
-  private async ensureNetworkDevices(net: NetworkRecord, undo: Undo): Promise<string> {
+  private async ensureNetworkDevices(net: NetworkRecord, undo: Undo, firewall: 'if-new' | 'always'): Promise<string> {
     const { dataplane, vtep, log } = this.deps;
     const bridge = bridgeName(net.vni);
     const vxlan = vxlanName(net.vni);
@@ -345,8 +349,8 @@ export class NetworkDriver {
     const addresses = net.internal ? [] : gatewayAddresses(net);
     await dataplane.ensureBridge({ name: bridge, mtu: net.mtu, mac: bridgeMac(net.vni), addresses });
     if (!existed) undo.push(`remove bridge ${bridge}`, () => dataplane.removeBridge(bridge));
-    await dataplane.ensureBridgeRules(bridge, { internal: net.internal });
-    if (!existed) undo.push(`remove rules of ${bridge}`, () => dataplane.removeBridgeRules(bridge));
+    if (!existed || firewall === 'always') await dataplane.ensureBridgeRules(bridge, firewallOptions(net));
+    if (!existed) undo.push(`remove firewall entries of ${bridge}`, () => dataplane.removeBridgeRules(bridge, net.ipv4?.subnet ?? null));
     this.deps.failAt?.('join:after-bridge');
     if (vtep) {
       // A new or rebuilt VXLAN device starts with no peer entries: have them programmed again.
@@ -454,7 +458,7 @@ export class NetworkDriver {
    */
   async repairNetwork(net: NetworkRecord, endpoints: Array<{ endpointId: string; rec: EndpointRecord }>): Promise<void> {
     await this.lock.run(net.lnet, async () => {
-      const bridge = await this.ensureNetworkDevices(net, new Undo(this.deps.log));
+      const bridge = await this.ensureNetworkDevices(net, new Undo(this.deps.log), 'always');
       const present = new Set((await this.deps.dataplane.listLinks(VETH_HOST_PREFIX)).map((l) => l.name));
       for (const { endpointId, rec } of endpoints) {
         const names = vethNames(endpointId);
@@ -489,6 +493,17 @@ export class NetworkDriver {
     return names;
   }
 
+  /** Firewall entries that belong to live state (the networks whose bridges expectedLinks keeps). */
+  expectedFirewall(state: LocalState): FirewallEntry[] {
+    const lnets = new Set([...state.endpoints.map((e) => e.lnet), ...this.teardownTimers.keys()]);
+    const out: FirewallEntry[] = [];
+    for (const lnet of lnets) {
+      const net = state.networks.get(lnet);
+      if (net) out.push(...bridgeEntries(bridgeName(net.vni), firewallOptions(net)));
+    }
+    return out;
+  }
+
   /** Stops pending teardowns; devices left behind are reused or reconciled at the next start. */
   close(): void {
     for (const t of this.teardownTimers.values()) clearTimeout(t);
@@ -516,7 +531,7 @@ export class NetworkDriver {
     this.deps.peers?.deactivate(net.lnet);
     const bridge = bridgeName(net.vni);
     await ignoreMissing(dataplane.removeVxlan(vxlanName(net.vni)));
-    await dataplane.removeBridgeRules(bridge);
+    await dataplane.removeBridgeRules(bridge, net.ipv4?.subnet ?? null);
     await ignoreMissing(dataplane.removeBridge(bridge));
   }
 
@@ -545,6 +560,7 @@ function networkMismatch(want: Omit<NetworkRecord, 'vni'>, wantVni: number | nul
   if (sub(want.ipv6) !== sub(have.ipv6)) diffs.push(`IPv6 ${sub(have.ipv6)} (asked: ${sub(want.ipv6)})`);
   if (want.mtu !== have.mtu) diffs.push(`MTU ${have.mtu} (asked: ${want.mtu})`);
   if (want.internal !== have.internal) diffs.push(`internal ${have.internal} (asked: ${want.internal})`);
+  if (masquerades(want) !== masquerades(have)) diffs.push(`enable_ip_masquerade ${masquerades(have)} (asked: ${masquerades(want)})`);
   if (wantVni !== null && wantVni !== have.vni) diffs.push(`VNI ${have.vni} (asked: ${wantVni})`);
   return diffs.length === 0 ? null : diffs.join(', ');
 }
@@ -571,6 +587,16 @@ function refuseForeignIpam(req: CreateNetworkRequest, spaces: { local: string; g
       'with a shared store every host would hand out the same addresses on one network; add --ipam-driver vxnet ' +
       '(Compose: ipam: driver: vxnet) so addresses are unique across hosts',
   );
+}
+
+/** Records of earlier versions have no masquerade field: they masqueraded (the default). */
+export function masquerades(net: Pick<NetworkRecord, 'masquerade'>): boolean {
+  return net.masquerade !== false;
+}
+
+/** What the firewall needs to know about a network (IPv4 only: see firewall-sets.ts). */
+export function firewallOptions(net: NetworkRecord): BridgeRuleOptions {
+  return { subnet: net.ipv4?.subnet ?? null, internal: net.internal, masquerade: masquerades(net) };
 }
 
 function subnetLnet(s: SubnetInfo): string {

@@ -5,6 +5,10 @@ import { vxError } from '../errors';
 export const GENERIC = 'com.docker.network.generic';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
 export const OPT_INTERNAL = 'com.docker.network.internal';
+/** Docker's bridge driver option, kept under its name: false = egress without source NAT (routed setups). */
+export const OPT_MASQUERADE = 'com.docker.network.bridge.enable_ip_masquerade';
+/** What Go's strconv.ParseBool accepts, as Docker parses this option. */
+const BOOL_WORDS: Record<string, boolean> = { '1': true, t: true, T: true, TRUE: true, true: true, True: true, '0': false, f: false, F: false, FALSE: false, false: false, False: false };
 export const OPT_NETWORK = 'vxnet.network';
 export const OPT_VNI = 'vxnet.vni';
 const KNOWN_VXNET_OPTIONS = [OPT_NETWORK, OPT_VNI];
@@ -18,6 +22,7 @@ export interface NetworkOptions {
   vni: number | null;
   mtu: number;
   internal: boolean;
+  masquerade: boolean;
 }
 
 /** The MTU a network gets without -o com.docker.network.driver.mtu, and the highest it may ask (underlay.ts). */
@@ -51,6 +56,7 @@ export function resolveNetworkOptions(options: Record<string, unknown>, mtu: Mtu
     vni: str(OPT_VNI) === undefined ? null : wholeNumber(OPT_VNI, str(OPT_VNI) as string, 1, MAX_VNI),
     mtu: str(OPT_MTU) === undefined ? mtu.default : wholeNumber(OPT_MTU, str(OPT_MTU) as string, ipv6 ? 1280 : MIN_MTU, mtu.max),
     internal: internal === true,
+    masquerade: str(OPT_MASQUERADE) === undefined ? true : boolean(OPT_MASQUERADE, str(OPT_MASQUERADE) as string),
   };
 }
 
@@ -59,6 +65,12 @@ function wholeNumber(opt: string, v: string, min: number, max: number): number {
   const n = Number(v);
   if (n < min || n > max) throw bad(`option ${opt}=${n} is outside ${min}..${max}`);
   return n;
+}
+
+function boolean(opt: string, v: string): boolean {
+  const b = BOOL_WORDS[v];
+  if (b === undefined) throw bad(`option ${opt}="${v}" must be true or false`);
+  return b;
 }
 
 function bad(msg: string): Error {

@@ -6,8 +6,10 @@
 // vxnet compares its own records for this host with what dockerd still has, and with the kernel:
 //   - networks dockerd no longer has: their devices, records and this host's pool shares go;
 //   - endpoints whose container is gone: veth, record and addresses go;
-//   - networks with live endpoints: bridge, rules and VXLAN device are recreated if missing;
-//   - vxnet-named links and firewall rules that nothing owns are removed;
+//   - vxnet's constant firewall chains and sets are put back in place (a dockerd restart puts its
+//     own jumps ahead of ours; an upgrade leaves the per-bridge rules of earlier versions);
+//   - networks with live endpoints: bridge, firewall entries and VXLAN device are recreated if missing;
+//   - vxnet-named links and firewall set entries that nothing owns are removed;
 //   - container addresses this host took that no endpoint uses (a crash between RequestAddress
 //     and CreateEndpoint), older than ORPHAN_ADDRESS_GRACE_MS, are released.
 // Without an answer from dockerd nothing is deleted on its account (never act on missing
@@ -52,7 +54,7 @@ export interface ReconcileDeps {
 }
 
 /** What a pass changes, one list per kind; the order is the order of the pass. */
-export const CHANGE_KINDS = ['staleNetworks', 'staleEndpoints', 'repairNetworks', 'orphanLinks', 'orphanRules', 'orphanAddresses'] as const;
+export const CHANGE_KINDS = ['staleNetworks', 'staleEndpoints', 'firewall', 'repairNetworks', 'orphanLinks', 'orphanRules', 'orphanAddresses'] as const;
 export type ChangeKind = (typeof CHANGE_KINDS)[number];
 
 export type ReconcilePlan = { dockerdAnswered: boolean } & Record<ChangeKind, string[]>;
@@ -71,6 +73,7 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     dockerdAnswered: view !== null,
     staleNetworks: [],
     staleEndpoints: [],
+    firewall: [],
     repairNetworks: [],
     orphanLinks: [],
     orphanRules: [],
@@ -92,6 +95,9 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     }
     if (!opts.dryRun) state = await driver.localState();
   }
+
+  // Before the repairs: they add set entries, and the sets must exist.
+  plan.firewall = await dataplane.ensureFirewall({ dryRun: opts.dryRun });
 
   // The kernel follows the store: every network with a live endpoint here has its devices, and
   // its endpoints' veths sit on its bridge. Ensuring is idempotent, so every such network is
@@ -116,11 +122,10 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     plan.orphanLinks.push(name);
     if (!opts.dryRun) await removeLink(dataplane, name);
   }
-  for (const bridge of await dataplane.listRuleBridges()) {
-    if (expected.has(bridge)) continue;
-    plan.orphanRules.push(bridge);
-    if (!opts.dryRun) await dataplane.removeBridgeRules(bridge);
-  }
+  const wantedEntries = new Set(driver.expectedFirewall(state).map((e) => `${e.set} ${e.member}`));
+  const orphanEntries = (await dataplane.listFirewallEntries()).filter((e) => !wantedEntries.has(`${e.set} ${e.member}`));
+  plan.orphanRules = orphanEntries.map((e) => `${e.set} ${e.member}`);
+  if (!opts.dryRun && orphanEntries.length > 0) await dataplane.removeFirewallEntries(orphanEntries);
 
   if (view) {
     const used = new Set(state.endpoints.flatMap((e) => [e.rec.ipv4, e.rec.ipv6]).filter((a): a is string => !!a).map((a) => a.split('/')[0]));
@@ -141,7 +146,7 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
 async function removeLink(dataplane: Dataplane, name: string): Promise<void> {
   try {
     if (name.startsWith(BRIDGE_PREFIX)) {
-      await dataplane.removeBridgeRules(name);
+      // Its firewall entries are orphans too: removed below with the others.
       await dataplane.removeBridge(name);
     } else if (name.startsWith(VXLAN_PREFIX)) {
       await dataplane.removeVxlan(name);

@@ -17,6 +17,11 @@ export interface NetworkRecord {
   ipv6: SubnetInfo | null;
   mtu: number;
   internal: boolean;
+  /**
+   * Source NAT for egress (com.docker.network.bridge.enable_ip_masquerade). Absent in records
+   * written by earlier versions, which means true.
+   */
+  masquerade?: boolean;
 }
 
 /** dnets/<host>/<NetworkID>: one dockerd's network, pointing at its logical network. */

@@ -192,7 +192,8 @@ describe.each([
     expect(await host.dockerOk(['ps', '-aq'])).toBe('');
     expect(await vxLinks(host)).toEqual([]);
     const rules = await host.execOk(['iptables', '-w', '-S']);
-    expect(rules.split('\n').filter((l) => l.includes('vxb-'))).toEqual([]);
+    expect(rules.split('\n').filter((l) => /vxb-\d/.test(l))).toEqual([]);
+    expect((await host.execOk(['ipset', 'save'])).split('\n').filter((l) => l.startsWith('add vxnet-'))).toEqual([]);
     await driver!.stop();
     const keys = (await storedKeys(driver!.dataDir)).map((kv) => kv.key);
     expect(keys.filter((k) => /addresses\/|endpoints\//.test(k))).toEqual([]);

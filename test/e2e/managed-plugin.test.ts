@@ -31,9 +31,10 @@ async function vxLinks(host: Host): Promise<string[]> {
   return out.split('\n').map((l) => l.split(': ')[1]?.split('@')[0] ?? '').filter((n) => n.startsWith('vx'));
 }
 
+/** vxnet's rules in the filter and nat tables, and its ipsets. */
 async function vxRules(host: Host): Promise<string[]> {
-  const out = await host.execOk(['iptables', '-w', '-S']);
-  return out.split('\n').filter((l) => /vxnet|VXNET/.test(l));
+  const out = [await host.execOk(['iptables', '-w', '-S']), await host.execOk(['iptables', '-w', '-t', 'nat', '-S']), await host.execOk(['ipset', 'list', '-n'])];
+  return out.join('\n').split('\n').filter((l) => /vxnet|VXNET/.test(l));
 }
 
 /** pids of the driver processes running in the host (inside a plugin or not). */

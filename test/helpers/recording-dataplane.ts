@@ -59,14 +59,21 @@ export function recordingDataplane(): RecordingDataplane {
     async removeNeigh(s) {
       calls.push(`removeNeigh ${s.dev} ${s.ip}`);
     },
+    async ensureFirewall() {
+      calls.push('ensureFirewall');
+      return [];
+    },
     async ensureBridgeRules(b) {
       calls.push(`ensureBridgeRules ${b}`);
     },
     async removeBridgeRules(b) {
       calls.push(`removeBridgeRules ${b}`);
     },
-    async listRuleBridges() {
+    async listFirewallEntries() {
       return [];
+    },
+    async removeFirewallEntries(entries) {
+      calls.push(`removeFirewallEntries ${entries.length}`);
     },
     async listLinks(prefix) {
       return [...links.values()].filter((l) => l.name.startsWith(prefix));

@@ -1,50 +1,93 @@
-// iptables chains and rules in the test's private netns (read back with `iptables -S`), and
-// traffic between two namespace "containers" on one bridge with FORWARD policy DROP and
-// bridge-nf-call-iptables=1, as dockerd leaves a real host. Traffic and ordering tests share
-// this file so they never run concurrently against the one FORWARD chain.
-import { VxnetError } from '../../src/errors';
+// vxnet's firewall in the test's private netns: the constant chains and the ipsets read back
+// with `iptables -S` / `ipset save`, and traffic between namespace "containers" on vxnet bridges,
+// a stand-in for a Docker bridge and an "outside" namespace with no route to container subnets,
+// with the FORWARD policy at DROP (dockerd) and at ACCEPT (dockerd --iptables=false).
+// Rule and traffic tests share this file so they never run concurrently against one FORWARD chain.
 import {
   closeRtnl,
   ensureBridge,
   ensureBridgeRules,
   ensureFdb,
+  ensureFirewall,
   ensureVeth,
-  listRuleBridges,
+  listFirewallEntries,
   removeBridgeRules,
   removeFirewall,
+  removeFirewallEntries,
 } from '../../src/dataplane';
+import { isolationRules, masqRules } from '../../src/dataplane/firewall';
 import { addNetns, deleteLinks, deleteNetns, inNetns, sh, suffix, trySh, tryInNetns } from '../helpers/netns';
 
-const FAKE_DOCKER_BRIDGE = 'vxtdocker0';
+// Named like a Docker user network's bridge (br-<id>): vxnet's rules know Docker's bridges by name.
+const FAKE_DOCKER_BRIDGE = 'br-vxtfake0';
 
 function forward(): string[] {
   return sh('iptables', ['-w', '-S', 'FORWARD']).split('\n').filter((l) => l.startsWith('-A FORWARD'));
 }
 
-function chain(name: string): string[] {
-  return sh('iptables', ['-w', '-S', name]).split('\n').filter((l) => l.startsWith(`-A ${name}`));
+function chain(name: string, table = 'filter'): string[] {
+  return sh('iptables', ['-w', '-t', table, '-S', name]).split('\n').filter((l) => l.startsWith(`-A ${name}`));
+}
+
+/** Every rule of both tables: what "constant" is measured on. */
+function allRules(): string[] {
+  return [...sh('iptables', ['-w', '-S']).split('\n'), ...sh('iptables', ['-w', '-t', 'nat', '-S']).split('\n')].filter((l) => l.startsWith('-A '));
+}
+
+function setMembers(set: string): string[] {
+  if (!trySh('ipset', ['list', '-n', set])) return [];
+  return sh('ipset', ['save', set]).split('\n').filter((l) => l.startsWith(`add ${set} `)).map((l) => l.split(' ')[2]).sort();
 }
 
 function positionOf(lines: string[], target: string): number {
   return lines.findIndex((l) => l.endsWith(`-j ${target}`));
 }
 
-/** A stand-in for what dockerd puts in FORWARD: DOCKER-USER first, then docker0's accept rules. */
+const DOCKER_BRIDGE_RULES = [
+  ['-o', FAKE_DOCKER_BRIDGE, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
+  ['-i', FAKE_DOCKER_BRIDGE, '!', '-o', FAKE_DOCKER_BRIDGE, '-j', 'ACCEPT'],
+];
+
+/**
+ * A stand-in for what dockerd does to FORWARD when it creates a bridge network: its rules for the
+ * bridge inserted at the top, then its DOCKER-USER jump put back first.
+ */
 function addFakeDocker(): void {
-  sh('iptables', ['-w', '-N', 'DOCKER-USER']);
-  sh('iptables', ['-w', '-A', 'DOCKER-USER', '-j', 'RETURN']);
+  if (!trySh('iptables', ['-w', '-S', 'DOCKER-USER'])) {
+    sh('iptables', ['-w', '-N', 'DOCKER-USER']);
+    sh('iptables', ['-w', '-A', 'DOCKER-USER', '-j', 'RETURN']);
+  }
+  for (const rule of DOCKER_BRIDGE_RULES) sh('iptables', ['-w', '-I', 'FORWARD', '1', ...rule]);
+  while (trySh('iptables', ['-w', '-D', 'FORWARD', '-j', 'DOCKER-USER']));
   sh('iptables', ['-w', '-I', 'FORWARD', '1', '-j', 'DOCKER-USER']);
-  sh('iptables', ['-w', '-A', 'FORWARD', '-o', FAKE_DOCKER_BRIDGE, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']);
-  sh('iptables', ['-w', '-A', 'FORWARD', '-i', FAKE_DOCKER_BRIDGE, '!', '-o', FAKE_DOCKER_BRIDGE, '-j', 'ACCEPT']);
 }
 
 function removeFakeDocker(): void {
   while (trySh('iptables', ['-w', '-D', 'FORWARD', '-j', 'DOCKER-USER']));
-  trySh('iptables', ['-w', '-D', 'FORWARD', '-o', FAKE_DOCKER_BRIDGE, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']);
-  trySh('iptables', ['-w', '-D', 'FORWARD', '-i', FAKE_DOCKER_BRIDGE, '!', '-o', FAKE_DOCKER_BRIDGE, '-j', 'ACCEPT']);
+  for (const rule of DOCKER_BRIDGE_RULES) while (trySh('iptables', ['-w', '-D', 'FORWARD', ...rule]));
+  // vxnet's own jump may sit in DOCKER-USER: removeFirewall (afterEach) takes it; flush anyway.
   trySh('iptables', ['-w', '-F', 'DOCKER-USER']);
   trySh('iptables', ['-w', '-X', 'DOCKER-USER']);
 }
+
+function dockerUser(): string[] {
+  return chain('DOCKER-USER');
+}
+
+/** What vxnet before the constant rules left on a host: one rule per bridge, two chains. */
+function addOldVersionRules(): void {
+  sh('iptables', ['-w', '-N', 'VXNET-FORWARD']);
+  sh('iptables', ['-w', '-N', 'VXNET-ISOLATION']);
+  sh('iptables', ['-w', '-A', 'FORWARD', '-m', 'comment', '--comment', 'vxnet', '-j', 'VXNET-FORWARD']);
+  sh('iptables', ['-w', '-I', 'FORWARD', '2', '-m', 'comment', '--comment', 'vxnet', '-j', 'VXNET-ISOLATION']);
+  for (const br of ['vxb-256', 'vxb-257', 'vxb-258']) {
+    sh('iptables', ['-w', '-A', 'VXNET-FORWARD', '-i', br, '-o', br, '-m', 'comment', '--comment', 'vxnet', '-j', 'ACCEPT']);
+  }
+  sh('iptables', ['-w', '-A', 'VXNET-ISOLATION', '-i', 'vxb-257', '!', '-o', 'vxb-257', '-m', 'comment', '--comment', 'vxnet', '-j', 'DROP']);
+  sh('iptables', ['-w', '-A', 'VXNET-ISOLATION', '!', '-i', 'vxb-257', '-o', 'vxb-257', '-m', 'comment', '--comment', 'vxnet', '-j', 'DROP']);
+}
+
+const OPEN = { internal: false, masquerade: true };
 
 afterAll(async () => {
   removeFakeDocker();
@@ -53,119 +96,125 @@ afterAll(async () => {
 });
 
 describe('src/dataplane/firewall', () => {
-  let br: string;
-  beforeEach(() => {
-    br = `vxb-${suffix()}`;
-  });
   afterEach(async () => {
-    await removeBridgeRules(br);
+    await removeFirewall();
     removeFakeDocker();
   });
 
-  it('creates the chains, the jumps and an accept rule between the ports of the bridge', async () => {
-    await ensureBridgeRules(br, { internal: false });
-    const fwd = forward();
-    expect(fwd).toContain('-A FORWARD -m comment --comment vxnet -j VXNET-FORWARD');
-    expect(fwd).toContain('-A FORWARD -m comment --comment vxnet -j VXNET-ISOLATION');
-    expect(positionOf(fwd, 'VXNET-FORWARD')).toBe(fwd.length - 1);
-    expect(chain('VXNET-FORWARD')).toContain(`-A VXNET-FORWARD -i ${br} -o ${br} -m comment --comment vxnet -j ACCEPT`);
-    expect(chain('VXNET-ISOLATION').filter((l) => l.includes(br))).toEqual([]);
-  });
-
-  it('is idempotent: ensuring twice adds nothing', async () => {
-    await ensureBridgeRules(br, { internal: true });
-    const before = [forward(), chain('VXNET-FORWARD'), chain('VXNET-ISOLATION')];
-    await ensureBridgeRules(br, { internal: true });
-    expect([forward(), chain('VXNET-FORWARD'), chain('VXNET-ISOLATION')]).toEqual(before);
-  });
-
-  it('drops traffic entering or leaving an internal bridge, except between its own ports', async () => {
-    await ensureBridgeRules(br, { internal: true });
-    const iso = chain('VXNET-ISOLATION');
-    expect(iso).toContain(`-A VXNET-ISOLATION -i ${br} ! -o ${br} -m comment --comment vxnet -j DROP`);
-    expect(iso).toContain(`-A VXNET-ISOLATION ! -i ${br} -o ${br} -m comment --comment vxnet -j DROP`);
-    await ensureBridgeRules(br, { internal: false });
-    expect(chain('VXNET-ISOLATION').filter((l) => l.includes(br))).toEqual([]);
-  });
-
-  it('puts the isolation jump right after the DOCKER-USER jump, before Docker accept rules', async () => {
+  it('creates the chains, the jumps and the sets; a second ensure changes nothing', async () => {
     addFakeDocker();
-    await ensureBridgeRules(br, { internal: true });
-    const fwd = forward();
-    expect(positionOf(fwd, 'VXNET-ISOLATION')).toBe(positionOf(fwd, 'DOCKER-USER') + 1);
-    expect(positionOf(fwd, 'VXNET-FORWARD')).toBeGreaterThan(positionOf(fwd, 'VXNET-ISOLATION'));
+    const changes = await ensureFirewall();
+    expect(changes.length).toBeGreaterThan(0);
+    // Jumped to from DOCKER-USER (before its RETURN), which dockerd keeps first in FORWARD.
+    expect(dockerUser()).toEqual(['-A DOCKER-USER -m comment --comment vxnet -j VXNET-ISOLATION', '-A DOCKER-USER -j RETURN']);
+    expect(forward().filter((l) => l.includes('VXNET'))).toEqual([]);
+    // iptables prints them exactly as firewall.ts writes them: the comparison that makes ensure idempotent.
+    expect(chain('VXNET-ISOLATION')).toEqual(isolationRules().map((r) => `-A VXNET-ISOLATION ${r}`));
+    expect(chain('VXNET-MASQ', 'nat')).toEqual(masqRules().map((r) => `-A VXNET-MASQ ${r}`));
+    expect(chain('POSTROUTING', 'nat')).toContain('-A POSTROUTING -m comment --comment vxnet -j VXNET-MASQ');
+    expect(sh('ipset', ['list', '-n']).split('\n')).toEqual(expect.arrayContaining(['vxnet-egress', 'vxnet-masq']));
+    const before = allRules();
+    expect(await ensureFirewall()).toEqual([]);
+    expect(allRules()).toEqual(before);
   });
 
-  it('moves a misplaced isolation jump back after DOCKER-USER', async () => {
-    await ensureBridgeRules(br, { internal: true });
-    addFakeDocker();
-    sh('iptables', ['-w', '-D', 'FORWARD', '-m', 'comment', '--comment', 'vxnet', '-j', 'VXNET-ISOLATION']);
-    sh('iptables', ['-w', '-A', 'FORWARD', '-m', 'comment', '--comment', 'vxnet', '-j', 'VXNET-ISOLATION']);
-    await ensureBridgeRules(br, { internal: true });
-    const fwd = forward();
-    expect(positionOf(fwd, 'VXNET-ISOLATION')).toBe(positionOf(fwd, 'DOCKER-USER') + 1);
-    expect(fwd.filter((l) => l.endsWith('-j VXNET-ISOLATION'))).toHaveLength(1);
-  });
-
-  it('keeps the isolation jump first when there is no DOCKER-USER jump', async () => {
-    await ensureBridgeRules(br, { internal: true });
-    expect(positionOf(forward(), 'VXNET-ISOLATION')).toBe(0);
-  });
-
-  it('removeBridgeRules removes every rule of the bridge and resolves when there is none', async () => {
-    await ensureBridgeRules(br, { internal: true });
-    sh('iptables', ['-w', '-A', 'VXNET-FORWARD', '-i', br, '-o', br, '-m', 'comment', '--comment', 'vxnet', '-j', 'ACCEPT']);
-    await removeBridgeRules(br);
-    expect(chain('VXNET-FORWARD').filter((l) => l.includes(br))).toEqual([]);
-    expect(chain('VXNET-ISOLATION').filter((l) => l.includes(br))).toEqual([]);
-    await expect(removeBridgeRules(br)).resolves.toBeUndefined();
-  });
-
-  it('listRuleBridges names the bridges that have vxnet rules', async () => {
-    const other = `vxb-${suffix()}`;
-    try {
-      await ensureBridgeRules(br, { internal: false });
-      await ensureBridgeRules(other, { internal: true });
-      const names = await listRuleBridges();
-      expect(names).toEqual(expect.arrayContaining([br, other].sort()));
-      await removeBridgeRules(other);
-      expect(await listRuleBridges()).not.toContain(other);
-    } finally {
-      await removeBridgeRules(other);
+  it('keeps the number of rules constant with 1 and with 200 networks', async () => {
+    await ensureFirewall();
+    await ensureBridgeRules('vxb-256', { subnet: '10.70.0.0/24', ...OPEN });
+    const one = allRules();
+    for (let i = 1; i < 200; i++) {
+      await ensureBridgeRules(`vxb-${256 + i}`, { subnet: `10.70.${i}.0/24`, internal: i % 3 === 0, masquerade: i % 2 === 0 });
     }
+    expect(allRules()).toEqual(one);
+    expect(setMembers('vxnet-egress')).toHaveLength(200 - 66);
+    expect(setMembers('vxnet-masq')).toContain('10.70.0.0/24');
+    expect(await listFirewallEntries()).toHaveLength(setMembers('vxnet-egress').length + setMembers('vxnet-masq').length);
   });
 
-  it('runs concurrent calls one at a time without duplicating rules', async () => {
-    await Promise.all([1, 2, 3, 4].map(() => ensureBridgeRules(br, { internal: true })));
-    expect(chain('VXNET-FORWARD').filter((l) => l.includes(br))).toHaveLength(1);
-    expect(chain('VXNET-ISOLATION').filter((l) => l.includes(br))).toHaveLength(2);
-    expect(forward().filter((l) => l.includes('VXNET-'))).toHaveLength(2);
+  it('ensureBridgeRules is idempotent and follows the options; removeBridgeRules resolves when there is nothing', async () => {
+    await ensureFirewall();
+    await ensureBridgeRules('vxb-300', { subnet: '10.71.0.0/24', ...OPEN });
+    await ensureBridgeRules('vxb-300', { subnet: '10.71.0.0/24', ...OPEN });
+    expect(setMembers('vxnet-egress')).toEqual(['10.71.0.0/24,vxb-300']);
+    expect(setMembers('vxnet-masq')).toEqual(['10.71.0.0/24']);
+    await ensureBridgeRules('vxb-300', { subnet: '10.71.0.0/24', internal: false, masquerade: false });
+    expect(setMembers('vxnet-masq')).toEqual([]);
+    await ensureBridgeRules('vxb-300', { subnet: '10.71.0.0/24', internal: true, masquerade: true });
+    expect(setMembers('vxnet-egress')).toEqual([]);
+    await ensureBridgeRules('vxb-300', { subnet: '10.71.0.0/24', ...OPEN });
+    await removeBridgeRules('vxb-300', '10.71.0.0/24');
+    expect([...setMembers('vxnet-egress'), ...setMembers('vxnet-masq')]).toEqual([]);
+    await expect(removeBridgeRules('vxb-300', '10.71.0.0/24')).resolves.toBeUndefined();
+    await expect(removeBridgeRules('vxb-300', null)).resolves.toBeUndefined();
   });
 
-  it.each(['-j', 'a b', 'x;reboot', '', 'averyveryverylongname', '!eth0'])('refuses the interface name %j', async (name) => {
-    const err = await ensureBridgeRules(name, { internal: false }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(VxnetError);
-    expect((err as VxnetError).code).toBe('VXNET_ERR_FIREWALL');
-  });
-
-  it('removeFirewall removes the jumps and the chains', async () => {
-    await ensureBridgeRules(br, { internal: true });
+  it('puts everything back when the sets are gone (a Join after someone flushed the firewall)', async () => {
+    await ensureFirewall();
     await removeFirewall();
-    expect(forward().filter((l) => l.includes('VXNET-'))).toEqual([]);
+    await ensureBridgeRules('vxb-301', { subnet: '10.72.0.0/24', ...OPEN });
+    expect(setMembers('vxnet-egress')).toEqual(['10.72.0.0/24,vxb-301']);
+    expect(chain('VXNET-ISOLATION')).toHaveLength(isolationRules().length);
+  });
+
+  it('jumps first from FORWARD without dockerd, and moves into DOCKER-USER once dockerd made it', async () => {
+    await ensureFirewall();
+    expect(positionOf(forward(), 'VXNET-ISOLATION')).toBe(0);
+    addFakeDocker(); // dockerd starts: its rules now sit above vxnet's jump
+    expect(positionOf(forward(), 'VXNET-ISOLATION')).toBeGreaterThan(positionOf(forward(), 'DOCKER-USER'));
+    expect(await ensureFirewall()).toEqual([expect.stringMatching(/DOCKER-USER: jump to VXNET-ISOLATION put before its RETURN/)]);
+    expect(forward().filter((l) => l.includes('VXNET'))).toEqual([]);
+    expect(dockerUser()[0]).toBe('-A DOCKER-USER -m comment --comment vxnet -j VXNET-ISOLATION');
+    addFakeDocker(); // another bridge network: dockerd inserts more rules at the top of FORWARD
+    expect(await ensureFirewall()).toEqual([]);
+  });
+
+  it('upgrades from the per-bridge rules of an earlier vxnet in one pass', async () => {
+    addFakeDocker();
+    addOldVersionRules();
+    const changes = await ensureFirewall();
+    expect(changes).toEqual(expect.arrayContaining([expect.stringMatching(/VXNET-FORWARD: removed with its 3 per-bridge rules/), expect.stringMatching(/rewrote 2 rules as/)]));
     expect(trySh('iptables', ['-w', '-S', 'VXNET-FORWARD'])).toBe(false);
+    expect(allRules().filter((l) => /vxb-\d/.test(l))).toEqual([]);
+    expect(chain('VXNET-ISOLATION')).toEqual(isolationRules().map((r) => `-A VXNET-ISOLATION ${r}`));
+    expect(forward().filter((l) => l.includes('VXNET'))).toEqual([]);
+    expect(dockerUser().filter((l) => l.includes('VXNET'))).toEqual(['-A DOCKER-USER -m comment --comment vxnet -j VXNET-ISOLATION']);
+    expect(await ensureFirewall()).toEqual([]);
+  });
+
+  it('dry run reports without changing', async () => {
+    expect(await ensureFirewall({ dryRun: true })).toEqual(expect.arrayContaining([expect.stringMatching(/VXNET-ISOLATION: created/)]));
     expect(trySh('iptables', ['-w', '-S', 'VXNET-ISOLATION'])).toBe(false);
+  });
+
+  it('lists and removes entries; concurrent calls leave one copy', async () => {
+    await ensureFirewall();
+    await Promise.all([1, 2, 3, 4].map(() => ensureBridgeRules('vxb-302', { subnet: '10.73.0.0/24', ...OPEN })));
+    const entries = await listFirewallEntries();
+    expect(entries.map((e) => `${e.set} ${e.member}`).sort()).toEqual(['vxnet-egress 10.73.0.0/24,vxb-302', 'vxnet-masq 10.73.0.0/24']);
+    await removeFirewallEntries(entries);
+    expect(await listFirewallEntries()).toEqual([]);
+    await expect(removeFirewallEntries([{ set: 'vxnet-masq', member: '10.0.0.0/8\ndestroy' }])).rejects.toThrow(/invalid firewall entry/);
+  });
+
+  it('removeFirewall removes the jumps, the chains and the sets', async () => {
+    await ensureFirewall();
+    await removeFirewall();
+    expect(allRules().filter((l) => l.includes('VXNET'))).toEqual([]);
+    expect(trySh('iptables', ['-w', '-S', 'VXNET-ISOLATION'])).toBe(false);
+    expect(trySh('ipset', ['list', '-n', 'vxnet-egress'])).toBe(false);
     await expect(removeFirewall()).resolves.toBeUndefined();
   });
 });
 
-describe('src/dataplane/firewall traffic (FORWARD policy DROP, bridge-nf-call-iptables=1)', () => {
-  const s = suffix(6);
-  const br = `vxb-${s}`;
+describe('src/dataplane/firewall traffic (bridge-nf-call-iptables=1)', () => {
+  const s = suffix(5);
+  // Two vxnet networks, a Docker-like bridge and an "outside" link with no route back to any of them.
+  const brA = `vxb-${s}a`;
+  const brB = `vxb-${s}b`;
   const dockerBr = FAKE_DOCKER_BRIDGE;
+  const outsideLink = `vxto${s}`;
   const namespaces: string[] = [];
-  let a: string;
-  let b: string;
-  let outside: string;
+  const ns: Record<'a1' | 'a2' | 'b1' | 'd1' | 'out', string> = { a1: '', a2: '', b1: '', d1: '', out: '' };
   let policyBefore = 'ACCEPT';
   let nfCallBefore = '0';
   let forwardingBefore = '0';
@@ -174,67 +223,131 @@ describe('src/dataplane/firewall traffic (FORWARD policy DROP, bridge-nf-call-ip
     return tryInNetns(from, 'busybox', ['ping', '-c', '1', '-W', '1', ip]);
   }
 
-  async function container(ns: string, tag: string, ip: string, mac: string, bridge: string, gw: string): Promise<void> {
+  async function container(netns: string, tag: string, ip: string, mac: string, bridge: string, gw: string): Promise<void> {
     const host = `vxe-${s}${tag}`;
     const peer = `vxc-${s}${tag}`;
     await ensureVeth({ hostName: host, peerName: peer, mtu: 1450, peerMac: mac, bridge });
-    // Pinned as a static entry on its port, as the domain does on Join: frames must still be forwarded to it.
     await ensureFdb({ dev: host, mac, master: true });
-    sh('ip', ['link', 'set', peer, 'netns', ns]);
-    inNetns(ns, 'ip', ['link', 'set', 'lo', 'up']);
-    inNetns(ns, 'ip', ['addr', 'add', ip, 'dev', peer]);
-    inNetns(ns, 'ip', ['link', 'set', peer, 'up']);
-    inNetns(ns, 'ip', ['route', 'add', 'default', 'via', gw]);
+    sh('ip', ['link', 'set', peer, 'netns', netns]);
+    inNetns(netns, 'ip', ['link', 'set', 'lo', 'up']);
+    inNetns(netns, 'ip', ['addr', 'add', ip, 'dev', peer]);
+    inNetns(netns, 'ip', ['link', 'set', peer, 'up']);
+    inNetns(netns, 'ip', ['route', 'add', 'default', 'via', gw]);
   }
 
   beforeAll(async () => {
     policyBefore = /-P FORWARD (\S+)/.exec(sh('iptables', ['-w', '-S', 'FORWARD']))?.[1] ?? 'ACCEPT';
     nfCallBefore = sh('sysctl', ['-n', 'net.bridge.bridge-nf-call-iptables']).trim();
     forwardingBefore = sh('sysctl', ['-n', 'net.ipv4.ip_forward']).trim();
-    sh('iptables', ['-w', '-P', 'FORWARD', 'DROP']);
     sh('sysctl', ['-qw', 'net.bridge.bridge-nf-call-iptables=1']);
     sh('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
-    a = addNetns('vxt-a');
-    b = addNetns('vxt-b');
-    outside = addNetns('vxt-o');
-    namespaces.push(a, b, outside);
-    await ensureBridge({ name: br, mtu: 1450, mac: '02:42:0a:50:00:01', addresses: ['10.80.0.1/24'] });
+    for (const k of Object.keys(ns) as Array<keyof typeof ns>) {
+      ns[k] = addNetns(`vxt-${k}`);
+      namespaces.push(ns[k]);
+    }
+    await ensureBridge({ name: brA, mtu: 1450, mac: '02:42:0a:50:00:01', addresses: ['10.80.0.1/24'] });
+    await ensureBridge({ name: brB, mtu: 1450, mac: '02:42:0a:52:00:01', addresses: ['10.82.0.1/24'] });
     await ensureBridge({ name: dockerBr, mtu: 1450, mac: '02:42:0a:51:00:01', addresses: ['10.81.0.1/24'] });
-    await container(a, 'a', '10.80.0.2/24', '02:42:0a:50:00:02', br, '10.80.0.1');
-    await container(b, 'b', '10.80.0.3/24', '02:42:0a:50:00:03', br, '10.80.0.1');
-    await container(outside, 'o', '10.81.0.2/24', '02:42:0a:51:00:02', dockerBr, '10.81.0.1');
+    await container(ns.a1, 'a1', '10.80.0.2/24', '02:42:0a:50:00:02', brA, '10.80.0.1');
+    await container(ns.a2, 'a2', '10.80.0.3/24', '02:42:0a:50:00:03', brA, '10.80.0.1');
+    await container(ns.b1, 'b1', '10.82.0.2/24', '02:42:0a:52:00:02', brB, '10.82.0.1');
+    await container(ns.d1, 'd1', '10.81.0.2/24', '02:42:0a:51:00:02', dockerBr, '10.81.0.1');
+    // The outside: its own subnet only, no default route, nothing knows 10.80.0.0/24 there.
+    sh('ip', ['link', 'add', outsideLink, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.out]);
+    sh('ip', ['addr', 'add', '192.0.2.1/24', 'dev', outsideLink]);
+    sh('ip', ['link', 'set', outsideLink, 'up']);
+    inNetns(ns.out, 'ip', ['addr', 'add', '192.0.2.2/24', 'dev', 'eth0']);
+    inNetns(ns.out, 'ip', ['link', 'set', 'eth0', 'up']);
+    inNetns(ns.out, 'ip', ['link', 'set', 'lo', 'up']);
     addFakeDocker();
+    await ensureFirewall();
+    await ensureBridgeRules(brA, { subnet: '10.80.0.0/24', ...OPEN });
+    await ensureBridgeRules(brB, { subnet: '10.82.0.0/24', ...OPEN });
   });
 
   afterAll(async () => {
-    for (const ns of namespaces) deleteNetns(ns);
-    deleteLinks(`vxe-${s}a`, `vxe-${s}b`, `vxe-${s}o`, br, dockerBr);
+    for (const n of namespaces) deleteNetns(n);
+    deleteLinks(...['a1', 'a2', 'b1', 'd1'].map((t) => `vxe-${s}${t}`), outsideLink, brA, brB, dockerBr);
     removeFakeDocker();
-    await removeBridgeRules(br);
+    await removeFirewall();
     sh('iptables', ['-w', '-P', 'FORWARD', policyBefore]);
     sh('sysctl', ['-qw', `net.bridge.bridge-nf-call-iptables=${nfCallBefore}`]);
     sh('sysctl', ['-qw', `net.ipv4.ip_forward=${forwardingBefore}`]);
   });
 
-  it('drops frames between two ports of the bridge without vxnet rules', () => {
-    expect(ping(a, '10.80.0.3')).toBe(false);
+  describe.each(['DROP', 'ACCEPT'])('FORWARD policy %s', (policy) => {
+    beforeAll(async () => {
+      sh('iptables', ['-w', '-P', 'FORWARD', policy]);
+      await ensureBridgeRules(brA, { subnet: '10.80.0.0/24', ...OPEN });
+    });
+
+    it('passes traffic within a network, also after dockerd inserted rules for another bridge network at the top', () => {
+      addFakeDocker();
+      expect(ping(ns.a1, '10.80.0.3')).toBe(true);
+      expect(ping(ns.a2, '10.80.0.2')).toBe(true);
+    });
+
+    it('reaches the outside with the host address as source (the outside has no route back otherwise)', () => {
+      expect(ping(ns.a1, '192.0.2.2')).toBe(true);
+      expect(tryInNetns(ns.out, 'ip', ['route', 'get', '10.80.0.2'])).toBe(false);
+    });
+
+    it('keeps two vxnet networks apart, both ways', () => {
+      expect(ping(ns.a1, '10.82.0.2')).toBe(false);
+      expect(ping(ns.b1, '10.80.0.2')).toBe(false);
+    });
+
+    it("keeps a Docker bridge's containers and vxnet's apart, both ways, despite Docker's accept rules", () => {
+      expect(ping(ns.d1, '10.80.0.2')).toBe(false);
+      expect(ping(ns.a1, '10.81.0.2')).toBe(false);
+    });
+
+    it('lets nothing from outside in', () => {
+      inNetns(ns.out, 'ip', ['route', 'add', '10.80.0.0/24', 'via', '192.0.2.1']);
+      try {
+        expect(ping(ns.out, '10.80.0.2')).toBe(false);
+      } finally {
+        inNetns(ns.out, 'ip', ['route', 'del', '10.80.0.0/24', 'via', '192.0.2.1']);
+      }
+    });
+
+    it('without masquerade: egress with the real address (answered only where the outside routes back)', async () => {
+      await ensureBridgeRules(brA, { subnet: '10.80.0.0/24', internal: false, masquerade: false });
+      expect(ping(ns.a1, '192.0.2.2')).toBe(false);
+      inNetns(ns.out, 'ip', ['route', 'add', '10.80.0.0/24', 'via', '192.0.2.1']);
+      try {
+        expect(ping(ns.a1, '192.0.2.2')).toBe(true);
+      } finally {
+        inNetns(ns.out, 'ip', ['route', 'del', '10.80.0.0/24', 'via', '192.0.2.1']);
+        await ensureBridgeRules(brA, { subnet: '10.80.0.0/24', ...OPEN });
+      }
+    });
+
+    it('internal: no egress, traffic within the network still passes', async () => {
+      await ensureBridgeRules(brA, { subnet: '10.80.0.0/24', internal: true, masquerade: true });
+      try {
+        expect(ping(ns.a1, '192.0.2.2')).toBe(false);
+        expect(ping(ns.a1, '10.80.0.3')).toBe(true);
+        expect(ping(ns.d1, '10.80.0.2')).toBe(false);
+      } finally {
+        await ensureBridgeRules(brA, { subnet: '10.80.0.0/24', ...OPEN });
+      }
+    });
+
+    it('a spoofed source gets no egress', () => {
+      // a1 claims b's subnet as its source: not the pair (subnet, bridge) the egress set holds.
+      inNetns(ns.a1, 'ip', ['addr', 'add', '10.82.0.99/32', 'dev', `vxc-${s}a1`]);
+      try {
+        expect(tryInNetns(ns.a1, 'busybox', ['ping', '-c', '1', '-W', '1', '-I', '10.82.0.99', '192.0.2.2'])).toBe(false);
+      } finally {
+        inNetns(ns.a1, 'ip', ['addr', 'del', '10.82.0.99/32', 'dev', `vxc-${s}a1`]);
+      }
+    });
   });
 
-  it('passes them once ensureBridgeRules allows the bridge, and drops them again after removal', async () => {
-    await ensureBridgeRules(br, { internal: false });
-    expect(ping(a, '10.80.0.3')).toBe(true);
-    expect(ping(b, '10.80.0.2')).toBe(true);
-    await removeBridgeRules(br);
-    expect(ping(a, '10.80.0.3')).toBe(false);
-  });
-
-  it("keeps containers of a Docker bridge out of an internal network despite Docker's accept rule", async () => {
-    await ensureBridgeRules(br, { internal: false });
-    // Not internal: Docker's `-i docker0 ! -o docker0 -j ACCEPT` and its conntrack rule let this through.
-    expect(ping(outside, '10.80.0.2')).toBe(true);
-    await ensureBridgeRules(br, { internal: true });
-    expect(ping(outside, '10.80.0.2')).toBe(false);
-    expect(ping(a, '10.81.0.2')).toBe(false);
-    expect(ping(a, '10.80.0.3')).toBe(true);
+  it('drops traffic within a network once vxnet is gone (FORWARD DROP): the rules were what let it through', async () => {
+    sh('iptables', ['-w', '-P', 'FORWARD', 'DROP']);
+    await removeFirewall();
+    expect(ping(ns.a1, '10.80.0.3')).toBe(false);
   });
 });

@@ -95,7 +95,9 @@ describe('vxnet doctor (src/doctor)', () => {
       expect(before.checks['underlay-mtu'].status).toBe('PASS'); // single host: no tunnel to carry
       expect(before.checks.dockerd).toMatchObject({ status: 'PASS', detail: expect.stringContaining('dockerd 20.10.24 (API 1.41)') });
       expect(before.checks.socket).toMatchObject({ status: 'WARN', detail: expect.stringContaining('the driver is not running') });
-      expect(before.checks.forward).toMatchObject({ status: 'WARN', detail: 'FORWARD policy DROP and no VXNET-FORWARD chain; the driver is not running' });
+      expect(before.checks.forward).toMatchObject({ status: 'WARN', detail: 'FORWARD policy DROP and no VXNET-ISOLATION chain; the driver is not running' });
+      // A fresh namespace forwards nothing: egress and published ports would not work.
+      expect(before.checks['ip-forward']).toMatchObject({ status: 'WARN', detail: expect.stringContaining('net.ipv4.ip_forward=0') });
       // The probe's namespace went with its process: nothing was left in this one.
       expect(inNetns(ns, 'ip', ['-o', 'link']).trim().split('\n')).toHaveLength(1);
 
@@ -106,12 +108,18 @@ describe('vxnet doctor (src/doctor)', () => {
       expect(running.checks.socket).toMatchObject({ status: 'PASS', detail: expect.stringContaining('owner root, mode 0600') });
       expect(running.checks['socket-dir'].status).toBe('PASS');
       expect(running.checks.store).toMatchObject({ status: 'PASS', detail: expect.stringContaining(`in use by the running driver (pid ${driver.pid})`) });
-      expect(running.checks.forward).toMatchObject({ status: 'PASS', detail: expect.stringContaining('vxnet adds VXNET-FORWARD with its first network') });
+      // The driver puts its constant chain in place when it starts, before any network.
+      expect(running.checks.forward).toMatchObject({ status: 'PASS', detail: expect.stringMatching(/VXNET-ISOLATION \(9 rules, whatever the number of networks\) is in place/) });
 
       inNetns(ns, 'ip', ['link', 'add', 'vxb-4000', 'type', 'bridge']);
+      inNetns(ns, 'iptables', ['-w', '-D', 'FORWARD', '-m', 'comment', '--comment', 'vxnet', '-j', 'VXNET-ISOLATION']);
       const broken = await doctor(base, ns);
       expect(broken.code).toBe(1);
-      expect(broken.checks.forward).toMatchObject({ status: 'FAIL', detail: expect.stringContaining('vxnet bridges exist (vxb-4000)'), fix: expect.stringContaining('Join') });
+      expect(broken.checks.forward).toMatchObject({
+        status: 'FAIL',
+        detail: expect.stringContaining('neither FORWARD nor DOCKER-USER jumps to VXNET-ISOLATION, yet vxnet bridges exist (vxb-4000)'),
+        fix: expect.stringContaining('vxnet reconcile'),
+      });
     }, 60_000);
 
     it('prints one line per check and a count', async () => {

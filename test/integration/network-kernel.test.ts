@@ -32,6 +32,11 @@ function addrs(name: string): string[] {
 function rules(): string {
   return execFileSync('iptables', ['-w', '-S'], { encoding: 'utf8' });
 }
+/** Members of vxnet's ipsets ("set member" lines); the per-network part of its firewall. */
+function setEntries(): string[] {
+  const r = spawnSync('ipset', ['save'], { encoding: 'utf8' });
+  return r.stdout.split('\n').filter((l) => /^add vxnet-/.test(l)).map((l) => l.slice(4));
+}
 
 describe('src/network/network-driver.ts on the real kernel', () => {
   let store: Store;
@@ -45,6 +50,8 @@ describe('src/network/network-driver.ts on the real kernel', () => {
     await store.close();
     // Deleting one end of a veth pair deletes both: ignore names already gone.
     for (const n of vxLinks()) spawnSync('ip', ['link', 'del', n]);
+    // Entries of networks a test left running; the next Join puts chains and sets back.
+    await dataplane.removeFirewall();
   });
   afterAll(() => {
     dataplane.closeRtnl();
@@ -61,7 +68,9 @@ describe('src/network/network-driver.ts on the real kernel', () => {
     expect(execFileSync('ip', ['-6', 'addr', 'show', 'dev', 'vxb-256'], { encoding: 'utf8' })).not.toMatch(/fe80/);
     expect(link('vxe-8ef52212cc')).toMatchObject({ mtu: 1400, master: 'vxb-256' });
     expect(link('vxc-8ef52212cc')).toMatchObject({ mtu: 1400, address: c.mac });
-    expect(rules()).toMatch(/-A VXNET-FORWARD -i vxb-256 -o vxb-256 .*-j ACCEPT/);
+    // The first Join put the constant chain in place and the network's subnet in the sets.
+    expect(rules()).toMatch(/-A VXNET-ISOLATION -i vxb-\+ -o vxb-\+ -m physdev --physdev-is-bridged -j ACCEPT/);
+    expect(setEntries().sort()).toEqual(['vxnet-egress 10.61.0.0/24,vxb-256', 'vxnet-masq 10.61.0.0/24']);
     // The container MAC is pinned on its own bridge port.
     const fdb = execFileSync('bridge', ['fdb', 'show', 'dev', 'vxe-8ef52212cc'], { encoding: 'utf8' });
     expect(fdb).toMatch(new RegExp(`${c.mac} master vxb-256 static`));
@@ -72,7 +81,7 @@ describe('src/network/network-driver.ts on the real kernel', () => {
     expect(link('vxb-256')).toBeDefined();
     await stopContainer(p, net, c2);
     expect(vxLinks()).toEqual([]);
-    expect(rules()).not.toMatch(/vxb-256/);
+    expect(setEntries()).toEqual([]);
     await removeNetwork(p, net);
     expect(await store.list('/')).toEqual([]);
   });
@@ -93,14 +102,21 @@ describe('src/network/network-driver.ts on the real kernel', () => {
     const r = await failing.call('/NetworkDriver.Join', { NetworkID: net.networkId, EndpointID: EP_ID, SandboxKey: '/x', Options: {} });
     expect(r.status).toBe(500);
     expect(vxLinks()).toEqual([]);
-    expect(rules()).not.toMatch(/vxb-256/);
+    expect(setEntries()).toEqual([]);
     await failing.app.close();
   });
 
-  it('isolates an internal network: bridge without gateway address, DROP rules in place', async () => {
+  it('isolates an internal network: bridge without gateway address, no egress entry', async () => {
     const net = await createNetwork(p, { subnet: '10.64.0.0/24', internal: true });
     await runContainer(p, net, EP_ID);
     expect(addrs('vxb-256')).toEqual([]);
-    expect(rules()).toMatch(/VXNET-ISOLATION.*vxb-256.*DROP/);
+    expect(setEntries()).toEqual([]);
+    expect(rules()).toMatch(/-A VXNET-ISOLATION -i vxb-\+ -j DROP/);
+  });
+
+  it('without masquerade: egress entry, no NAT entry', async () => {
+    const net = await createNetwork(p, { subnet: '10.65.0.0/24', generic: { 'com.docker.network.bridge.enable_ip_masquerade': 'false' } });
+    await runContainer(p, net, EP_ID);
+    expect(setEntries()).toEqual(['vxnet-egress 10.65.0.0/24,vxb-256']);
   });
 });

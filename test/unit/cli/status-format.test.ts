@@ -3,7 +3,7 @@ import type { StatusReport } from '../../../src/network/status';
 import type { ReconcilePlan } from '../../../src/network/reconcile';
 
 function plan(changes: Partial<ReconcilePlan> = {}): ReconcilePlan {
-  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], repairNetworks: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
+  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], repairNetworks: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
 }
 
 const REPORT: StatusReport = {
@@ -84,7 +84,7 @@ describe('src/cli/status-format.ts', () => {
 
   it.each([
     [{ at: 't', trigger: 'on-demand' as const, plan: plan(), error: null }, 't (on-demand): nothing to change\n'],
-    [{ at: 't', trigger: 'startup' as const, plan: plan({ dockerdAnswered: false, orphanRules: ['vxb-9'] }), error: null }, 't (startup): 1 change (dockerd did not answer: only the kernel was checked)\n  firewall rules nothing owns: vxb-9\n'],
+    [{ at: 't', trigger: 'startup' as const, plan: plan({ dockerdAnswered: false, orphanRules: ['vxnet-egress 10.9.0.0/24,vxb-9'] }), error: null }, 't (startup): 1 change (dockerd did not answer: only the kernel was checked)\n  firewall entries nothing owns: vxnet-egress 10.9.0.0/24,vxb-9\n'],
     [{ at: 't', trigger: 'startup' as const, plan: null, error: 'store down' }, 't (startup): failed: store down\n'],
   ])('sums up the last reconcile %#', (last, text) => {
     expect(formatStatus({ ...REPORT, lastReconcile: last })).toMatch(new RegExp(`LAST RECONCILE\\n${text.replace(/[()]/g, '\\$&')}$`));
@@ -96,9 +96,10 @@ describe('src/cli/status-format.ts', () => {
         'would change:',
         '  networks dockerd no longer has: none',
         '  endpoints whose container is gone: none',
+        '  firewall chains put back in place: none',
         '  networks whose devices are recreated: none',
         '  links nothing owns: vxe-1, vxc-1',
-        '  firewall rules nothing owns: none',
+        '  firewall entries nothing owns: none',
         '  addresses no endpoint uses: none',
         '',
       ].join('\n'),

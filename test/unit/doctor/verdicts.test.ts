@@ -3,6 +3,8 @@ import { mtuVerdict } from '../../../src/doctor/underlay';
 import { moduleState, probeVerdict } from '../../../src/doctor/kernel';
 import type { ProbeStep } from '../../../src/doctor/kernel-probe';
 import { parseForward } from '../../../src/doctor/forward';
+import { ipForwardVerdict } from '../../../src/doctor/ip-forward';
+import { isolationRules } from '../../../src/dataplane/firewall';
 import { bridgeNfDetail } from '../../../src/doctor/bridge-nf';
 import { socketDirVerdict, socketVerdict } from '../../../src/doctor/socket';
 import { latencySummary } from '../../../src/doctor/store';
@@ -78,16 +80,29 @@ describe('src/doctor/kernel.ts', () => {
 });
 
 describe('src/doctor/forward.ts parseForward', () => {
-  it('reads the policy, the chain and the jump', () => {
-    const rules = ['-P INPUT ACCEPT', '-P FORWARD DROP', '-N DOCKER-USER', '-N VXNET-FORWARD', '-A FORWARD -j DOCKER-USER',
-      '-A FORWARD -m comment --comment vxnet -j VXNET-FORWARD', '-A VXNET-FORWARD -i vxb-256 -o vxb-256 -m comment --comment vxnet -j ACCEPT'].join('\n');
-    expect(parseForward(rules)).toEqual({ policy: 'DROP', chain: true, jump: true });
+  const chain = ['-N VXNET-ISOLATION', ...isolationRules().map((r) => `-A VXNET-ISOLATION ${r}`)];
+
+  it('reads the policy, the chain, its rules and the jump', () => {
+    const rules = ['-P INPUT ACCEPT', '-P FORWARD DROP', '-N DOCKER-USER', ...chain, '-A FORWARD -j DOCKER-USER',
+      '-A FORWARD -m comment --comment vxnet -j VXNET-ISOLATION'].join('\n');
+    expect(parseForward(rules)).toEqual({ policy: 'DROP', chain: true, jump: true, complete: true, legacy: false });
   });
 
-  it('notices a chain nobody jumps to, and no chain at all', () => {
-    expect(parseForward('-P FORWARD DROP\n-N VXNET-FORWARD\n-A VXNET-FORWARD -j ACCEPT\n')).toEqual({ policy: 'DROP', chain: true, jump: false });
-    expect(parseForward('-P FORWARD ACCEPT\n')).toEqual({ policy: 'ACCEPT', chain: false, jump: false });
-    expect(parseForward('')).toEqual({ policy: null, chain: false, jump: false });
+  it('notices a chain nobody jumps to, a chain with other rules, an old per-bridge chain, and no chain at all', () => {
+    expect(parseForward(['-P FORWARD DROP', ...chain].join('\n'))).toMatchObject({ chain: true, jump: false, complete: true });
+    expect(parseForward('-P FORWARD ACCEPT\n-N VXNET-ISOLATION\n-A VXNET-ISOLATION -i vxb-9 ! -o vxb-9 -j DROP\n')).toMatchObject({ policy: 'ACCEPT', chain: true, complete: false });
+    expect(parseForward('-N VXNET-FORWARD\n-A VXNET-FORWARD -i vxb-9 -o vxb-9 -j ACCEPT\n')).toMatchObject({ legacy: true, chain: false });
+    expect(parseForward('')).toEqual({ policy: null, chain: false, jump: false, complete: false, legacy: false });
+  });
+});
+
+describe('src/doctor/ip-forward.ts', () => {
+  it.each([
+    ['1\n', 'PASS'],
+    ['0\n', 'WARN'],
+    [null, 'WARN'],
+  ])('judges ip_forward=%j', (value, status) => {
+    expect(ipForwardVerdict(value).status).toBe(status);
   });
 });
 

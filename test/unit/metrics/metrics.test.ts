@@ -122,6 +122,7 @@ describe('src/metrics', () => {
       dockerdAnswered: true,
       staleNetworks: [],
       staleEndpoints: ['aaa (10.0.0.2/24)', 'bbb (10.0.0.3/24)'],
+      firewall: [],
       repairNetworks: [],
       orphanLinks: ['vxe-dead'],
       orphanRules: [],

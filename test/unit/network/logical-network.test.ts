@@ -58,4 +58,15 @@ describe('src/network/network-driver.ts (logical networks)', () => {
     await createNetwork(h1, { networkId: NET_ID, subnet: '10.5.0.0/24' });
     await expect(createNetwork(h2, { networkId: NET_ID2, subnet: '10.5.0.0/24', gateway: '10.5.0.254' })).rejects.toThrow(/already has gateway 10.5.0.1/);
   });
+
+  it('refuses enable_ip_masquerade=false on a second host when the network masquerades, and records the option', async () => {
+    const opt = 'com.docker.network.bridge.enable_ip_masquerade';
+    await createNetwork(h1, { networkId: NET_ID, subnet: '10.5.0.0/24', generic: { [opt]: 'false' } });
+    const rec = JSON.parse((await store.list('/vxnet/v1/networks/'))[0].value) as { masquerade: boolean };
+    expect(rec.masquerade).toBe(false);
+    await expect(createNetwork(h2, { networkId: NET_ID2, subnet: '10.5.0.0/24' })).rejects.toThrow(
+      /already exists with enable_ip_masquerade false \(asked: true\)/,
+    );
+    await expect(createNetwork(h2, { networkId: NET_ID2, subnet: '10.5.0.0/24', generic: { [opt]: 'False' } })).resolves.toBeDefined();
+  });
 });

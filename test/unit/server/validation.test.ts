@@ -37,6 +37,7 @@ const CASES: Array<[string, string, unknown, RegExp]> = [
   ['two IPv4 subnets', '/NetworkDriver.CreateNetwork', okNet({ IPv4Data: [{ AddressSpace: 'x', Pool: '10.1.0.0/24' }, { AddressSpace: 'x', Pool: '10.2.0.0/24' }] }), /at most one IPv4/],
   ['no subnet at all', '/NetworkDriver.CreateNetwork', okNet({ IPv4Data: [] }), /has no subnet/],
   ['an MTU that is not a number', '/NetworkDriver.CreateNetwork', okNet({ Options: { 'com.docker.network.generic': { 'com.docker.network.driver.mtu': 'big' } } }), /driver.mtu="big" is not a whole number/],
+  ['an enable_ip_masquerade that is not a boolean', '/NetworkDriver.CreateNetwork', okNet({ Options: { 'com.docker.network.generic': { 'com.docker.network.bridge.enable_ip_masquerade': 'no' } } }), /enable_ip_masquerade="no" must be true or false/],
   ['an MTU above the underlay allows', '/NetworkDriver.CreateNetwork', okNet({ Options: { 'com.docker.network.generic': { 'com.docker.network.driver.mtu': '9000' } } }), /outside 576..1450/],
   ['a VNI of 0', '/NetworkDriver.CreateNetwork', okNet({ Options: { 'com.docker.network.generic': { 'vxnet.vni': '0' } } }), /vxnet.vni=0 is outside/],
   ['an unknown vxnet option', '/NetworkDriver.CreateNetwork', okNet({ Options: { 'com.docker.network.generic': { 'vxnet.vnii': '5' } } }), /unknown option vxnet.vnii/],
