@@ -173,9 +173,28 @@ function isolationJumpInPlace(snap: RuleSnapshot): boolean {
   return at >= 0 && at === rules.findIndex((l) => jumpsTo(l, DOCKER_USER)) + 1;
 }
 
+/**
+ * B: superseded by A's firewall. Published ports (ports/, portmap.ts): DNATed traffic into a
+ * vxnet bridge and its replies out of one pass FORWARD (policy DROP) here, before Docker's rules.
+ * Their own comment keeps them out of listRuleBridges (which reads `--comment vxnet` lines).
+ */
+const PORTS_INTERIM_COMMENT = ['-m', 'comment', '--comment', 'B-ports-interim'];
+const PORTS_INTERIM_RULES = [
+  ['-o', 'vxb-+', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED,DNAT', ...PORTS_INTERIM_COMMENT, '-j', 'ACCEPT'],
+  ['-i', 'vxb-+', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', ...PORTS_INTERIM_COMMENT, '-j', 'ACCEPT'],
+];
+
+async function ensurePortsInterimRules(snap: RuleSnapshot): Promise<void> {
+  const top = snap.lines.filter((l) => l.startsWith(`-A ${ISOLATION_CHAIN} `)).slice(0, PORTS_INTERIM_RULES.length);
+  if (PORTS_INTERIM_RULES.every((r, i) => top[i] === `-A ${ISOLATION_CHAIN} ${r.join(' ')}`)) return;
+  for (const rule of PORTS_INTERIM_RULES) await deleteRule(ISOLATION_CHAIN, rule);
+  for (const [i, rule] of PORTS_INTERIM_RULES.entries()) await must(['-I', ISOLATION_CHAIN, String(i + 1), ...rule], `insert rule into ${ISOLATION_CHAIN}`);
+}
+
 async function ensureChains(snap: RuleSnapshot): Promise<void> {
   if (!snap.chains.has(FORWARD_CHAIN)) await ensureChain(FORWARD_CHAIN);
   if (!snap.chains.has(ISOLATION_CHAIN)) await ensureChain(ISOLATION_CHAIN);
+  await ensurePortsInterimRules(snap);
   // Appended, so DOCKER-USER (and Docker's own chains) are consulted first.
   await ensureRuleUnlessShown(snap, FORWARD, jump(FORWARD_CHAIN));
   if (!isolationJumpInPlace(snap)) await ensureIsolationJump();
