@@ -14,7 +14,7 @@ export { ensureAddrs, listAddrs } from './addr';
 export type { AddrInfo } from './addr';
 export { ensureBridgeRules, listRuleBridges, removeBridgeRules, removeFirewall } from './firewall';
 export type { BridgeRuleOptions } from './firewall';
-export { addPortRules, enableRouteLocalnet, ensurePortChains, listPortRuleOwners, removePortRules, removePortRulesOf, removePortmap } from './portmap';
+export { addPortRules, enableHairpin, enableRouteLocalnet, ensurePortChains, listPortRuleOwners, removePortRules, removePortRulesOf, removePortmap } from './portmap';
 export type { PortRuleBinding, PortRules } from './portmap';
 export { readEphemeralRange, reservePort } from './port-socket';
 export type { Reservation, ReserveProto } from './port-socket';

@@ -100,9 +100,9 @@ function checkName(re: RegExp, v: string, what: string): string {
   return v;
 }
 
-function validBridge(bridge: string): string {
-  if (bridge.length > IFNAME_MAX) throw vxError('VXNET_ERR_FIREWALL', `refusing nat rules for invalid bridge ${JSON.stringify(bridge)}`);
-  return checkName(IFNAME_RE, bridge, 'bridge');
+function validBridge(name: string): string {
+  if (name.length > IFNAME_MAX) throw vxError('VXNET_ERR_FIREWALL', `refusing invalid interface name ${JSON.stringify(name)}`);
+  return checkName(IFNAME_RE, name, 'interface name');
 }
 
 function tagOf(endpointId: string): string {
@@ -240,6 +240,22 @@ export async function enableRouteLocalnet(bridge: string): Promise<void> {
     fs.writeFileSync(file, '1');
   } catch (err) {
     throw vxError('VXNET_ERR_KERNEL', `could not enable route_localnet on ${bridge}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, err);
+  }
+}
+
+/**
+ * A container reaching its own published port through the host: with bridge-nf-call-iptables the
+ * DNATed frame is bridged back out of the port it came in by, which the bridge refuses unless
+ * the port is in hairpin mode (Docker sets the same for its bridge without the userland proxy).
+ * Only ports of containers with published ports get it: hairpin also reflects their broadcasts.
+ */
+export async function enableHairpin(veth: string): Promise<void> {
+  const file = `/sys/class/net/${validBridge(veth)}/brport/hairpin_mode`;
+  try {
+    if (fs.readFileSync(file, 'utf8').trim() === '1') return;
+    fs.writeFileSync(file, '1');
+  } catch (err) {
+    throw vxError('VXNET_ERR_KERNEL', `could not enable hairpin mode on ${veth}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, err);
   }
 }
 

@@ -20,7 +20,6 @@ import type { Dataplane } from './dataplane-port';
 import type { NetworkDriver } from './network-driver';
 import { LINK_PREFIX } from '../dataplane/types';
 import { LinkNotFoundError } from '../errors';
-import type { PortsPlan } from '../ports';
 import { BRIDGE_PREFIX, VETH_HOST_PREFIX, VETH_PEER_PREFIX, VXLAN_PREFIX } from './names';
 
 /**
@@ -42,7 +41,14 @@ export interface OrphanAddressSource {
   releaseAddress(poolId: string, address: string): Promise<void>;
 }
 
-/** The published-ports step (ports/publisher.ts); absent where ports are not served. */
+/** What the published-ports step changed (ports/publisher.ts implements it). */
+export interface PortsPlan {
+  stalePorts: string[];
+  repairPorts: string[];
+  orphanPortRules: string[];
+}
+
+/** The published-ports step; absent where ports are not served. */
 export interface PortReconciler {
   reconcile(liveEndpoints: Set<string>, dryRun: boolean): Promise<PortsPlan>;
 }

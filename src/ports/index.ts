@@ -5,5 +5,5 @@ export type { PortBinding, PortProto, PortRequest } from './bindings';
 export { candidatePorts, parsePortRange } from './allocate';
 export type { PortRange } from './allocate';
 export { PortPublisher } from './publisher';
-export type { EndpointPlaces, PortDataplane, PortPublisherDeps, PortsPlan, PublishedPort } from './publisher';
+export type { EndpointPlace, EndpointPlaces, PortDataplane, PortPublisherDeps, PublishedPort } from './publisher';
 export type { PortRecord } from './records';

@@ -13,6 +13,7 @@ import type { Logger } from '../log';
 import type { Store } from '../store/types';
 import { getJson, listJson, Keys } from '../store/json';
 import { KeyedLock } from '../network/keyed-lock';
+import type { PortsPlan } from '../network/reconcile';
 import type { PortRules } from '../dataplane/portmap';
 import type { Reservation, ReserveProto } from '../dataplane/port-socket';
 import { hostPortText, PortBinding, PortProto, portRequests, PortRequest, requestText } from './bindings';
@@ -27,13 +28,23 @@ export interface PortDataplane {
   removePortRulesOf(endpointIds: string[]): Promise<void>;
   listPortRuleOwners(): Promise<Map<string, number>>;
   enableRouteLocalnet(bridge: string): Promise<void>;
+  enableHairpin(veth: string): Promise<void>;
   reservePort(proto: ReserveProto, ip: string, port: number): Promise<Reservation | null>;
   readEphemeralRange(): string;
 }
 
 /** Where an endpoint lives, from the network domain. Rejects for an endpoint unknown here. */
 export interface EndpointPlaces {
-  endpointPlace(networkId: string, endpointId: string): Promise<{ lnet: string; containerIp: string | null; bridge: string; subnet: string | null }>;
+  endpointPlace(networkId: string, endpointId: string): Promise<EndpointPlace>;
+}
+
+export interface EndpointPlace {
+  lnet: string;
+  containerIp: string | null;
+  bridge: string;
+  subnet: string | null;
+  /** The host end of the container's veth (its bridge port). */
+  veth: string;
 }
 
 export interface PortPublisherDeps {
@@ -55,12 +66,6 @@ export interface PublishedPort extends PortBinding {
   reserved: boolean;
 }
 
-/** What a ports reconcile pass changed (reconcile.ts folds it into its plan). */
-export interface PortsPlan {
-  stalePorts: string[];
-  repairPorts: string[];
-  orphanPortRules: string[];
-}
 
 interface Held {
   rec: PortRecord;
@@ -104,13 +109,13 @@ export class PortPublisher {
           bindings.push(binding);
           reservations.push(reservation);
         }
-        const rec: PortRecord = { networkId, lnet: place.lnet, containerIp: place.containerIp, bridge: place.bridge, subnet: place.subnet, requests, bindings, at: Date.now() };
+        const rec: PortRecord = { networkId, lnet: place.lnet, containerIp: place.containerIp, bridge: place.bridge, subnet: place.subnet, veth: place.veth, requests, bindings, at: Date.now() };
         if (!(await this.deps.store.compareAndSwap(key, JSON.stringify(rec), 0))) {
           throw vxError('VXNET_ERR_STORE_CONFLICT', `ports of endpoint ${endpointId.slice(0, 12)} were recorded concurrently`);
         }
         recorded = true;
         await this.ensureChains();
-        await this.deps.dataplane.enableRouteLocalnet(rec.bridge);
+        await this.prepareLinks(rec);
         await this.deps.dataplane.addPortRules(rules(endpointId, rec));
         this.held.set(endpointId, { rec, reservations });
         this.deps.log.info({ endpoint: endpointId.slice(0, 12), ports: bindings.map((b) => `${hostPortText(b)}->${rec.containerIp}:${b.containerPort}`) }, 'ports published');
@@ -207,7 +212,7 @@ export class PortPublisher {
     this.held.set(endpointId, held);
     if (rulesOk) return;
     await this.ensureChains();
-    await this.deps.dataplane.enableRouteLocalnet(rec.bridge);
+    await this.prepareLinks(rec).catch((err: unknown) => this.deps.log.warn({ err, endpoint: endpointId.slice(0, 12) }, 'links of a published endpoint not prepared'));
     await this.deps.dataplane.removePortRulesOf([endpointId]);
     await this.deps.dataplane.addPortRules(rules(endpointId, rec));
   }
@@ -219,6 +224,12 @@ export class PortPublisher {
     if (held) await Promise.all(held.reservations.map((r) => r?.close()));
     await this.deps.store.delete(this.deps.keys.port(this.deps.host, endpointId));
     this.deps.log.info({ endpoint: endpointId.slice(0, 12), ports: rec.bindings.map(hostPortText) }, 'ports unpublished');
+  }
+
+  /** 127.0.0.1 out of the bridge (route_localnet) and back to the container itself (hairpin). */
+  private async prepareLinks(rec: PortRecord): Promise<void> {
+    await this.deps.dataplane.enableRouteLocalnet(rec.bridge);
+    await this.deps.dataplane.enableHairpin(rec.veth);
   }
 
   private async ensureChains(force = false): Promise<void> {

@@ -11,6 +11,8 @@ export interface PortRecord {
   /** The network's bridge on this host (vxb-<VNI>) and its subnet, for the hairpin rule. */
   bridge: string;
   subnet: string;
+  /** The host end of the container's veth: in hairpin mode, so the container reaches itself. */
+  veth: string;
   /** What dockerd asked for: a re-sent ProgramExternalConnectivity with the same is a no-op. */
   requests: PortRequest[];
   /** The host ports chosen for them, in the same order. */

@@ -30,6 +30,8 @@ const HOSTS: Array<[DockerVersion, string, string]> = [
   ['26', 'vxt-pp26', '172.31.254.172'],
 ];
 
+const LIVE_RESTORE = '--live-restore';
+
 let outside: Outside | undefined;
 
 afterAll(async () => {
@@ -72,7 +74,7 @@ describe.each(HOSTS)('published ports on dockerd %s', (version, name, ip) => {
 
   beforeAll(async () => {
     // live-restore: the dockerd restart below keeps containers running (the other tests do not care).
-    process.env.VXT_DOCKERD_EXTRA = '--live-restore';
+    process.env.VXT_DOCKERD_EXTRA = LIVE_RESTORE;
     try {
       host = await upHost(name, ip, { docker: version });
     } finally {
@@ -224,7 +226,13 @@ describe.each(HOSTS)('published ports on dockerd %s', (version, name, ip) => {
   it('a dockerd restart with live-restore keeps running containers\' ports answering', async () => {
     await stopDocker(host);
     expect(await fromOutside(`http://${ip}:18080/`)).toBe('hello-w1');
-    await startDocker(host);
+    // host.sh reads the extra dockerd arguments at each start.
+    process.env.VXT_DOCKERD_EXTRA = LIVE_RESTORE;
+    try {
+      await startDocker(host);
+    } finally {
+      delete process.env.VXT_DOCKERD_EXTRA;
+    }
     await eventually('a reconcile after dockerd started', async () => (await status()).lastReconcile?.trigger === 'dockerd-start', 30_000, 300);
     expect(await fromOutside(`http://${ip}:18080/`)).toBe('hello-w1');
     expect((await ports()).some((p) => p.hostPort === 18080 && p.reserved)).toBe(true);

@@ -201,3 +201,16 @@ describe('src/metrics/metrics.ts boundPools', () => {
     ]);
   });
 });
+
+describe('src/metrics published ports', () => {
+  it('counts published ports per protocol at scrape, zero before any', async () => {
+    const metrics = new Metrics(createLogger('silent'));
+    let counts: Record<string, number> | undefined;
+    metrics.setSources({ addressUsage: async () => [], programmedPeers: () => [], publishedPorts: () => counts ?? { tcp: 0, udp: 0 } });
+    expect(await metrics.text()).toMatch(/\nvxnet_published_ports\{proto="tcp"\} 0\n/);
+    counts = { tcp: 3, udp: 1 };
+    const text = await metrics.text();
+    expect(text).toMatch(/\nvxnet_published_ports\{proto="tcp"\} 3\n/);
+    expect(text).toMatch(/\nvxnet_published_ports\{proto="udp"\} 1\n/);
+  });
+});

@@ -40,6 +40,7 @@ function fakeKernel(): FakeKernel {
       return new Map(k.rules);
     },
     async enableRouteLocalnet() {},
+    async enableHairpin() {},
     async reservePort(proto, ip, port) {
       const key = `${proto}/${ip}:${port}`;
       const clash = [...k.open, ...k.taken].some((o) => {
@@ -59,7 +60,7 @@ function fakeKernel(): FakeKernel {
 const places = {
   async endpointPlace(networkId: string, endpointId: string) {
     if (endpointId !== EP_ID && endpointId !== EP_ID2) throw vxError('VXNET_ERR_UNKNOWN_ENDPOINT', `unknown endpoint ${endpointId} in network ${networkId}`);
-    return { lnet: 'appnet', containerIp: endpointId === EP_ID ? '10.1.0.2' : '10.1.0.3', bridge: 'vxb-256', subnet: '10.1.0.0/24' };
+    return { lnet: 'appnet', containerIp: endpointId === EP_ID ? '10.1.0.2' : '10.1.0.3', bridge: 'vxb-256', subnet: '10.1.0.0/24', veth: 'vxe-x' };
   },
 };
 
