@@ -168,6 +168,8 @@ export class PortPublisher {
           if (!dryRun) await this.unpublish(endpointId, rec);
           continue;
         }
+        // A bridge or veth rebuilt since (reconcile's own repair, a re-attached port) lost its flags.
+        if (!dryRun) await this.prepareLinks(rec).catch((err: unknown) => this.deps.log.warn({ err, endpoint: endpointId.slice(0, 12) }, 'links of a published endpoint not prepared'));
         const rulesOk = owners.get(endpointId) === rec.bindings.length + 1;
         const held = this.held.get(endpointId);
         const socketsOk = held !== undefined && held.reservations.every((r) => r !== null);
@@ -196,6 +198,7 @@ export class PortPublisher {
   }
 
   private async ensureLive(endpointId: string, rec: PortRecord): Promise<void> {
+    await this.prepareLinks(rec);
     const owners = await this.deps.dataplane.listPortRuleOwners();
     const rulesOk = owners.get(endpointId) === rec.bindings.length + 1;
     const held = this.held.get(endpointId);
@@ -212,7 +215,6 @@ export class PortPublisher {
     this.held.set(endpointId, held);
     if (rulesOk) return;
     await this.ensureChains();
-    await this.prepareLinks(rec).catch((err: unknown) => this.deps.log.warn({ err, endpoint: endpointId.slice(0, 12) }, 'links of a published endpoint not prepared'));
     await this.deps.dataplane.removePortRulesOf([endpointId]);
     await this.deps.dataplane.addPortRules(rules(endpointId, rec));
   }

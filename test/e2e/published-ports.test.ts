@@ -183,6 +183,15 @@ describe.each(HOSTS)('published ports on dockerd %s', (version, name, ip) => {
     expect({ ports: await ports(), rules: await natRules() }).toEqual(before);
     expect(await fromOutside(`http://${ip}:18080/`)).toBe('hello-w1');
     await host.docker(['rm', '-f', 'c2']);
+    // Docker's own bridge and vxnet see each other's ports as taken (docker-proxy and vxnet hold sockets).
+    await host.dockerOk(['run', '-d', '--name', 'b1', '-p', '18140:80', TEST_IMAGE, 'sleep', '600']);
+    const fromVxnet = await host.docker(['run', '-d', '--name', 'c4', '--network', NET, '-p', '18140:80', TEST_IMAGE, 'sleep', '600']);
+    expect(fromVxnet.stderr).toMatch(/host port 18140\/tcp on 0\.0\.0\.0 is already in use/);
+    const fromBridge = await host.docker(['run', '-d', '--name', 'b2', '-p', '18080:80', TEST_IMAGE, 'sleep', '600']);
+    expect(fromBridge.code).not.toBe(0);
+    expect(fromBridge.stderr).toMatch(/18080/);
+    expect({ ports: await ports(), rules: await natRules() }).toEqual(before);
+    await host.docker(['rm', '-f', 'b1', 'b2', 'c4']);
     // The same port on another protocol is another port.
     await host.dockerOk(['run', '-d', '--name', 'c3', '--network', NET, '-p', '18080:80/udp', TEST_IMAGE, 'sleep', '600']);
     expect((await ports()).filter((p) => p.hostPort === 18080).map((p) => p.proto).sort()).toEqual(['tcp', 'udp']);
@@ -223,9 +232,15 @@ describe.each(HOSTS)('published ports on dockerd %s', (version, name, ip) => {
     expect(await answers(() => fromOutside(`http://${ip}:18120/`), 'hello-k1')).toBe('hello-k1');
   });
 
-  it('a dockerd restart with live-restore keeps running containers\' ports answering', async () => {
+  it('a dockerd restart with live-restore keeps running containers\' ports answering; one that died meanwhile leaves nothing', async () => {
+    await web('lr', ['-p', '18130:80']);
+    expect(await answers(() => fromOutside(`http://${ip}:18130/`), 'hello-lr')).toBe('hello-lr');
+    const lrIp = await containerIp(host, NET, 'lr');
+    const lrPid = Number(await host.dockerOk(['inspect', '-f', '{{.State.Pid}}', 'lr']));
     await stopDocker(host);
     expect(await fromOutside(`http://${ip}:18080/`)).toBe('hello-w1');
+    // Dies while dockerd is away: dockerd never tells the driver; reconcile after its Activate must.
+    process.kill(lrPid, 'SIGKILL');
     // host.sh reads the extra dockerd arguments at each start.
     process.env.VXT_DOCKERD_EXTRA = LIVE_RESTORE;
     try {
@@ -236,6 +251,9 @@ describe.each(HOSTS)('published ports on dockerd %s', (version, name, ip) => {
     await eventually('a reconcile after dockerd started', async () => (await status()).lastReconcile?.trigger === 'dockerd-start', 30_000, 300);
     expect(await fromOutside(`http://${ip}:18080/`)).toBe('hello-w1');
     expect((await ports()).some((p) => p.hostPort === 18080 && p.reserved)).toBe(true);
+    await eventually('the dead container\'s port is gone', async () => !(await ports()).some((p) => p.hostPort === 18130), 30_000, 300);
+    expect((await natRules()).filter((l) => l.includes(`${lrIp}:80`) || l.includes('--dport 18130'))).toEqual([]);
+    expect(await listeners(18130)).toBe('');
   });
 
   it('vxnet status prints the bindings; removing every container leaves no binding, rule or reservation', async () => {
