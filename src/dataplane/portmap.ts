@@ -166,7 +166,7 @@ export function ensurePortChains(): Promise<void> {
 }
 
 /** Appends one endpoint's rules (the caller knows it has none yet: see syncPortRules otherwise). */
-export function addPortRules(r: PortRules): Promise<void> {
+export async function addPortRules(r: PortRules): Promise<void> {
   const lines = endpointRules(r).map((rule) => `-A ${rule.join(' ')}`);
   return exclusive(async () => {
     const res = await restore(lines);
@@ -204,7 +204,7 @@ async function deleteShown(endpointIds: Set<string>): Promise<void> {
  * when that fails (a rule already gone), the chains are read and whatever carries the
  * endpoint's tag is deleted.
  */
-export function removePortRules(r: PortRules): Promise<void> {
+export async function removePortRules(r: PortRules): Promise<void> {
   const lines = endpointRules(r).map((rule) => `-D ${rule.join(' ')}`);
   return exclusive(async () => {
     if ((await restore(lines)).code === 0) return;
