@@ -12,6 +12,7 @@ import { Ipam } from './ipam/ipam';
 import { hostRouteCidrs } from './ipam/host-routes';
 import { NetworkDriver } from './network/network-driver';
 import { PeerSync } from './network/peers';
+import { PortPublisher } from './ports';
 import { registerHost } from './network/host-registry';
 import { reconcile } from './network/reconcile';
 import { ReconcileHistory } from './network/reconcile-history';
@@ -132,13 +133,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     .ensureFirewall({ dryRun: false })
     .then((changes) => log.info({ changes }, 'firewall in place'))
     .catch((err: unknown) => log.error({ err }, 'firewall setup failed: traffic across vxnet bridges may be dropped'));
+  const ports = new PortPublisher({ store, keys, host: config.hostId, dataplane, places: driver, log: log.child({ mod: 'ports' }) });
   const docker = dockerClient(config.dockerHost);
   const reconcileLog = log.child({ mod: 'reconcile' });
   const reconciles = new ReconcileHistory(
-    (dryRun) => reconcile({ driver, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
+    (dryRun) => reconcile({ driver, ports, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
     metrics.observeReconcile,
   );
-  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [] });
+  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts() });
   const status = () =>
     gatherStatus({
       store,
@@ -147,10 +149,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       registered: peers !== null,
       peers,
       lastReconcile: () => reconciles.last(),
+      ports: () => ports.published(),
     });
   const app = buildApp({
     driver,
     ipam,
+    ports,
     log: log.child({ mod: 'server' }),
     scope: config.scope,
     reconcile: reconciles.runner('on-demand'),
@@ -194,6 +198,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await metricsServer?.close();
       await app.close();
       driver.close();
+      await ports.close();
       await peers?.close();
       await store.close();
       dataplane.closeRtnl();

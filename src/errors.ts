@@ -22,6 +22,8 @@ export type ErrorCode =
   | 'VXNET_ERR_STORE'
   | 'VXNET_ERR_STORE_CONFLICT'
   | 'VXNET_ERR_KERNEL'
+  | 'VXNET_ERR_PORT_IN_USE'
+  | 'VXNET_ERR_PORTS_EXHAUSTED'
   | 'VXNET_ERR_FIREWALL';
 
 export const ERROR_CODES: readonly ErrorCode[] = [
@@ -43,6 +45,8 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'VXNET_ERR_STORE',
   'VXNET_ERR_STORE_CONFLICT',
   'VXNET_ERR_KERNEL',
+  'VXNET_ERR_PORT_IN_USE',
+  'VXNET_ERR_PORTS_EXHAUSTED',
   'VXNET_ERR_FIREWALL',
 ];
 

@@ -13,6 +13,9 @@ export const CHANGE_LABELS: Record<ChangeKind, string> = {
   staleEndpoints: 'endpoints whose container is gone',
   firewall: 'firewall chains put back in place',
   repairNetworks: 'networks whose devices are recreated',
+  stalePorts: 'published ports of endpoints that are gone',
+  repairPorts: 'published ports whose rules or reservations are recreated',
+  orphanPortRules: 'port rules nothing owns',
   orphanLinks: 'links nothing owns',
   orphanRules: 'firewall entries nothing owns',
   orphanAddresses: 'addresses no endpoint uses',
@@ -60,6 +63,16 @@ export function formatStatus(s: StatusReport): string {
     s.peers === null
       ? ['PEERS PROGRAMMED HERE', '(none: single host without a VTEP)']
       : section('PEERS PROGRAMMED HERE', ['NETWORK', 'VNI', 'FDB', 'NEIGH', 'REMOTE VTEPS'], s.peers.map((p) => [p.lnet, String(p.vni), String(p.fdb), String(p.neigh), String(p.vteps)])),
+    s.ports === null || s.ports === undefined
+      ? ['PUBLISHED PORTS', '(not served by this driver)']
+      : section('PUBLISHED PORTS', ['ENDPOINT', 'NETWORK', 'PROTO', 'HOST', 'CONTAINER', 'RESERVED'], s.ports.map((p) => [
+        p.endpoint,
+        p.network,
+        p.proto,
+        `${p.hostIp}:${p.hostPort}`,
+        `${p.containerIp}:${p.containerPort}`,
+        p.reserved ? 'yes' : 'no (held by another process)',
+      ])),
     ['LAST RECONCILE', ...formatLastReconcile(s.lastReconcile)],
   ];
   return `${sections.map((lines) => lines.join('\n')).join('\n\n')}\n`;

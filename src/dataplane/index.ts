@@ -15,3 +15,7 @@ export type { AddrInfo } from './addr';
 export { ensureFirewall, removeFirewall } from './firewall';
 export { bridgeEntries, ensureBridgeRules, listFirewallEntries, removeBridgeRules, removeFirewallEntries } from './firewall-sets';
 export type { BridgeRuleOptions, FirewallEntry } from './firewall-sets';
+export { addPortRules, enableHairpin, enableRouteLocalnet, ensurePortChains, listPortRuleOwners, removePortRules, removePortRulesOf, removePortmap } from './portmap';
+export type { PortRuleBinding, PortRules } from './portmap';
+export { readEphemeralRange, reservePort } from './port-socket';
+export type { Reservation, ReserveProto } from './port-socket';

@@ -25,6 +25,8 @@ export const OTHER_POOLS = 'other';
 export interface MetricSources {
   addressUsage(): Promise<AddressUsage[]>;
   programmedPeers(): ProgrammedPeers[];
+  /** Host ports published on this host, per protocol (absent: none are served). */
+  publishedPorts?(): Record<string, number>;
 }
 
 type ReconcileOutcome = 'ok' | 'kernel_only' | 'error';
@@ -41,6 +43,7 @@ export class Metrics {
   private readonly reconcileLast: Gauge;
   private readonly addresses: Gauge<'pool' | 'kind'>;
   private readonly peerEntries: Gauge<'network' | 'kind'>;
+  private readonly publishedPorts: Gauge<'proto'>;
 
   constructor(private readonly log: Logger) {
     const registers = [this.registry];
@@ -75,6 +78,15 @@ export class Metrics {
       labelNames: ['network', 'kind'],
       registers,
       collect: () => this.collectPeers(),
+    });
+    this.publishedPorts = new Gauge({
+      name: 'vxnet_published_ports',
+      help: 'Host ports published (docker run -p/-P) for vxnet endpoints on this host, per protocol',
+      labelNames: ['proto'],
+      registers,
+      collect: () => {
+        for (const [proto, n] of Object.entries(this.sources?.publishedPorts?.() ?? { tcp: 0, udp: 0 })) this.publishedPorts.set({ proto }, n);
+      },
     });
     collectDefaultMetrics({ register: this.registry });
   }

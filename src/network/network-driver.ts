@@ -510,6 +510,13 @@ export class NetworkDriver {
     this.teardownTimers.clear();
   }
 
+  /** Where a local endpoint lives, for publishing its ports (ports/publisher.ts). */
+  async endpointPlace(networkId: string, endpointId: string): Promise<{ lnet: string; containerIp: string | null; bridge: string; subnet: string | null; veth: string }> {
+    const { lnet, net } = await this.networkOf(networkId);
+    const ep = await this.localEndpoint(lnet, networkId, endpointId);
+    return { lnet, containerIp: ep.ipv4?.split('/')[0] ?? null, bridge: bridgeName(net.vni), subnet: net.ipv4?.subnet ?? null, veth: vethNames(endpointId).host };
+  }
+
   async endpointInfo(networkId: string, endpointId: string): Promise<Record<string, unknown>> {
     const { lnet, net } = await this.networkOf(networkId);
     const ep = await this.localEndpoint(lnet, networkId, endpointId);

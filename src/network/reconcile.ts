@@ -10,6 +10,8 @@
 //     own jumps ahead of ours; an upgrade leaves the per-bridge rules of earlier versions);
 //   - networks with live endpoints: bridge, firewall entries and VXLAN device are recreated if missing;
 //   - vxnet-named links and firewall set entries that nothing owns are removed;
+//   - published ports (ports/publisher.ts): records of endpoints that are gone lose their NAT
+//     rules and records, live ones get rules and port reservations back, untagged leftovers go;
 //   - container addresses this host took that no endpoint uses (a crash between RequestAddress
 //     and CreateEndpoint), older than ORPHAN_ADDRESS_GRACE_MS, are released.
 // Without an answer from dockerd nothing is deleted on its account (never act on missing
@@ -41,8 +43,21 @@ export interface OrphanAddressSource {
   releaseAddress(poolId: string, address: string): Promise<void>;
 }
 
+/** What the published-ports step changed (ports/publisher.ts implements it). */
+export interface PortsPlan {
+  stalePorts: string[];
+  repairPorts: string[];
+  orphanPortRules: string[];
+}
+
+/** The published-ports step; absent where ports are not served. */
+export interface PortReconciler {
+  reconcile(liveEndpoints: Set<string>, dryRun: boolean): Promise<PortsPlan>;
+}
+
 export interface ReconcileDeps {
   driver: NetworkDriver;
+  ports?: PortReconciler;
   ipam: OrphanAddressSource;
   dataplane: Dataplane;
   docker: DockerClient | null;
@@ -54,7 +69,18 @@ export interface ReconcileDeps {
 }
 
 /** What a pass changes, one list per kind; the order is the order of the pass. */
-export const CHANGE_KINDS = ['staleNetworks', 'staleEndpoints', 'firewall', 'repairNetworks', 'orphanLinks', 'orphanRules', 'orphanAddresses'] as const;
+export const CHANGE_KINDS = [
+  'staleNetworks',
+  'staleEndpoints',
+  'firewall',
+  'repairNetworks',
+  'stalePorts',
+  'repairPorts',
+  'orphanPortRules',
+  'orphanLinks',
+  'orphanRules',
+  'orphanAddresses',
+] as const;
 export type ChangeKind = (typeof CHANGE_KINDS)[number];
 
 export type ReconcilePlan = { dockerdAnswered: boolean } & Record<ChangeKind, string[]>;
@@ -75,15 +101,21 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     staleEndpoints: [],
     firewall: [],
     repairNetworks: [],
+    stalePorts: [],
+    repairPorts: [],
+    orphanPortRules: [],
     orphanLinks: [],
     orphanRules: [],
     orphanAddresses: [],
   };
 
+  // Endpoints this pass drops (a dry run drops nothing, yet must plan their ports as stale).
+  const dropped = new Set<string>();
   if (view) {
     const poolsOf = new Map(state.dockerNetworks.map((d) => [d.networkId, d.poolIds]));
     for (const d of state.dockerNetworks) {
       if (view.networks.has(d.networkId)) continue;
+      for (const ep of state.endpoints) if (ep.rec.networkId === d.networkId) dropped.add(ep.endpointId);
       plan.staleNetworks.push(`${d.networkId.slice(0, 12)} (${d.lnet})`);
       if (!opts.dryRun) await driver.dropStaleNetwork(d.networkId, d.poolIds);
     }
@@ -91,6 +123,7 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
       if (!view.networks.has(ep.rec.networkId) || view.endpoints.has(ep.endpointId)) continue;
       if (ep.rec.at !== undefined && now() - ep.rec.at < grace) continue;
       plan.staleEndpoints.push(`${ep.endpointId.slice(0, 12)} (${ep.rec.ipv4 ?? ep.rec.ipv6})`);
+      dropped.add(ep.endpointId);
       if (!opts.dryRun) await driver.dropStaleEndpoint(ep.lnet, ep.endpointId, ep.rec, poolsOf.get(ep.rec.networkId) ?? []);
     }
     if (!opts.dryRun) state = await driver.localState();
@@ -113,6 +146,11 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     if (!opts.dryRun) await driver.repairNetwork(net, settled);
   }
   if (!opts.dryRun) present = new Set((await dataplane.listLinks(LINK_PREFIX)).map((l) => l.name));
+
+  if (deps.ports) {
+    const live = new Set(state.endpoints.map((e) => e.endpointId).filter((id) => !dropped.has(id)));
+    Object.assign(plan, await deps.ports.reconcile(live, opts.dryRun));
+  }
 
   const expected = driver.expectedLinks(state);
   const ours = [BRIDGE_PREFIX, VXLAN_PREFIX, VETH_HOST_PREFIX, VETH_PEER_PREFIX];

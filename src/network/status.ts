@@ -9,6 +9,22 @@ import type { DeadHostRecord } from './dead-hosts';
 import type { LastReconcile } from './reconcile-history';
 
 /**
+ * One published port of this host (Docker cannot show a remote driver's ports: `docker port`
+ * and `docker ps` stay empty, moby/libnetwork#2451). reserved: the driver holds the host port's
+ * socket (false after a restart when another process took the port meanwhile).
+ */
+export interface PortStatus {
+  endpoint: string;
+  network: string;
+  proto: string;
+  hostIp: string;
+  hostPort: number;
+  containerIp: string;
+  containerPort: number;
+  reserved: boolean;
+}
+
+/**
  * alive: hosts/<h> is there (its lease is kept alive). gone: it is not, though the host still
  * owns records (down, or cut off from the store). none: this host runs alone without a lease.
  */
@@ -41,6 +57,8 @@ export interface StatusReport {
   networks: NetworkStatus[];
   /** null: a single host without a VTEP programs no peers. */
   peers: ProgrammedPeers[] | null;
+  /** Published ports on this host (null: the driver serves none). */
+  ports: PortStatus[] | null;
   lastReconcile: LastReconcile | null;
 }
 
@@ -52,6 +70,7 @@ export interface StatusDeps {
   registered: boolean;
   peers: { programmed(): ProgrammedPeers[] } | null;
   lastReconcile(): LastReconcile | null;
+  ports?: () => Promise<Array<Omit<PortStatus, 'endpoint'> & { endpointId: string }>>;
 }
 
 export async function gatherStatus(deps: StatusDeps): Promise<StatusReport> {
@@ -105,6 +124,20 @@ export async function gatherStatus(deps: StatusDeps): Promise<StatusReport> {
       }))
       .sort((a, b) => a.network.localeCompare(b.network)),
     peers: deps.peers ? [...deps.peers.programmed()].sort((a, b) => a.lnet.localeCompare(b.lnet)) : null,
+    ports: deps.ports
+      ? (await deps.ports())
+          .map((p): PortStatus => ({
+            endpoint: p.endpointId.slice(0, 12),
+            network: p.network,
+            proto: p.proto,
+            hostIp: p.hostIp,
+            hostPort: p.hostPort,
+            containerIp: p.containerIp,
+            containerPort: p.containerPort,
+            reserved: p.reserved,
+          }))
+          .sort((a, b) => a.hostPort - b.hostPort || a.proto.localeCompare(b.proto) || a.hostIp.localeCompare(b.hostIp))
+      : null,
     lastReconcile: deps.lastReconcile(),
   };
 }

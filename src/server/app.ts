@@ -7,6 +7,7 @@ import { VxnetError, causeText } from '../errors';
 import type { Logger } from '../log';
 import type { NetworkDriver } from '../network/network-driver';
 import type { Ipam } from '../ipam/ipam';
+import type { PortPublisher } from '../ports';
 import { registerNetworkRoutes } from './network-routes';
 import { registerIpamRoutes } from './ipam-routes';
 
@@ -18,6 +19,8 @@ export interface AppDeps {
   driver: NetworkDriver;
   ipam: Ipam;
   log: Logger;
+  /** Published ports; without it ProgramExternalConnectivity only checks the endpoint exists. */
+  ports?: PortPublisher;
   scope: 'local' | 'global';
   /** `vxnet reconcile`: runs a reconcile pass (or only plans it) and returns what it found. */
   reconcile?: (dryRun: boolean) => Promise<unknown>;

@@ -11,7 +11,7 @@ interface Ids {
 }
 
 export function registerNetworkRoutes(app: FastifyInstance, deps: AppDeps): void {
-  const { driver } = deps;
+  const { driver, ports } = deps;
   const post = poster(app, 'NetworkDriver');
 
   post('GetCapabilities', null, async () => ({ Scope: deps.scope, ConnectivityScope: 'global' }));
@@ -32,6 +32,8 @@ export function registerNetworkRoutes(app: FastifyInstance, deps: AppDeps): void
     driver.createEndpoint({ ...b, Interface: b.Interface ?? null, Options: b.Options ?? {} }),
   );
   post<Ids>('DeleteEndpoint', s.Endpoint, async (b) => {
+    // Revoke comes first when dockerd sends it; this covers one that was lost.
+    await ports?.revoke(b.EndpointID);
     await driver.deleteEndpoint(b.NetworkID, b.EndpointID);
     return {};
   });
@@ -39,14 +41,20 @@ export function registerNetworkRoutes(app: FastifyInstance, deps: AppDeps): void
   post<Ids>('Join', s.Join, async (b) => driver.join(b.NetworkID, b.EndpointID));
   post<Ids>('Leave', s.Endpoint, async (b) => {
     await driver.leave(b.NetworkID, b.EndpointID);
+    // From dockerd 29 Revoke is sent only when the gateway role moves: a Leave ends the ports too.
+    await ports?.revoke(b.EndpointID);
     return {};
   });
-  // vxnet publishes no ports (no NAT to the outside): nothing to program, but the endpoint must exist.
-  post<Ids>('ProgramExternalConnectivity', s.Endpoint, async (b) => {
-    await driver.requireEndpoint(b.NetworkID, b.EndpointID);
+  // Sent after Join for the container's gateway endpoint, with the container's -p/-P in Options.
+  post<Ids & { Options?: Record<string, unknown> | null }>('ProgramExternalConnectivity', s.ProgramExternalConnectivity, async (b) => {
+    if (ports) await ports.program(b.NetworkID, b.EndpointID, b.Options);
+    else await driver.requireEndpoint(b.NetworkID, b.EndpointID);
     return {};
   });
-  post<Ids>('RevokeExternalConnectivity', s.Endpoint, async () => ({}));
+  post<Ids>('RevokeExternalConnectivity', s.Endpoint, async (b) => {
+    await ports?.revoke(b.EndpointID);
+    return {};
+  });
   post<{ NetworkID: string; Options?: Record<string, string> | null }>('AllocateNetwork', s.AllocateNetwork, async (b) => ({
     // The options returned replace the user's -o on every worker: echo them (PROTOCOL.md §4).
     Options: b.Options ?? {},

@@ -40,6 +40,7 @@ export const networkSchemas = {
     },
     Options: { anyOf: [{ type: 'null' }, OPTIONS] },
   }),
+  ProgramExternalConnectivity: body(['NetworkID', 'EndpointID'], { NetworkID: ID, EndpointID: ID, Options: { anyOf: [{ type: 'null' }, OPTIONS] } }),
   Join: body(['NetworkID', 'EndpointID', 'SandboxKey'], {
     NetworkID: ID,
     EndpointID: ID,

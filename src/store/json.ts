@@ -98,6 +98,13 @@ export class Keys {
   endpoint(lnet: string, endpointId: string): string {
     return `${this.endpoints(lnet)}${endpointId}`;
   }
+  /** ports/<host>/<EndpointID>: one endpoint's published ports on that host. */
+  ports(host: string): string {
+    return `${this.prefix}ports/${host}/`;
+  }
+  port(host: string, endpointId: string): string {
+    return `${this.ports(host)}${endpointId}`;
+  }
   /** deadhosts/<host>: a host whose lease is gone, and since when (set by whoever noticed first). */
   deadHosts(): string {
     return `${this.prefix}deadhosts/`;

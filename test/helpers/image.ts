@@ -1,6 +1,6 @@
 // Test image for the simulated hosts: busybox-static with a symlink for every applet (sh, ping, ip,
-// sleep, nc, wget, cat, hostname, ifconfig, httpd, ...). No registry is reachable: the image is made
-// with `tar | docker import` by test/hosts/image.sh. Busybox-only image: use `sh -c true`, not `true`.
+// sleep, nc, wget, cat, hostname, ifconfig, httpd, ...) and Debian's socat for UDP (busybox nc has
+// none). No registry is reachable: the image is made with `tar | docker import` by test/hosts/image.sh. Busybox-only image: use `sh -c true`, not `true`.
 import * as path from 'path';
 import { Host, run, describeFailure, REPO_ROOT } from './hosts';
 

@@ -23,7 +23,7 @@ mkdir -p "$CACHE"
 TAR="$CACHE/vxt-busybox.tar"
 (
   flock 9
-  if [ ! -s "$TAR" ] || [ "$BUSYBOX" -nt "$TAR" ] || [ "$0" -nt "$TAR" ]; then
+  if [ ! -s "$TAR" ] || [ "$BUSYBOX" -nt "$TAR" ] || [ "$0" -nt "$TAR" ] || ! tar -tf "$TAR" ./usr/bin/socat >/dev/null 2>&1; then
     R=$(mktemp -d "$CACHE/rootfs.XXXXXX")
     trap 'rm -rf "$R"' EXIT
     mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root,proc,sys,dev,run,var/run}
@@ -31,6 +31,13 @@ TAR="$CACHE/vxt-busybox.tar"
     cp "$BUSYBOX" "$R/bin/busybox"
     for a in $("$BUSYBOX" --list); do
       [ "$a" = busybox ] || ln -sf busybox "$R/bin/$a"
+    done
+    # busybox nc has no UDP: Debian's socat (with the libraries ldd lists) serves and sends UDP.
+    SOCAT=$(command -v socat || true)
+    [ -n "$SOCAT" ] || { echo "[image.sh] socat missing: apt-get install socat" >&2; exit 1; }
+    cp "$SOCAT" "$R/usr/bin/socat"
+    for lib in $(ldd "$SOCAT" | awk '/=> \//{print $3} /^[ \t]*\/lib/{print $1}'); do
+      mkdir -p "$R$(dirname "$lib")"; cp -L "$lib" "$R$lib"
     done
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$R/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$R/etc/group"

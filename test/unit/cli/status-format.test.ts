@@ -3,7 +3,7 @@ import type { StatusReport } from '../../../src/network/status';
 import type { ReconcilePlan } from '../../../src/network/reconcile';
 
 function plan(changes: Partial<ReconcilePlan> = {}): ReconcilePlan {
-  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], repairNetworks: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
+  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], repairNetworks: [], stalePorts: [], repairPorts: [], orphanPortRules: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
 }
 
 const REPORT: StatusReport = {
@@ -17,6 +17,10 @@ const REPORT: StatusReport = {
     { network: 'subnet-10.5.0.0-24', vni: 256, subnets: ['10.5.0.0/24'], mtu: 1400, internal: false, endpoints: { h1: 2, 'host-two': 1 } },
   ],
   peers: [{ lnet: 'subnet-10.5.0.0-24', vni: 256, fdb: 2, neigh: 1, vteps: 1 }],
+  ports: [
+    { endpoint: '8ef52212cccc', network: 'subnet-10.5.0.0-24', proto: 'tcp', hostIp: '0.0.0.0', hostPort: 8080, containerIp: '10.5.0.2', containerPort: 80, reserved: true },
+    { endpoint: '8ef52212cccc', network: 'subnet-10.5.0.0-24', proto: 'udp', hostIp: '127.0.0.1', hostPort: 5353, containerIp: '10.5.0.2', containerPort: 53, reserved: false },
+  ],
   lastReconcile: { at: '2025-01-02T03:04:05.000Z', trigger: 'startup', plan: plan({ staleEndpoints: ['8ef52212cccc (10.5.0.9/24)'], orphanLinks: ['vxe-1', 'vxc-1'] }), error: null },
 };
 
@@ -47,6 +51,11 @@ describe('src/cli/status-format.ts', () => {
         'NETWORK             VNI  FDB  NEIGH  REMOTE VTEPS',
         'subnet-10.5.0.0-24  256  2    1      1',
         '',
+        'PUBLISHED PORTS',
+        'ENDPOINT      NETWORK             PROTO  HOST            CONTAINER    RESERVED',
+        '8ef52212cccc  subnet-10.5.0.0-24  tcp    0.0.0.0:8080    10.5.0.2:80  yes',
+        '8ef52212cccc  subnet-10.5.0.0-24  udp    127.0.0.1:5353  10.5.0.2:53  no (held by another process)',
+        '',
         'LAST RECONCILE',
         '2025-01-02T03:04:05.000Z (startup): 3 changes',
         '  endpoints whose container is gone: 8ef52212cccc (10.5.0.9/24)',
@@ -57,7 +66,7 @@ describe('src/cli/status-format.ts', () => {
   });
 
   it('says so when there is nothing to show', () => {
-    const empty: StatusReport = { self: { host: 'h1', vtep: null, store: 'embedded', version: '0.1.0' }, hosts: [], networks: [], peers: null, lastReconcile: null };
+    const empty: StatusReport = { self: { host: 'h1', vtep: null, store: 'embedded', version: '0.1.0' }, hosts: [], networks: [], peers: null, ports: [], lastReconcile: null };
     expect(formatStatus(empty)).toBe(
       [
         'host     h1',
@@ -73,6 +82,9 @@ describe('src/cli/status-format.ts', () => {
         '',
         'PEERS PROGRAMMED HERE',
         '(none: single host without a VTEP)',
+        '',
+        'PUBLISHED PORTS',
+        '(none)',
         '',
         'LAST RECONCILE',
         '(none yet)',
@@ -98,6 +110,9 @@ describe('src/cli/status-format.ts', () => {
         '  endpoints whose container is gone: none',
         '  firewall chains put back in place: none',
         '  networks whose devices are recreated: none',
+        '  published ports of endpoints that are gone: none',
+        '  published ports whose rules or reservations are recreated: none',
+        '  port rules nothing owns: none',
         '  links nothing owns: vxe-1, vxc-1',
         '  firewall entries nothing owns: none',
         '  addresses no endpoint uses: none',

@@ -124,6 +124,9 @@ describe('src/metrics', () => {
       staleEndpoints: ['aaa (10.0.0.2/24)', 'bbb (10.0.0.3/24)'],
       firewall: [],
       repairNetworks: [],
+      stalePorts: [],
+      repairPorts: [],
+      orphanPortRules: [],
       orphanLinks: ['vxe-dead'],
       orphanRules: [],
       orphanAddresses: [],
@@ -197,5 +200,18 @@ describe('src/metrics/metrics.ts boundPools', () => {
       u(OTHER_POOLS, 'container', 3),
       u(OTHER_POOLS, 'gateway', 1),
     ]);
+  });
+});
+
+describe('src/metrics published ports', () => {
+  it('counts published ports per protocol at scrape, zero before any', async () => {
+    const metrics = new Metrics(createLogger('silent'));
+    let counts: Record<string, number> | undefined;
+    metrics.setSources({ addressUsage: async () => [], programmedPeers: () => [], publishedPorts: () => counts ?? { tcp: 0, udp: 0 } });
+    expect(await metrics.text()).toMatch(/\nvxnet_published_ports\{proto="tcp"\} 0\n/);
+    counts = { tcp: 3, udp: 1 };
+    const text = await metrics.text();
+    expect(text).toMatch(/\nvxnet_published_ports\{proto="tcp"\} 3\n/);
+    expect(text).toMatch(/\nvxnet_published_ports\{proto="udp"\} 1\n/);
   });
 });

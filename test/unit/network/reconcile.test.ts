@@ -102,4 +102,22 @@ describe('src/network/reconcile.ts', () => {
     expect(plan.staleNetworks).toEqual([expect.stringContaining('subnet-10.1.0.0-24')]);
     expect(await store.list('/')).toEqual([]);
   });
+  it('hands the ports step the endpoints that stay (also in a dry run) and folds its plan in', async () => {
+    const net = await createNetwork(p, { subnet: '10.1.0.0/24' });
+    await runContainer(p, net, EP_ID);
+    await runContainer(p, net, EP_ID2);
+    const seen: Array<{ live: string[]; dryRun: boolean }> = [];
+    const ports = {
+      async reconcile(live: Set<string>, dryRun: boolean) {
+        seen.push({ live: [...live].sort(), dryRun });
+        return { stalePorts: ['x (0.0.0.0:8080/tcp)'], repairPorts: [], orphanPortRules: ['aaaaaaaaaaaa'] };
+      },
+    };
+    const view = dockerSays({ networks: new Set([NET_ID]), endpoints: new Set([EP_ID]) });
+    const go = (dryRun: boolean) => reconcile({ driver, ports, ipam, dataplane: dp, docker: view, host: 'h1', log, now: () => Date.now() + 120_000 }, { dryRun });
+    const dry = await go(true);
+    expect(dry).toMatchObject({ stalePorts: ['x (0.0.0.0:8080/tcp)'], repairPorts: [], orphanPortRules: ['aaaaaaaaaaaa'] });
+    await go(false);
+    expect(seen).toEqual([{ live: [EP_ID], dryRun: true }, { live: [EP_ID], dryRun: false }]);
+  });
 });
