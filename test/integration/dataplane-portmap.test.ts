@@ -49,9 +49,9 @@ describe('src/dataplane/portmap', () => {
     await addPortRules(rules(EP2, 8081));
     const mine = nat().filter((l) => l.includes(`vxnet-ports:${EP}`));
     expect(mine).toEqual([
-      `-A VXNET-DNAT -p tcp -m tcp --dport 8080 -m comment --comment vxnet-ports:${EP} -j DNAT --to-destination 10.77.0.2:80`,
-      `-A VXNET-DNAT -d 127.0.0.1/32 -p udp -m udp --dport 8080 -m comment --comment vxnet-ports:${EP} -j DNAT --to-destination 10.77.0.2:53`,
-      `-A VXNET-PORTS-POSTROUTING -s 10.77.0.0/24 -d 10.77.0.2/32 -o vxb-300 -m conntrack --ctstate DNAT -m comment --comment vxnet-ports:${EP} -j MASQUERADE`,
+      `-A VXNET-DNAT -p tcp -m tcp --dport 8080 -m comment --comment "vxnet-ports:${EP}" -j DNAT --to-destination 10.77.0.2:80`,
+      `-A VXNET-DNAT -d 127.0.0.1/32 -p udp -m udp --dport 8080 -m comment --comment "vxnet-ports:${EP}" -j DNAT --to-destination 10.77.0.2:53`,
+      `-A VXNET-PORTS-POSTROUTING -s 10.77.0.0/24 -d 10.77.0.2/32 -o vxb-300 -m conntrack --ctstate DNAT -m comment --comment "vxnet-ports:${EP}" -j MASQUERADE`,
     ]);
     expect(await listPortRuleOwners()).toEqual(new Map([[EP, 3], [EP2, 3]]));
     await removePortRules(rules(EP, 8080));
