@@ -50,4 +50,6 @@ export interface Dataplane {
   listFirewallEntries(): Promise<FirewallEntry[]>;
   removeFirewallEntries(entries: FirewallEntry[]): Promise<void>;
   listLinks(prefix: string): Promise<LinkInfo[]>;
+  /** One link by name (O(1) for the kernel and for us), null when there is none. */
+  getLinkByName(name: string): Promise<LinkInfo | null>;
 }

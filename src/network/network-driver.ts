@@ -14,7 +14,6 @@ import { bridgeEntries } from '../dataplane/firewall-sets';
 import type { BridgeRuleOptions, FirewallEntry } from '../dataplane/firewall-sets';
 import type { DockerNetworkRecord, EndpointRecord, NetworkRecord, SubnetInfo } from './records';
 import { KeyedLock } from './keyed-lock';
-import { LINK_PREFIX } from '../dataplane/types';
 import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName, VETH_HOST_PREFIX } from './names';
 import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
@@ -344,8 +343,9 @@ export class NetworkDriver {
     const { dataplane, vtep, log } = this.deps;
     const bridge = bridgeName(net.vni);
     const vxlan = vxlanName(net.vni);
-    const present = new Set((await dataplane.listLinks(LINK_PREFIX)).map((l) => l.name));
-    const existed = present.has(bridge);
+    // One lookup by name each, not a dump of every link: with 1,000 networks a dump (2,000+ links,
+    // parsed in JS) made every Join pay for every other network.
+    const existed = (await dataplane.getLinkByName(bridge)) !== null;
     const addresses = net.internal ? [] : gatewayAddresses(net);
     await dataplane.ensureBridge({ name: bridge, mtu: net.mtu, mac: bridgeMac(net.vni), addresses });
     if (!existed) undo.push(`remove bridge ${bridge}`, () => dataplane.removeBridge(bridge));
@@ -354,7 +354,7 @@ export class NetworkDriver {
     this.deps.failAt?.('join:after-bridge');
     if (vtep) {
       // A new or rebuilt VXLAN device starts with no peer entries: have them programmed again.
-      let fresh = !present.has(vxlan);
+      let fresh = (await dataplane.getLinkByName(vxlan)) === null;
       await dataplane.ensureVxlan(
         { name: vxlan, vni: net.vni, port: this.deps.vxlanPort, local: vtep.ip, underlay: vtep.iface, mtu: net.mtu, bridge },
         {

@@ -75,6 +75,9 @@ export function recordingDataplane(): RecordingDataplane {
     async removeFirewallEntries(entries) {
       calls.push(`removeFirewallEntries ${entries.length}`);
     },
+    async getLinkByName(name) {
+      return links.get(name) ?? null;
+    },
     async listLinks(prefix) {
       return [...links.values()].filter((l) => l.name.startsWith(prefix));
     },
