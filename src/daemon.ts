@@ -17,7 +17,8 @@ import { reconcile } from './network/reconcile';
 import { ReconcileHistory } from './network/reconcile-history';
 import { gatherStatus } from './network/status';
 import { startDeadHostSweeper } from './network/dead-hosts';
-import { dockerClient } from './docker/docker-view';
+import { dockerClient, dockerSocketPath } from './docker/docker-view';
+import { NameService } from './names';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
@@ -131,21 +132,36 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     log: log.child({ mod: 'network' }),
   });
   const docker = dockerClient(config.dockerHost);
+  // Names need the store shared by every host (peers) and dockerd's event stream.
+  const names = config.names && peers
+    ? new NameService({
+        store,
+        keys,
+        host: config.hostId,
+        dockerSocket: dockerSocketPath(config.dockerHost),
+        registry: metrics.registry,
+        log: log.child({ mod: 'names' }),
+        upstreams: config.dnsUpstreams,
+        portBase: config.dnsPort,
+      })
+    : null;
   const reconcileLog = log.child({ mod: 'reconcile' });
   const reconciles = new ReconcileHistory(
     (dryRun) => reconcile({ driver, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
     metrics.observeReconcile,
   );
   metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [] });
-  const status = () =>
-    gatherStatus({
+  const status = async () => ({
+    ...(await gatherStatus({
       store,
       keys,
       self: { host: config.hostId, vtep: vtep?.ip ?? null, store: config.store, version: VERSION },
       registered: peers !== null,
       peers,
       lastReconcile: () => reconciles.last(),
-    });
+    })),
+    names: names?.status() ?? null,
+  });
   const app = buildApp({
     driver,
     ipam,
@@ -167,6 +183,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     await peers?.close();
     await store.close();
     throw err;
+  }
+  try {
+    await names?.start();
+  } catch (err) {
+    log.warn({ err }, 'name service did not start; names across hosts are off');
   }
   log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, vtep: vtep?.ip ?? null }, 'vxnet listening');
   let pass = reconcileUntilDockerd(reconciles.runner('startup'), reconcileLog);
@@ -191,6 +212,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       sweeper?.stop();
       await metricsServer?.close();
       await app.close();
+      await names?.close();
       driver.close();
       await peers?.close();
       await store.close();
