@@ -11,6 +11,7 @@ import { dockerdCheck } from './dockerd';
 import { socketCheck, socketDirCheck } from './socket';
 import { forwardCheck } from './forward';
 import { bridgeNfCheck } from './bridge-nf';
+import { dnsCheck } from './dns';
 
 export type { CheckResult, CheckStatus } from './check';
 export { exitCode } from './check';
@@ -28,6 +29,7 @@ export const CHECKS: Check<DoctorContext>[] = [
   socketCheck,
   forwardCheck,
   bridgeNfCheck,
+  dnsCheck,
 ];
 
 export async function runDoctor(config: Config): Promise<CheckResult[]> {
