@@ -6,7 +6,7 @@
 import { Check, pass, warn } from './check';
 import type { DoctorContext } from './context';
 import { readOrNull } from './files';
-import { discoverUpstreams, interceptable, resolvConfServers } from '../names/upstreams';
+import { DOCKER_FALLBACK_DNS, discoverUpstreams, interceptable, resolvConfServers } from '../names/upstreams';
 
 /** systemd-resolved keeps the servers it really uses here. */
 const RESOLVED_UPSTREAMS = '/run/systemd/resolve/resolv.conf';
@@ -36,9 +36,12 @@ export const dnsCheck: Check<DoctorContext> = {
   name: 'names-dns',
   async run(ctx) {
     const hostServers = resolvConfServers(readOrNull('/etc/resolv.conf') ?? '');
+    const upstreams = discoverUpstreams({ configured: ctx.config.dnsUpstreams });
     return dnsVerdict({
       namesOn: ctx.config.names,
-      interceptable: discoverUpstreams({ configured: ctx.config.dnsUpstreams }),
+      // dockerd 20.10's public fallback is interceptable, but 26.1 queries the loopback server
+      // instead: for a loopback-only host the advice holds for both versions.
+      interceptable: upstreams.filter((u) => !DOCKER_FALLBACK_DNS.includes(u) || ctx.config.dnsUpstreams.includes(u)),
       hostServers,
       resolvedServers: resolvConfServers(readOrNull(RESOLVED_UPSTREAMS) ?? '').filter(interceptable),
     });

@@ -17,7 +17,7 @@ import type { Store } from '../store/types';
 import { getJson, Keys, updateJson } from '../store/json';
 import type { DockerNetworkRecord } from '../network/records';
 import { KeyedLock } from '../network/keyed-lock';
-import { nameKey, NameRecord, normalName } from './records';
+import { nameKey, NameRecord, namesPrefix, normalName } from './records';
 import type { NameTable } from './table';
 
 /** Wait before reconnecting to dockerd's event stream (dockerd restarting, not up yet). */
@@ -140,13 +140,19 @@ export class NamePublisher {
     else void this.publish(cid);
   }
 
-  /** Every running container published, every record of a container not running deleted. */
+  /**
+   * Every running container published, then stale records deleted: this host's records of
+   * containers not running, and anyone's record whose endpoint record is gone (a host that died
+   * and never came back; its endpoints were released by the dead-host sweep). A name record is
+   * written only after its endpoint record exists (CreateEndpoint precedes the start event).
+   */
   async resync(): Promise<void> {
     const { store, keys, host, log } = this.deps;
     const running = (await this.docker.listContainers({ filters: { status: ['running'] } })).map((c) => c.Id);
     const alive = new Set(running);
     for (const id of running) await this.publish(id);
-    const prefix = `${keys.prefix}names/`;
+    const prefix = namesPrefix(keys);
+    const endpoints = new Set((await store.list(keys.endpoints())).map((kv) => kv.key.slice(keys.endpoints().length)));
     for (const kv of await store.list(prefix)) {
       let rec: NameRecord;
       try {
@@ -154,9 +160,11 @@ export class NamePublisher {
       } catch {
         continue;
       }
-      if (rec.host !== host || alive.has(rec.containerId)) continue;
+      const mineStopped = rec.host === host && !alive.has(rec.containerId);
+      const orphan = !endpoints.has(kv.key.slice(prefix.length));
+      if (!mineStopped && !orphan) continue;
       await store.delete(kv.key, kv.modRevision);
-      log.info({ key: kv.key }, 'stale name record removed');
+      log.info({ key: kv.key, orphan }, 'stale name record removed');
     }
   }
 

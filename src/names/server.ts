@@ -32,6 +32,7 @@ const TCP_IDLE_MS = 10_000;
 export class UpstreamListener {
   private readonly udp: dgram.Socket;
   private readonly tcp: net.Server;
+  private readonly conns = new Set<net.Socket>();
 
   private constructor(
     readonly upstream: string,
@@ -106,6 +107,8 @@ export class UpstreamListener {
   private onTcp(conn: net.Socket): void {
     let buf: Buffer = Buffer.alloc(0);
     let pending = 0;
+    this.conns.add(conn);
+    conn.on('close', () => this.conns.delete(conn));
     conn.setTimeout(TCP_IDLE_MS, () => conn.destroy());
     conn.on('error', () => conn.destroy());
     conn.on('data', (chunk) => {
@@ -125,6 +128,8 @@ export class UpstreamListener {
 
   async close(): Promise<void> {
     this.udp.close();
-    await new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    for (const c of this.conns) c.destroy();
+    await closed;
   }
 }

@@ -75,9 +75,23 @@ export interface UpstreamSources {
   daemonJson?: string;
 }
 
+/**
+ * What dockerd 20.10 gives containers when the host's resolv.conf names only loopback servers
+ * (libnetwork's resolvconf defaults); 26.1 instead forwards to the loopback server from the
+ * host's namespace, which vxnet cannot intercept.
+ */
+export const DOCKER_FALLBACK_DNS = ['8.8.8.8', '8.8.4.4'];
+
+/** Pure: the servers Docker forwards to, from dockerd's dns setting or the host's resolv.conf. */
+export function dockerUpstreams(daemonDns: string[], hostServers: string[]): string[] {
+  if (daemonDns.length) return daemonDns;
+  const usable = hostServers.filter(interceptable);
+  return usable.length || hostServers.length === 0 ? usable : DOCKER_FALLBACK_DNS;
+}
+
 /** The servers Docker's resolver will forward to on this host, that vxnet can intercept. */
 export function discoverUpstreams(src: UpstreamSources): string[] {
   const daemon = [...localDockerdDns(), ...daemonJsonDns(src.daemonJson ?? '/etc/docker/daemon.json')];
-  const host = daemon.length ? daemon : resolvConfServers(readOr(src.resolvConf ?? '/etc/resolv.conf'));
+  const host = dockerUpstreams(daemon, resolvConfServers(readOr(src.resolvConf ?? '/etc/resolv.conf')));
   return [...new Set([...src.configured, ...host])].filter(interceptable);
 }

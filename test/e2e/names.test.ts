@@ -3,6 +3,7 @@
 // on the underlay — the only outside this test talks to. Docker's embedded resolver forwards
 // names it does not know to that upstream through vxnet's bridge; vxnet intercepts, answers the
 // network's names and forwards the rest.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Host, upHost, downHost, startInHost, REPO_ROOT } from '../helpers/hosts';
 import { eventually } from '../helpers/eventually';
@@ -10,6 +11,7 @@ import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver, MAIN_JS } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { containerIp } from '../helpers/docker-inspect';
+import { cliEnv } from '../helpers/vxnet-cli';
 
 jest.setTimeout(300_000);
 
@@ -170,6 +172,27 @@ describe('names across hosts (dockerd 20.10 and 26.1)', () => {
     expect(await metric(n2, 'vxnet_dns_queries_total{transport="udp"}')).toBeGreaterThanOrEqual(
       (await metric(n2, 'vxnet_dns_answers_total{transport="udp"}')) + (await metric(n2, 'vxnet_dns_forwards_total{transport="udp"}')),
     );
+  });
+
+  it('`vxnet doctor` passes with a --dns dockerd and says what to set on a loopback-resolver host', async () => {
+    type Check = { name: string; status: string; detail: string; fix?: string };
+    const namesCheck = async (h: Host, cmd: string[]): Promise<Check> => {
+      const r = await h.exec(cmd, { env: cliEnv({ VXNET_HOST_ID: h.name, VXNET_DATA_DIR: path.join(h.stateDir, 'doctor-data') }), timeoutMs: 90_000 });
+      return (JSON.parse(r.stdout).checks as Check[]).find((c) => c.name === 'names-dns') as Check;
+    };
+    const ok = await namesCheck(hosts[0], [process.execPath, MAIN_JS, 'doctor', '--json']);
+    expect(ok).toMatchObject({ status: 'PASS', detail: expect.stringContaining(OUT_IP) });
+    // A host like systemd-resolved's: only 127.0.0.53 in resolv.conf, no dockerd dns (the outside
+    // namespace has no dockerd), resolved's real server in /run/systemd/resolve/resolv.conf.
+    const fake = path.join(outHost.stateDir, 'resolv.loopback');
+    const resolved = path.join(outHost.stateDir, 'resolv.resolved');
+    fs.writeFileSync(fake, 'nameserver 127.0.0.53\noptions edns0\n');
+    fs.writeFileSync(resolved, `nameserver ${OUT_IP}\n`);
+    const script = `mkdir -p /run/systemd/resolve && mount --bind ${fake} /etc/resolv.conf && touch /run/systemd/resolve/resolv.conf && mount --bind ${resolved} /run/systemd/resolve/resolv.conf && exec ${process.execPath} ${MAIN_JS} doctor --json`;
+    const loop = await namesCheck(outHost, ['unshare', '-m', 'sh', '-c', script]);
+    expect(loop.status).toBe('WARN');
+    expect(loop.detail).toContain('127.0.0.53');
+    expect(loop.fix).toBe(`give dockerd a non-loopback resolver: in /etc/docker/daemon.json set "dns": ["${OUT_IP}"] (or dockerd --dns), then restart dockerd`);
   });
 
   it('answers names and outside names again after the driver is killed (-9) and restarted', async () => {
