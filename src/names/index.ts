@@ -77,7 +77,7 @@ export class NameService {
     const rev = await this.load();
     const { store, keys } = this.deps;
     for (const prefix of [namesPrefix(keys), keys.endpoints()]) {
-      this.watchers.push(store.watch(prefix, rev, { onEvents: (evs) => this.onEvents(evs), onResync: () => void this.load() }));
+      this.watchers.push(store.watch(prefix, rev, { onEvents: (evs) => this.onEvents(evs), onResync: () => void this.load().catch((err: unknown) => this.deps.log.warn({ err }, 'name table reload failed')) }));
     }
     await this.addUpstreams(discoverUpstreams({ configured: this.deps.upstreams }));
     this.publisher.start();

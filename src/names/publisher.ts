@@ -122,7 +122,11 @@ export class NamePublisher {
       stream.on('close', ended);
       await this.resync();
     } catch (err) {
-      log.debug({ err }, 'docker event stream unavailable; retrying');
+      log.debug({ err }, 'docker event stream or resync failed; retrying');
+      // Start over with a fresh stream and a fresh resync.
+      const stale = this.stream as unknown as { destroy?: () => void } | null;
+      this.stream = null;
+      stale?.destroy?.();
       this.retry();
     }
   }
@@ -136,8 +140,9 @@ export class NamePublisher {
     }
     const cid = ev.Type === 'network' ? ev.Actor?.Attributes?.container : ev.Actor?.ID;
     if (!cid) return;
-    if (ev.Type === 'container' && (ev.Action === 'die' || ev.Action === 'destroy')) void this.unpublish(cid);
-    else void this.publish(cid);
+    const work = ev.Type === 'container' && (ev.Action === 'die' || ev.Action === 'destroy') ? this.unpublish(cid) : this.publish(cid);
+    // A store outage must not take the driver down: the next event or resync writes again.
+    work.catch((err: unknown) => this.deps.log.warn({ err, container: cid, action: ev.Action }, 'could not update name records'));
   }
 
   /**

@@ -101,7 +101,12 @@ export class UpstreamListener {
 
   private async onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
     const reply = await this.handle(msg, rinfo.address, 'udp');
-    if (reply) this.udp.send(reply, rinfo.port, rinfo.address);
+    if (!reply) return;
+    try {
+      this.udp.send(reply, rinfo.port, rinfo.address);
+    } catch {
+      /* closed meanwhile (driver stopping) */
+    }
   }
 
   private onTcp(conn: net.Socket): void {
