@@ -2,6 +2,7 @@
 // --etcd-endpoints is VXNET_ETCD_ENDPOINTS). A flag wins over the environment. Invalid settings
 // stop the start with one line naming the setting and the value.
 import * as os from 'node:os';
+import { isIPv4 } from 'node:net';
 import { vxError } from './errors';
 import { parseCidr, cidrToString } from './ipam/cidr';
 
@@ -50,6 +51,10 @@ export interface Config {
   dockerHost: string | null;
   /** Where Prometheus scrapes GET /metrics; null: no metrics endpoint. */
   metricsAddr: ListenAddr | null;
+  /** Names across hosts (src/names): off in swarm (global scope), where swarm serves names. */
+  names: boolean;
+  dnsUpstreams: string[];
+  dnsPort: number;
 }
 
 export interface ListenAddr {
@@ -87,6 +92,9 @@ export const SETTINGS: Setting[] = [
   { flag: 'lease-ttl', env: 'VXNET_LEASE_TTL', default: '10', help: 'seconds before a silent host is considered gone' },
   { flag: 'teardown-delay', env: 'VXNET_TEARDOWN_DELAY', default: '5', help: 'seconds an idle network\'s bridge and VXLAN device stay after its last container here (0: at once)' },
   { flag: 'reconcile-grace', env: 'VXNET_RECONCILE_GRACE', default: '60', help: 'seconds: reconcile leaves endpoints and addresses younger than this alone' },
+  { flag: 'names', env: 'VXNET_NAMES', default: 'auto', help: 'answer container names across hosts: auto (on unless --scope global), on, off' },
+  { flag: 'dns-upstreams', env: 'VXNET_DNS_UPSTREAMS', default: '', help: 'comma-separated IPv4 resolvers to intercept besides dockerd\'s --dns / daemon.json dns / the host\'s resolv.conf' },
+  { flag: 'dns-port', env: 'VXNET_DNS_PORT', default: '5354', help: 'first local port of the name service (one port per upstream resolver)' },
   { flag: 'dead-host-grace', env: 'VXNET_DEAD_HOST_GRACE', default: '86400', help: 'seconds without a lease before a host\'s endpoints and addresses are released' },
   { flag: 'docker-host', env: 'VXNET_DOCKER_HOST', default: '', help: 'dockerd API socket (default: the local one)' },
   { flag: 'metrics-addr', env: 'VXNET_METRICS_ADDR', default: '', help: 'serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9477 (default: off)' },
@@ -150,7 +158,21 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     deadHostGraceMs: integer(get('dead-host-grace'), 'dead-host-grace', 1, 365 * 86400) * 1000,
     dockerHost: orNull(get('docker-host')),
     metricsAddr: get('metrics-addr') === '' ? null : listenAddr(get('metrics-addr'), 'metrics-addr'),
+    names: namesOn(oneOf(get('names'), 'names', ['auto', 'on', 'off'] as const), scope),
+    dnsUpstreams: ipv4List(get('dns-upstreams'), 'dns-upstreams'),
+    dnsPort: integer(get('dns-port'), 'dns-port', 1024, 65000),
   };
+}
+
+function namesOn(v: 'auto' | 'on' | 'off', scope: Scope): boolean {
+  return v === 'on' || (v === 'auto' && scope === 'local');
+}
+
+function ipv4List(v: string, flag: string): string[] {
+  const list = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const wrong = list.find((s) => !isIPv4(s));
+  if (wrong !== undefined) throw bad(describe(flag), `${JSON.stringify(wrong)} is not an IPv4 address`);
+  return list;
 }
 
 function bad(setting: string, why: string): Error {

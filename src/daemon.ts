@@ -18,7 +18,8 @@ import { reconcile } from './network/reconcile';
 import { ReconcileHistory } from './network/reconcile-history';
 import { gatherStatus } from './network/status';
 import { startDeadHostSweeper } from './network/dead-hosts';
-import { dockerClient } from './docker/docker-view';
+import { dockerClient, dockerSocketPath } from './docker/docker-view';
+import { NameService } from './names';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
@@ -135,14 +136,27 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     .catch((err: unknown) => log.error({ err }, 'firewall setup failed: traffic across vxnet bridges may be dropped'));
   const ports = new PortPublisher({ store, keys, host: config.hostId, dataplane, places: driver, log: log.child({ mod: 'ports' }) });
   const docker = dockerClient(config.dockerHost);
+  // Names need the store shared by every host (peers) and dockerd's event stream.
+  const names = config.names && peers
+    ? new NameService({
+        store,
+        keys,
+        host: config.hostId,
+        dockerSocket: dockerSocketPath(config.dockerHost),
+        registry: metrics.registry,
+        log: log.child({ mod: 'names' }),
+        upstreams: config.dnsUpstreams,
+        portBase: config.dnsPort,
+      })
+    : null;
   const reconcileLog = log.child({ mod: 'reconcile' });
   const reconciles = new ReconcileHistory(
     (dryRun) => reconcile({ driver, ports, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
     metrics.observeReconcile,
   );
   metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts() });
-  const status = () =>
-    gatherStatus({
+  const status = async () => ({
+    ...(await gatherStatus({
       store,
       keys,
       self: { host: config.hostId, vtep: vtep?.ip ?? null, store: config.store, version: VERSION },
@@ -150,7 +164,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       peers,
       lastReconcile: () => reconciles.last(),
       ports: () => ports.published(),
-    });
+    })),
+    names: names?.status() ?? null,
+  });
   const app = buildApp({
     driver,
     ipam,
@@ -173,6 +189,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     await peers?.close();
     await store.close();
     throw err;
+  }
+  try {
+    await names?.start();
+  } catch (err) {
+    log.warn({ err }, 'name service did not start; names across hosts are off');
   }
   log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, maxMtu: mtu.max, vtep: vtep?.ip ?? null }, 'vxnet listening');
   let pass = reconcileUntilDockerd(reconciles.runner('startup'), reconcileLog);
@@ -197,6 +218,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       sweeper?.stop();
       await metricsServer?.close();
       await app.close();
+      await names?.close();
       driver.close();
       await ports.close();
       await peers?.close();

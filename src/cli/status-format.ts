@@ -2,6 +2,7 @@
 // functions of what the driver answered, so they are tested without a driver.
 import type { StatusReport } from '../network/status';
 import type { LastReconcile } from '../network/reconcile-history';
+import type { NamesStatus } from '../names';
 import { CHANGE_KINDS, ChangeKind, ReconcilePlan, changeCount } from '../network/reconcile';
 
 /** Space between columns. */
@@ -37,7 +38,8 @@ export function formatPlan(plan: ReconcilePlan, dryRun: boolean): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function formatStatus(s: StatusReport): string {
+/** `names` is absent from older drivers, null where the name service is off. */
+export function formatStatus(s: StatusReport & { names?: NamesStatus | null }): string {
   const sections = [
     table([
       ['host', s.self.host],
@@ -75,6 +77,14 @@ export function formatStatus(s: StatusReport): string {
       ])),
     ['LAST RECONCILE', ...formatLastReconcile(s.lastReconcile)],
   ];
+  if (s.names) {
+    sections.splice(sections.length - 1, 0,
+      section('NAMES SERVED HERE', ['NETWORK', 'NAMES', 'IPV4', 'IPV6', 'CONTAINER'], s.names.served.map((n) => [
+        n.network, n.names.join(','), n.ipv4 ?? NONE, n.ipv6 ?? NONE, n.containerId.slice(0, 12),
+      ])),
+      section('DNS UPSTREAMS INTERCEPTED', ['UPSTREAM', 'LOCAL PORT'], s.names.upstreams.map((u) => [u.upstream, String(u.port)])),
+    );
+  }
   return `${sections.map((lines) => lines.join('\n')).join('\n\n')}\n`;
 }
 

@@ -13,6 +13,7 @@ import { forwardCheck } from './forward';
 import { bridgeNfCheck } from './bridge-nf';
 import { poolsCheck } from './pools';
 import { ipForwardCheck } from './ip-forward';
+import { dnsCheck } from './dns';
 
 export type { CheckResult, CheckStatus } from './check';
 export { exitCode } from './check';
@@ -32,6 +33,7 @@ export const CHECKS: Check<DoctorContext>[] = [
   forwardCheck,
   bridgeNfCheck,
   ipForwardCheck,
+  dnsCheck,
 ];
 
 export async function runDoctor(config: Config): Promise<CheckResult[]> {

@@ -65,6 +65,16 @@ describe('src/cli/status-format.ts', () => {
     );
   });
 
+  it('lists the names this host serves and the intercepted upstreams, before the last reconcile', () => {
+    const names = {
+      upstreams: [{ upstream: '10.0.0.53', port: 5354 }],
+      served: [{ lnet: 'L1', network: 'app', endpointId: 'e1', containerId: 'abcdef0123456789', names: ['web', 'api'], ipv4: '10.1.0.2', ipv6: null }],
+    };
+    const text = formatStatus({ ...REPORT, names });
+    expect(text).toContain(['NAMES SERVED HERE', 'NETWORK  NAMES    IPV4      IPV6  CONTAINER', 'app      web,api  10.1.0.2  -     abcdef012345', '', 'DNS UPSTREAMS INTERCEPTED', 'UPSTREAM   LOCAL PORT', '10.0.0.53  5354', '', 'LAST RECONCILE'].join('\n'));
+    expect(formatStatus({ ...REPORT, names: null })).not.toContain('NAMES SERVED HERE');
+  });
+
   it('says so when there is nothing to show', () => {
     const empty: StatusReport = { self: { host: 'h1', vtep: null, store: 'embedded', version: '0.1.0' }, hosts: [], networks: [], peers: null, ports: [], lastReconcile: null };
     expect(formatStatus(empty)).toBe(

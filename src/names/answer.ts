@@ -1,0 +1,66 @@
+// What vxnet does with one DNS query from a container: answer it from the NameTable, or hand
+// it on unchanged. Pure (a buffer in, a decision out), unit-tested with dns-packet.
+//
+// Only a single IN question for a name of the asking container's own network is answered;
+// everything else (other names, other classes, several questions, anything that does not
+// parse) is forwarded as the exact bytes the container sent, so id, flags and EDNS reach the
+// upstream untouched and its reply (truncated or not) goes back as it came.
+import * as dnsPacket from 'dns-packet';
+import type { NameTable } from './table';
+
+/** Seconds. Short: a stopped container must vanish quickly, and clients re-ask cheaply. */
+export const ANSWER_TTL = 1;
+/** Largest UDP answer without EDNS (RFC 1035). */
+export const PLAIN_UDP_MAX = 512;
+/** The UDP payload size vxnet advertises in its EDNS answers (the DNS flag day 2020 value). */
+export const EDNS_UDP_SIZE = 1232;
+
+export type Decision =
+  | { kind: 'answer'; reply: Buffer; addresses: number }
+  | { kind: 'forward' };
+
+type Question = dnsPacket.Question;
+
+function familyOf(q: Question): 4 | 6 | null {
+  if (q.type === 'A') return 4;
+  if (q.type === 'AAAA') return 6;
+  return null;
+}
+
+/**
+ * @param transport 'udp' limits the reply to the client's EDNS size (or 512) and sets TC
+ * when the answer does not fit, so the client retries over TCP.
+ */
+export function decide(query: Buffer, lnet: string, table: NameTable, transport: 'udp' | 'tcp'): Decision {
+  let packet: dnsPacket.DecodedPacket;
+  try {
+    packet = dnsPacket.decode(query);
+  } catch {
+    return { kind: 'forward' };
+  }
+  const questions = packet.questions ?? [];
+  if (packet.type !== 'query' || questions.length !== 1) return { kind: 'forward' };
+  const q = questions[0];
+  if (q.class !== 'IN') return { kind: 'forward' };
+  const family = familyOf(q);
+  // A known name asked for another type (MX, TXT, …): an empty NOERROR answer, as Docker gives.
+  const look = table.lookup(lnet, q.name, family ?? 4);
+  if (!look.known) return { kind: 'forward' };
+  const addresses = family === null ? [] : look.addresses;
+  const opt = (packet.additionals ?? []).find((a) => a.type === 'OPT') as { udpPayloadSize?: number } | undefined;
+  const flags = (packet.flags ?? 0) & (dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED);
+  const reply: dnsPacket.Packet = {
+    id: packet.id,
+    type: 'response',
+    flags: flags | dnsPacket.RECURSION_AVAILABLE | dnsPacket.AUTHORITATIVE_ANSWER,
+    questions: [q],
+    answers: addresses.map((data) => ({ type: family === 6 ? 'AAAA' : 'A', class: 'IN', name: q.name, ttl: ANSWER_TTL, data }) as dnsPacket.Answer),
+    additionals: opt ? [{ type: 'OPT', name: '.', udpPayloadSize: EDNS_UDP_SIZE, flags: 0 } as dnsPacket.Answer] : [],
+  };
+  const limit = transport === 'tcp' ? Infinity : Math.max(PLAIN_UDP_MAX, opt?.udpPayloadSize ?? PLAIN_UDP_MAX);
+  if (dnsPacket.encodingLength(reply) > limit) {
+    reply.flags = (reply.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE;
+    reply.answers = [];
+  }
+  return { kind: 'answer', reply: dnsPacket.encode(reply), addresses: reply.answers?.length ?? 0 };
+}

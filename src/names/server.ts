@@ -1,0 +1,140 @@
+// The listening side: for every upstream resolver the containers' queries went to, one UDP and
+// one TCP socket on a port of its own. The kernel redirect (dataplane/dns-intercept.ts) sends
+// port-53 traffic for upstream U leaving a vxnet bridge to U's port, so the port tells which
+// upstream the container was talking to (a UDP REDIRECT hides the original destination from a
+// Node socket).
+//
+// The sockets listen on every address of the host, but a query is served only when its source
+// is a container of this host on a vxnet network (the NameTable knows their addresses), and
+// only with that network's names: this is no open resolver for the underlay.
+import * as dgram from 'node:dgram';
+import * as net from 'node:net';
+import type { Logger } from '../log';
+import { decide } from './answer';
+import { forwardTcp, forwardUdp, frameTcp, unframeTcp } from './forwarder';
+import type { NameMetrics, Outcome, Transport } from './metrics';
+import type { NameTable } from './table';
+
+export interface ServerDeps {
+  table: NameTable;
+  host: string;
+  metrics: NameMetrics;
+  log: Logger;
+  /** Where forwarded queries go (tests point it at a fake resolver's port). */
+  upstreamPort?: number;
+}
+
+/** Max TCP queries in flight per connection, so one client cannot pile up work. */
+const TCP_MAX_PENDING = 16;
+/** An idle TCP client is dropped after this (RFC 7766 suggests seconds, not minutes). */
+const TCP_IDLE_MS = 10_000;
+
+export class UpstreamListener {
+  private readonly udp: dgram.Socket;
+  private readonly tcp: net.Server;
+  private readonly conns = new Set<net.Socket>();
+
+  private constructor(
+    readonly upstream: string,
+    readonly port: number,
+    private readonly deps: ServerDeps,
+  ) {
+    this.udp = dgram.createSocket('udp4');
+    this.tcp = net.createServer((c) => this.onTcp(c));
+  }
+
+  static async open(upstream: string, port: number, deps: ServerDeps): Promise<UpstreamListener> {
+    const l = new UpstreamListener(upstream, port, deps);
+    await new Promise<void>((resolve, reject) => {
+      l.udp.once('error', reject);
+      l.udp.bind(port, '0.0.0.0', () => {
+        l.udp.off('error', reject);
+        resolve();
+      });
+    });
+    l.udp.on('error', (err) => deps.log.warn({ err, port }, 'dns udp socket error'));
+    l.udp.on('message', (msg, rinfo) => void l.onUdp(msg, rinfo));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        l.tcp.once('error', reject);
+        l.tcp.listen(port, '0.0.0.0', () => {
+          l.tcp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      l.udp.close();
+      throw err;
+    }
+    return l;
+  }
+
+  /** The reply to one query, or null when none must be sent. */
+  private async handle(msg: Buffer, source: string, transport: Transport): Promise<Buffer | null> {
+    const started = process.hrtime.bigint();
+    const { table, host, metrics, log } = this.deps;
+    let outcome: Outcome = 'failure';
+    try {
+      const lnet = table.networkOf(source, host);
+      if (!lnet) {
+        outcome = 'ignored';
+        return null;
+      }
+      const d = decide(msg, lnet, table, transport);
+      if (d.kind === 'answer') {
+        outcome = 'answer';
+        return d.reply;
+      }
+      const port = this.deps.upstreamPort;
+      const reply = transport === 'udp' ? await forwardUdp(this.upstream, msg, port) : await forwardTcp(this.upstream, msg, port);
+      outcome = 'forward';
+      return reply;
+    } catch (err) {
+      // No reply: the client (Docker's resolver) times out and tries its next server, as it
+      // would have without vxnet in the path.
+      log.debug({ err, upstream: this.upstream, transport }, 'dns forward failed');
+      return null;
+    } finally {
+      metrics.observe(transport, outcome, Number(process.hrtime.bigint() - started) / 1e9);
+    }
+  }
+
+  private async onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
+    const reply = await this.handle(msg, rinfo.address, 'udp');
+    if (!reply) return;
+    try {
+      this.udp.send(reply, rinfo.port, rinfo.address);
+    } catch {
+      /* closed meanwhile (driver stopping) */
+    }
+  }
+
+  private onTcp(conn: net.Socket): void {
+    let buf: Buffer = Buffer.alloc(0);
+    let pending = 0;
+    this.conns.add(conn);
+    conn.on('close', () => this.conns.delete(conn));
+    conn.setTimeout(TCP_IDLE_MS, () => conn.destroy());
+    conn.on('error', () => conn.destroy());
+    conn.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (let one = unframeTcp(buf); one; one = unframeTcp(buf)) {
+        buf = one.rest;
+        if (pending >= TCP_MAX_PENDING) return void conn.destroy();
+        pending++;
+        void this.handle(Buffer.from(one.msg), conn.remoteAddress ?? '', 'tcp').then((reply) => {
+          pending--;
+          if (reply && !conn.destroyed) conn.write(frameTcp(reply));
+          else if (!reply) conn.destroy();
+        });
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    this.udp.close();
+    const closed = new Promise<void>((resolve) => this.tcp.close(() => resolve()));
+    for (const c of this.conns) c.destroy();
+    await closed;
+  }
+}

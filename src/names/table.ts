@@ -1,0 +1,131 @@
+// The in-memory view every host keeps of the names of all vxnet networks, fed by the store
+// watch (names/ and endpoints/). Pure: no IO, unit-tested on its own.
+//
+// A name answers only while its endpoint record exists too: a host that died (its endpoints
+// swept by another host) or a record left behind by a crash stops answering as soon as the
+// endpoint is gone, without waiting for anyone to delete the name record.
+//
+// Round robin: each lookup of a name with several addresses starts one further along the list
+// (sorted first, so every host rotates through the same order).
+import type { NameRecord } from './records';
+import { normalName } from './records';
+
+export interface LocalEndpoint {
+  lnet: string;
+  host: string;
+  ipv4: string | null;
+  ipv6: string | null;
+}
+
+export type Family = 4 | 6;
+
+export interface Lookup {
+  /** false: no container of the network has the name. */
+  known: boolean;
+  addresses: string[];
+}
+
+export interface ServedName {
+  lnet: string;
+  network: string;
+  endpointId: string;
+  containerId: string;
+  names: string[];
+  ipv4: string | null;
+  ipv6: string | null;
+}
+
+function plain(addr: string | null): string | null {
+  return addr ? addr.split('/')[0] : null;
+}
+
+export class NameTable {
+  /** lnet -> endpointId -> record */
+  private readonly names = new Map<string, Map<string, NameRecord>>();
+  /** lnet/endpointId -> endpoint */
+  private readonly endpoints = new Map<string, LocalEndpoint>();
+  private readonly turn = new Map<string, number>();
+
+  putName(lnet: string, endpointId: string, rec: NameRecord): void {
+    let m = this.names.get(lnet);
+    if (!m) this.names.set(lnet, (m = new Map()));
+    m.set(endpointId, { ...rec, names: rec.names.map(normalName), network: normalName(rec.network) });
+  }
+
+  deleteName(lnet: string, endpointId: string): void {
+    const m = this.names.get(lnet);
+    if (!m) return;
+    m.delete(endpointId);
+    if (m.size === 0) this.names.delete(lnet);
+  }
+
+  putEndpoint(lnet: string, endpointId: string, ep: { host: string; ipv4: string | null; ipv6: string | null }): void {
+    this.endpoints.set(`${lnet}/${endpointId}`, { lnet, host: ep.host, ipv4: plain(ep.ipv4), ipv6: plain(ep.ipv6) });
+  }
+
+  deleteEndpoint(lnet: string, endpointId: string): void {
+    this.endpoints.delete(`${lnet}/${endpointId}`);
+  }
+
+  clear(): void {
+    this.names.clear();
+    this.endpoints.clear();
+  }
+
+  /** The logical network of a local container address (the source of a query), or null. */
+  networkOf(sourceIp: string, host: string): string | null {
+    const ip = sourceIp.replace(/^::ffff:/, '');
+    for (const ep of this.endpoints.values()) {
+      if (ep.host === host && (ep.ipv4 === ip || ep.ipv6 === ip)) return ep.lnet;
+    }
+    return null;
+  }
+
+  /** Addresses of `qname` (NAME or NAME.NETWORK) on network lnet, rotated one step per call. */
+  lookup(lnet: string, qname: string, family: Family): Lookup {
+    const q = normalName(qname);
+    const m = this.names.get(lnet);
+    if (!m) return { known: false, addresses: [] };
+    let known = false;
+    const found = new Set<string>();
+    for (const [endpointId, rec] of m) {
+      if (!this.endpoints.has(`${lnet}/${endpointId}`)) continue;
+      if (!rec.names.some((n) => n === q || `${n}.${rec.network}` === q)) continue;
+      known = true;
+      const addr = family === 4 ? rec.ipv4 : rec.ipv6;
+      if (addr) found.add(addr);
+    }
+    const sorted = [...found].sort();
+    if (sorted.length < 2) return { known, addresses: sorted };
+    const key = `${lnet}/${q}/${family}`;
+    const n = this.turn.get(key) ?? 0;
+    this.turn.set(key, (n + 1) % sorted.length);
+    return { known, addresses: [...sorted.slice(n % sorted.length), ...sorted.slice(0, n % sorted.length)] };
+  }
+
+  /** Name records written by `host` (what this host serves), for status. */
+  servedBy(host: string): ServedName[] {
+    const out: ServedName[] = [];
+    for (const [lnet, m] of this.names) {
+      for (const [endpointId, rec] of m) {
+        if (rec.host !== host) continue;
+        out.push({ lnet, network: rec.network, endpointId, containerId: rec.containerId, names: rec.names, ipv4: rec.ipv4, ipv6: rec.ipv6 });
+      }
+    }
+    return out.sort((a, b) => a.network.localeCompare(b.network) || a.names.join().localeCompare(b.names.join()));
+  }
+
+  /** Records of `host` for one container: what to delete when it stops. */
+  recordsOf(host: string, containerId: string): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    for (const [lnet, m] of this.names) for (const [ep, rec] of m) if (rec.host === host && rec.containerId === containerId) out.push([lnet, ep]);
+    return out;
+  }
+
+  /** Every record key [lnet, endpointId] written by `host`. */
+  recordsBy(host: string): Array<[string, string, NameRecord]> {
+    const out: Array<[string, string, NameRecord]> = [];
+    for (const [lnet, m] of this.names) for (const [ep, rec] of m) if (rec.host === host) out.push([lnet, ep, rec]);
+    return out;
+  }
+}

@@ -1,0 +1,70 @@
+import { NameTable } from '../../../src/names/table';
+import type { NameRecord } from '../../../src/names/records';
+
+function rec(host: string, names: string[], ipv4: string | null, ipv6: string | null = null, containerId = `c-${names[0]}-${host}`): NameRecord {
+  return { host, containerId, network: 'appnet', names, ipv4, ipv6 };
+}
+
+function tableWith(entries: Array<[string, string, NameRecord]>): NameTable {
+  const t = new NameTable();
+  for (const [lnet, ep, r] of entries) {
+    t.putName(lnet, ep, r);
+    t.putEndpoint(lnet, ep, { host: r.host, ipv4: r.ipv4 ? `${r.ipv4}/24` : null, ipv6: r.ipv6 ? `${r.ipv6}/64` : null });
+  }
+  return t;
+}
+
+describe('src/names/table', () => {
+  it('answers a name, an alias and NAME.NETWORK, case-insensitively, with a trailing dot', () => {
+    const t = tableWith([['L1', 'e1', rec('h1', ['web', 'frontend'], '10.0.0.2')]]);
+    for (const q of ['web', 'WEB.', 'frontend', 'web.appnet', 'Frontend.AppNet.']) expect(t.lookup('L1', q, 4)).toEqual({ known: true, addresses: ['10.0.0.2'] });
+    expect(t.lookup('L1', 'db', 4)).toEqual({ known: false, addresses: [] });
+  });
+
+  it('answers only names of the asked network', () => {
+    const t = tableWith([['L1', 'e1', rec('h1', ['web'], '10.0.0.2')], ['L2', 'e2', rec('h2', ['db'], '10.0.1.2')]]);
+    expect(t.lookup('L2', 'web', 4).known).toBe(false);
+    expect(t.lookup('L1', 'db', 4).known).toBe(false);
+    expect(t.lookup('L2', 'db', 4).addresses).toEqual(['10.0.1.2']);
+  });
+
+  it('gives AAAA addresses on dual stack, and a known name without IPv6 has no AAAA', () => {
+    const t = tableWith([['L1', 'e1', rec('h1', ['web'], '10.0.0.2', 'fd00::2')], ['L1', 'e2', rec('h2', ['v4only'], '10.0.0.3')]]);
+    expect(t.lookup('L1', 'web', 6)).toEqual({ known: true, addresses: ['fd00::2'] });
+    expect(t.lookup('L1', 'v4only', 6)).toEqual({ known: true, addresses: [] });
+  });
+
+  it('rotates the order of a shared alias on every lookup (round robin)', () => {
+    const t = tableWith([
+      ['L1', 'e1', rec('h1', ['api'], '10.0.0.2')],
+      ['L1', 'e2', rec('h2', ['api'], '10.0.0.3')],
+      ['L1', 'e3', rec('h3', ['api'], '10.0.0.4')],
+    ]);
+    const firsts = [0, 1, 2, 3].map(() => t.lookup('L1', 'api', 4).addresses);
+    expect(firsts[0]).toEqual(['10.0.0.2', '10.0.0.3', '10.0.0.4']);
+    expect(firsts[1]).toEqual(['10.0.0.3', '10.0.0.4', '10.0.0.2']);
+    expect(firsts[2]).toEqual(['10.0.0.4', '10.0.0.2', '10.0.0.3']);
+    expect(firsts[3]).toEqual(firsts[0]);
+  });
+
+  it('forgets a name whose endpoint record is gone (dead host, crash leftovers)', () => {
+    const t = tableWith([['L1', 'e1', rec('h1', ['web'], '10.0.0.2')]]);
+    t.deleteEndpoint('L1', 'e1');
+    expect(t.lookup('L1', 'web', 4).known).toBe(false);
+  });
+
+  it('maps a local container address to its network, never another host\'s', () => {
+    const t = tableWith([['L1', 'e1', rec('h1', ['web'], '10.0.0.2')], ['L2', 'e2', rec('h2', ['db'], '10.0.1.2')]]);
+    expect(t.networkOf('10.0.0.2', 'h1')).toBe('L1');
+    expect(t.networkOf('::ffff:10.0.0.2', 'h1')).toBe('L1');
+    expect(t.networkOf('10.0.1.2', 'h1')).toBeNull();
+    expect(t.networkOf('192.0.2.1', 'h1')).toBeNull();
+  });
+
+  it('lists what a host serves and what one container owns', () => {
+    const t = tableWith([['L1', 'e1', rec('h1', ['web'], '10.0.0.2', null, 'c1')], ['L1', 'e2', rec('h2', ['db'], '10.0.0.3', null, 'c2')]]);
+    expect(t.servedBy('h1').map((s) => s.names)).toEqual([['web']]);
+    expect(t.recordsOf('h1', 'c1')).toEqual([['L1', 'e1']]);
+    expect(t.recordsOf('h1', 'c2')).toEqual([]);
+  });
+});
