@@ -174,7 +174,7 @@ async function runBench(opts: Options, host: Host, box: Box): Promise<Results> {
 }
 
 function rows(r: Results): Array<Array<string | number>> {
-  const row = (what: string, d: Direction): Array<string | number> => [what, fmt(d.gbps.a.p50, 2), fmt(d.gbps.b.p50, 2), d.gbps.ratioOfMedians, d.gbps.medianPairedRatio];
+  const row = (what: string, d: Direction): Array<string | number> => [what, fmt(d.gbps.a.p50, 2), fmt(d.gbps.b.p50, 2), fmt(d.gbps.ratioOfMedians, 2), fmt(d.gbps.medianPairedRatio, 2)];
   return [
     row('outside → host:published port → container', r.ingress),
     row('container → outside (egress NAT)', r.egress),
