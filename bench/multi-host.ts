@@ -26,6 +26,7 @@ import { PluginClient, dockerId } from './lib/plugin-client';
 import { readLogRecords, readLoggedCalls, logTail } from './lib/driver-log';
 import { memoryOf, MemoryKb, machineInfo, sourceRevision, resultHeader, cpuSecondsOf } from './lib/machine';
 import { summarize, rounded, paired, Paired, Summary, textTable, markdownTable, fmt } from './lib/stats';
+import { TcpTool, Stream, pickTcpTool, startTcpServer, tcpStream } from './lib/tcp-stream';
 import { log, sleep, nowMs, epochMs, intArg, eachFlag, preflight, runWithCleanup, round1 } from './lib/runner';
 
 // ---------------------------------------------------------------------------------------------
@@ -159,27 +160,11 @@ interface Env {
   memoryAtStart: MemoryKb[];
   nets: FakeNetwork[];
   containers: FakeContainer[];
-  tcpTool: 'iperf3' | 'node tcp-blast';
-}
-
-async function ensureIperf3(): Promise<boolean> {
-  const has = async (): Promise<boolean> => (await run('sh', ['-c', 'command -v iperf3'])).code === 0;
-  if (await has()) return true;
-  log('iperf3 missing: apt-get install iperf3');
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const install = (): Promise<unknown> => run('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'iperf3'], { timeoutMs: 180_000, env });
-  await install();
-  if (!(await has())) {
-    await run('apt-get', ['update', '-qq'], { timeoutMs: 180_000, env });
-    await install();
-  }
-  if (await has()) return true;
-  log('iperf3 unavailable: a node TCP stream (bench/lib/tcp-blast) measures throughput instead');
-  return false;
+  tcpTool: TcpTool;
 }
 
 async function setUp(env: Partial<Env>): Promise<Env> {
-  env.tcpTool = (await ensureIperf3()) ? 'iperf3' : 'node tcp-blast';
+  env.tcpTool = await pickTcpTool();
   log(`hosts ${ETCD_HOST.name} (etcd), ${HOSTS.map((h) => h.name).join(', ')}`);
   env.etcdHost = await upHost(ETCD_HOST.name, ETCD_HOST.ip, { docker: null });
   env.etcd = await startEtcdInHost(env.etcdHost);
@@ -262,34 +247,16 @@ async function pingRtts(s: Side, count: number): Promise<{ rttsUs: number[]; los
   return { rttsUs, lost: count - rttsUs.length };
 }
 
-interface Stream {
-  gbps: number;
-  retransmits: number | null;
-}
-
 async function startTcpServers(env: Env): Promise<void> {
   const targets: Array<[string, string]> = [
     [env.containers[1].netns, env.containers[1].address.split('/')[0]],
     [RAW.netns[1], RAW.ips[1]],
   ];
-  for (const [ns, ip] of targets) {
-    if (env.tcpTool === 'iperf3') spawnInNetns(ns, ['iperf3', '-s', '-B', ip, '-p', String(TCP_PORT)]);
-    else spawnInNetns(ns, [process.execPath, path.join(__dirname, 'lib', 'tcp-blast.js'), 'server', ip, String(TCP_PORT)]);
-    for (let i = 0; i < 50; i++) {
-      if ((await inNetns(ns, ['ss', '-Hltn', `sport = :${TCP_PORT}`])).trim() !== '') break;
-      await sleep(100);
-    }
-  }
+  for (const [ns, ip] of targets) children.push(await startTcpServer(['ip', 'netns', 'exec', ns], env.tcpTool, ip, TCP_PORT));
 }
 
-async function tcpStream(env: Env, s: Side, seconds: number): Promise<Stream> {
-  if (env.tcpTool === 'iperf3') {
-    const out = await inNetns(s.from, ['iperf3', '-c', s.to, '-p', String(TCP_PORT), '-t', String(seconds), '-O', '1', '-J'], (seconds + 30) * 1000);
-    const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
-    return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? null };
-  }
-  const out = await inNetns(s.from, [process.execPath, path.join(__dirname, 'lib', 'tcp-blast.js'), 'client', s.to, String(TCP_PORT), String(seconds)], (seconds + 30) * 1000);
-  return { gbps: (JSON.parse(out) as { bitsPerSecond: number }).bitsPerSecond / 1e9, retransmits: null };
+function tcpOnce(env: Env, s: Side, seconds: number): Promise<Stream> {
+  return tcpStream(['ip', 'netns', 'exec', s.from], env.tcpTool, s.to, TCP_PORT, seconds);
 }
 
 interface Datapath {
@@ -328,7 +295,7 @@ async function benchDatapath(env: Env, opts: Options): Promise<Datapath> {
       lost[kind] += p.lost;
     }
     for (const kind of order(r)) {
-      const t = await tcpStream(env, sd[kind], opts.iperfSeconds);
+      const t = await tcpOnce(env, sd[kind], opts.iperfSeconds);
       gbps[kind].push(t.gbps);
       retransmits[kind].push(t.retransmits);
     }

@@ -13,7 +13,7 @@ import { upHost, downHost, underlayDown, REPO_ROOT } from '../test/helpers/hosts
 import { Driver, startDriver, MAIN_JS } from '../test/helpers/vxnet-in-host';
 import { parseCidr, overlaps, Cidr } from '../src/ipam/cidr';
 import { summarize, rounded, markdownTable, Summary } from './lib/stats';
-import { log, nowMs, round1, intArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
+import { log, nowMs, round1, intArg, eachFlag, dockerArg, preflight, runWithCleanup } from './lib/runner';
 import { dockerVersions, machineInfo, sourceRevision, resultHeader } from './lib/machine';
 
 interface Options {
@@ -47,11 +47,8 @@ Needs root. Creates host ${HOST.name} (${HOST.ip}), runs the built driver in it,
 function parseArgs(argv: string[]): Options {
   const o: Options = { docker: '26', count: 50, rounds: 3 };
   eachFlag(argv, USAGE, (flag, next) => {
-    if (flag === '--docker') {
-      const d = next();
-      if (d !== '20' && d !== '26') throw new Error(`--docker must be 20 or 26, got ${d ?? 'nothing'}`);
-      o.docker = d;
-    } else if (flag === '--count') o.count = intArg(flag, next(), 1);
+    if (flag === '--docker') o.docker = dockerArg(next());
+    else if (flag === '--count') o.count = intArg(flag, next(), 1);
     else if (flag === '--rounds') o.rounds = intArg(flag, next(), 1);
     else throw new Error(`unknown argument ${flag} (see --help)`);
   });

@@ -15,7 +15,7 @@ import { ensureTestImage, TEST_IMAGE } from '../test/helpers/image';
 import { Driver, startDriver, MAIN_JS } from '../test/helpers/vxnet-in-host';
 import { summarize, rounded, paired, textTable, Summary, Paired } from './lib/stats';
 import { readLoggedCalls, callsBetween } from './lib/driver-log';
-import { log, nowMs, epochMs, intArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
+import { log, nowMs, epochMs, intArg, eachFlag, dockerArg, preflight, runWithCleanup } from './lib/runner';
 import { dockerVersions, machineInfo, resultHeader } from './lib/machine';
 
 interface Options {
@@ -42,11 +42,8 @@ const USAGE = `Usage: node dist/bench/ports.js [--docker 20|26] [--runs N] [--pu
 function parseArgs(argv: string[]): Options {
   const o: Options = { docker: '20', runs: 15, published: 200 };
   eachFlag(argv, USAGE, (flag, next) => {
-    if (flag === '--docker') {
-      const d = next();
-      if (d !== '20' && d !== '26') throw new Error(`--docker must be 20 or 26, got ${d ?? 'nothing'}`);
-      o.docker = d;
-    } else if (flag === '--runs') o.runs = intArg(flag, next(), 1);
+    if (flag === '--docker') o.docker = dockerArg(next());
+    else if (flag === '--runs') o.runs = intArg(flag, next(), 1);
     else if (flag === '--published') o.published = intArg(flag, next(), PER_CONTAINER);
     else throw new Error(`unknown argument ${flag} (see --help)`);
   });

@@ -19,7 +19,7 @@ import { Driver, startDriver, socketFromOutside, MAIN_JS } from '../test/helpers
 import { summarize, rounded, paired, textTable, markdownTable, fmt, Summary } from './lib/stats';
 import { PluginClient, dockerId } from './lib/plugin-client';
 import { readLoggedCalls, callsBetween, LoggedCall, logTail } from './lib/driver-log';
-import { log, sleep, nowMs, round1, intArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
+import { log, sleep, nowMs, round1, intArg, eachFlag, dockerArg, preflight, runWithCleanup } from './lib/runner';
 import { memoryOf, MemoryKb, dockerVersions, machineInfo, sourceRevision, resultHeader } from './lib/machine';
 
 // ---------------------------------------------------------------------------------------------
@@ -60,12 +60,7 @@ function parseArgs(argv: string[]): Options {
   const o: Partial<Options> & { docker: DockerVersion } = { docker: '20' };
   eachFlag(argv, USAGE, (flag, next) => {
     switch (flag) {
-      case '--docker': {
-        const d = next();
-        if (d !== '20' && d !== '26') throw new Error(`--docker must be 20 or 26, got ${d ?? 'nothing'}`);
-        o.docker = d;
-        break;
-      }
+      case '--docker': o.docker = dockerArg(next()); break;
       case '--runs': o.runs = intArg(flag, next(), 1); break;
       case '--warmup': o.warmup = intArg(flag, next(), 0); break;
       case '--pairs': o.pairs = intArg(flag, next(), 1); break;

@@ -1,6 +1,7 @@
 // Plumbing shared by the benchmark runners: logging to stderr, clocks, argument checks, and a
 // cleanup that runs once, at the end or on Ctrl-C / SIGTERM.
 import * as fs from 'node:fs';
+import type { DockerVersion } from '../../test/helpers/hosts';
 
 export function log(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);
@@ -28,6 +29,12 @@ export function round1(x: number): number {
 export function intArg(flag: string, v: string | undefined, min: number): number {
   if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) throw new Error(`${flag} needs a whole number >= ${min}, got ${v ?? 'nothing'}`);
   return Number(v);
+}
+
+/** The value of --docker: 20 or 26, or an error naming the flag. */
+export function dockerArg(v: string | undefined): DockerVersion {
+  if (v !== '20' && v !== '26') throw new Error(`--docker must be 20 or 26, got ${v ?? 'nothing'}`);
+  return v;
 }
 
 /**
