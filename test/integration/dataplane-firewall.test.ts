@@ -96,6 +96,10 @@ afterAll(async () => {
 });
 
 describe('src/dataplane/firewall', () => {
+  // Start from tables without vxnet's chains, whatever an earlier test file in this namespace left.
+  beforeAll(async () => {
+    await removeFirewall();
+  });
   afterEach(async () => {
     await removeFirewall();
     removeFakeDocker();

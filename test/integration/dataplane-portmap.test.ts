@@ -111,6 +111,7 @@ describe('src/dataplane/portmap', () => {
     await ensurePortChains();
     await removePortmap();
     await removePortmap();
-    expect(nat().filter((l) => l.includes('VXNET') || l.includes('vxnet'))).toEqual([]);
+    // Its own chains, jumps and rules only: VXNET-MASQ belongs to firewall.ts and may be there.
+    expect(nat().filter((l) => /VXNET-DNAT|VXNET-PORTS|vxnet-ports/.test(l))).toEqual([]);
   });
 });

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { deleteLinks, sh, suffix } from '../helpers/netns';
 import { vxnetCli } from '../helpers/vxnet-cli';
+import { removeFirewall, removePortmap } from '../../src/dataplane';
 
 /** Exit codes of main.ts: a setting that cannot work, and anything else (the store). */
 const BAD_CONFIG = 2;
@@ -17,9 +18,13 @@ describe('vxnet run refuses settings it cannot use (src/underlay.ts, src/server/
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vxnet-runfail-'));
   });
-  afterAll(() => {
+  afterAll(async () => {
     deleteLinks(...links);
     fs.rmSync(dir, { recursive: true, force: true });
+    // A start that fails after putting its firewall chains in place leaves them: the next test
+    // file in this network namespace must find the tables as they were.
+    await removeFirewall();
+    await removePortmap();
   });
   beforeEach(() => {
     const run = fs.mkdtempSync(path.join(dir, 'run-'));
