@@ -1,10 +1,13 @@
 // Many networks on one host (issue 12 item 5): N vxnet networks, each with one container, on one
-// simulated host with dockerd 20.10 and the built driver (embedded store). Measures whether
+// simulated host A with dockerd 20.10 and the built driver, over an etcd in a host of its own; a
+// second host B (dockerd 20.10, driver) joins only the 1st and the Nth network. Measures whether
 // anything grows with N:
 //   1. `docker network create` time for every network (first vs last tenth), and the driver's
 //      VmRSS every --rss-every networks;
 //   2. same-host ping RTT between two containers of the 1st network vs two of the Nth, and of a
-//      Docker bridge network next to them, interleaved per round (ABC, rotating);
+//      Docker bridge network next to them, interleaved per round (ABC, rotating); and cross-host
+//      RTT from B's container to A's on the 1st vs the Nth network (through A's VXLAN device,
+//      bridge and firewall holding N networks), interleaved the same way;
 //   3. `docker run --rm … sh -c true` on the 1st vs the Nth network, interleaved;
 //   4. the firewall: number of iptables rules (filter + nat) and ipset entries at N.
 // Prints text and Markdown tables, writes bench/results/many-networks-<N>.json. A benchmark, not a
@@ -17,6 +20,7 @@ import type { Host } from '../test/helpers/hosts';
 import { describeFailure, upHost, downHost, underlayDown, REPO_ROOT } from '../test/helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../test/helpers/image';
 import { Driver, startDriver, MAIN_JS } from '../test/helpers/vxnet-in-host';
+import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
 import { summarize, rounded, paired, textTable, markdownTable, fmt, Summary } from './lib/stats';
 import { log, nowMs, round1, intArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
 import { memoryOf, MemoryKb, dockerVersions, machineInfo, sourceRevision, resultHeader } from './lib/machine';
@@ -29,10 +33,13 @@ interface Options {
   runs: number;
   parallel: number;
   rssEvery: number;
-  hostName: string;
-  hostIp: string;
   out: string | null;
 }
+
+const ETCD_HOST = { name: 'vxt-b6', ip: '172.31.254.106' };
+const HOST_A = { name: 'vxt-b5', ip: '172.31.254.105' };
+const HOST_B = { name: 'vxt-b7', ip: '172.31.254.107' };
+const ETCD_PREFIX = '/vxnet-bench-many/';
 
 const USAGE = `Usage: node dist/bench/many-networks.js [options]     (build first: npm run build)
 
@@ -42,10 +49,10 @@ const USAGE = `Usage: node dist/bench/many-networks.js [options]     (build firs
   --runs M         docker run --rm per network (1st, Nth), interleaved (default 10)
   --parallel P     containers started at once while filling (default 4; not timed)
   --rss-every E    driver VmRSS sample every E networks (default 100)
-  --host NAME      simulated host (default vxt-b5)   --ip A.B.C.D  (default 172.31.254.105)
   --out FILE       results file (default bench/results/many-networks-<N>.json)
 
-Needs root. Creates the host (dockerd 20.10), runs the built driver in it, removes it at the end.`;
+Needs root. Creates hosts ${ETCD_HOST.name} (etcd), ${HOST_A.name} and ${HOST_B.name} (dockerd 20.10 and the built driver,
+${HOST_A.ip} and ${HOST_B.ip}), removes them at the end.`;
 
 function parseArgs(argv: string[]): Options {
   const o: Partial<Options> = {};
@@ -57,8 +64,6 @@ function parseArgs(argv: string[]): Options {
       case '--runs': o.runs = intArg(flag, next(), 1); break;
       case '--parallel': o.parallel = intArg(flag, next(), 1); break;
       case '--rss-every': o.rssEvery = intArg(flag, next(), 1); break;
-      case '--host': o.hostName = next(); break;
-      case '--ip': o.hostIp = next(); break;
       case '--out': o.out = next() ?? null; break;
       default: throw new Error(`unknown argument ${flag} (see --help)`);
     }
@@ -73,8 +78,6 @@ function parseArgs(argv: string[]): Options {
     runs: o.runs ?? 10,
     parallel: o.parallel ?? 4,
     rssEvery: o.rssEvery ?? 100,
-    hostName: o.hostName ?? 'vxt-b5',
-    hostIp: o.hostIp ?? '172.31.254.105',
     out: o.out ?? null,
   };
 }
@@ -88,6 +91,10 @@ async function timed(host: Host, args: string[]): Promise<number> {
   const r = await host.docker(args, { timeoutMs: 180_000 });
   if (r.code !== 0) throw describeFailure(`docker ${args.join(' ')}`, r);
   return nowMs() - t0;
+}
+
+function createArgs(i: number): string[] {
+  return ['network', 'create', '-d', 'vxnet', '--ipam-driver', 'vxnet', '--subnet', subnet(i), netName(i)];
 }
 
 function sleeperArgs(name: string, net: string): string[] {
@@ -133,7 +140,7 @@ async function fill(host: Host, opts: Options, pid: number): Promise<FillResult>
     const batch = Array.from({ length: Math.min(opts.parallel, opts.networks - start + 1) }, (_, k) => start + k);
     // Networks one at a time (timed), then their containers in parallel (not timed).
     for (const i of batch) {
-      createMs.push(await timed(host, ['network', 'create', '-d', 'vxnet', '--ipam-driver', 'vxnet', '--subnet', subnet(i), netName(i)]));
+      createMs.push(await timed(host, createArgs(i)));
     }
     await Promise.all(batch.map((i) => timed(host, sleeperArgs(`vxt-mn-c${i}`, netName(i)))));
     const done = batch[batch.length - 1];
@@ -146,28 +153,48 @@ async function fill(host: Host, opts: Options, pid: number): Promise<FillResult>
   return { count, createMs, rss };
 }
 
-type Side = 'first' | 'last' | 'bridge';
+interface PingTarget { from: string; host: Host; ip: string }
 
-async function benchRtt(host: Host, opts: Options, targets: Record<Side, { from: string; ip: string }>) {
-  const sides: Side[] = ['first', 'last', 'bridge'];
-  const perRound: Record<Side, number[]> = { first: [], last: [], bridge: [] };
-  const all: Record<Side, number[]> = { first: [], last: [], bridge: [] };
-  for (const s of sides) await pingRtts(host, targets[s].from, targets[s].ip, 5); // warm-up: ARP, caches
+/**
+ * Ping RTTs of several targets, interleaved per round in rotating order so that drift on the
+ * shared machine falls on every side alike. Returns µs summaries per side and per-round medians.
+ */
+async function interleavedRtt<S extends string>(opts: Options, targets: Record<S, PingTarget>) {
+  const sides = Object.keys(targets) as S[];
+  const perRound = Object.fromEntries(sides.map((s) => [s, [] as number[]])) as Record<S, number[]>;
+  const all = Object.fromEntries(sides.map((s) => [s, [] as number[]])) as Record<S, number[]>;
+  for (const s of sides) await pingRtts(targets[s].host, targets[s].from, targets[s].ip, 5); // warm-up: ARP, caches
   for (let r = 0; r < opts.rounds; r++) {
     const order = sides.map((_, k) => sides[(k + r) % sides.length]);
     for (const s of order) {
-      const rtts = await pingRtts(host, targets[s].from, targets[s].ip, opts.pings);
+      const rtts = await pingRtts(targets[s].host, targets[s].from, targets[s].ip, opts.pings);
       all[s].push(...rtts);
       perRound[s].push(summarize(rtts).p50);
     }
   }
-  const med = (s: Side): number => summarize(all[s]).p50;
+  const usPerPacket = Object.fromEntries(sides.map((s) => [s, rounded(summarize(all[s].map((x) => x * 1000)), 1)])) as Record<S, Summary>;
+  const ratio = (a: S, b: S) => ({
+    medianPairedRatio: paired(perRound[a], perRound[b], 3).medianPairedRatio,
+    ofMedians: Math.round((summarize(all[a]).p50 / summarize(all[b]).p50) * 1000) / 1000,
+  });
+  return { usPerPacket, ratio };
+}
+
+async function benchRtt(opts: Options, targets: Record<'first' | 'last' | 'bridge', PingTarget>) {
+  const { usPerPacket, ratio } = await interleavedRtt(opts, targets);
+  const lastFirst = ratio('last', 'first');
   return {
-    usPerPacket: Object.fromEntries(sides.map((s) => [s, rounded(summarize(all[s].map((x) => x * 1000)), 1)])) as Record<Side, Summary>,
-    lastOverFirst: paired(perRound.last, perRound.first, 3).medianPairedRatio,
-    lastOverFirstOfMedians: Math.round((med('last') / med('first')) * 1000) / 1000,
-    vxnetFirstOverBridge: paired(perRound.first, perRound.bridge, 3).medianPairedRatio,
+    usPerPacket,
+    lastOverFirst: lastFirst.medianPairedRatio,
+    lastOverFirstOfMedians: lastFirst.ofMedians,
+    vxnetFirstOverBridge: ratio('first', 'bridge').medianPairedRatio,
   };
+}
+
+async function benchCrossHostRtt(opts: Options, targets: Record<'first' | 'last', PingTarget>) {
+  const { usPerPacket, ratio } = await interleavedRtt(opts, targets);
+  const lastFirst = ratio('last', 'first');
+  return { usPerPacket, lastOverFirst: lastFirst.medianPairedRatio, lastOverFirstOfMedians: lastFirst.ofMedians };
 }
 
 async function benchRuns(host: Host, opts: Options, n: number) {
@@ -206,16 +233,38 @@ function tenth(xs: number[], which: 'first' | 'last'): Summary {
   return rounded(summarize(which === 'first' ? xs.slice(0, k) : xs.slice(-k)), 1);
 }
 
-async function runBench(opts: Options, host: Host, box: { driver: Driver | null }) {
+interface Env {
+  etcdHost: Host | null;
+  etcd: HostEtcd | null;
+  hosts: Host[];
+  drivers: Driver[];
+}
+
+async function startVxnetHost(env: Env, spec: { name: string; ip: string }): Promise<{ host: Host; driver: Driver }> {
+  const host = await upHost(spec.name, spec.ip, { docker: '20' });
+  env.hosts.push(host);
+  await ensureTestImage(host);
+  const driver = await startDriver(host, {
+    VXNET_STORE: 'etcd',
+    VXNET_ETCD_ENDPOINTS: (env.etcd as HostEtcd).endpoint,
+    VXNET_ETCD_PREFIX: ETCD_PREFIX,
+    VXNET_VTEP_INTERFACE: 'eth0',
+    VXNET_LOG_LEVEL: 'info',
+  });
+  env.drivers.push(driver);
+  return { host, driver };
+}
+
+async function runBench(opts: Options, env: Env) {
   const started = Date.now();
   const machine = await machineInfo();
   const source = await sourceRevision(REPO_ROOT);
+  env.etcdHost = await upHost(ETCD_HOST.name, ETCD_HOST.ip, { docker: null });
+  env.etcd = await startEtcdInHost(env.etcdHost);
+  const { host, driver } = await startVxnetHost(env, HOST_A);
   const docker = await dockerVersions(host);
-  await ensureTestImage(host);
-  const driver = await startDriver(host, { VXNET_LOG_LEVEL: 'info' });
-  box.driver = driver;
   const pid = driver.proc.pid as number;
-  log(`filling ${opts.networks} networks, ${opts.parallel} containers at a time`);
+  log(`filling ${opts.networks} networks on ${host.name}, ${opts.parallel} containers at a time`);
   const filled = await fill(host, opts, pid);
   const n = filled.count;
 
@@ -224,13 +273,25 @@ async function runBench(opts: Options, host: Host, box: { driver: Driver | null 
   for (const [name, net] of [['vxt-mn-p1', netName(1)], ['vxt-mn-pN', netName(n)], ['vxt-mn-b1', BRIDGE_NET.name], ['vxt-mn-b2', BRIDGE_NET.name]]) {
     await host.dockerOk(sleeperArgs(name, net));
   }
+  // Host B joins the 1st and the Nth network (the same logical networks through etcd).
+  const { host: hostB } = await startVxnetHost(env, HOST_B);
+  for (const [i, name] of [[1, 'vxt-mn-r1'], [n, 'vxt-mn-rN']] as Array<[number, string]>) {
+    await hostB.dockerOk(createArgs(i));
+    await hostB.dockerOk(sleeperArgs(name, netName(i)));
+  }
+  const ipOf = (i: number): Promise<string> => containerIp(host, netName(i), `vxt-mn-c${i}`);
   const targets = {
-    first: { from: 'vxt-mn-p1', ip: await containerIp(host, netName(1), 'vxt-mn-c1') },
-    last: { from: 'vxt-mn-pN', ip: await containerIp(host, netName(n), `vxt-mn-c${n}`) },
-    bridge: { from: 'vxt-mn-b1', ip: await containerIp(host, BRIDGE_NET.name, 'vxt-mn-b2') },
+    first: { host, from: 'vxt-mn-p1', ip: await ipOf(1) },
+    last: { host, from: 'vxt-mn-pN', ip: await ipOf(n) },
+    bridge: { host, from: 'vxt-mn-b1', ip: await containerIp(host, BRIDGE_NET.name, 'vxt-mn-b2') },
   };
-  log(`ping: ${opts.rounds} rounds × ${opts.pings} per network`);
-  const rtt = await benchRtt(host, opts, targets);
+  log(`same-host ping: ${opts.rounds} rounds × ${opts.pings} per network`);
+  const rtt = await benchRtt(opts, targets);
+  log(`cross-host ping (${hostB.name} → ${host.name}): ${opts.rounds} rounds × ${opts.pings} per network`);
+  const crossHostRtt = await benchCrossHostRtt(opts, {
+    first: { host: hostB, from: 'vxt-mn-r1', ip: targets.first.ip },
+    last: { host: hostB, from: 'vxt-mn-rN', ip: targets.last.ip },
+  });
   log(`docker run --rm: ${opts.runs} per network (1st, ${n}th)`);
   const runs = await benchRuns(host, opts, n);
   const firewall = await firewallSize(host);
@@ -239,11 +300,12 @@ async function runBench(opts: Options, host: Host, box: { driver: Driver | null 
     ...resultHeader('many-networks', started, opts, machine),
     docker,
     source,
-    host: { name: host.name, ip: host.ip },
+    hosts: { a: { name: host.name, ip: host.ip }, b: { name: hostB.name, ip: hostB.ip }, store: 'etcd' },
     networksMade: n,
     units: 'ms unless named otherwise (RTT in µs); percentiles interpolate between closest ranks',
     networkCreateMs: { all: rounded(summarize(filled.createMs), 1), firstTenth: tenth(filled.createMs, 'first'), lastTenth: tenth(filled.createMs, 'last'), samples: filled.createMs.map(round1) },
     rtt,
+    crossHostRtt,
     dockerRunRm: runs,
     firewall,
     driverRss: [...filled.rss, { networks: n, ...atEnd }],
@@ -261,6 +323,9 @@ function rows(r: Results): Array<Array<string | number>> {
     [`ping RTT, Docker bridge (µs, median / p90)`, `${fmt(r.rtt.usPerPacket.bridge.p50, 0)} / ${fmt(r.rtt.usPerPacket.bridge.p90, 0)}`],
     [`RTT network ${n} ÷ network 1 (median of per-round ratios)`, fmt(r.rtt.lastOverFirst, 3)],
     [`RTT vxnet network 1 ÷ Docker bridge (median of per-round ratios)`, fmt(r.rtt.vxnetFirstOverBridge, 3)],
+    [`cross-host ping RTT, network 1 (µs, median / p90)`, `${fmt(r.crossHostRtt.usPerPacket.first.p50, 0)} / ${fmt(r.crossHostRtt.usPerPacket.first.p90, 0)}`],
+    [`cross-host ping RTT, network ${n} (µs, median / p90)`, `${fmt(r.crossHostRtt.usPerPacket.last.p50, 0)} / ${fmt(r.crossHostRtt.usPerPacket.last.p90, 0)}`],
+    [`cross-host RTT network ${n} ÷ network 1 (median of per-round ratios)`, fmt(r.crossHostRtt.lastOverFirst, 3)],
     [`docker run --rm, network 1 (ms, median)`, fmt(r.dockerRunRm.firstMs.p50, 0)],
     [`docker run --rm, network ${n} (ms, median)`, fmt(r.dockerRunRm.lastMs.p50, 0)],
     [`docker run network ${n} ÷ network 1`, fmt(r.dockerRunRm.lastOverFirst, 2)],
@@ -276,16 +341,15 @@ async function main(): Promise<number> {
   const pre = preflight(parseArgs, USAGE, 'many-networks bench', MAIN_JS);
   if ('code' in pre) return pre.code;
   const opts = pre.opts;
-  const box: { driver: Driver | null } = { driver: null };
+  const env: Env = { etcdHost: null, etcd: null, hosts: [], drivers: [] };
   const underlayExisted = fs.existsSync('/run/netns/vxt-ul');
   return runWithCleanup(
     async () => {
-      const host = await upHost(opts.hostName, opts.hostIp, { docker: '20' });
       let results: Results;
       try {
-        results = await runBench(opts, host, box);
+        results = await runBench(opts, env);
       } catch (err) {
-        if (box.driver) process.stderr.write(`last driver log lines:\n${logTail(box.driver.logFile, 20)}\n`);
+        for (const d of env.drivers) process.stderr.write(`last driver log lines (${d.logFile}):\n${logTail(d.logFile, 20)}\n`);
         throw err;
       }
       const file = opts.out ?? path.join(REPO_ROOT, 'bench', 'results', `many-networks-${opts.networks}.json`);
@@ -297,9 +361,11 @@ async function main(): Promise<number> {
       return 0;
     },
     async () => {
-      await box.driver?.stop().catch(() => undefined);
-      // Stopping the host kills its containers and dockerd at once: no per-network teardown.
-      await downHost(opts.hostName).catch((e: unknown) => log(`downHost ${opts.hostName}: ${(e as Error).message}`));
+      for (const d of env.drivers) await d.stop().catch(() => undefined);
+      // Stopping a host kills its containers and dockerd at once: no per-network teardown.
+      for (const h of [...env.hosts].reverse()) await downHost(h.name).catch((e: unknown) => log(`downHost ${h.name}: ${(e as Error).message}`));
+      await env.etcd?.stop().catch(() => undefined);
+      if (env.etcdHost) await downHost(env.etcdHost.name).catch(() => undefined);
       if (!underlayExisted) await underlayDown().catch(() => undefined);
     },
   );
