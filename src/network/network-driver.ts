@@ -17,6 +17,7 @@ import { KeyedLock } from './keyed-lock';
 import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName, VETH_HOST_PREFIX } from './names';
 import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
+import type { RecordCache } from './record-cache';
 
 export interface IpamData {
   AddressSpace: string;
@@ -94,6 +95,11 @@ export interface NetworkDriverDeps {
   vxlanPort: number;
   peers: PeerPort | null;
   /**
+   * Networks, this host's Docker networks and endpoints in memory (fed by a watch): plugin calls
+   * read them there instead of asking the store. Absent: every read goes to the store.
+   */
+  records?: RecordCache;
+  /**
    * How long a network's bridge and VXLAN device stay on this host after its last endpoint
    * left. Deleting a bridge costs the kernel ~40 ms and `docker run --rm` in a loop would pay
    * it (and the re-creation) every time; DeleteNetwork removes them at once regardless.
@@ -138,7 +144,7 @@ export class NetworkDriver {
         const { rec, created } = await this.ensureLogicalNetwork(want, opts);
         if (created) {
           undo.push(`remove network ${lnet}`, async () => {
-            await store.delete(keys.network(lnet));
+            await this.deleteRecord(keys.network(lnet));
             await this.releaseVni(rec.vni, lnet);
           });
         }
@@ -148,7 +154,10 @@ export class NetworkDriver {
           undo.push(`unbind pool ${poolId}`, () => this.deps.ipam.bindPool(poolId, false));
         }
         this.deps.failAt?.('create-network:before-record');
-        if (!existing) await store.createIfAbsent(dnetKey, JSON.stringify({ lnet, poolIds } satisfies DockerNetworkRecord));
+        if (!existing) {
+          const raw = JSON.stringify({ lnet, poolIds } satisfies DockerNetworkRecord);
+          if (await store.createIfAbsent(dnetKey, raw)) this.deps.records?.wrote(dnetKey, raw);
+        }
       } catch (err) {
         await undo.run();
         throw err;
@@ -192,7 +201,11 @@ export class NetworkDriver {
       }
       const vni = await this.takeVni(want.lnet, opts.vni);
       const rec: NetworkRecord = { ...want, vni };
-      if (await store.createIfAbsent(key, JSON.stringify(rec))) return { rec, created: true };
+      const raw = JSON.stringify(rec);
+      if (await store.createIfAbsent(key, raw)) {
+        this.deps.records?.wrote(key, raw);
+        return { rec, created: true };
+      }
       // Another host created it first; give our VNI back and compare with theirs.
       await this.releaseVni(vni, want.lnet);
     }
@@ -244,7 +257,7 @@ export class NetworkDriver {
       for (const poolId of dnet.value.poolIds) {
         await this.deps.ipam.bindPool(poolId, false);
       }
-      await store.delete(dnetKey);
+      await this.deleteRecord(dnetKey);
       if (net) await this.dropLogicalNetworkIfUnused(net.value);
     });
   }
@@ -254,8 +267,8 @@ export class NetworkDriver {
     const { store, keys } = this.deps;
     const stillUsed = (await listJson<DockerNetworkRecord>(store, keys.dockerNetworks())).some((d) => d.value.lnet === net.lnet);
     if (stillUsed) return;
-    for (const ep of await store.list(keys.endpoints(net.lnet))) await store.delete(ep.key, ep.modRevision);
-    await store.delete(keys.network(net.lnet));
+    for (const ep of await store.list(keys.endpoints(net.lnet))) this.deps.records?.removed(ep.key, await store.delete(ep.key, ep.modRevision));
+    await this.deleteRecord(keys.network(net.lnet));
     await this.releaseVni(net.vni, net.lnet);
   }
 
@@ -269,12 +282,12 @@ export class NetworkDriver {
     const forgotten: string[] = [];
     for (const ep of await listJson<EndpointRecord>(store, keys.endpoints())) {
       if (ep.value.host !== deadHost) continue;
-      await store.delete(ep.key, ep.modRevision);
+      await this.deleteRecord(ep.key, ep.modRevision);
       forgotten.push(ep.key.slice(keys.endpoints().length));
     }
     const lnets = new Set<string>();
     for (const d of await listJson<DockerNetworkRecord>(store, keys.hostDockerNetworks(deadHost))) {
-      await store.delete(d.key, d.modRevision);
+      await this.deleteRecord(d.key, d.modRevision);
       lnets.add(d.value.lnet);
     }
     for (const lnet of lnets) {
@@ -295,7 +308,10 @@ export class NetworkDriver {
     const mac = iface.MacAddress === '' ? endpointMac(ipv4, req.EndpointID) : normaliseMac(iface.MacAddress);
     const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: this.deps.vtep?.ip ?? null, mac, ipv4, ipv6, at: Date.now() };
     const key = this.deps.keys.endpoint(lnet, req.EndpointID);
-    if (!(await this.deps.store.createIfAbsent(key, JSON.stringify(rec)))) {
+    const raw = JSON.stringify(rec);
+    if (await this.deps.store.createIfAbsent(key, raw)) {
+      this.deps.records?.wrote(key, raw);
+    } else {
       const cur = await getJson<EndpointRecord>(this.deps.store, key);
       const same = (e: EndpointRecord): string => JSON.stringify({ ...e, at: undefined });
       if (!cur || same(cur.value) !== same(rec)) {
@@ -382,14 +398,14 @@ export class NetworkDriver {
   }
 
   async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
-    const dnet = await getJson<DockerNetworkRecord>(this.deps.store, this.deps.keys.dockerNetwork(this.deps.host, networkId));
+    const dnet = await this.dockerNetworkRecord(networkId);
     if (!dnet) return; // network already gone, and its endpoints with it
-    const lnet = dnet.value.lnet;
+    const lnet = dnet.lnet;
     await this.lock.run(lnet, async () => {
       const key = this.deps.keys.endpoint(lnet, endpointId);
-      const ep = await getJson<EndpointRecord>(this.deps.store, key);
-      if (!ep || ep.value.host !== this.deps.host || ep.value.networkId !== networkId) return;
-      await this.removeEndpoint(lnet, key, ep.value);
+      const ep = await this.endpointRecord(lnet, endpointId);
+      if (!ep || ep.host !== this.deps.host || ep.networkId !== networkId) return;
+      await this.removeEndpoint(lnet, key, ep);
       if (this.deps.teardownDelayMs > 0) this.scheduleTeardown(lnet);
       else await this.teardownNow(lnet);
     });
@@ -526,7 +542,7 @@ export class NetworkDriver {
   private async removeEndpoint(lnet: string, key: string, ep: EndpointRecord): Promise<void> {
     const endpointId = key.slice(this.deps.keys.endpoints(lnet).length);
     await ignoreMissing(this.deps.dataplane.removeVeth(vethNames(endpointId).host));
-    await this.deps.store.delete(key);
+    await this.deleteRecord(key);
     this.deps.log.debug({ lnet, endpoint: endpointId, ipv4: ep.ipv4 }, 'endpoint removed');
   }
 
@@ -543,20 +559,38 @@ export class NetworkDriver {
   }
 
   private async networkOf(networkId: string): Promise<{ lnet: string; net: NetworkRecord }> {
-    const { store, keys, host } = this.deps;
-    const dnet = await getJson<DockerNetworkRecord>(store, keys.dockerNetwork(host, networkId));
+    const dnet = await this.dockerNetworkRecord(networkId);
     if (!dnet) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `unknown network ${networkId}`);
-    const net = await getJson<NetworkRecord>(store, keys.network(dnet.value.lnet));
-    if (!net) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `network ${networkId} points at logical network ${dnet.value.lnet}, which no longer exists`);
-    return { lnet: dnet.value.lnet, net: net.value };
+    const net = this.deps.records?.network(dnet.lnet) ?? (await getJson<NetworkRecord>(this.deps.store, this.deps.keys.network(dnet.lnet)))?.value;
+    if (!net) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `network ${networkId} points at logical network ${dnet.lnet}, which no longer exists`);
+    return { lnet: dnet.lnet, net };
   }
 
   private async localEndpoint(lnet: string, networkId: string, endpointId: string): Promise<EndpointRecord> {
-    const ep = await getJson<EndpointRecord>(this.deps.store, this.deps.keys.endpoint(lnet, endpointId));
-    if (!ep || ep.value.host !== this.deps.host || ep.value.networkId !== networkId) {
+    const ep = await this.endpointRecord(lnet, endpointId);
+    if (!ep || ep.host !== this.deps.host || ep.networkId !== networkId) {
       throw vxError('VXNET_ERR_UNKNOWN_ENDPOINT', `unknown endpoint ${endpointId} in network ${networkId}`);
     }
-    return ep.value;
+    return ep;
+  }
+
+  // Reads of the plugin calls: from the record cache when it holds the record, else the store.
+
+  private async dockerNetworkRecord(networkId: string): Promise<DockerNetworkRecord | null> {
+    const { store, keys, host, records } = this.deps;
+    return records?.dockerNetwork(networkId) ?? (await getJson<DockerNetworkRecord>(store, keys.dockerNetwork(host, networkId)))?.value ?? null;
+  }
+
+  private async endpointRecord(lnet: string, endpointId: string): Promise<EndpointRecord | null> {
+    const { store, keys, records } = this.deps;
+    return records?.endpoint(lnet, endpointId) ?? (await getJson<EndpointRecord>(store, keys.endpoint(lnet, endpointId)))?.value ?? null;
+  }
+
+  /** Deletes a record from the store and tells the cache. */
+  private async deleteRecord(key: string, modRevision?: number): Promise<boolean> {
+    const deleted = await this.deps.store.delete(key, modRevision);
+    this.deps.records?.removed(key, deleted);
+    return deleted;
   }
 }
 
