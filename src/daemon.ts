@@ -133,6 +133,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     peers,
     records,
     teardownDelayMs: config.teardownDelayMs,
+    // Swarm builds and removes an attachable network on a worker around every container there.
+    deferNetworkDelete: config.scope === 'global',
     log: log.child({ mod: 'network' }),
   });
   // Before the socket listens: a Join that builds a bridge writes set entries the chains refer to.

@@ -105,6 +105,13 @@ export interface NetworkDriverDeps {
    * it (and the re-creation) every time; DeleteNetwork removes them at once regardless.
    */
   teardownDelayMs: number;
+  /**
+   * Swarm (global scope): dockerd creates an attachable network on a worker for its first
+   * container there and deletes it with the last, so `docker run --rm` in a loop made and
+   * unmade it every time. DeleteNetwork then waits teardownDelayMs before doing its work, and a
+   * CreateNetwork of the same network meanwhile finds records and devices still in place.
+   */
+  deferNetworkDelete?: boolean;
   log: Logger;
   /** Test hook: throws at the named step to prove rollback (STYLE.md §5). */
   failAt?: (step: string) => void;
@@ -118,6 +125,14 @@ export interface CreateEndpointReply {
 export class NetworkDriver {
   private readonly lock = new KeyedLock();
   private readonly teardownTimers = new Map<string, NodeJS.Timeout>();
+  /** Docker networks whose DeleteNetwork waits (deferNetworkDelete), by NetworkID. */
+  private readonly pendingDeletes = new Map<string, NodeJS.Timeout>();
+  /**
+   * Bumped by every CreateNetwork, by NetworkID: a deferred delete whose timer already fired
+   * must not undo a CreateNetwork that arrived while it waited for the network's lock.
+   */
+  private readonly createSeq = new Map<string, number>();
+  private seq = 0;
   /** Host-side veths of deleted endpoints still being removed (see deleteEndpoint). */
   private readonly vethRemovals = new Map<string, Promise<void>>();
 
@@ -133,12 +148,14 @@ export class NetworkDriver {
     if (!ipv4 && !ipv6) throw badRequest(`network ${req.NetworkID} has no subnet`);
     if (this.deps.requireVxnetIpam) refuseForeignIpam(req, this.deps.ipam.addressSpaces());
     const lnet = opts.name ?? subnetLnet((ipv4 ?? ipv6) as SubnetInfo);
+    this.cancelPendingDelete(req.NetworkID);
+    this.createSeq.set(req.NetworkID, ++this.seq);
     await this.lock.run(lnet, async () => {
       const { store, keys, host } = this.deps;
       const dnetKey = keys.dockerNetwork(host, req.NetworkID);
-      const existing = await getJson<DockerNetworkRecord>(store, dnetKey);
-      if (existing && existing.value.lnet !== lnet) {
-        throw vxError('VXNET_ERR_NETWORK_CONFLICT', `network ${req.NetworkID} already exists as logical network ${existing.value.lnet}, not ${lnet}`);
+      const existing = await this.dockerNetworkRecord(req.NetworkID);
+      if (existing && existing.lnet !== lnet) {
+        throw vxError('VXNET_ERR_NETWORK_CONFLICT', `network ${req.NetworkID} already exists as logical network ${existing.lnet}, not ${lnet}`);
       }
       const want: Omit<NetworkRecord, 'vni'> = { lnet, ipv4, ipv6, mtu: opts.mtu, internal: opts.internal, masquerade: opts.masquerade };
       const undo = new Undo(this.deps.log);
@@ -195,6 +212,9 @@ export class NetworkDriver {
     const { store, keys } = this.deps;
     const key = keys.network(want.lnet);
     for (let attempt = 0; attempt < 3; attempt++) {
+      // A cached record is only trusted when it agrees; a disagreement is checked with the store.
+      const cached = attempt === 0 ? this.deps.records?.network(want.lnet) : undefined;
+      if (cached && networkMismatch(want, opts.vni, cached) === null) return { rec: cached, created: false };
       const cur = await getJson<NetworkRecord>(store, key);
       if (cur) {
         const diff = networkMismatch(want, opts.vni, cur.value);
@@ -243,6 +263,34 @@ export class NetworkDriver {
   }
 
   async deleteNetwork(networkId: string): Promise<void> {
+    if (this.deps.deferNetworkDelete && this.deps.teardownDelayMs > 0 && (await this.dockerNetworkRecord(networkId))) {
+      this.cancelPendingDelete(networkId);
+      const seq = this.createSeq.get(networkId);
+      const timer = setTimeout(() => {
+        this.pendingDeletes.delete(networkId);
+        this.deleteNetworkNow(networkId, { seq }).catch((err: unknown) => this.deps.log.warn({ err, network: networkId }, 'deferred network delete failed; reconcile will finish it'));
+      }, this.deps.teardownDelayMs);
+      timer.unref();
+      this.pendingDeletes.set(networkId, timer);
+      return;
+    }
+    await this.deleteNetworkNow(networkId);
+  }
+
+  private cancelPendingDelete(networkId: string): void {
+    const timer = this.pendingDeletes.get(networkId);
+    if (timer) clearTimeout(timer);
+    this.pendingDeletes.delete(networkId);
+  }
+
+  /**
+   * What DeleteNetwork does, at once (also for reconcile, whatever deferNetworkDelete says).
+   * `deferred`: a delete that waited, dropped if a CreateNetwork came since it was scheduled
+   * (createSeq then differs from `deferred.seq`).
+   */
+  async deleteNetworkNow(networkId: string, deferred: { seq: number | undefined } | null = null): Promise<void> {
+    if (!deferred) this.cancelPendingDelete(networkId);
+    const stale = (): boolean => deferred !== null && this.createSeq.get(networkId) !== deferred.seq;
     const { store, keys, host } = this.deps;
     const dnetKey = keys.dockerNetwork(host, networkId);
     const dnet = await getJson<DockerNetworkRecord>(store, dnetKey);
@@ -251,6 +299,7 @@ export class NetworkDriver {
     // `docker network rm` leaves nothing behind: veths of endpoints deleted just before included.
     await this.settled();
     await this.lock.run(lnet, async () => {
+      if (stale()) return;
       this.cancelTeardown(lnet);
       const net = await getJson<NetworkRecord>(store, keys.network(lnet));
       // Docker deletes endpoints first; any left of this docker network are leftovers of calls lost.
@@ -262,6 +311,7 @@ export class NetworkDriver {
         await this.deps.ipam.bindPool(poolId, false);
       }
       await this.deleteRecord(dnetKey);
+      this.createSeq.delete(networkId);
       if (net) await this.dropLogicalNetworkIfUnused(net.value);
     });
   }
@@ -457,7 +507,7 @@ export class NetworkDriver {
 
   /** A network dockerd no longer has: what its lost DeleteNetwork and IPAM releases would have done. */
   async dropStaleNetwork(networkId: string, poolIds: string[]): Promise<void> {
-    await this.deleteNetwork(networkId);
+    await this.deleteNetworkNow(networkId);
     for (const poolId of poolIds) await this.deps.ipam.releaseHostFromPool(poolId);
   }
 
@@ -538,6 +588,10 @@ export class NetworkDriver {
   close(): void {
     for (const t of this.teardownTimers.values()) clearTimeout(t);
     this.teardownTimers.clear();
+    // A network whose delete was waiting keeps its records: reconcile drops them at the next
+    // start, since dockerd no longer has it.
+    for (const t of this.pendingDeletes.values()) clearTimeout(t);
+    this.pendingDeletes.clear();
   }
 
   /** Where a local endpoint lives, for publishing its ports (ports/publisher.ts). */
