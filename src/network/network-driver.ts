@@ -126,7 +126,7 @@ export class NetworkDriver {
   private readonly lock = new KeyedLock();
   private readonly teardownTimers = new Map<string, NodeJS.Timeout>();
   /** Docker networks whose DeleteNetwork waits (deferNetworkDelete), by NetworkID. */
-  private readonly pendingDeletes = new Map<string, NodeJS.Timeout>();
+  private readonly pendingDeletes = new Map<string, { timer: NodeJS.Timeout; lnet: string }>();
   /**
    * Bumped by every CreateNetwork, by NetworkID: a deferred delete whose timer already fired
    * must not undo a CreateNetwork that arrived while it waited for the network's lock.
@@ -263,7 +263,8 @@ export class NetworkDriver {
   }
 
   async deleteNetwork(networkId: string): Promise<void> {
-    if (this.deps.deferNetworkDelete && this.deps.teardownDelayMs > 0 && (await this.dockerNetworkRecord(networkId))) {
+    const dnet = this.deps.deferNetworkDelete && this.deps.teardownDelayMs > 0 ? await this.dockerNetworkRecord(networkId) : null;
+    if (dnet) {
       this.cancelPendingDelete(networkId);
       const seq = this.createSeq.get(networkId);
       const timer = setTimeout(() => {
@@ -271,15 +272,15 @@ export class NetworkDriver {
         this.deleteNetworkNow(networkId, { seq }).catch((err: unknown) => this.deps.log.warn({ err, network: networkId }, 'deferred network delete failed; reconcile will finish it'));
       }, this.deps.teardownDelayMs);
       timer.unref();
-      this.pendingDeletes.set(networkId, timer);
+      this.pendingDeletes.set(networkId, { timer, lnet: dnet.lnet });
       return;
     }
     await this.deleteNetworkNow(networkId);
   }
 
   private cancelPendingDelete(networkId: string): void {
-    const timer = this.pendingDeletes.get(networkId);
-    if (timer) clearTimeout(timer);
+    const pending = this.pendingDeletes.get(networkId);
+    if (pending) clearTimeout(pending.timer);
     this.pendingDeletes.delete(networkId);
   }
 
@@ -477,6 +478,8 @@ export class NetworkDriver {
     this.cancelTeardown(lnet);
     const timer = setTimeout(() => {
       this.teardownTimers.delete(lnet);
+      // A deferred DeleteNetwork of this network tears down itself, with its records.
+      if ([...this.pendingDeletes.values()].some((p) => p.lnet === lnet)) return;
       this.lock.run(lnet, () => this.teardownNow(lnet)).catch((err: unknown) => this.deps.log.warn({ err, lnet }, 'teardown failed'));
     }, this.deps.teardownDelayMs);
     timer.unref();
@@ -590,7 +593,7 @@ export class NetworkDriver {
     this.teardownTimers.clear();
     // A network whose delete was waiting keeps its records: reconcile drops them at the next
     // start, since dockerd no longer has it.
-    for (const t of this.pendingDeletes.values()) clearTimeout(t);
+    for (const p of this.pendingDeletes.values()) clearTimeout(p.timer);
     this.pendingDeletes.clear();
   }
 

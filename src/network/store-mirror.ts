@@ -6,17 +6,24 @@
 // Ordering. The watch delivers events in revision order, starting at the revision the initial
 // list was taken at, so it may replay events older than what the list or this process already
 // knows. Each entry keeps the revision it was seen at and older events are ignored. Writes made
-// by this process are noted at once (the caller does not wait for its own watch event):
+// by this process are noted at once (the caller does not wait for its own watch event), and
+// the watch event of a write may arrive before or after the write's own reply:
 // - a noted write has revision 0 until its watch event arrives. A delete event arriving before
 //   that is older than the write (the watch is ordered, so a newer delete would come after the
-//   write's own event): ignored.
+//   write's own event): ignored. If the write's event came first (the entry already holds what
+//   was written, with its revision), the note changes nothing; if a delete event came after
+//   it, the key is gone again and the write is not cached at all.
 // - a noted delete removes the entry and blocks puts for that key until the watch delivers a
-//   delete: a put that is still queued in the watch is older and must not bring it back.
+//   delete: a put that is still queued in the watch is older and must not bring it back. If the
+//   delete event came first, there is nothing left to wait for.
 //
 // What it may get wrong, and why that is safe: a missing entry costs one store read; a present
 // entry is at most as old as the watch's lag (milliseconds), the same as any read of a replica.
 import type { Logger } from '../log';
 import type { KeyValue, Store, WatchEvent, Watcher } from '../store/types';
+
+/** Delete events remembered: a write's reply trails its own watch event by far fewer. */
+const RECENT_DELETES = 4096;
 
 interface Entry<T> {
   value: T;
@@ -39,6 +46,11 @@ export class StoreMirror<T> {
   private readonly entries = new Map<string, Entry<T>>();
   /** Deleted by this process, its delete event not seen yet. */
   private readonly pendingDeletes = new Set<string>();
+  /**
+   * Keys whose last watch event was a delete, newest last (bounded): tells a noted write or
+   * delete whose event already came through from one whose event is still to come.
+   */
+  private readonly recentDeletes = new Set<string>();
   private watchers: Watcher[] = [];
   private ready = false;
   private closed = false;
@@ -85,6 +97,14 @@ export class StoreMirror<T> {
   noteWrite(key: string, raw: string): void {
     if (!this.covers(key)) return;
     this.pendingDeletes.delete(key);
+    const cur = this.entries.get(key);
+    if (cur && cur.rev !== 0 && cur.raw === raw) return; // its event came first
+    if (this.recentDeletes.has(key)) {
+      // Deleted after our write (its event came and went), or before it: either way the store
+      // decides. Left out; the write's own event, if still to come, puts it back.
+      this.entries.delete(key);
+      return;
+    }
     const value = this.parseOrNull({ key, value: raw, modRevision: 0 });
     if (value === null) this.entries.delete(key);
     else this.entries.set(key, { value, raw, rev: 0 });
@@ -97,7 +117,7 @@ export class StoreMirror<T> {
   noteDelete(key: string, deleted: boolean): void {
     if (!this.covers(key)) return;
     this.entries.delete(key);
-    if (deleted) this.pendingDeletes.add(key);
+    if (deleted && !this.recentDeletes.has(key)) this.pendingDeletes.add(key);
   }
 
   /** For tests and status: how many records are held. */
@@ -115,6 +135,7 @@ export class StoreMirror<T> {
 
   private applyPut(kv: KeyValue): void {
     if (this.pendingDeletes.has(kv.key)) return; // older than our delete
+    this.recentDeletes.delete(kv.key);
     const cur = this.entries.get(kv.key);
     if (cur) {
       if (cur.rev === 0 && cur.raw !== kv.value) return; // older than our write
@@ -126,11 +147,18 @@ export class StoreMirror<T> {
   }
 
   private applyDelete(key: string, rev: number): void {
+    this.rememberDelete(key);
     if (this.pendingDeletes.delete(key)) return; // our own delete (the entry is already gone)
     const cur = this.entries.get(key);
     if (!cur) return;
     if (cur.rev === 0 || rev < cur.rev) return; // older than what we hold
     this.entries.delete(key);
+  }
+
+  private rememberDelete(key: string): void {
+    this.recentDeletes.delete(key);
+    this.recentDeletes.add(key);
+    if (this.recentDeletes.size > RECENT_DELETES) this.recentDeletes.delete(this.recentDeletes.values().next().value as string);
   }
 
   private parseOrNull(kv: KeyValue): T | null {
