@@ -212,9 +212,8 @@ export class NetworkDriver {
     const { store, keys } = this.deps;
     const key = keys.network(want.lnet);
     for (let attempt = 0; attempt < 3; attempt++) {
-      // A cached record is only trusted when it agrees; a disagreement is checked with the store.
-      const cached = attempt === 0 ? this.deps.records?.network(want.lnet) : undefined;
-      if (cached && networkMismatch(want, opts.vni, cached) === null) return { rec: cached, created: false };
+      // From the store, not the cache: another host may have dropped and re-created the network
+      // (another VNI) a moment ago, and devices built on a stale VNI would be cut off.
       const cur = await getJson<NetworkRecord>(store, key);
       if (cur) {
         const diff = networkMismatch(want, opts.vni, cur.value);
