@@ -22,12 +22,16 @@ export class RecordCache {
 
   constructor(private readonly deps: RecordCacheDeps) {
     const { keys, host } = deps;
+    // Another host's endpoint is skipped without parsing it when its text cannot name this host:
+    // every host sees every endpoint event, and with thousands of them that is most of the work.
+    const hostText = JSON.stringify(host);
     this.mirror = new StoreMirror<Rec>({
       store: deps.store,
       prefixes: [keys.networks(), keys.hostDockerNetworks(host), keys.endpoints()],
       parse: (kv) => {
         if (kv.key.startsWith(keys.networks())) return { kind: 'network', rec: decode<NetworkRecord>(kv) };
         if (kv.key.startsWith(keys.hostDockerNetworks(host))) return { kind: 'dnet', rec: decode<DockerNetworkRecord>(kv) };
+        if (!kv.value.includes(hostText)) return null;
         const ep = decode<EndpointRecord>(kv);
         return ep.host === host ? { kind: 'endpoint', rec: ep } : null;
       },
