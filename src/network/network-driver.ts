@@ -133,8 +133,6 @@ export class NetworkDriver {
    */
   private readonly createSeq = new Map<string, number>();
   private seq = 0;
-  /** Host-side veths of deleted endpoints still being removed (see deleteEndpoint). */
-  private readonly vethRemovals = new Map<string, Promise<void>>();
 
   constructor(private readonly deps: NetworkDriverDeps) {}
 
@@ -296,8 +294,6 @@ export class NetworkDriver {
     const dnet = await getJson<DockerNetworkRecord>(store, dnetKey);
     if (!dnet) return; // already gone: DeleteNetwork is idempotent
     const lnet = dnet.value.lnet;
-    // `docker network rm` leaves nothing behind: veths of endpoints deleted just before included.
-    await this.settled();
     await this.lock.run(lnet, async () => {
       if (stale()) return;
       this.cancelTeardown(lnet);
@@ -459,10 +455,7 @@ export class NetworkDriver {
       const key = this.deps.keys.endpoint(lnet, endpointId);
       const ep = await this.endpointRecord(lnet, endpointId);
       if (!ep || ep.host !== this.deps.host || ep.networkId !== networkId) return;
-      // The kernel takes ~20 ms to delete a veth (it waits for RCU grace periods) and nothing
-      // waits on it: dockerd is done with the interface, its name is the endpoint's alone, and a
-      // crash before it is gone leaves a vxnet-named link with no record, which reconcile removes.
-      await this.removeEndpoint(lnet, key, ep, 'background');
+      await this.removeEndpoint(lnet, key, ep);
       if (this.deps.teardownDelayMs > 0) this.scheduleTeardown(lnet);
       else await this.teardownNow(lnet);
     });
@@ -565,8 +558,6 @@ export class NetworkDriver {
         names.add(vxlanName(net.vni));
       }
     }
-    // Being removed right now: not reconcile's to remove too.
-    for (const name of this.vethRemovals.keys()) names.add(name);
     return names;
   }
 
@@ -579,11 +570,6 @@ export class NetworkDriver {
       if (net) out.push(...bridgeEntries(bridgeName(net.vni), firewallOptions(net)));
     }
     return out;
-  }
-
-  /** Veth removals still in flight (tests, shutdown). */
-  async settled(): Promise<void> {
-    await Promise.all([...this.vethRemovals.values()]);
   }
 
   /** Stops pending teardowns; devices left behind are reused or reconciled at the next start. */
@@ -609,17 +595,9 @@ export class NetworkDriver {
     return { 'vxnet.network': lnet, 'vxnet.vni': net.vni, 'vxnet.host': ep.host, 'vxnet.mac': ep.mac, 'vxnet.interface': vethNames(endpointId).host };
   }
 
-  private async removeEndpoint(lnet: string, key: string, ep: EndpointRecord, veth: 'wait' | 'background' = 'wait'): Promise<void> {
+  private async removeEndpoint(lnet: string, key: string, ep: EndpointRecord): Promise<void> {
     const endpointId = key.slice(this.deps.keys.endpoints(lnet).length);
-    const name = vethNames(endpointId).host;
-    if (veth === 'wait') {
-      await ignoreMissing(this.deps.dataplane.removeVeth(name));
-    } else {
-      const removal = ignoreMissing(this.deps.dataplane.removeVeth(name))
-        .catch((err: unknown) => this.deps.log.warn({ err, veth: name }, 'veth of a deleted endpoint not removed; reconcile will'))
-        .finally(() => this.vethRemovals.delete(name));
-      this.vethRemovals.set(name, removal);
-    }
+    await ignoreMissing(this.deps.dataplane.removeVeth(vethNames(endpointId).host));
     await this.deleteRecord(key);
     this.deps.log.debug({ lnet, endpoint: endpointId, ipv4: ep.ipv4 }, 'endpoint removed');
   }
