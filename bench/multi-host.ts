@@ -389,6 +389,12 @@ interface Convergence {
   joinDriverMs: Summary;
   /** host2's driver: time of one diff+program pass ("peer entries synced", log) */
   host2PeerSyncMs: Summary;
+  /**
+   * host1's driver time per plugin call of the `docker run` sequence (log), p50 each, and the p50
+   * over endpoints of their sum: the driver's share of one `docker run` over etcd.
+   */
+  perCallDriverMs: Record<string, Summary>;
+  runDriverMs: Summary;
   /** |monitor stamp − arrival here|: how far the two clocks of an event agree */
   stampVsArrivalMs: Summary;
 }
@@ -420,6 +426,8 @@ async function benchConvergence(env: Env, opts: Options): Promise<Convergence> {
       const tJoined = epochMs();
       d.join.push(nowMs() - t0);
       await ok(client, 'NetworkDriver.ProgramExternalConnectivity', { ...ids, Options: {} });
+      // dockerd asks twice per `docker run` (after Join and for inspect): part of its driver time.
+      for (let k = 0; k < 2; k++) await ok(client, 'NetworkDriver.EndpointOperInfo', ids);
       const fdbAdd = (e: MonEvent): boolean => !e.deleted && e.line.startsWith(`${mac} `) && e.line.includes(`dst ${h1.ip}`);
       const neighAdd = (e: MonEvent): boolean => !e.deleted && e.line.startsWith(`${ip} `) && e.line.includes(mac);
       const [f, n] = await Promise.all([fdbMon.waitFor(fdbAdd, fromF, 5000), neighMon.waitFor(neighAdd, fromN, 5000)]);
@@ -449,8 +457,17 @@ async function benchConvergence(env: Env, opts: Options): Promise<Convergence> {
   const windowEnd = Date.now();
   const inWindow = (t: number): boolean => t >= windowStart && t <= windowEnd;
   const syncs = readLogRecords(env.drivers[1].logFile, 'peer entries synced').filter((r) => inWindow(r.time)).map((r) => Number(r.rec.ms));
-  const joins = readLoggedCalls(env.drivers[0].logFile).filter((c) => c.call === 'NetworkDriver.Join' && inWindow(c.time)).map((c) => c.ms);
+  const h1Calls = readLoggedCalls(env.drivers[0].logFile).filter((c) => inWindow(c.time));
+  const joins = h1Calls.filter((c) => c.call === 'NetworkDriver.Join').map((c) => c.ms);
   const s = (v: number[]): Summary => rounded(summarize(v), 2);
+  const byCall = new Map<string, number[]>();
+  for (const c of h1Calls) byCall.set(c.call, [...(byCall.get(c.call) ?? []), c.ms]);
+  // The calls of one endpoint follow each other (RequestAddress opens a run): sum them per run.
+  const runs: number[] = [];
+  for (const c of h1Calls) {
+    if (c.call === 'IpamDriver.RequestAddress') runs.push(0);
+    if (runs.length > 0) runs[runs.length - 1] += c.ms;
+  }
   return {
     endpoints: opts.endpoints,
     fdbAfterJoinMs: s(d.fdbJoin),
@@ -462,6 +479,8 @@ async function benchConvergence(env: Env, opts: Options): Promise<Convergence> {
     joinMs: s(d.join),
     joinDriverMs: s(joins),
     host2PeerSyncMs: s(syncs),
+    perCallDriverMs: Object.fromEntries([...byCall].map(([k, v]) => [k.replace(/^\w+\./, ''), s(v)])),
+    runDriverMs: s(runs),
     stampVsArrivalMs: rounded(summarize(d.skew), 3),
   };
 }
@@ -641,6 +660,15 @@ function tables(r: Results): Array<{ title: string; header: string[]; rows: Arra
         `Negative = the entry was on host2 before Join returned on host1 (${c.presentBeforeJoinReturned} of ${c.fdbAfterJoinMs.n}): the record is written by CreateEndpoint.`,
         `Missed within 5 s: add ${c.missed.add}, neighbour ${c.missed.neigh}, removal ${c.missed.remove}. Monitor stamp vs arrival here: p50 ${fmt(c.stampVsArrivalMs.p50, 3)} ms.`,
       ],
+    },
+    {
+      title: `b2. Driver time per plugin call on host1 over etcd (ms, log; the calls of one \`docker run --rm\` on a network with a container already on the host, ${c.endpoints} times)`,
+      header: ['call', 'n', 'p50', 'p90', 'p99', 'max'],
+      rows: [
+        ...Object.entries(c.perCallDriverMs).map(([k, v]) => conv(k, v)),
+        conv('sum of one run (RequestAddress … ReleaseAddress, EndpointOperInfo ×2)', c.runDriverMs),
+      ],
+      notes: ['Driver time = fastify\'s elapsed time per request, as the driver logs it (`plugin call` lines).'],
     },
     {
       title: `c. IPAM across ${r.hosts.length} hosts with etcd: ${r.hosts.length} × ${ip.perHost} RequestAddress on one ${ip.pool}, ${ip.concurrencyPerHost} in flight per host`,

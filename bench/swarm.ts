@@ -33,6 +33,8 @@ interface Options {
   pings: number;
   services: number;
   serviceWarmup: number;
+  /** measured runs of part 1b (warm worker, vxnet / overlay / bridge); 0 skips it */
+  warmRuns: number;
   pollMs: number;
   out: string;
 }
@@ -43,7 +45,8 @@ const USAGE = `Usage: node dist/bench/swarm.js [options]     (build first: npm r
   --warmup N          docker runs per network and host before measuring (default 2)
   --ping-rounds N     interleaved ping rounds per network (default 6)
   --pings N           pings per round, 0.2 s apart (default 20)
-  --services N        measured 3-replica services per network (default 5)
+  --services N        measured 3-replica services per network (default 5; 0 skips part 3)
+  --warm-runs N       part 1b, docker runs per network on a warm worker (default 15; 0 skips it)
   --service-warmup N  services per network before measuring (default 1)
   --poll-ms N         how often \`docker service ps\` is asked while waiting (default 100)
   --out FILE          results file (default bench/results/swarm.json)
@@ -54,7 +57,7 @@ and installs it on each, makes a swarm, removes everything at the end.`;
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
-    runs: 15, warmup: 2, pingRounds: 6, pings: 20, services: 5, serviceWarmup: 1, pollMs: 100,
+    runs: 15, warmup: 2, pingRounds: 6, pings: 20, services: 5, serviceWarmup: 1, warmRuns: 15, pollMs: 100,
     out: path.join(REPO_ROOT, 'bench/results/swarm.json'),
   };
   eachFlag(argv, USAGE, (flag, next) => {
@@ -63,7 +66,8 @@ function parseArgs(argv: string[]): Options {
       case '--warmup': o.warmup = intArg(flag, next(), 0); break;
       case '--ping-rounds': o.pingRounds = intArg(flag, next(), 1); break;
       case '--pings': o.pings = intArg(flag, next(), 2); break;
-      case '--services': o.services = intArg(flag, next(), 1); break;
+      case '--services': o.services = intArg(flag, next(), 0); break;
+      case '--warm-runs': o.warmRuns = intArg(flag, next(), 0); break;
       case '--service-warmup': o.serviceWarmup = intArg(flag, next(), 0); break;
       case '--poll-ms': o.pollMs = intArg(flag, next(), 20); break;
       case '--out': o.out = path.resolve(next() ?? o.out); break;
@@ -113,12 +117,15 @@ interface Env {
   networks: Set<Kind>;
   services: Set<string>;
   containers: Array<{ host: Host; name: string }>;
+  /** local (non-swarm) networks made on one host */
+  localNetworks: Array<{ host: Host; name: string }>;
 }
 
 async function setUp(env: Partial<Env>): Promise<Env> {
   env.networks = new Set();
   env.services = new Set();
   env.containers = [];
+  env.localNetworks = [];
   env.hosts = [];
   log(`hosts ${ETCD_HOST.name} (etcd), ${HOSTS.map((h) => h.name).join(', ')} (dockerd 20.10)`);
   env.etcdHost = await upHost(ETCD_HOST.name, ETCD_HOST.ip, { docker: null });
@@ -183,6 +190,7 @@ async function cleanUp(env: Partial<Env>): Promise<void> {
   if (manager) {
     for (const s of env.services ?? []) await manager.docker(['service', 'rm', s]);
     for (const c of env.containers ?? []) await c.host.docker(['rm', '-f', c.name]);
+    for (const n of env.localNetworks ?? []) await n.host.docker(['network', 'rm', n.name]);
     for (const kind of env.networks ?? []) {
       // A network whose tasks are still being torn down is "in use" for a moment: retry, bounded.
       await quiet(`network rm ${NET[kind].name}`, eventually(`network rm ${NET[kind].name}`, async () => {
@@ -219,19 +227,21 @@ async function timedDocker(host: Host, args: string[], timeoutMs = 120_000): Pro
  * vxnet's plugin calls that reached one host's dockerd log since byte `from`: the managed
  * plugin's stdout lands there, one dockerd line per driver log line, its JSON escaped.
  */
-function pluginCallsIn(host: Host, from: number): { calls: Record<string, number>; driverMs: number; end: number } {
+function pluginCallsIn(host: Host, from: number): { calls: Record<string, number>; callMs: Record<string, number>; driverMs: number; end: number } {
   const end = fs.statSync(host.dockerLog).size;
   const fd = fs.openSync(host.dockerLog, 'r');
   const buf = Buffer.alloc(end - from);
   fs.readSync(fd, buf, 0, buf.length, from);
   fs.closeSync(fd);
   const calls: Record<string, number> = {};
+  const callMs: Record<string, number> = {};
   let driverMs = 0;
   for (const m of buf.toString().matchAll(/\\?"call\\?":\\?"(?:NetworkDriver|IpamDriver)\.(\w+)\\?",\\?"ms\\?":([\d.]+)/g)) {
     calls[m[1]] = (calls[m[1]] ?? 0) + 1;
+    callMs[m[1]] = (callMs[m[1]] ?? 0) + Number(m[2]);
     driverMs += Number(m[2]);
   }
-  return { calls, driverMs: round1(driverMs), end };
+  return { calls, callMs, driverMs: round1(driverMs), end };
 }
 
 function logSize(host: Host): number {
@@ -268,7 +278,7 @@ async function benchDockerRun(host: Host, role: string, opts: Options) {
   for (let i = 0; i < opts.warmup; i++) for (const kind of order(i)) await timedDocker(host, args(kind));
   const ms: Record<Kind, number[]> = { vxnet: [], overlay: [] };
   let offset = logSize(host);
-  const perRun: Array<{ calls: Record<string, number>; driverMs: number }> = [];
+  const perRun: Array<{ calls: Record<string, number>; callMs: Record<string, number>; driverMs: number }> = [];
   for (let i = 0; i < opts.runs; i++) {
     for (const kind of order(i)) {
       if (kind === 'vxnet') offset = logSize(host);
@@ -277,21 +287,85 @@ async function benchDockerRun(host: Host, role: string, opts: Options) {
         // The driver logs its call after answering; the last (ReleaseAddress) may trail the CLI.
         await sleep(50);
         const c = pluginCallsIn(host, offset);
-        perRun.push({ calls: c.calls, driverMs: c.driverMs });
+        perRun.push({ calls: c.calls, callMs: c.callMs, driverMs: c.driverMs });
       }
     }
   }
-  const callKinds = [...new Set(perRun.flatMap((r) => Object.keys(r.calls)))];
   return {
     host: host.name,
     role,
     ...sideBySide(ms),
+    ...callBreakdown(perRun),
+  };
+}
+
+/** p50 per run of each call's count and summed driver time, and of the whole run's driver time. */
+function callBreakdown(perRun: Array<{ calls: Record<string, number>; callMs: Record<string, number>; driverMs: number }>) {
+  const callKinds = [...new Set(perRun.flatMap((r) => Object.keys(r.calls)))];
+  return {
     /**
      * vxnet's calls in this host's dockerd log (the managed plugin's stdout) while one measured
      * vxnet run was in progress, plus 50 ms; on the manager they include swarm's allocator calls
      */
     vxnetCallsPerRun: Object.fromEntries(callKinds.map((k) => [k, rounded(summarize(perRun.map((r) => r.calls[k] ?? 0)), 1).p50])),
     vxnetDriverMsPerRun: rounded(summarize(perRun.map((r) => r.driverMs)), 1),
+    /** p50 per run of each call's driver time (summed when a run makes the call twice) */
+    vxnetCallMsPerRun: Object.fromEntries(callKinds.map((k) => [k, rounded(summarize(perRun.map((r) => r.callMs[k] ?? 0)), 2).p50])),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1b. docker run --rm on a warm worker: vxnet, overlay and a local bridge network
+
+type WarmKind = Kind | 'bridge';
+const BRIDGE_NET = 'vxt-bsw-br';
+const RESIDENT = (kind: WarmKind): string => `vxt-bsw-r-${kind}`;
+
+/**
+ * The issue's figure: a container of each network already runs on the worker, so no network
+ * is built for the run (on an attachable swarm network dockerd keeps it while a container
+ * uses it). Docker's bridge on the same host is the floor any driver is compared to.
+ */
+async function benchWarmRun(env: Env, host: Host, opts: Options) {
+  const kinds: WarmKind[] = ['vxnet', 'overlay', 'bridge'];
+  const netName = (k: WarmKind): string => (k === 'bridge' ? BRIDGE_NET : NET[k].name);
+  log(`1b. warm docker run on ${host.name}: a resident container per network, ${opts.warmup} warm-up + ${opts.warmRuns} measured runs each, rotating`);
+  await host.dockerOk(['network', 'create', '-d', 'bridge', BRIDGE_NET]);
+  env.localNetworks.push({ host, name: BRIDGE_NET });
+  for (const k of kinds) {
+    env.containers.push({ host, name: RESIDENT(k) });
+    await host.dockerOk(['run', '-d', '--name', RESIDENT(k), '--network', netName(k), TEST_IMAGE, 'sleep', '3600']);
+  }
+  const args = (k: WarmKind): string[] => ['run', '--rm', '--network', netName(k), TEST_IMAGE, 'sh', '-c', 'true'];
+  // Rotate which goes first, so drift and order effects spread evenly over the three.
+  const rotation = (i: number): WarmKind[] => kinds.map((_, j) => kinds[(i + j) % kinds.length]);
+  for (let i = 0; i < opts.warmup; i++) for (const k of rotation(i)) await timedDocker(host, args(k));
+  const ms: Record<WarmKind, number[]> = { vxnet: [], overlay: [], bridge: [] };
+  const perRun: Array<{ calls: Record<string, number>; callMs: Record<string, number>; driverMs: number }> = [];
+  for (let i = 0; i < opts.warmRuns; i++) {
+    for (const k of rotation(i)) {
+      const offset = logSize(host);
+      ms[k].push(await timedDocker(host, args(k)));
+      if (k === 'vxnet') {
+        await sleep(50);
+        const c = pluginCallsIn(host, offset);
+        perRun.push({ calls: c.calls, callMs: c.callMs, driverMs: c.driverMs });
+      }
+    }
+  }
+  for (const k of kinds) {
+    await host.docker(['rm', '-f', RESIDENT(k)]);
+    env.containers = env.containers.filter((c) => c.name !== RESIDENT(k));
+  }
+  const vsBridge = paired(ms.vxnet, ms.bridge, 2);
+  return {
+    host: host.name,
+    ...sideBySide({ vxnet: ms.vxnet, overlay: ms.overlay }),
+    bridge: rounded(summarize(ms.bridge), 1),
+    bridgeSamples: ms.bridge.map(round1),
+    /** vxnet median ÷ bridge median, and the median of the same round's ratios */
+    vsBridge: { ratioOfMedians: vsBridge.ratioOfMedians, medianPairedRatio: vsBridge.medianPairedRatio },
+    ...callBreakdown(perRun),
   };
 }
 
@@ -461,24 +535,35 @@ function rows(r: Results): Array<Array<string | number>> {
     s.ratioOfMedians.toFixed(2), s.medianPairedRatio.toFixed(2),
   ];
   const [worker, manager] = r.dockerRun;
-  return [
+  const out = [
     row(`docker run --rm … sh -c true, worker ${worker.host} (ms)`, worker, 0),
     row(`docker run --rm … sh -c true, manager ${manager.host} (ms)`, manager, 0),
-    row(`ping RTT ${r.ping.from} → ${r.ping.to}, avg of ${r.ping.pingsPerRound} (µs)`, r.ping.avgUs, 0),
-    row(`service create → ${r.services.replicas}/${r.services.replicas} running (ms)`, r.services.running, 0),
-    row('service rm → every task container gone (ms; holds the 10 s stop timeout)', r.services.removed, 0),
   ];
+  if (r.warmRun) out.push(row(`docker run --rm, warm worker ${r.warmRun.host} (a container of each network there; ms)`, r.warmRun, 0));
+  out.push(row(`ping RTT ${r.ping.from} → ${r.ping.to}, avg of ${r.ping.pingsPerRound} (µs)`, r.ping.avgUs, 0));
+  if (r.services) {
+    out.push(row(`service create → ${r.services.replicas}/${r.services.replicas} running (ms)`, r.services.running, 0));
+    out.push(row('service rm → every task container gone (ms; holds the 10 s stop timeout)', r.services.removed, 0));
+  }
+  return out;
 }
 const HEADER = ['figure', 'n', 'vxnet p50', 'vxnet p90', 'overlay p50', 'overlay p90', 'vxnet÷overlay', 'paired ratio p50'];
 
 function notes(r: Results): string[] {
-  const failed = KINDS.map((k) => `${k} ${r.services.samples[k].reduce((a, s) => a + s.failedAttempts.length, 0)}`).join(', ');
-  const calls = r.dockerRun.map((d) => `${d.host}: ${Object.entries(d.vxnetCallsPerRun).map(([c, n]) => `${c} ${n}`).join(', ')}; driver ${fmt(d.vxnetDriverMsPerRun.p50, 1)} ms`);
+  const services = r.services;
+  const failed = services ? KINDS.map((k) => `${k} ${services.samples[k].reduce((a, s) => a + s.failedAttempts.length, 0)}`).join(', ') : 'part 3 skipped';
+  const callText = (d: { vxnetCallsPerRun: Record<string, number>; vxnetCallMsPerRun: Record<string, number>; vxnetDriverMsPerRun: Summary }): string =>
+    `${Object.entries(d.vxnetCallsPerRun).map(([c, n]) => `${c} ×${n} ${fmt(d.vxnetCallMsPerRun[c] ?? 0, 1)}`).join(', ')}; driver ${fmt(d.vxnetDriverMsPerRun.p50, 1)} ms`;
+  const calls = r.dockerRun.map((d) => `${d.host}: ${callText(d)}`);
+  const warm = r.warmRun;
   return [
+    ...(warm
+      ? [`Warm worker ${warm.host}: bridge p50 ${fmt(warm.bridge.p50, 0)} ms; vxnet÷bridge ${warm.vsBridge.ratioOfMedians.toFixed(2)} (paired ${warm.vsBridge.medianPairedRatio.toFixed(2)}); vxnet calls (count, p50 ms) — ${callText(warm)}.`]
+      : []),
     `Pings lost: vxnet ${r.ping.lost.vxnet}, overlay ${r.ping.lost.overlay}. Per packet p50: vxnet ${fmt(r.ping.perPacketUs.vxnet.p50, 0)} µs, overlay ${fmt(r.ping.perPacketUs.overlay.p50, 0)} µs. eth0 MTU vxnet ${r.ping.containerView.vxnet.mtu}, overlay ${r.ping.containerView.overlay.mtu}.`,
-    `Task attempts that failed and were retried: ${failed}. \`service ps\` polled every ${r.services.pollMs} ms.`,
+    `Task attempts that failed and were retried: ${failed}. \`service ps\` polled every ${services?.pollMs ?? 0} ms.`,
     `Container interfaces: vxnet ${r.ping.containerView.vxnet.interfaces.join(', ')}; overlay ${r.ping.containerView.overlay.interfaces.join(', ')}.`,
-    `vxnet plugin calls logged on the host while one vxnet docker run was in progress (p50; the plugin logs to dockerd's log) — ${calls.join(' | ')}.`,
+    `vxnet plugin calls logged on the host while one vxnet docker run was in progress (count, p50 driver ms; the plugin logs to dockerd's log) — ${calls.join(' | ')}.`,
   ];
 }
 
@@ -505,8 +590,9 @@ async function runBench(opts: Options, env: Partial<Env>) {
   const docker = await dockerVersions(manager);
   const plugin = JSON.parse(await manager.dockerOk(['plugin', 'inspect', '-f', '{{json .Settings.Env}}', PLUGIN])) as string[];
   const dockerRun = [await benchDockerRun(worker, 'worker', opts), await benchDockerRun(manager, 'manager', opts)];
+  const warmRun = opts.warmRuns > 0 ? await benchWarmRun(e, worker, opts) : null;
   const ping = await benchPing(e, opts);
-  const services = await benchServices(e, opts);
+  const services = opts.services > 0 ? await benchServices(e, opts) : null;
   return {
     ...resultHeader('swarm', started, opts, machine),
     docker,
@@ -518,6 +604,7 @@ async function runBench(opts: Options, env: Partial<Env>) {
     plugin: { name: PLUGIN, build: 'docker-plugin/build.sh --no-build --no-create (dist/ of this run)', env: plugin },
     units: 'ms unless named otherwise (ping: µs); percentiles interpolate between closest ranks',
     dockerRun,
+    warmRun,
     ping,
     services,
   };

@@ -12,6 +12,7 @@ import { Ipam } from './ipam/ipam';
 import { hostRouteCidrs } from './ipam/host-routes';
 import { NetworkDriver } from './network/network-driver';
 import { PeerSync } from './network/peers';
+import { RecordCache } from './network/record-cache';
 import { PortPublisher } from './ports';
 import { registerHost } from './network/host-registry';
 import { reconcile } from './network/reconcile';
@@ -100,13 +101,18 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const keys = new Keys(config.etcdPrefix);
   const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, hostRoutes: async () => hostRouteCidrs() });
   let peers: PeerSync | null = null;
+  // What plugin calls read (networks, this host's Docker networks and endpoints), in memory.
+  const records = new RecordCache({ store, keys, host: config.hostId, log: log.child({ mod: 'records' }) });
   try {
     if (vtep) {
       await registerHost(store, keys, config.hostId, { vtep: vtep.ip, version: VERSION }, config.leaseTtl);
       peers = new PeerSync({ store, keys, dataplane, host: config.hostId, log: log.child({ mod: 'peers' }) });
       await peers.start();
     }
+    await records.start();
   } catch (err) {
+    records.close();
+    await peers?.close();
     await store.close();
     throw err;
   }
@@ -125,7 +131,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     requireVxnetIpam: config.store === 'etcd' && config.scope === 'local',
     vxlanPort: config.vxlanPort,
     peers,
+    records,
     teardownDelayMs: config.teardownDelayMs,
+    // Swarm builds and removes an attachable network on a worker around every container there.
+    deferNetworkDelete: config.scope === 'global',
     log: log.child({ mod: 'network' }),
   });
   // Before the socket listens: a Join that builds a bridge writes set entries the chains refer to.
@@ -186,6 +195,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     await listenOnSocket(app, config.socket, config.socketGroup);
   } catch (err) {
     await metricsServer?.close();
+    records.close();
     await peers?.close();
     await store.close();
     throw err;
@@ -221,6 +231,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await names?.close();
       driver.close();
       await ports.close();
+      records.close();
       await peers?.close();
       await store.close();
       dataplane.closeRtnl();

@@ -17,6 +17,7 @@ import { KeyedLock } from './keyed-lock';
 import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName, VETH_HOST_PREFIX } from './names';
 import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
+import type { RecordCache } from './record-cache';
 
 export interface IpamData {
   AddressSpace: string;
@@ -94,11 +95,23 @@ export interface NetworkDriverDeps {
   vxlanPort: number;
   peers: PeerPort | null;
   /**
+   * Networks, this host's Docker networks and endpoints in memory (fed by a watch): plugin calls
+   * read them there instead of asking the store. Absent: every read goes to the store.
+   */
+  records?: RecordCache;
+  /**
    * How long a network's bridge and VXLAN device stay on this host after its last endpoint
    * left. Deleting a bridge costs the kernel ~40 ms and `docker run --rm` in a loop would pay
    * it (and the re-creation) every time; DeleteNetwork removes them at once regardless.
    */
   teardownDelayMs: number;
+  /**
+   * Swarm (global scope): dockerd creates an attachable network on a worker for its first
+   * container there and deletes it with the last, so `docker run --rm` in a loop made and
+   * unmade it every time. DeleteNetwork then waits teardownDelayMs before doing its work, and a
+   * CreateNetwork of the same network meanwhile finds records and devices still in place.
+   */
+  deferNetworkDelete?: boolean;
   log: Logger;
   /** Test hook: throws at the named step to prove rollback (STYLE.md §5). */
   failAt?: (step: string) => void;
@@ -112,6 +125,14 @@ export interface CreateEndpointReply {
 export class NetworkDriver {
   private readonly lock = new KeyedLock();
   private readonly teardownTimers = new Map<string, NodeJS.Timeout>();
+  /** Docker networks whose DeleteNetwork waits (deferNetworkDelete), by NetworkID. */
+  private readonly pendingDeletes = new Map<string, { timer: NodeJS.Timeout; lnet: string }>();
+  /**
+   * Bumped by every CreateNetwork, by NetworkID: a deferred delete whose timer already fired
+   * must not undo a CreateNetwork that arrived while it waited for the network's lock.
+   */
+  private readonly createSeq = new Map<string, number>();
+  private seq = 0;
 
   constructor(private readonly deps: NetworkDriverDeps) {}
 
@@ -125,12 +146,14 @@ export class NetworkDriver {
     if (!ipv4 && !ipv6) throw badRequest(`network ${req.NetworkID} has no subnet`);
     if (this.deps.requireVxnetIpam) refuseForeignIpam(req, this.deps.ipam.addressSpaces());
     const lnet = opts.name ?? subnetLnet((ipv4 ?? ipv6) as SubnetInfo);
+    this.cancelPendingDelete(req.NetworkID);
+    this.createSeq.set(req.NetworkID, ++this.seq);
     await this.lock.run(lnet, async () => {
       const { store, keys, host } = this.deps;
       const dnetKey = keys.dockerNetwork(host, req.NetworkID);
-      const existing = await getJson<DockerNetworkRecord>(store, dnetKey);
-      if (existing && existing.value.lnet !== lnet) {
-        throw vxError('VXNET_ERR_NETWORK_CONFLICT', `network ${req.NetworkID} already exists as logical network ${existing.value.lnet}, not ${lnet}`);
+      const existing = await this.dockerNetworkRecord(req.NetworkID);
+      if (existing && existing.lnet !== lnet) {
+        throw vxError('VXNET_ERR_NETWORK_CONFLICT', `network ${req.NetworkID} already exists as logical network ${existing.lnet}, not ${lnet}`);
       }
       const want: Omit<NetworkRecord, 'vni'> = { lnet, ipv4, ipv6, mtu: opts.mtu, internal: opts.internal, masquerade: opts.masquerade };
       const undo = new Undo(this.deps.log);
@@ -138,7 +161,7 @@ export class NetworkDriver {
         const { rec, created } = await this.ensureLogicalNetwork(want, opts);
         if (created) {
           undo.push(`remove network ${lnet}`, async () => {
-            await store.delete(keys.network(lnet));
+            await this.deleteRecord(keys.network(lnet));
             await this.releaseVni(rec.vni, lnet);
           });
         }
@@ -148,7 +171,10 @@ export class NetworkDriver {
           undo.push(`unbind pool ${poolId}`, () => this.deps.ipam.bindPool(poolId, false));
         }
         this.deps.failAt?.('create-network:before-record');
-        if (!existing) await store.createIfAbsent(dnetKey, JSON.stringify({ lnet, poolIds } satisfies DockerNetworkRecord));
+        if (!existing) {
+          const raw = JSON.stringify({ lnet, poolIds } satisfies DockerNetworkRecord);
+          if (await store.createIfAbsent(dnetKey, raw)) this.deps.records?.wrote(dnetKey, raw);
+        }
       } catch (err) {
         await undo.run();
         throw err;
@@ -184,6 +210,8 @@ export class NetworkDriver {
     const { store, keys } = this.deps;
     const key = keys.network(want.lnet);
     for (let attempt = 0; attempt < 3; attempt++) {
+      // From the store, not the cache: another host may have dropped and re-created the network
+      // (another VNI) a moment ago, and devices built on a stale VNI would be cut off.
       const cur = await getJson<NetworkRecord>(store, key);
       if (cur) {
         const diff = networkMismatch(want, opts.vni, cur.value);
@@ -192,7 +220,11 @@ export class NetworkDriver {
       }
       const vni = await this.takeVni(want.lnet, opts.vni);
       const rec: NetworkRecord = { ...want, vni };
-      if (await store.createIfAbsent(key, JSON.stringify(rec))) return { rec, created: true };
+      const raw = JSON.stringify(rec);
+      if (await store.createIfAbsent(key, raw)) {
+        this.deps.records?.wrote(key, raw);
+        return { rec, created: true };
+      }
       // Another host created it first; give our VNI back and compare with theirs.
       await this.releaseVni(vni, want.lnet);
     }
@@ -228,12 +260,42 @@ export class NetworkDriver {
   }
 
   async deleteNetwork(networkId: string): Promise<void> {
+    const dnet = this.deps.deferNetworkDelete && this.deps.teardownDelayMs > 0 ? await this.dockerNetworkRecord(networkId) : null;
+    if (dnet) {
+      this.cancelPendingDelete(networkId);
+      const seq = this.createSeq.get(networkId);
+      const timer = setTimeout(() => {
+        this.pendingDeletes.delete(networkId);
+        this.deleteNetworkNow(networkId, { seq }).catch((err: unknown) => this.deps.log.warn({ err, network: networkId }, 'deferred network delete failed; reconcile will finish it'));
+      }, this.deps.teardownDelayMs);
+      timer.unref();
+      this.pendingDeletes.set(networkId, { timer, lnet: dnet.lnet });
+      return;
+    }
+    await this.deleteNetworkNow(networkId);
+  }
+
+  private cancelPendingDelete(networkId: string): void {
+    const pending = this.pendingDeletes.get(networkId);
+    if (pending) clearTimeout(pending.timer);
+    this.pendingDeletes.delete(networkId);
+  }
+
+  /**
+   * What DeleteNetwork does, at once (also for reconcile, whatever deferNetworkDelete says).
+   * `deferred`: a delete that waited, dropped if a CreateNetwork came since it was scheduled
+   * (createSeq then differs from `deferred.seq`).
+   */
+  async deleteNetworkNow(networkId: string, deferred: { seq: number | undefined } | null = null): Promise<void> {
+    if (!deferred) this.cancelPendingDelete(networkId);
+    const stale = (): boolean => deferred !== null && this.createSeq.get(networkId) !== deferred.seq;
     const { store, keys, host } = this.deps;
     const dnetKey = keys.dockerNetwork(host, networkId);
     const dnet = await getJson<DockerNetworkRecord>(store, dnetKey);
     if (!dnet) return; // already gone: DeleteNetwork is idempotent
     const lnet = dnet.value.lnet;
     await this.lock.run(lnet, async () => {
+      if (stale()) return;
       this.cancelTeardown(lnet);
       const net = await getJson<NetworkRecord>(store, keys.network(lnet));
       // Docker deletes endpoints first; any left of this docker network are leftovers of calls lost.
@@ -244,7 +306,8 @@ export class NetworkDriver {
       for (const poolId of dnet.value.poolIds) {
         await this.deps.ipam.bindPool(poolId, false);
       }
-      await store.delete(dnetKey);
+      await this.deleteRecord(dnetKey);
+      this.createSeq.delete(networkId);
       if (net) await this.dropLogicalNetworkIfUnused(net.value);
     });
   }
@@ -254,8 +317,8 @@ export class NetworkDriver {
     const { store, keys } = this.deps;
     const stillUsed = (await listJson<DockerNetworkRecord>(store, keys.dockerNetworks())).some((d) => d.value.lnet === net.lnet);
     if (stillUsed) return;
-    for (const ep of await store.list(keys.endpoints(net.lnet))) await store.delete(ep.key, ep.modRevision);
-    await store.delete(keys.network(net.lnet));
+    for (const ep of await store.list(keys.endpoints(net.lnet))) this.deps.records?.removed(ep.key, await store.delete(ep.key, ep.modRevision));
+    await this.deleteRecord(keys.network(net.lnet));
     await this.releaseVni(net.vni, net.lnet);
   }
 
@@ -269,12 +332,12 @@ export class NetworkDriver {
     const forgotten: string[] = [];
     for (const ep of await listJson<EndpointRecord>(store, keys.endpoints())) {
       if (ep.value.host !== deadHost) continue;
-      await store.delete(ep.key, ep.modRevision);
+      await this.deleteRecord(ep.key, ep.modRevision);
       forgotten.push(ep.key.slice(keys.endpoints().length));
     }
     const lnets = new Set<string>();
     for (const d of await listJson<DockerNetworkRecord>(store, keys.hostDockerNetworks(deadHost))) {
-      await store.delete(d.key, d.modRevision);
+      await this.deleteRecord(d.key, d.modRevision);
       lnets.add(d.value.lnet);
     }
     for (const lnet of lnets) {
@@ -295,7 +358,10 @@ export class NetworkDriver {
     const mac = iface.MacAddress === '' ? endpointMac(ipv4, req.EndpointID) : normaliseMac(iface.MacAddress);
     const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: this.deps.vtep?.ip ?? null, mac, ipv4, ipv6, at: Date.now() };
     const key = this.deps.keys.endpoint(lnet, req.EndpointID);
-    if (!(await this.deps.store.createIfAbsent(key, JSON.stringify(rec)))) {
+    const raw = JSON.stringify(rec);
+    if (await this.deps.store.createIfAbsent(key, raw)) {
+      this.deps.records?.wrote(key, raw);
+    } else {
       const cur = await getJson<EndpointRecord>(this.deps.store, key);
       const same = (e: EndpointRecord): string => JSON.stringify({ ...e, at: undefined });
       if (!cur || same(cur.value) !== same(rec)) {
@@ -382,14 +448,14 @@ export class NetworkDriver {
   }
 
   async deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
-    const dnet = await getJson<DockerNetworkRecord>(this.deps.store, this.deps.keys.dockerNetwork(this.deps.host, networkId));
+    const dnet = await this.dockerNetworkRecord(networkId);
     if (!dnet) return; // network already gone, and its endpoints with it
-    const lnet = dnet.value.lnet;
+    const lnet = dnet.lnet;
     await this.lock.run(lnet, async () => {
       const key = this.deps.keys.endpoint(lnet, endpointId);
-      const ep = await getJson<EndpointRecord>(this.deps.store, key);
-      if (!ep || ep.value.host !== this.deps.host || ep.value.networkId !== networkId) return;
-      await this.removeEndpoint(lnet, key, ep.value);
+      const ep = await this.endpointRecord(lnet, endpointId);
+      if (!ep || ep.host !== this.deps.host || ep.networkId !== networkId) return;
+      await this.removeEndpoint(lnet, key, ep);
       if (this.deps.teardownDelayMs > 0) this.scheduleTeardown(lnet);
       else await this.teardownNow(lnet);
     });
@@ -404,6 +470,8 @@ export class NetworkDriver {
     this.cancelTeardown(lnet);
     const timer = setTimeout(() => {
       this.teardownTimers.delete(lnet);
+      // A deferred DeleteNetwork of this network tears down itself, with its records.
+      if ([...this.pendingDeletes.values()].some((p) => p.lnet === lnet)) return;
       this.lock.run(lnet, () => this.teardownNow(lnet)).catch((err: unknown) => this.deps.log.warn({ err, lnet }, 'teardown failed'));
     }, this.deps.teardownDelayMs);
     timer.unref();
@@ -434,7 +502,7 @@ export class NetworkDriver {
 
   /** A network dockerd no longer has: what its lost DeleteNetwork and IPAM releases would have done. */
   async dropStaleNetwork(networkId: string, poolIds: string[]): Promise<void> {
-    await this.deleteNetwork(networkId);
+    await this.deleteNetworkNow(networkId);
     for (const poolId of poolIds) await this.deps.ipam.releaseHostFromPool(poolId);
   }
 
@@ -508,6 +576,10 @@ export class NetworkDriver {
   close(): void {
     for (const t of this.teardownTimers.values()) clearTimeout(t);
     this.teardownTimers.clear();
+    // A network whose delete was waiting keeps its records: reconcile drops them at the next
+    // start, since dockerd no longer has it.
+    for (const p of this.pendingDeletes.values()) clearTimeout(p.timer);
+    this.pendingDeletes.clear();
   }
 
   /** Where a local endpoint lives, for publishing its ports (ports/publisher.ts). */
@@ -526,7 +598,7 @@ export class NetworkDriver {
   private async removeEndpoint(lnet: string, key: string, ep: EndpointRecord): Promise<void> {
     const endpointId = key.slice(this.deps.keys.endpoints(lnet).length);
     await ignoreMissing(this.deps.dataplane.removeVeth(vethNames(endpointId).host));
-    await this.deps.store.delete(key);
+    await this.deleteRecord(key);
     this.deps.log.debug({ lnet, endpoint: endpointId, ipv4: ep.ipv4 }, 'endpoint removed');
   }
 
@@ -543,20 +615,38 @@ export class NetworkDriver {
   }
 
   private async networkOf(networkId: string): Promise<{ lnet: string; net: NetworkRecord }> {
-    const { store, keys, host } = this.deps;
-    const dnet = await getJson<DockerNetworkRecord>(store, keys.dockerNetwork(host, networkId));
+    const dnet = await this.dockerNetworkRecord(networkId);
     if (!dnet) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `unknown network ${networkId}`);
-    const net = await getJson<NetworkRecord>(store, keys.network(dnet.value.lnet));
-    if (!net) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `network ${networkId} points at logical network ${dnet.value.lnet}, which no longer exists`);
-    return { lnet: dnet.value.lnet, net: net.value };
+    const net = this.deps.records?.network(dnet.lnet) ?? (await getJson<NetworkRecord>(this.deps.store, this.deps.keys.network(dnet.lnet)))?.value;
+    if (!net) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `network ${networkId} points at logical network ${dnet.lnet}, which no longer exists`);
+    return { lnet: dnet.lnet, net };
   }
 
   private async localEndpoint(lnet: string, networkId: string, endpointId: string): Promise<EndpointRecord> {
-    const ep = await getJson<EndpointRecord>(this.deps.store, this.deps.keys.endpoint(lnet, endpointId));
-    if (!ep || ep.value.host !== this.deps.host || ep.value.networkId !== networkId) {
+    const ep = await this.endpointRecord(lnet, endpointId);
+    if (!ep || ep.host !== this.deps.host || ep.networkId !== networkId) {
       throw vxError('VXNET_ERR_UNKNOWN_ENDPOINT', `unknown endpoint ${endpointId} in network ${networkId}`);
     }
-    return ep.value;
+    return ep;
+  }
+
+  // Reads of the plugin calls: from the record cache when it holds the record, else the store.
+
+  private async dockerNetworkRecord(networkId: string): Promise<DockerNetworkRecord | null> {
+    const { store, keys, host, records } = this.deps;
+    return records?.dockerNetwork(networkId) ?? (await getJson<DockerNetworkRecord>(store, keys.dockerNetwork(host, networkId)))?.value ?? null;
+  }
+
+  private async endpointRecord(lnet: string, endpointId: string): Promise<EndpointRecord | null> {
+    const { store, keys, records } = this.deps;
+    return records?.endpoint(lnet, endpointId) ?? (await getJson<EndpointRecord>(store, keys.endpoint(lnet, endpointId)))?.value ?? null;
+  }
+
+  /** Deletes a record from the store and tells the cache. */
+  private async deleteRecord(key: string, modRevision?: number): Promise<boolean> {
+    const deleted = await this.deps.store.delete(key, modRevision);
+    this.deps.records?.removed(key, deleted);
+    return deleted;
   }
 }
 

@@ -81,6 +81,13 @@ export class PortPublisher {
   /** Where the next search for a free ephemeral port starts, per protocol. */
   private readonly cursor: Record<PortProto, number> = { tcp: 0, udp: 0 };
   private chainsReady = false;
+  /**
+   * Endpoints of this host that have a ports record, or null until first listed. Only this
+   * host's publisher writes ports/<host>/, so after one list the set answers "is there a
+   * record?" without a store read: most endpoints publish nothing, and Revoke, Leave and
+   * DeleteEndpoint each asked the store that for every container. Read and changed under the lock.
+   */
+  private recorded: Set<string> | null = null;
 
   constructor(private readonly deps: PortPublisherDeps) {}
 
@@ -90,7 +97,7 @@ export class PortPublisher {
     const place = await this.deps.places.endpointPlace(networkId, endpointId);
     return this.lock.run(ALL, async () => {
       const key = this.deps.keys.port(this.deps.host, endpointId);
-      const existing = await getJson<PortRecord>(this.deps.store, key);
+      const existing = (await this.hasRecord(endpointId)) ? await getJson<PortRecord>(this.deps.store, key) : null;
       if (existing && existing.value.networkId === networkId && JSON.stringify(existing.value.requests) === JSON.stringify(requests)) {
         await this.ensureLive(endpointId, existing.value);
         return existing.value.bindings;
@@ -114,6 +121,7 @@ export class PortPublisher {
           throw vxError('VXNET_ERR_STORE_CONFLICT', `ports of endpoint ${endpointId.slice(0, 12)} were recorded concurrently`);
         }
         recorded = true;
+        this.recorded?.add(endpointId);
         await this.ensureChains();
         await this.prepareLinks(rec);
         await this.deps.dataplane.addPortRules(rules(endpointId, rec));
@@ -122,7 +130,10 @@ export class PortPublisher {
         return bindings;
       } catch (err) {
         await Promise.all(reservations.map((r) => r.close()));
-        if (recorded) await this.deps.store.delete(key);
+        if (recorded) {
+          await this.deps.store.delete(key);
+          this.recorded?.delete(endpointId);
+        }
         throw err;
       }
     });
@@ -131,7 +142,9 @@ export class PortPublisher {
   /** Revoke, Leave, DeleteEndpoint: the endpoint's ports go (idempotent, cheap when it has none). */
   async revoke(endpointId: string): Promise<void> {
     await this.lock.run(ALL, async () => {
-      const cur = this.held.get(endpointId)?.rec ?? (await getJson<PortRecord>(this.deps.store, this.deps.keys.port(this.deps.host, endpointId)))?.value;
+      const cur =
+        this.held.get(endpointId)?.rec ??
+        ((await this.hasRecord(endpointId)) ? (await getJson<PortRecord>(this.deps.store, this.deps.keys.port(this.deps.host, endpointId)))?.value : undefined);
       if (cur) await this.unpublish(endpointId, cur);
     });
   }
@@ -159,6 +172,7 @@ export class PortPublisher {
       const plan: PortsPlan = { stalePorts: [], repairPorts: [], orphanPortRules: [] };
       const prefix = this.deps.keys.ports(this.deps.host);
       const records = new Map((await listJson<PortRecord>(this.deps.store, prefix)).map((r) => [r.key.slice(prefix.length), r.value] as [string, PortRecord]));
+      this.recorded = new Set(records.keys());
       if (records.size > 0 && !dryRun) await this.ensureChains(true);
       const owners = await this.deps.dataplane.listPortRuleOwners();
       for (const [endpointId, rec] of records) {
@@ -225,7 +239,17 @@ export class PortPublisher {
     this.held.delete(endpointId);
     if (held) await Promise.all(held.reservations.map((r) => r?.close()));
     await this.deps.store.delete(this.deps.keys.port(this.deps.host, endpointId));
+    this.recorded?.delete(endpointId);
     this.deps.log.info({ endpoint: endpointId.slice(0, 12), ports: rec.bindings.map(hostPortText) }, 'ports unpublished');
+  }
+
+  /** Whether the store has a ports record of this endpoint (lists them once; under the lock). */
+  private async hasRecord(endpointId: string): Promise<boolean> {
+    if (this.recorded === null) {
+      const prefix = this.deps.keys.ports(this.deps.host);
+      this.recorded = new Set((await this.deps.store.list(prefix)).map((kv) => kv.key.slice(prefix.length)));
+    }
+    return this.recorded.has(endpointId);
   }
 
   /** 127.0.0.1 out of the bridge (route_localnet) and back to the container itself (hairpin). */

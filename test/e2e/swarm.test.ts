@@ -136,13 +136,34 @@ describe('swarm with the managed plugin in global scope', () => {
     expect(vnis[0]).toMatch(/^vxv-\d+$/);
   });
 
-  it('scales down and removes the network without leaving devices behind', async () => {
+  it('scales down: every task goes', async () => {
     const [manager] = hosts;
     await manager.dockerOk(['service', 'rm', SERVICE]);
     await eventually('every task gone', async () => {
       for (const h of hosts) if (await taskOn(h)) return false;
       return true;
     }, 60_000, 1000);
+  });
+
+  it("keeps a worker's network warm between two docker run --rm (dockerd deletes and re-creates it around each)", async () => {
+    const worker = hosts[1];
+    const bridgeIndex = async (): Promise<number | null> => {
+      const links = JSON.parse(await worker.execOk(['ip', '-j', 'link', 'show'])) as Array<{ ifname: string; ifindex: number }>;
+      return links.find((l) => l.ifname.startsWith('vxb-'))?.ifindex ?? null;
+    };
+    const run = (): Promise<string> => worker.dockerOk(['run', '--rm', '--network', NET, TEST_IMAGE, 'sh', '-c', 'ip -o -4 addr show eth0']);
+    expect(await run()).toMatch(/inet 10\.95\.0\.\d+\//);
+    // dockerd has deleted the network on this host again; vxnet's bridge stays for the next run.
+    const first = await bridgeIndex();
+    expect(first).not.toBeNull();
+    expect(await run()).toMatch(/inet 10\.95\.0\.\d+\//);
+    expect(await bridgeIndex()).toBe(first);
+    // Left alone, the worker's devices go after VXNET_TEARDOWN_DELAY (5 s).
+    await eventually('worker bridge gone after the delay', async () => (await bridgeIndex()) === null, 60_000, 500);
+  });
+
+  it('removes the network without leaving devices behind', async () => {
+    const [manager] = hosts;
     await manager.dockerOk(['network', 'rm', NET]);
     await eventually('no vxnet device on any host', async () => {
       for (const h of hosts) if ((await vxLinks(h)).length > 0) return false;

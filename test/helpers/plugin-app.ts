@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp, AppDeps } from '../../src/server/app';
 import { Ipam } from '../../src/ipam/ipam';
 import { NetworkDriver } from '../../src/network/network-driver';
+import type { RecordCache } from '../../src/network/record-cache';
 import { Keys } from '../../src/store/json';
 import type { Store } from '../../src/store/types';
 import type { Dataplane } from '../../src/network/dataplane-port';
@@ -25,6 +26,10 @@ export interface DomainOptions {
   log?: Logger;
   /** As the daemon sets it with a shared store (etcd) in local scope. */
   requireVxnetIpam?: boolean;
+  /** As the daemon sets it in global (swarm) scope. */
+  deferNetworkDelete?: boolean;
+  /** The in-memory record cache the daemon gives the driver (started by the caller). */
+  records?: RecordCache;
 }
 
 /** The optional hooks the daemon passes to buildApp (admin routes, metrics). */
@@ -38,7 +43,7 @@ export function testDomain(store: Store, dataplane: Dataplane, opts: DomainOptio
   const driver = new NetworkDriver({
     store, keys: TEST_KEYS, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 },
     vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: opts.teardownDelayMs ?? 0, log, failAt: opts.failAt,
-    requireVxnetIpam: opts.requireVxnetIpam,
+    requireVxnetIpam: opts.requireVxnetIpam, deferNetworkDelete: opts.deferNetworkDelete, records: opts.records,
   });
   return { ipam, driver };
 }

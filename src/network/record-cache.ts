@@ -1,0 +1,80 @@
+// The records a plugin call reads, held in memory (network/store-mirror.ts keeps them current
+// from a watch): the logical networks, this host's Docker networks and this host's endpoints.
+// Another host's endpoints are not kept here (peers.ts holds what the dataplane needs of them),
+// so memory grows with this host's containers, not the cluster's.
+import type { Logger } from '../log';
+import type { Store } from '../store/types';
+import { decode, Keys } from '../store/json';
+import type { DockerNetworkRecord, EndpointRecord, NetworkRecord } from './records';
+import { StoreMirror } from './store-mirror';
+
+type Rec = { kind: 'network'; rec: NetworkRecord } | { kind: 'dnet'; rec: DockerNetworkRecord } | { kind: 'endpoint'; rec: EndpointRecord };
+
+export interface RecordCacheDeps {
+  store: Store;
+  keys: Keys;
+  host: string;
+  log: Logger;
+}
+
+export class RecordCache {
+  private readonly mirror: StoreMirror<Rec>;
+
+  constructor(private readonly deps: RecordCacheDeps) {
+    const { keys, host } = deps;
+    // Another host's endpoint is skipped without parsing it when its text cannot name this host:
+    // every host sees every endpoint event, and with thousands of them that is most of the work.
+    const hostText = JSON.stringify(host);
+    this.mirror = new StoreMirror<Rec>({
+      store: deps.store,
+      prefixes: [keys.networks(), keys.hostDockerNetworks(host), keys.endpoints()],
+      parse: (kv) => {
+        if (kv.key.startsWith(keys.networks())) return { kind: 'network', rec: decode<NetworkRecord>(kv) };
+        if (kv.key.startsWith(keys.hostDockerNetworks(host))) return { kind: 'dnet', rec: decode<DockerNetworkRecord>(kv) };
+        if (!kv.value.includes(hostText)) return null;
+        const ep = decode<EndpointRecord>(kv);
+        return ep.host === host ? { kind: 'endpoint', rec: ep } : null;
+      },
+      log: deps.log,
+    });
+  }
+
+  start(): Promise<void> {
+    return this.mirror.start();
+  }
+
+  close(): void {
+    this.mirror.close();
+  }
+
+  network(lnet: string): NetworkRecord | undefined {
+    const r = this.mirror.get(this.deps.keys.network(lnet));
+    return r?.kind === 'network' ? r.rec : undefined;
+  }
+
+  dockerNetwork(networkId: string): DockerNetworkRecord | undefined {
+    const r = this.mirror.get(this.deps.keys.dockerNetwork(this.deps.host, networkId));
+    return r?.kind === 'dnet' ? r.rec : undefined;
+  }
+
+  /** One of this host's endpoints. */
+  endpoint(lnet: string, endpointId: string): EndpointRecord | undefined {
+    const r = this.mirror.get(this.deps.keys.endpoint(lnet, endpointId));
+    return r?.kind === 'endpoint' ? r.rec : undefined;
+  }
+
+  /** The store accepted this process's write of a record. */
+  wrote(key: string, raw: string): void {
+    this.mirror.noteWrite(key, raw);
+  }
+
+  /** This process deleted a record (`deleted`: the store had it). */
+  removed(key: string, deleted: boolean): void {
+    this.mirror.noteDelete(key, deleted);
+  }
+
+  /** Records held (status, tests). */
+  size(): number {
+    return this.mirror.size();
+  }
+}
