@@ -12,6 +12,7 @@ import { Driver, startDriver, MAIN_JS } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { containerIp } from '../helpers/docker-inspect';
 import { cliEnv } from '../helpers/vxnet-cli';
+import { nslookupA } from '../helpers/nslookup';
 
 jest.setTimeout(300_000);
 
@@ -51,13 +52,7 @@ describe('names across hosts (dockerd 20.10 and 26.1)', () => {
   const drivers: Driver[] = [];
   const env = (): Record<string, string> => ({ VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: etcd.endpoint, VXNET_VTEP_INTERFACE: 'eth0', VXNET_METRICS_ADDR: METRICS_ADDR });
 
-  /** IPv4 addresses nslookup prints for `name` from `container` ([] when not found). */
-  async function lookup(h: Host, container: string, name: string): Promise<string[]> {
-    const r = await h.docker(['exec', container, 'nslookup', '-type=a', name], { timeoutMs: 15_000 });
-    if (r.code !== 0) return [];
-    const after = r.stdout.split(/\nName:\s/).slice(1).join('\n');
-    return [...after.matchAll(/Address(?: \d+)?:\s+(\d+\.\d+\.\d+\.\d+)/g)].map((m) => m[1]);
-  }
+  const lookup = nslookupA;
 
   async function rawQuery(h: Host, container: string, proto: 'udp' | 'tcp', name: string, id: number): Promise<{ id: number; cd: boolean; answers: string[] }> {
     const pid = await h.dockerOk(['inspect', '-f', '{{.State.Pid}}', container]);
@@ -194,7 +189,7 @@ describe('names across hosts (dockerd 20.10 and 26.1)', () => {
     const loop = await namesCheck(outHost, ['unshare', '-m', 'sh', '-c', script]);
     expect(loop.status).toBe('WARN');
     expect(loop.detail).toContain('127.0.0.53');
-    expect(loop.fix).toBe(`give dockerd a non-loopback resolver: in /etc/docker/daemon.json set "dns": ["${OUT_IP}"] (or dockerd --dns), then restart dockerd`);
+    expect(loop.fix).toBe(`to give containers a resolver they can reach and vxnet a second path: in /etc/docker/daemon.json set "dns": ["${OUT_IP}"] (or dockerd --dns), then restart dockerd`);
   });
 
   it('answers names and outside names again after the driver is killed (-9) and restarted', async () => {
