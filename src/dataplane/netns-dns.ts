@@ -140,6 +140,11 @@ async function dockerBackend(sandboxKey: string): Promise<{ backend: Backend; na
   return null;
 }
 
+/** The legacy backend takes the xtables lock (-w); nft changes are transactions without one. */
+function restoreCmd(backend: Backend): string {
+  return backend === 'legacy' ? 'iptables-legacy-restore -w --noflush' : 'iptables-nft-restore --noflush';
+}
+
 export type EnsureResult = 'added' | 'kept' | 'no-docker-resolver';
 
 /**
@@ -158,7 +163,7 @@ export async function ensureNetnsDns(sandboxKey: string, spec: NetnsDnsSpec): Pr
   const same = have.nat.length === want.nat.length && want.nat.every((r) => have.nat.includes(wantText(r))) && have.filter.length === want.filter.length;
   if (same && ownRulesFirst(found.nat)) return 'kept';
   const text = restoreText(have, want);
-  await inNetns(sandboxKey, ['sh', '-c', `echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && exec iptables-${found.backend}-restore -w --noflush`], text);
+  await inNetns(sandboxKey, ['sh', '-c', `echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && exec ${restoreCmd(found.backend)}`], text);
   return 'added';
 }
 
@@ -169,7 +174,7 @@ export async function removeNetnsDns(sandboxKey: string): Promise<void> {
     const have = ownRules(save);
     const text = restoreText(have, { nat: [], filter: [] });
     if (!text) continue;
-    await inNetns(sandboxKey, ['sh', '-c', `exec iptables-${backend}-restore -w --noflush`], text);
+    await inNetns(sandboxKey, ['sh', '-c', `exec ${restoreCmd(backend)}`], text);
     await inNetns(sandboxKey, ['sh', '-c', 'echo 0 > /proc/sys/net/ipv4/conf/all/route_localnet']);
   }
 }

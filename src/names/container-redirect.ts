@@ -16,6 +16,10 @@ import type { Logger } from '../log';
 import { ensureNetnsDns, removeNetnsDns } from '../dataplane/netns-dns';
 import { KeyedLock } from '../network/keyed-lock';
 
+/** Docker's rules may lag the event by a little: look again this often, this many times. */
+const NO_DOCKER_RULES_RETRY_MS = 200;
+const NO_DOCKER_RULES_TRIES = 5;
+
 export interface RunningContainer {
   id: string;
   sandboxKey: string;
@@ -41,8 +45,12 @@ export class ContainerRedirects {
     return this.lock.run(c.id, async () => {
       if (this.closed) return;
       try {
-        const r = await ensureNetnsDns(c.sandboxKey, { gateway: first.gateway, containerIp: first.ip, port: this.port });
-        if (r === 'no-docker-resolver') return void this.log.debug({ container: c.id }, 'no Docker resolver rules in the container namespace; names left to Docker');
+        let r = await ensureNetnsDns(c.sandboxKey, { gateway: first.gateway, containerIp: first.ip, port: this.port });
+        for (let i = 1; r === 'no-docker-resolver' && i < NO_DOCKER_RULES_TRIES && !this.closed; i++) {
+          await new Promise((res) => setTimeout(res, NO_DOCKER_RULES_RETRY_MS));
+          r = await ensureNetnsDns(c.sandboxKey, { gateway: first.gateway, containerIp: first.ip, port: this.port });
+        }
+        if (r === 'no-docker-resolver') return void this.log.info({ container: c.id }, 'no Docker resolver rules in the container namespace; its names left to Docker');
         this.placed.set(c.id, c.sandboxKey);
         if (r === 'added') this.log.debug({ container: c.id, gateway: first.gateway }, 'container DNS redirected to vxnet');
       } catch (err) {
