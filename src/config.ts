@@ -94,7 +94,7 @@ export const SETTINGS: Setting[] = [
   { flag: 'reconcile-grace', env: 'VXNET_RECONCILE_GRACE', default: '60', help: 'seconds: reconcile leaves endpoints and addresses younger than this alone' },
   { flag: 'names', env: 'VXNET_NAMES', default: 'auto', help: 'answer container names across hosts: auto (on unless --scope global), on, off' },
   { flag: 'dns-upstreams', env: 'VXNET_DNS_UPSTREAMS', default: '', help: 'comma-separated IPv4 resolvers to intercept besides dockerd\'s --dns / daemon.json dns / the host\'s resolv.conf' },
-  { flag: 'dns-port', env: 'VXNET_DNS_PORT', default: '5354', help: 'first local port of the name service (one port per upstream resolver)' },
+  { flag: 'dns-port', env: 'VXNET_DNS_PORT', default: '5354', help: 'port of the name service on the networks\' gateways (containers\' queries to 127.0.0.11 go there first); the ports after it, one per intercepted upstream resolver' },
   { flag: 'dead-host-grace', env: 'VXNET_DEAD_HOST_GRACE', default: '86400', help: 'seconds without a lease before a host\'s endpoints and addresses are released' },
   { flag: 'docker-host', env: 'VXNET_DOCKER_HOST', default: '', help: 'dockerd API socket (default: the local one)' },
   { flag: 'metrics-addr', env: 'VXNET_METRICS_ADDR', default: '', help: 'serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9477 (default: off)' },

@@ -5,18 +5,28 @@
 // - No plugin call carries names, so each host publishes its own containers' names from
 //   dockerd's API and event stream (publisher.ts) as store records names/<lnet>/<EndpointID>;
 //   every host watches names/ and endpoints/ into an in-memory NameTable (table.ts).
-// - Docker's embedded resolver answers local names itself and forwards the rest to the
-//   container's external servers from the container's namespace, i.e. through vxnet's bridge.
-//   vxnet intercepts exactly those queries on the host (nat REDIRECT, dataplane/dns-intercept.ts),
-//   answers the asking container's network's names, and forwards everything else byte for byte
-//   to the upstream the container was talking to (one local port per upstream: server.ts).
-//   This needs no change inside containers and nothing at Join (which must not wait on
-//   dockerd), survives a driver restart (the rules point at fixed ports; the names are in the
-//   store), and leaves Docker's own answers first, so local names behave exactly as before.
-// - Limits: an alias shared across hosts, asked on a host that holds one of its containers, is
-//   answered by Docker with the local addresses only (Docker never forwards it). A host whose
-//   only resolver is on loopback (127.0.0.53) gets no interception: Docker queries it from the
-//   host's namespace (`vxnet doctor` says so and what to set). IPv4 upstreams only. Swarm
+// - Docker's embedded resolver answers a name held by a local container with the local
+//   addresses only and never forwards it: an alias shared across hosts, asked on a host holding
+//   one of them, would get a partial answer. So vxnet goes first: right after a container starts
+//   (publisher: dockerd's event stream, never inside Join), rules in the container's namespace
+//   (container-redirect.ts, dataplane/netns-dns.ts) send its queries for 127.0.0.11:53 to
+//   vxnet's "front" listener on the network's gateway (the anycast gateway is on every host's
+//   bridge; port VXNET_DNS_PORT). vxnet answers the asking container's network's names (every
+//   address, rotating) and sends everything else back into the container's namespace, to
+//   Docker's resolver at the port Docker's own rule uses: Docker then resolves it exactly as
+//   without vxnet (its local records, --dns, its choice of upstream, loopback resolvers too).
+//   This also makes names across hosts work on hosts whose resolver is on loopback.
+// - Before the namespace rules are in (a few ms after start; or when placing them failed),
+//   Docker answers first and forwards names it does not know to the container's external
+//   servers through vxnet's bridge: vxnet intercepts exactly those on the host (nat REDIRECT,
+//   dataplane/dns-intercept.ts, one local port per upstream: server.ts), answers the network's
+//   names and forwards the rest byte for byte to the upstream the container was talking to.
+// - Survives a driver restart: the rules point at fixed ports, the names are in the store, the
+//   publisher's resync re-checks every running container. A clean stop removes both kinds of
+//   rules (a stopped vxnet must not take the containers' resolution with it); after SIGKILL
+//   queries fail until vxnet is back.
+// - Limits: IPv4 only (gateway, upstreams). A container on several vxnet networks is redirected
+//   on its first one (names of the others come from Docker: local containers only). Swarm
 //   (VXNET_SCOPE=global) keeps its own names: the service is off there.
 import type { Registry } from 'prom-client';
 import type { Logger } from '../log';
@@ -28,6 +38,7 @@ import { nameMetrics, NameMetrics } from './metrics';
 import { namesPrefix, NameRecord, splitKey } from './records';
 import { NamePublisher } from './publisher';
 import { UpstreamListener } from './server';
+import { ContainerRedirects } from './container-redirect';
 import { NameTable, ServedName } from './table';
 import { discoverUpstreams, interceptable } from './upstreams';
 
@@ -42,7 +53,7 @@ export interface NameServiceDeps {
   log: Logger;
   /** VXNET_DNS_UPSTREAMS: servers to intercept besides the ones found on the host. */
   upstreams: string[];
-  /** VXNET_DNS_PORT: the first of the local ports, one per upstream. */
+  /** VXNET_DNS_PORT: the front port (on the gateways); the upstream ports follow it. */
   portBase: number;
 }
 
@@ -56,12 +67,15 @@ export class NameService {
   private readonly metrics: NameMetrics;
   private readonly listeners = new Map<string, UpstreamListener>();
   private readonly publisher: NamePublisher;
+  private readonly redirects: ContainerRedirects;
+  private front: UpstreamListener | null = null;
   private watchers: Watcher[] = [];
   private syncing: Promise<void> = Promise.resolve();
   private closed = false;
 
   constructor(private readonly deps: NameServiceDeps) {
     this.metrics = nameMetrics(deps.registry);
+    this.redirects = new ContainerRedirects(deps.portBase, deps.log);
     this.publisher = new NamePublisher({
       store: deps.store,
       keys: deps.keys,
@@ -70,6 +84,10 @@ export class NameService {
       socketPath: deps.dockerSocket,
       log: deps.log,
       onContainerDns: (servers) => void this.addUpstreams(servers),
+      onContainer: (c) => {
+        if (this.front) void this.redirects.ensure(c);
+      },
+      onContainerGone: (id) => this.redirects.forget(id),
     });
   }
 
@@ -79,13 +97,23 @@ export class NameService {
     for (const prefix of [namesPrefix(keys), keys.endpoints()]) {
       this.watchers.push(store.watch(prefix, rev, { onEvents: (evs) => this.onEvents(evs), onResync: () => void this.load().catch((err: unknown) => this.deps.log.warn({ err }, 'name table reload failed')) }));
     }
+    try {
+      this.front = await UpstreamListener.openFront(this.deps.portBase, this.listenerDeps());
+    } catch (err) {
+      this.deps.log.warn({ err, port: this.deps.portBase }, 'could not listen for the containers\' queries; names left to Docker and its forwarded queries');
+    }
     await this.addUpstreams(discoverUpstreams({ configured: this.deps.upstreams }));
     this.publisher.start();
   }
 
+  private listenerDeps(): { table: NameTable; host: string; metrics: NameMetrics; log: Logger } {
+    return { table: this.table, host: this.deps.host, metrics: this.metrics, log: this.deps.log };
+  }
+
   status(): NamesStatus {
+    const all = this.front ? [this.front, ...this.listeners.values()] : [...this.listeners.values()];
     return {
-      upstreams: [...this.listeners.values()].map((l) => ({ upstream: l.upstream, port: l.port })),
+      upstreams: all.map((l) => ({ upstream: l.upstream, port: l.port })),
       served: this.table.servedBy(this.deps.host),
     };
   }
@@ -95,12 +123,13 @@ export class NameService {
     this.publisher.close();
     for (const w of this.watchers) w.close();
     await this.syncing;
+    await this.redirects.close();
     try {
       await removeDnsIntercept();
     } catch (err) {
       this.deps.log.warn({ err }, 'could not remove the DNS redirect');
     }
-    await Promise.all([...this.listeners.values()].map((l) => l.close()));
+    await Promise.all([...this.listeners.values(), ...(this.front ? [this.front] : [])].map((l) => l.close()));
   }
 
   private async load(): Promise<number> {
@@ -145,10 +174,10 @@ export class NameService {
       for (const upstream of fresh) {
         if (this.listeners.has(upstream)) continue;
         const used = new Set([...this.listeners.values()].map((l) => l.port));
-        let port = this.deps.portBase;
+        let port = this.deps.portBase + 1;
         while (used.has(port)) port++;
         try {
-          this.listeners.set(upstream, await UpstreamListener.open(upstream, port, { table: this.table, host: this.deps.host, metrics: this.metrics, log: this.deps.log }));
+          this.listeners.set(upstream, await UpstreamListener.open(upstream, port, this.listenerDeps()));
           changed = true;
         } catch (err) {
           this.deps.log.warn({ err, upstream, port }, 'could not listen for DNS queries to this upstream');

@@ -19,6 +19,7 @@ import type { DockerNetworkRecord } from '../network/records';
 import { KeyedLock } from '../network/keyed-lock';
 import { nameKey, NameRecord, namesPrefix, normalName } from './records';
 import type { NameTable } from './table';
+import type { RunningContainer } from './container-redirect';
 
 /** Wait before reconnecting to dockerd's event stream (dockerd restarting, not up yet). */
 const RECONNECT_MS = 1000;
@@ -33,6 +34,9 @@ export interface PublisherDeps {
   log: Logger;
   /** A container's own `--dns` servers, seen at start: more upstreams to intercept. */
   onContainerDns(servers: string[]): void;
+  /** A running container with vxnet networks (after its records are written), or gone. */
+  onContainer(c: RunningContainer): void;
+  onContainerGone(id: string): void;
 }
 
 interface DockerEvent {
@@ -45,6 +49,7 @@ interface InspectNetwork {
   NetworkID?: string;
   EndpointID?: string;
   IPAddress?: string;
+  Gateway?: string;
   GlobalIPv6Address?: string;
   Aliases?: string[] | null;
   DNSNames?: string[] | null;
@@ -55,7 +60,7 @@ interface Inspect {
   Name: string;
   State?: { Running?: boolean };
   HostConfig?: { Dns?: string[] | null };
-  NetworkSettings?: { Networks?: Record<string, InspectNetwork> };
+  NetworkSettings?: { SandboxKey?: string; Networks?: Record<string, InspectNetwork> };
 }
 
 export class NamePublisher {
@@ -191,6 +196,7 @@ export class NamePublisher {
         }
       }
       this.written.delete(cid);
+      this.deps.onContainerGone(cid);
     });
   }
 
@@ -205,6 +211,7 @@ export class NamePublisher {
         info = { Id: cid, Name: '' };
       }
       const want = new Map<string, NameRecord>();
+      const running: RunningContainer = { id: info.Id, sandboxKey: info.NetworkSettings?.SandboxKey ?? '', networks: [] };
       if (info.State?.Running) {
         const dns = info.HostConfig?.Dns ?? [];
         if (dns.length) this.deps.onContainerDns(dns);
@@ -213,6 +220,7 @@ export class NamePublisher {
           if (!n.NetworkID || !n.EndpointID) continue;
           const dnet = await getJson<DockerNetworkRecord>(store, keys.dockerNetwork(host, n.NetworkID));
           if (!dnet) continue; // not a vxnet network
+          if (n.Gateway && n.IPAddress) running.networks.push({ gateway: n.Gateway, ip: n.IPAddress });
           const names = [...new Set([name, ...(n.DNSNames ?? n.Aliases ?? []).map(normalName)])].filter(Boolean);
           want.set(nameKey(keys, dnet.value.lnet, n.EndpointID), {
             host,
@@ -230,6 +238,7 @@ export class NamePublisher {
         await updateJson<NameRecord>(store, key, (cur) => (cur && JSON.stringify(cur) === JSON.stringify(rec) ? undefined : rec));
       }
       if (want.size === 0) this.written.delete(cid);
+      if (running.networks.length) this.deps.onContainer(running);
     });
   }
 }

@@ -4,6 +4,11 @@
 // upstream the container was talking to (a UDP REDIRECT hides the original destination from a
 // Node socket).
 //
+// One more listener, the "front" (names/container-redirect.ts), gets the containers' queries to
+// 127.0.0.11 before Docker does; what it does not answer goes back to the asking container's
+// address on the same port, where a rule in the container's namespace hands it to Docker's
+// resolver (so Docker resolves it exactly as without vxnet).
+//
 // The sockets listen on every address of the host, but a query is served only when its source
 // is a container of this host on a vxnet network (the NameTable knows their addresses), and
 // only with that network's names: this is no open resolver for the underlay.
@@ -11,7 +16,7 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import type { Logger } from '../log';
 import { decide } from './answer';
-import { forwardTcp, forwardUdp, frameTcp, unframeTcp } from './forwarder';
+import { DNS_PORT, forwardTcp, forwardUdp, frameTcp, unframeTcp } from './forwarder';
 import type { NameMetrics, Outcome, Transport } from './metrics';
 import type { NameTable } from './table';
 
@@ -23,6 +28,12 @@ export interface ServerDeps {
   /** Where forwarded queries go (tests point it at a fake resolver's port). */
   upstreamPort?: number;
 }
+
+/** Where a query that vxnet does not answer goes, given the asking container's address. */
+export type ForwardTarget = (source: string) => { server: string; port: number };
+
+/** The label of the front listener in status. */
+export const FRONT = 'docker (127.0.0.11)';
 
 /** Max TCP queries in flight per connection, so one client cannot pile up work. */
 const TCP_MAX_PENDING = 16;
@@ -38,13 +49,24 @@ export class UpstreamListener {
     readonly upstream: string,
     readonly port: number,
     private readonly deps: ServerDeps,
+    private readonly target: ForwardTarget,
   ) {
     this.udp = dgram.createSocket('udp4');
     this.tcp = net.createServer((c) => this.onTcp(c));
   }
 
-  static async open(upstream: string, port: number, deps: ServerDeps): Promise<UpstreamListener> {
-    const l = new UpstreamListener(upstream, port, deps);
+  /** The listener for queries Docker forwards to `upstream` (redirected on the host). */
+  static open(upstream: string, port: number, deps: ServerDeps): Promise<UpstreamListener> {
+    return UpstreamListener.listen(new UpstreamListener(upstream, port, deps, () => ({ server: upstream, port: deps.upstreamPort ?? DNS_PORT })));
+  }
+
+  /** The front listener: unanswered queries go back to the container, to Docker's resolver. */
+  static openFront(port: number, deps: ServerDeps): Promise<UpstreamListener> {
+    return UpstreamListener.listen(new UpstreamListener(FRONT, port, deps, (source) => ({ server: source, port })));
+  }
+
+  private static async listen(l: UpstreamListener): Promise<UpstreamListener> {
+    const { port, deps } = l;
     await new Promise<void>((resolve, reject) => {
       l.udp.once('error', reject);
       l.udp.bind(port, '0.0.0.0', () => {
@@ -85,8 +107,8 @@ export class UpstreamListener {
         outcome = 'answer';
         return d.reply;
       }
-      const port = this.deps.upstreamPort;
-      const reply = transport === 'udp' ? await forwardUdp(this.upstream, msg, port) : await forwardTcp(this.upstream, msg, port);
+      const to = this.target(source.replace(/^::ffff:/, ''));
+      const reply = transport === 'udp' ? await forwardUdp(to.server, msg, to.port) : await forwardTcp(to.server, msg, to.port);
       outcome = 'forward';
       return reply;
     } catch (err) {

@@ -2,13 +2,14 @@ import { dnsVerdict } from '../../../src/doctor/dns';
 import { DOCKER_FALLBACK_DNS, dockerUpstreams, dockerdDnsArgs, interceptable, resolvConfServers } from '../../../src/names/upstreams';
 
 describe('src/doctor/dns', () => {
-  const base = { namesOn: true, interceptable: [], hostServers: ['127.0.0.53'], resolvedServers: [] };
+  const base = { namesOn: true, interceptable: [], hostServers: ['127.0.0.53'], resolvedServers: [], frontPort: 5354 };
 
   it('warns on a loopback-only host and names the servers systemd-resolved uses', () => {
     const v = dnsVerdict({ ...base, resolvedServers: ['192.168.1.1'] });
     expect(v.status).toBe('WARN');
     expect(v.detail).toContain('127.0.0.53');
-    expect(v.fix).toBe('give dockerd a non-loopback resolver: in /etc/docker/daemon.json set "dns": ["192.168.1.1"] (or dockerd --dns), then restart dockerd');
+    expect(v.detail).toContain('port 5354 on each vxnet gateway');
+    expect(v.fix).toBe('to give containers a resolver they can reach and vxnet a second path: in /etc/docker/daemon.json set "dns": ["192.168.1.1"] (or dockerd --dns), then restart dockerd');
   });
 
   it('passes when an upstream can be intercepted, or when names are off', () => {
