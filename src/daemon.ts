@@ -220,6 +220,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await app.close();
       await names?.close();
       driver.close();
+      ipam.close();
       await ports.close();
       await peers?.close();
       await store.close();
