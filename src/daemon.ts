@@ -230,6 +230,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await app.close();
       await names?.close();
       driver.close();
+      ipam.close();
       await ports.close();
       records.close();
       await peers?.close();

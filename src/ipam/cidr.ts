@@ -15,7 +15,17 @@ export interface Cidr {
 /** Parses "a.b.c.d/n" or "x::y/n"; null when it is not a valid CIDR. Host bits are cleared. */
 export function parseCidr(text: string): Cidr | null {
   if (typeof text !== 'string' || !text.includes('/')) return null;
-  if (parseIp(text.slice(0, text.indexOf('/'))) === null) return null;
+  const slash = text.indexOf('/');
+  const v4 = parseIpv4(text.slice(0, slash));
+  if (v4 !== null) {
+    const rest = text.slice(slash + 1);
+    if (!/^\d+$/.test(rest)) return null;
+    const prefix = Number(rest);
+    if (prefix > 32) return null;
+    const hostMask = (1n << BigInt(32 - prefix)) - 1n;
+    return { family: 4, base: v4 & ~hostMask, prefix, bits: 32 };
+  }
+  if (parseIp(text.slice(0, slash)) === null) return null;
   let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
   try {
     parsed = ipaddr.parseCIDR(text);
@@ -39,19 +49,47 @@ export function isCanonicalCidr(text: string): boolean {
 
 /** Parses a plain IP (no mask); null when invalid. */
 export function parseIp(text: string): { family: Family; value: bigint } | null {
-  if (typeof text !== 'string' || !ipaddr.isValid(text)) return null;
+  if (typeof text !== 'string') return null;
+  const v4 = parseIpv4(text);
+  if (v4 !== null) return { family: 4, value: v4 };
+  if (!ipaddr.isValid(text)) return null;
   // ipaddr.isValid accepts shorthand like "10.1" (inet_aton forms): require the four-part form.
   if (!text.includes(':') && !ipaddr.IPv4.isValidFourPartDecimal(text)) return null;
   const addr = ipaddr.parse(text);
   return { family: addr.kind() === 'ipv4' ? 4 : 6, value: bytesToBigInt(addr.toByteArray()) };
 }
 
+/**
+ * Dotted-quad IPv4 (four decimal parts 0..255, no leading zeros: what ipaddr.js calls
+ * isValidFourPartDecimal) without ipaddr.js, whose parse tries IPv6 first and throws: it was
+ * most of the allocator's own CPU per RequestAddress. null for anything else (IPv6 included).
+ */
+function parseIpv4(text: string): bigint | null {
+  const m = IPV4.exec(text);
+  if (!m) return null;
+  let v = 0;
+  for (let i = 1; i <= 4; i++) {
+    const part = Number(m[i]);
+    if (part > 255) return null;
+    v = v * 256 + part;
+  }
+  return BigInt(v);
+}
+
+const IPV4 = /^(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})$/;
+
 export function ipToBigInt(text: string): bigint {
+  const v4 = parseIpv4(text);
+  if (v4 !== null) return v4;
   return bytesToBigInt(ipaddr.parse(text).toByteArray());
 }
 
 export function bigIntToIp(value: bigint, family: Family): string {
-  const n = family === 4 ? 4 : 16;
+  if (family === 4) {
+    const v = Number(value & 0xffffffffn);
+    return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+  }
+  const n = 16;
   const bytes: number[] = [];
   let v = value;
   for (let i = 0; i < n; i++) {

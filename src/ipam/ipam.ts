@@ -29,6 +29,8 @@ import {
   size,
 } from './cidr';
 import { parsePoolAsk } from './pool-ask';
+import { PoolIndex } from './pool-index';
+import { GroupCreate } from './group-create';
 
 export const LOCAL_ADDRESS_SPACE = 'vxnet-local';
 export const GLOBAL_ADDRESS_SPACE = 'vxnet-global';
@@ -112,7 +114,21 @@ export class Ipam {
   /** Addresses this process knows to be taken, per pool: a hint; the store's create-if-absent decides. */
   private readonly taken = new Map<string, Set<string>>();
 
-  constructor(private readonly deps: IpamDeps) {}
+  /** Every pool's subnet, from a watch: overlap checks do not grow with the number of pools. */
+  private readonly index: PoolIndex;
+
+  /** Address creates of concurrent requests, sent together (one etcd transaction per batch). */
+  private readonly creates: GroupCreate;
+
+  constructor(private readonly deps: IpamDeps) {
+    this.index = new PoolIndex(deps.store, deps.keys);
+    this.creates = new GroupCreate(deps.store);
+  }
+
+  /** Stops the pool watch (the store's close() stops it too). */
+  close(): void {
+    this.index.close();
+  }
 
   addressSpaces(): { local: string; global: string } {
     return { local: LOCAL_ADDRESS_SPACE, global: GLOBAL_ADDRESS_SPACE };
@@ -161,12 +177,9 @@ export class Ipam {
   }
 
   private async checkNoOverlap(space: string, pool: Cidr): Promise<void> {
-    const existing = await listJson<PoolRecord>(this.deps.store, this.deps.keys.pools(space));
-    for (const { value } of existing) {
-      const other = parseCidr(value.pool);
-      if (other && overlaps(other, pool) && cidrToString(other) !== cidrToString(pool)) {
-        throw vxError('VXNET_ERR_POOL_OVERLAP', `subnet ${cidrToString(pool)} overlaps subnet ${value.pool} already in use`);
-      }
+    const clash = await this.index.overlapping(space, pool, cidrToString(pool));
+    if (clash.length > 0) {
+      throw vxError('VXNET_ERR_POOL_OVERLAP', `subnet ${cidrToString(pool)} overlaps subnet ${clash[0].pool} already in use`);
     }
   }
 
@@ -179,9 +192,7 @@ export class Ipam {
    */
   private async autoPool(req: PoolRequest, wanted: number | null): Promise<PoolReply> {
     const local = req.addressSpace === LOCAL_ADDRESS_SPACE;
-    const existing = (await listJson<PoolRecord>(this.deps.store, this.deps.keys.pools(req.addressSpace)))
-      .map((p) => parseCidr(p.value.pool))
-      .filter((c): c is Cidr => c !== null);
+    const existing = await this.index.subnets(req.addressSpace);
     const avoid = local ? [...existing, ...(await this.deps.hostRoutes())] : existing;
     for (const dp of this.deps.defaultPools) {
       const base = parseCidr(dp.base);
@@ -214,9 +225,14 @@ export class Ipam {
     throw vxError('VXNET_ERR_POOLS_EXHAUSTED', `no free subnet${sized} left in ${this.deps.defaultPools.map((p) => `${p.base}:${p.size}`).join(', ')}`);
   }
 
-  /** Whether a pool other than c itself overlaps c (a claim raced by one of another size). */
+  /**
+   * Whether a pool other than c itself overlaps c (a claim raced by one of another size), after
+   * this host's own write of c: from the index once it has caught up with that write, else (the
+   * watch is slow or broken) from a list of every pool.
+   */
   private async overlapsAnother(space: string, c: Cidr): Promise<boolean> {
     const text = cidrToString(c);
+    if (await this.index.settled(this.deps.keys.pool(space, text))) return (await this.index.overlapping(space, c, text)).length > 0;
     return (await listJson<PoolRecord>(this.deps.store, this.deps.keys.pools(space))).some(({ value }) => {
       const other = parseCidr(value.pool);
       return other !== null && value.pool !== text && overlaps(other, c);
@@ -269,7 +285,11 @@ export class Ipam {
 
   async requestAddress(req: AddressRequest): Promise<{ address: string; kind: AddressKind }> {
     const ref = parsePoolId(req.poolId);
-    const rec = await this.getPool(req.poolId);
+    // "Any free address" reads the pool record from the watched index: what it uses there (the
+    // ip-range, the gateway, who shares the pool) only steers the search, and the address's own
+    // create-if-absent decides. Requests naming an address or the gateway read the store.
+    const hinted = req.address === '' && req.options?.RequestAddressType !== GATEWAY_REQUEST ? this.index.peek(this.deps.keys.pool(ref.space, ref.pool)) : null;
+    const rec = (hinted?.value as PoolRecord | null | undefined) ?? (await this.getPool(req.poolId));
     if (!rec) throw unknownPool(req.poolId);
     const pool = parseCidr(rec.pool) as Cidr;
     const kind = this.kindOf(req, rec);
@@ -399,7 +419,7 @@ export class Ipam {
       if (used.has(ip)) continue;
       attempts++;
       used.add(ip);
-      const won = await this.deps.store.createIfAbsent(
+      const won = await this.creates.create(
         this.deps.keys.address(ref.space, ref.pool, ip),
         JSON.stringify({ kind: 'container', host: this.deps.host, at: Date.now() } satisfies AddressRecord),
       );
@@ -413,12 +433,15 @@ export class Ipam {
     const ref = parsePoolId(poolId);
     const parsed = parseIp(address);
     if (!parsed) throw badRequest(`invalid IP address "${address}"`);
-    const rec = await this.getPool(poolId);
-    if (!rec) throw unknownPool(poolId);
+    // The pool's existence from the watched index when it has it (the address key decides what
+    // is released); the gateway question below reads the store.
+    if (!this.index.peek(this.deps.keys.pool(ref.space, ref.pool)) && !(await this.getPool(poolId))) throw unknownPool(poolId);
     const ip = bigIntToIp(parsed.value, parsed.family);
     const host = this.deps.host;
     this.taken.get(poolId)?.delete(ip);
+    let kind: AddressKind | null = null;
     await updateJson<AddressRecord>(this.deps.store, this.deps.keys.address(ref.space, ref.pool, ip), (cur) => {
+      kind = cur ? cur.kind : null;
       if (!cur) return undefined;
       if (cur.kind === 'container') return cur.host === host ? null : undefined;
       const hosts = { ...(cur.hosts ?? {}) };
@@ -426,7 +449,11 @@ export class Ipam {
       if (--hosts[host] <= 0) delete hosts[host];
       return Object.keys(hosts).length === 0 ? null : { ...cur, hosts };
     });
-    if (rec.gateway === ip) {
+    // A container's address is never the gateway: only a shared (gateway or aux) record, or none
+    // at all, may leave the pool's gateway field pointing at a released address.
+    if (kind === 'container') return;
+    const rec = await this.getPool(poolId);
+    if (rec?.gateway === ip) {
       const still = await getJson<AddressRecord>(this.deps.store, this.deps.keys.address(ref.space, ref.pool, ip));
       if (!still) {
         await updateJson<PoolRecord>(this.deps.store, this.deps.keys.pool(ref.space, ref.pool), (cur) =>

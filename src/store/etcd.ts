@@ -157,6 +157,42 @@ export class EtcdStore implements Store {
     return created;
   }
 
+  /**
+   * All the creates in one transaction: it applies all of them or none. When one key exists the
+   * else branch reads every key at that same revision: an existing key is answered false (or
+   * true when it holds our own value and an earlier attempt may have landed), and the keys that
+   * were free go again. Each round settles at least one key, so it ends.
+   */
+  async createEach(entries: Array<{ key: string; value: string }>): Promise<boolean[]> {
+    const out = entries.map(() => false);
+    let todo = entries.map((_, i) => i);
+    while (todo.length > 0) {
+      const batch = todo;
+      const first = entries[batch[0]].key;
+      const answered = await this.retrying('create', batch.length > 1 ? `${first} (and ${batch.length - 1} more)` : first, this.callTimeoutMs, async (o, unsure) => {
+        let cmp = this.client.if(first, 'Create', '==', 0);
+        for (const i of batch.slice(1)) cmp = cmp.and(entries[i].key, 'Create', '==', 0);
+        const res = await cmp
+          .then(...batch.map((i) => this.client.put(entries[i].key).value(entries[i].value)))
+          .else(...batch.map((i) => this.client.get(entries[i].key)))
+          .options(o)
+          .commit();
+        if (res.succeeded) return batch.map(() => true as boolean | null);
+        return batch.map((i, j): boolean | null => {
+          const kv = res.responses[j]?.response_range?.kvs?.[0];
+          if (!kv) return null; // free: try again
+          return unsure && kv.value.toString() === entries[i].value;
+        });
+      });
+      todo = [];
+      answered.forEach((a, j) => {
+        if (a === null) todo.push(batch[j]);
+        else out[batch[j]] = a;
+      });
+    }
+    return out;
+  }
+
   async compareAndSwap(key: string, value: string, modRevision: number): Promise<boolean> {
     const swapped = await this.write(
       'update',

@@ -54,8 +54,12 @@ export async function updateJson<T>(
 /** Key layout. Everything vxnet writes lives under one prefix so clusters can share an etcd. */
 export class Keys {
   constructor(readonly prefix: string) {}
+  /** Every pool of every address space: pools/<space>/<encoded subnet>. */
+  allPools(): string {
+    return `${this.prefix}pools/`;
+  }
   pools(space: string): string {
-    return `${this.prefix}pools/${space}/`;
+    return `${this.allPools()}${space}/`;
   }
   pool(space: string, cidr: string): string {
     return `${this.pools(space)}${encodeCidr(cidr)}`;

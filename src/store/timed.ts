@@ -3,7 +3,7 @@
 // first thing to look at when `docker run` is slow; the implementations stay unaware of it.
 import type { Store } from './types';
 
-export type StoreOp = 'get' | 'list' | 'createIfAbsent' | 'compareAndSwap' | 'delete' | 'revision' | 'grantLease';
+export type StoreOp = 'get' | 'list' | 'createIfAbsent' | 'createEach' | 'compareAndSwap' | 'delete' | 'revision' | 'grantLease';
 
 /** Told once per finished call; `ok` is false when the call rejected (a `false` answer is ok). */
 export type StoreCallObserver = (op: StoreOp, seconds: number, ok: boolean) => void;
@@ -31,6 +31,8 @@ export function timedStore(inner: Store, observe: StoreCallObserver): Store {
     watch: (prefix, fromRevision, handlers) => inner.watch(prefix, fromRevision, handlers),
     close: () => inner.close(),
   };
+  const each = inner.createEach?.bind(inner);
+  if (each) wrapped.createEach = (entries) => timed('createEach', () => each(entries));
   const grant = inner.grantLease?.bind(inner);
   // Only a store that can hold leases may look like one: registerHost checks for the method.
   if (grant) wrapped.grantLease = (ttl) => timed('grantLease', () => grant(ttl));

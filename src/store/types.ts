@@ -30,6 +30,12 @@ export interface Store {
   list(prefix: string): Promise<KeyValue[]>;
   /** Writes key only if it does not exist. false: someone else has it. */
   createIfAbsent(key: string, value: string, opts?: { lease?: string }): Promise<boolean>;
+  /**
+   * Several createIfAbsent in one round trip, where the store can (etcd: one transaction per
+   * try); the same answers, in order, as one createIfAbsent each. Optional: callers fall back to
+   * createIfAbsent one by one.
+   */
+  createEach?(entries: Array<{ key: string; value: string }>): Promise<boolean[]>;
   /** Writes key only if its modRevision is still `modRevision` (0 = key absent). */
   compareAndSwap(key: string, value: string, modRevision: number): Promise<boolean>;
   /** Deletes key (only if its modRevision matches, when given). false: no such key, or it changed. */

@@ -24,10 +24,11 @@ export function socketFromOutside(host: Host): string {
   return `/proc/${host.nsPid}/root${SOCKET_IN_HOST}`;
 }
 
-export async function startDriver(host: Host, env: Record<string, string> = {}): Promise<Driver> {
-  if (!fs.existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run "npm run build" first`);
+/** mainJs: another build of the driver (a bench comparing two versions in one run). */
+export async function startDriver(host: Host, env: Record<string, string> = {}, mainJs = MAIN_JS): Promise<Driver> {
+  if (!fs.existsSync(mainJs)) throw new Error(`${mainJs} is missing: run "npm run build" first`);
   const dataDir = driverDataDir(host);
-  const proc = startInHost(host, process.execPath, [MAIN_JS, 'run'], {
+  const proc = startInHost(host, process.execPath, [mainJs, 'run'], {
     VXNET_DATA_DIR: dataDir,
     VXNET_SOCKET: SOCKET_IN_HOST,
     VXNET_HOST_ID: host.name,

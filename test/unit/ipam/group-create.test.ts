@@ -1,0 +1,84 @@
+import { GroupCreate, MAX_BATCH } from '../../../src/ipam/group-create';
+import type { Store } from '../../../src/store/types';
+import { tmpEmbeddedStore } from '../../helpers/tmp-store';
+
+/** The embedded store, given a createEach that records its batches (answers from createIfAbsent, one by one). */
+function batchingStore(): { store: Store; batches: string[][]; fail: { next: Error | null } } {
+  const store = tmpEmbeddedStore();
+  const batches: string[][] = [];
+  const fail = { next: null as Error | null };
+  const s = store as Store;
+  s.createEach = async (entries) => {
+    batches.push(entries.map((e) => e.key));
+    if (fail.next) {
+      const err = fail.next;
+      fail.next = null;
+      throw err;
+    }
+    const out: boolean[] = [];
+    for (const e of entries) out.push(await store.createIfAbsent(e.key, e.value));
+    return out;
+  };
+  return { store: s, batches, fail };
+}
+
+describe('src/ipam/group-create.ts', () => {
+  it('sends a lone write at once and the writes asked meanwhile together, with the same answers', async () => {
+    const { store, batches } = batchingStore();
+    try {
+      await store.createIfAbsent('/a/3', 'other');
+      const g = new GroupCreate(store);
+      const got = await Promise.all([0, 1, 2, 3, 4].map((i) => g.create(`/a/${i}`, `v${i}`)));
+      expect(got).toEqual([true, true, true, false, true]);
+      // The first went alone (createIfAbsent), the four asked while it was out went as one batch.
+      expect(batches).toEqual([['/a/1', '/a/2', '/a/3', '/a/4']]);
+      expect((await store.get('/a/3'))?.value).toBe('other');
+      expect((await store.get('/a/4'))?.value).toBe('v4');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('never puts one key twice in a batch and caps a batch at MAX_BATCH', async () => {
+    const { store, batches } = batchingStore();
+    try {
+      const g = new GroupCreate(store);
+      const asks = [g.create('/b/first', 'x')];
+      for (let i = 0; i < MAX_BATCH + 10; i++) asks.push(g.create(`/b/${i}`, 'x'));
+      asks.push(g.create('/b/0', 'y'));
+      const got = await Promise.all(asks);
+      expect(got.filter((c) => c)).toHaveLength(MAX_BATCH + 11);
+      expect(got[got.length - 1]).toBe(false); // /b/0 was created by the earlier ask
+      expect(batches.every((b) => b.length <= MAX_BATCH && new Set(b).size === b.length)).toBe(true);
+      expect(batches.flat()).toHaveLength(MAX_BATCH + 11);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('rejects every write of a failed batch and goes on with the next', async () => {
+    const { store, fail } = batchingStore();
+    try {
+      const g = new GroupCreate(store);
+      const first = g.create('/c/0', 'v');
+      fail.next = new Error('etcd down');
+      const batch = [g.create('/c/1', 'v'), g.create('/c/2', 'v')];
+      await expect(first).resolves.toBe(true);
+      await expect(batch[0]).rejects.toThrow('etcd down');
+      await expect(batch[1]).rejects.toThrow('etcd down');
+      await expect(Promise.all([g.create('/c/1', 'v'), g.create('/c/3', 'v')])).resolves.toEqual([true, true]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('writes one by one on a store without createEach', async () => {
+    const store = tmpEmbeddedStore();
+    try {
+      const g = new GroupCreate(store);
+      expect(await Promise.all([g.create('/d/0', 'v'), g.create('/d/0', 'w'), g.create('/d/1', 'v')])).toEqual([true, false, true]);
+    } finally {
+      await store.close();
+    }
+  });
+});
