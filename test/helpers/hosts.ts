@@ -273,10 +273,11 @@ export async function stopAllInHosts(hostName?: string): Promise<void> {
 }
 
 /** Stop everything in the host (processes, containers, dockerd, containerd) and remove it. */
-export async function downHost(host: Host | string): Promise<void> {
+/** Takes a host down; `timeoutMs` for host.sh (a host with a thousand containers needs minutes). */
+export async function downHost(host: Host | string, timeoutMs?: number): Promise<void> {
   const name = typeof host === 'string' ? host : host.name;
   await stopAllInHosts(name);
-  await hostSh(['down', name]);
+  await hostSh(['down', name], timeoutMs);
 }
 
 /** Remove every vxt-* host and the underlay. */
