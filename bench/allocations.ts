@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Host, upHost, downHost, underlayDown, run, REPO_ROOT } from '../test/helpers/hosts';
 import { Driver, startDriver, socketFromOutside, MAIN_JS } from '../test/helpers/vxnet-in-host';
+import { etcdDriverEnv } from './lib/etcd-driver';
 import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
 import { FakeContainer, FakeNetwork, createFakeNetwork, startFakeContainer } from '../test/helpers/fake-container';
 import { PluginClient, dockerId } from './lib/plugin-client';
@@ -96,7 +97,7 @@ async function startDrivers(env: Env, mainJs: string, prefix: string, extra: Rec
     drivers.push(
       await startDriver(
         h,
-        { VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: env.etcd.endpoint, VXNET_ETCD_PREFIX: prefix, VXNET_VTEP_INTERFACE: 'eth0', VXNET_LOG_LEVEL: 'info', ...extra },
+        { ...etcdDriverEnv(env.etcd.endpoint, prefix), ...extra },
         mainJs,
       ),
     );
@@ -273,7 +274,7 @@ async function memory(env: Env, opts: Options): Promise<MemoryResult> {
   const d3 = drivers[2];
   await d3.stop();
   const r0 = nowMs();
-  const restarted = await startDriver(env.hosts[2], { VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: env.etcd.endpoint, VXNET_ETCD_PREFIX: prefix, VXNET_VTEP_INTERFACE: 'eth0', VXNET_LOG_LEVEL: 'info' });
+  const restarted = await startDriver(env.hosts[2], etcdDriverEnv(env.etcd.endpoint, prefix));
   const readyMs = nowMs() - r0;
   drivers[2] = restarted;
   for (let i = 0; i < 60 && readLogRecords(restarted.logFile, 'peer entries synced').length === 0; i++) await sleep(500);

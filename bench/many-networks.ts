@@ -20,6 +20,7 @@ import type { Host } from '../test/helpers/hosts';
 import { describeFailure, upHost, downHost, underlayDown, REPO_ROOT } from '../test/helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../test/helpers/image';
 import { Driver, startDriver, MAIN_JS } from '../test/helpers/vxnet-in-host';
+import { etcdDriverEnv } from './lib/etcd-driver';
 import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
 import { summarize, rounded, paired, textTable, markdownTable, fmt, Summary } from './lib/stats';
 import { log, nowMs, round1, intArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
@@ -244,13 +245,7 @@ async function startVxnetHost(env: Env, spec: { name: string; ip: string }): Pro
   const host = await upHost(spec.name, spec.ip, { docker: '20' });
   env.hosts.push(host);
   await ensureTestImage(host);
-  const driver = await startDriver(host, {
-    VXNET_STORE: 'etcd',
-    VXNET_ETCD_ENDPOINTS: (env.etcd as HostEtcd).endpoint,
-    VXNET_ETCD_PREFIX: ETCD_PREFIX,
-    VXNET_VTEP_INTERFACE: 'eth0',
-    VXNET_LOG_LEVEL: 'info',
-  });
+  const driver = await startDriver(host, etcdDriverEnv((env.etcd as HostEtcd).endpoint, ETCD_PREFIX));
   env.drivers.push(driver);
   return { host, driver };
 }

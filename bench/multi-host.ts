@@ -19,6 +19,7 @@ import * as readline from 'node:readline';
 import { spawn, ChildProcess } from 'node:child_process';
 import { Host, upHost, downHost, underlayDown, run, describeFailure, REPO_ROOT } from '../test/helpers/hosts';
 import { Driver, startDriver, socketFromOutside, MAIN_JS } from '../test/helpers/vxnet-in-host';
+import { etcdDriverEnv } from './lib/etcd-driver';
 import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
 import { FakeContainer, FakeNetwork, createFakeNetwork, removeFakeNetwork, startFakeContainer, stopFakeContainer } from '../test/helpers/fake-container';
 import { Keys } from '../src/store/json';
@@ -178,13 +179,7 @@ async function setUp(env: Partial<Env>): Promise<Env> {
     // What dockerd does to every host: bridged frames through iptables, FORWARD dropped.
     await host.execOk(['sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1']);
     await host.execOk(['iptables', '-w', '-P', 'FORWARD', 'DROP']);
-    const driver = await startDriver(host, {
-      VXNET_STORE: 'etcd',
-      VXNET_ETCD_ENDPOINTS: env.etcd.endpoint,
-      VXNET_ETCD_PREFIX: ETCD_PREFIX,
-      VXNET_VTEP_INTERFACE: 'eth0',
-      VXNET_LOG_LEVEL: 'info',
-    });
+    const driver = await startDriver(host, etcdDriverEnv(env.etcd.endpoint, ETCD_PREFIX));
     env.drivers.push(driver);
     env.socks.push(socketFromOutside(host));
     env.memoryAtStart.push(memoryOf(driver.proc.pid!));
