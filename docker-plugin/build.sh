@@ -66,6 +66,7 @@ IPT_NFT=$(command -v xtables-nft-multi) || die "xtables-nft-multi not found (apt
 IPT_LEGACY=$(command -v xtables-legacy-multi) || die "xtables-legacy-multi not found (apt-get install iptables)"
 BUSYBOX=$(command -v busybox) || die "busybox not found (apt-get install busybox-static)"
 IPSET=$(command -v ipset) || die "ipset not found (apt-get install ipset)"
+NFT=$(command -v nft) || die "nft not found (apt-get install nftables)"
 
 # Copies a binary or library and every library ldd lists for it (the loader too) to the same
 # paths in the rootfs, so the loader finds them where it would on this machine.
@@ -110,6 +111,9 @@ ln -s iptables "$ROOTFS/usr/sbin/iptables-restore"
 # ipset: the per-network part of the firewall (sets are not tied to an iptables backend).
 cp "$IPSET" "$ROOTFS/usr/sbin/ipset"
 copy_libs "$IPSET"
+# nft: the anti-spoofing and policy tables (nftables; bridge and inet families).
+cp "$NFT" "$ROOTFS/usr/sbin/nft"
+copy_libs "$NFT"
 
 # busybox: the entrypoint's shell, and tools for `nsenter`-less debugging.
 cp "$BUSYBOX" "$ROOTFS/bin/busybox"

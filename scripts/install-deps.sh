@@ -19,7 +19,7 @@ t0=$(date +%s)
 export DEBIAN_FRONTEND=noninteractive
 
 # ---- 1. apt packages -------------------------------------------------------------------------
-PKGS=(docker.io containerd runc etcd-server busybox-static docker-compose iproute2 iptables ipset socat util-linux procps kmod ca-certificates dnsmasq-base)
+PKGS=(docker.io containerd runc etcd-server busybox-static docker-compose iproute2 iptables ipset nftables socat util-linux procps kmod ca-certificates dnsmasq-base)
 missing=()
 for p in "${PKGS[@]}"; do
   st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)

@@ -1,11 +1,11 @@
-// Runs the firewall tools (iptables, iptables-restore, ipset) for firewall.ts and
-// firewall-sets.ts: through execFile/spawn (never a shell), with arguments built only from
+// Runs the firewall tools (iptables, iptables-restore, ipset, nft) for firewall.ts,
+// firewall-sets.ts and the nftables tables: through execFile/spawn (never a shell), with arguments built only from
 // validated names, one operation at a time in this process, and `-w` for the xtables lock that
 // other processes (dockerd included) take too.
 import { spawn } from 'node:child_process';
 import { vxError } from '../errors';
 
-export type Tool = 'iptables' | 'iptables-restore' | 'ipset';
+export type Tool = 'iptables' | 'iptables-restore' | 'ipset' | 'nft';
 
 export interface ToolResult {
   code: number;
@@ -16,9 +16,9 @@ export interface ToolResult {
 /** iptables and ipset exit 1 for "no such rule/chain/set/element" (and "already exists"). */
 export const EXIT_NOT_FOUND = 1;
 
-/** Only iptables takes the xtables lock; ipset has no such flag. */
+/** Only iptables takes the xtables lock; ipset and nft have no such flag (nft commits one atomic transaction). */
 function lockArgs(tool: Tool): string[] {
-  return tool === 'ipset' ? [] : ['-w'];
+  return tool === 'iptables' || tool === 'iptables-restore' ? ['-w'] : [];
 }
 
 /** Resolves with the exit code; rejects only when the tool cannot be run at all. */
