@@ -137,6 +137,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     deferNetworkDelete: config.scope === 'global',
     log: log.child({ mod: 'network' }),
   });
+  dataplane.onReapFailure((link, err) => log.warn({ err, link }, 'background veth delete failed; reconcile removes the link'));
   // Before the socket listens: a Join that builds a bridge writes set entries the chains refer to.
   // A failure is not fatal (reconcile retries; Join retries the sets itself), only loud.
   await dataplane
@@ -235,6 +236,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       records.close();
       await peers?.close();
       await store.close();
+      await dataplane.closeReaper();
       dataplane.closeRtnl();
     },
   };

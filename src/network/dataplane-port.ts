@@ -34,6 +34,10 @@ export interface Dataplane {
   removeBridge(name: string): Promise<void>;
   ensureVeth(spec: VethSpec): Promise<void>;
   removeVeth(name: string): Promise<void>;
+  /** Takes the pair away without waiting for the kernel's slow veth delete (DeleteEndpoint). */
+  releaseVeth(name: string): Promise<void>;
+  /** Resolves when every released pair is gone (before a bridge goes). */
+  drainReleasedVeths(): Promise<void>;
   ensureVxlan(spec: VxlanSpec, opts?: { onRebuild?(reason: string): void }): Promise<void>;
   removeVxlan(name: string): Promise<void>;
   ensureFdb(spec: FdbSpec): Promise<void>;

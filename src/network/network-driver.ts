@@ -597,7 +597,7 @@ export class NetworkDriver {
 
   private async removeEndpoint(lnet: string, key: string, ep: EndpointRecord): Promise<void> {
     const endpointId = key.slice(this.deps.keys.endpoints(lnet).length);
-    await ignoreMissing(this.deps.dataplane.removeVeth(vethNames(endpointId).host));
+    await this.deps.dataplane.releaseVeth(vethNames(endpointId).host);
     await this.deleteRecord(key);
     this.deps.log.debug({ lnet, endpoint: endpointId, ipv4: ep.ipv4 }, 'endpoint removed');
   }
@@ -609,6 +609,9 @@ export class NetworkDriver {
     if (local) return;
     this.deps.peers?.deactivate(net.lnet);
     const bridge = bridgeName(net.vni);
+    // Its ports' veths may still be on their way out (released in DeleteEndpoint): the network
+    // is gone only when they are.
+    await dataplane.drainReleasedVeths();
     await ignoreMissing(dataplane.removeVxlan(vxlanName(net.vni)));
     await dataplane.removeBridgeRules(bridge, net.ipv4?.subnet ?? null);
     await ignoreMissing(dataplane.removeBridge(bridge));

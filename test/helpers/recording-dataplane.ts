@@ -33,6 +33,11 @@ export function recordingDataplane(): RecordingDataplane {
       calls.push(`removeVeth ${n}`);
       links.delete(n);
     },
+    async releaseVeth(n) {
+      calls.push(`releaseVeth ${n}`);
+      links.delete(n);
+    },
+    async drainReleasedVeths() {},
     async ensureVxlan(s) {
       calls.push(`ensureVxlan ${s.name}`);
       link(s.name, 'vxlan');

@@ -1,7 +1,12 @@
 // Bridge and veth against the real kernel of the test's private netns, read back with `ip -j`.
 import { LinkNotFoundError, VxnetError } from '../../src/errors';
 import {
+  closeReaper,
   closeRtnl,
+  drainReleasedVeths,
+  onReapFailure,
+  reaperBacklog,
+  releaseVeth,
   ensureBridge,
   ensureVeth,
   getLinkByName,
@@ -14,7 +19,10 @@ import {
 import type { BridgeSpec, VethSpec } from '../../src/dataplane';
 import { deleteLinks, globalAddrs, linkDetails, sh, suffix } from '../helpers/netns';
 
-afterAll(() => closeRtnl());
+afterAll(async () => {
+  await closeReaper();
+  closeRtnl();
+});
 
 describe('src/dataplane/rtnl', () => {
   let made: string[] = [];
@@ -191,6 +199,28 @@ describe('src/dataplane/veth', () => {
     expect(linkDetails(spec.hostName)).toBeNull();
     expect(linkDetails(spec.peerName)).toBeNull();
     await expect(removeVeth(spec.hostName)).resolves.toBeUndefined();
+  });
+
+  it('releaseVeth answers before the kernel is done; the reaper thread deletes the pair', async () => {
+    await ensureVeth(spec);
+    // Measures the main thread's event loop while the pair is released: the slow RTM_DELLINK
+    // runs in the reaper's thread, so timers here keep firing.
+    let ticks = 0;
+    const tick = setInterval(() => ticks++, 1);
+    await releaseVeth(spec.hostName);
+    expect(reaperBacklog()).toBe(1);
+    await drainReleasedVeths();
+    clearInterval(tick);
+    expect(reaperBacklog()).toBe(0);
+    expect(ticks).toBeGreaterThan(0);
+    expect(linkDetails(spec.hostName)).toBeNull();
+    expect(linkDetails(spec.peerName)).toBeNull();
+    // A pair already gone is not an error (a reconcile may have removed it first).
+    const failures: string[] = [];
+    onReapFailure((name) => failures.push(name));
+    await releaseVeth(spec.hostName);
+    await drainReleasedVeths();
+    expect(failures).toEqual([]);
   });
 
   it('fails with LinkNotFoundError when the bridge does not exist', async () => {

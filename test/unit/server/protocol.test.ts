@@ -52,7 +52,7 @@ describe('src/server/app.ts (protocol, as dockerd speaks it)', () => {
     await stopContainer(p, net, c2);
     dp.calls.length = 4;
     await stopContainer(p, net, c);
-    expect(dp.calls.slice(4)).toEqual(['removeVeth vxe-8ef52212cc', 'removeVxlan vxv-256', 'removeBridgeRules vxb-256', 'removeBridge vxb-256']);
+    expect(dp.calls.slice(4)).toEqual(['releaseVeth vxe-8ef52212cc', 'removeVxlan vxv-256', 'removeBridgeRules vxb-256', 'removeBridge vxb-256']);
     await removeNetwork(p, net, ['10.123.0.5']);
     expect(await store.list('/')).toEqual([]);
   });

@@ -1,0 +1,127 @@
+// Deletes veth pairs off the main thread.
+//
+// Why a thread: the kernel does the whole RTM_DELLINK of a veth inside the sender's sendmsg()
+// (unregistering both ends waits for RCU grace periods), ~20 ms here, and the `netlink`
+// package calls sendmsg on node's only thread, so every other plugin call waited with it.
+// Answering DeleteEndpoint before the delete finished therefore gained nothing (measured). A
+// worker thread has its own event loop and its own netlink socket: DeleteEndpoint now hands the
+// name over and answers at once. Nothing is lost if the driver dies first: the endpoint's
+// record is already deleted, so the next reconcile removes the link as an orphan.
+//
+// A network's bridge is removed only after the reaper is idle (drain), so "network gone" still
+// means "no vxnet link left" at the moment the call returns.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { deleteLink } from './rtnl';
+
+export interface ReapRequest {
+  id: number;
+  name: string;
+}
+
+export interface ReapResult {
+  id: number;
+  error?: string;
+}
+
+/**
+ * The compiled worker beside this file. Under ts-jest the sources run from src/, where there is
+ * none: the build's copy in dist/ (the test command builds first) keeps the thread in the tests.
+ */
+const WORKER_JS = [
+  path.join(__dirname, 'link-reaper-worker.js'),
+  path.join(__dirname, '..', '..', 'dist', 'src', 'dataplane', 'link-reaper-worker.js'),
+].find((f) => fs.existsSync(f));
+
+interface Pending {
+  name: string;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+let worker: Worker | null = null;
+let nextId = 1;
+const pending = new Map<number, Pending>();
+let onFailure: (name: string, err: Error) => void = () => undefined;
+
+/** Where failed background deletions are reported (the daemon logs them). */
+export function onReapFailure(fn: (name: string, err: Error) => void): void {
+  onFailure = fn;
+}
+
+function failAll(err: Error): void {
+  for (const p of pending.values()) p.reject(err);
+  pending.clear();
+}
+
+function getWorker(): Worker | null {
+  if (worker) return worker;
+  if (!WORKER_JS) return null;
+  const w = new Worker(WORKER_JS);
+  // The thread must not keep a stopping driver alive: close() drains it first.
+  w.unref();
+  w.on('message', (r: ReapResult) => {
+    const p = pending.get(r.id);
+    if (!p) return;
+    pending.delete(r.id);
+    if (r.error) p.reject(new Error(`could not delete link ${p.name}: ${r.error}`));
+    else p.resolve();
+  });
+  w.on('error', (err) => {
+    worker = null;
+    failAll(err);
+  });
+  w.on('exit', () => {
+    if (worker === w) worker = null;
+    failAll(new Error('link reaper thread exited'));
+  });
+  worker = w;
+  return w;
+}
+
+/** Every deletion handed over and not settled yet (worker or inline). */
+const inflight = new Set<Promise<void>>();
+
+/**
+ * Deletes the link in the background. The promise settles when the kernel is done (callers
+ * that answer Docker earlier do not await it); a failure is also reported to onReapFailure.
+ */
+export function reapLink(name: string): Promise<void> {
+  const w = getWorker();
+  const done = w
+    ? new Promise<void>((resolve, reject) => {
+        const id = nextId++;
+        pending.set(id, { name, resolve, reject });
+        w.postMessage({ id, name } satisfies ReapRequest);
+      })
+    : deleteLink(name);
+  const settled = done.then(
+    () => undefined,
+    (err: Error) => onFailure(name, err),
+  );
+  inflight.add(settled);
+  void settled.finally(() => inflight.delete(settled));
+  return done;
+}
+
+/** Resolves once every link handed over so far is deleted (or failed), or after timeoutMs. */
+export async function drainReaper(timeoutMs = 10_000): Promise<void> {
+  if (inflight.size === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all([...inflight]), new Promise<void>((res) => { timer = setTimeout(res, timeoutMs); })]);
+  clearTimeout(timer);
+}
+
+/** Links handed over and not yet deleted (status, tests). */
+export function reaperBacklog(): number {
+  return inflight.size;
+}
+
+/** Clean stop: finish what was handed over, then end the thread. */
+export async function closeReaper(timeoutMs = 10_000): Promise<void> {
+  await drainReaper(timeoutMs);
+  const w = worker;
+  worker = null;
+  if (w) await w.terminate();
+}
