@@ -77,6 +77,8 @@ describe('src/network/network-driver.ts on the real kernel', () => {
 
     const c2 = await runContainer(p, net, EP_ID2);
     await stopContainer(p, net, c);
+    // DeleteEndpoint hands the veth to the reaper thread and answers before the kernel is done.
+    await dataplane.drainReleasedVeths();
     expect(link('vxe-8ef52212cc')).toBeUndefined();
     expect(link('vxb-256')).toBeDefined();
     await stopContainer(p, net, c2);
