@@ -128,6 +128,14 @@ async function main(): Promise<number> {
     ? { ...realDataplane, releaseVeth: (n: string) => (vethDelete === 'inline' ? realDataplane.removeVeth(n) : realDataplane.releaseVeth(n)) }
     : recordingDataplane();
   if (opts.kernel) await realDataplane.ensureFirewall({ dryRun: false });
+  // Over etcd the network gets a VXLAN device, which needs an underlay: one end of a veth pair in the
+  // bench's namespace holds the VTEP address (no peer is ever reached).
+  const underlay = opts.kernel ? 'vxt-ul0' : 'eth0';
+  if (opts.kernel && etcd) {
+    for (const args of [['link', 'add', underlay, 'type', 'veth', 'peer', 'name', 'vxt-ul1'], ['addr', 'add', '192.0.2.1/24', 'dev', underlay], ['link', 'set', underlay, 'up']]) {
+      if (spawnSync('ip', args, { stdio: 'inherit' }).status !== 0) throw new Error(`ip ${args.join(' ')} failed`);
+    }
+  }
   const ipam = new Ipam({ store, keys, host: HOST, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], hostRoutes: async () => [] });
   // As the daemon wires it: peers (and a VTEP) only with a shared store.
   const peers = etcd ? new PeerSync({ store, keys, dataplane, host: HOST, log: log0 }) : null;
@@ -136,7 +144,7 @@ async function main(): Promise<number> {
   await records.start();
   const driver = new NetworkDriver({
     store, keys, dataplane, ipam, host: HOST, defaultMtu: 1450, vniRange: { min: 256, max: 4095 },
-    vtep: etcd ? { ip: '192.0.2.1', iface: 'eth0' } : null, vxlanPort: 4789, peers, records, teardownDelayMs: 5000, log: log0,
+    vtep: etcd ? { ip: '192.0.2.1', iface: underlay } : null, vxlanPort: 4789, peers, records, teardownDelayMs: 5000, log: log0,
   });
   const ports = new PortPublisher({ store, keys, host: HOST, dataplane: noPorts, places: driver, log: log0 });
   const app = buildApp({ driver, ipam, ports, log: log0, scope: 'local' });
