@@ -127,31 +127,35 @@ function hexIpv6(hex: string): string {
   return ipaddr.fromByteArray([...Buffer.from(digits, 'hex')]).toString();
 }
 
-interface NftJsonSet {
-  set?: { name: string; elem?: Array<{ concat?: unknown[] } | { elem?: { val?: { concat?: unknown[] } } }> };
-  table?: { name: string };
+/** The parts of `nft -j` output vxnet reads. */
+interface NftJsonItem {
+  set?: { name: string; elem?: NftJsonElem[] };
   counter?: { name: string; packets: number };
-  chain?: { name: string };
 }
+
+/** A plain element is {concat: [...]}; one with a counter or timeout is {elem: {val: {concat}}} (vxnet writes neither). */
+type NftJsonElem = { concat?: unknown[]; elem?: { val?: { concat?: unknown[] } } };
 
 /** Pure: the elements of `nft -j list table` output (unknown sets and shapes are skipped). */
 export function parseElements(json: string): SpoofElement[] {
   const out: SpoofElement[] = [];
-  const doc = JSON.parse(json) as { nftables?: NftJsonSet[] };
+  const doc = JSON.parse(json) as { nftables?: NftJsonItem[] };
   for (const item of doc.nftables ?? []) {
     const set = item.set;
-    if (!set || !(SPOOF_SETS as readonly string[]).includes(set.name)) continue;
+    if (!set || !isSpoofSet(set.name)) continue;
     for (const raw of set.elem ?? []) {
-      // An element with a counter or timeout is printed as {elem:{val:…}}; vxnet writes neither.
-      const concat = 'concat' in raw ? raw.concat : (raw as { elem?: { val?: { concat?: unknown[] } } }).elem?.val?.concat;
-      if (!Array.isArray(concat) || concat.some((v) => typeof v !== 'string')) continue;
+      const concat = raw.concat ?? raw.elem?.val?.concat;
+      if (!Array.isArray(concat) || concat.length < 3 || concat.some((v) => typeof v !== 'string')) continue;
       const parts = concat as string[];
-      const name = set.name as SpoofSet;
       const ip = parts[parts.length - 1];
-      out.push({ set: name, port: parts[0], mac: parts[1], ip: name === 'nd6' ? hexIpv6(ip) : ip });
+      out.push({ set: set.name, port: parts[0], mac: parts[1], ip: set.name === 'nd6' ? hexIpv6(ip) : ip });
     }
   }
   return out;
+}
+
+function isSpoofSet(name: string): name is SpoofSet {
+  return (SPOOF_SETS as readonly string[]).includes(name);
 }
 
 /** Pure: the chains' rules as `nft list table` prints them (tabs and braces stripped). */
@@ -240,7 +244,7 @@ export function listSpoofElements(): Promise<SpoofElement[]> {
 export async function antispoofDropped(): Promise<number | null> {
   const r = await runTool('nft', ['-j', 'list', 'counter', ANTISPOOF_FAMILY, ANTISPOOF_TABLE, DROPPED_COUNTER]);
   if (r.code !== 0) return null;
-  const doc = JSON.parse(r.stdout) as { nftables?: NftJsonSet[] };
+  const doc = JSON.parse(r.stdout) as { nftables?: NftJsonItem[] };
   const counter = doc.nftables?.find((i) => i.counter)?.counter;
   return counter ? counter.packets : null;
 }
