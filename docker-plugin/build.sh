@@ -133,6 +133,10 @@ inroot VXNET_IPTABLES=nft iptables -w -S >/dev/null || die "iptables (nft) fails
 inroot xtables-legacy-multi iptables -V >/dev/null || die "iptables-legacy fails inside the rootfs"
 inroot VXNET_IPTABLES=nft iptables-restore --version >/dev/null || die "iptables-restore fails inside the rootfs"
 inroot ipset version >/dev/null || die "ipset fails inside the rootfs"
+# nft as the driver runs it: a script on stdin, checked against the kernel (-c: nothing committed),
+# and a JSON listing (libjansson).
+printf 'add table bridge vxnet-build-check\n' | inroot nft -c -f - || die "nft fails inside the rootfs"
+inroot nft -j list tables bridge >/dev/null || die "nft -j fails inside the rootfs"
 
 size=$(du -sm "$ROOTFS" | cut -f1)
 echo "build.sh: rootfs $size MB in $DIR/rootfs, assembled in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2

@@ -20,7 +20,7 @@ while kill -0 "$child" 2>/dev/null; do
 done
 
 # No vxnet network left on this host (no vxnet bridge, nothing in vxnet's sets): drop the constant
-# chains, their jumps and the sets (and the per-bridge chain of an earlier version, if any).
+# chains, their jumps, the sets and the anti-spoofing table (and the per-bridge chain of an earlier version, if any).
 if ! ip -o link show 2>/dev/null | grep -q ': vxb-' && ! ipset save 2>/dev/null | grep -q '^add vxnet-'; then
   for chain in VXNET-ISOLATION VXNET-FORWARD; do
     while iptables -w -D FORWARD -m comment --comment vxnet -j "$chain" 2>/dev/null; do :; done
@@ -32,5 +32,8 @@ if ! ip -o link show 2>/dev/null | grep -q ': vxb-' && ! ipset save 2>/dev/null 
   iptables -w -t nat -F VXNET-MASQ 2>/dev/null || true
   iptables -w -t nat -X VXNET-MASQ 2>/dev/null || true
   for set in vxnet-egress vxnet-masq; do ipset destroy "$set" 2>/dev/null || true; done
+  # The anti-spoofing table (its elements went with the containers; the table itself stays for
+  # the driver's next start otherwise). add+delete: done whether or not it is there.
+  printf 'add table bridge vxnet-antispoof\ndelete table bridge vxnet-antispoof\n' | nft -f - 2>/dev/null || true
 fi
 exit "$status"

@@ -144,6 +144,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     .ensureFirewall({ dryRun: false })
     .then((changes) => log.info({ changes }, 'firewall in place'))
     .catch((err: unknown) => log.error({ err }, 'firewall setup failed: traffic across vxnet bridges may be dropped'));
+  // Before the socket listens too: Join adds entries to its sets. Its elements are re-synced
+  // with the store by the start-up reconcile (entries of containers stopped while vxnet was away).
+  await dataplane
+    .ensureAntispoof({ dryRun: false })
+    .then((changes) => log.info({ changes }, 'anti-spoofing table in place'))
+    .catch((err: unknown) => log.error({ err }, 'anti-spoofing table setup failed: Join will fail until it can be written'));
   const ports = new PortPublisher({ store, keys, host: config.hostId, dataplane, places: driver, log: log.child({ mod: 'ports' }) });
   const docker = dockerClient(config.dockerHost);
   // Names need the store shared by every host (peers) and dockerd's event stream.
@@ -164,7 +170,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     (dryRun) => reconcile({ driver, ports, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
     metrics.observeReconcile,
   );
-  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts() });
+  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped() });
   const status = async () => ({
     ...(await gatherStatus({
       store,

@@ -13,6 +13,7 @@ export const CHANGE_LABELS: Record<ChangeKind, string> = {
   staleNetworks: 'networks dockerd no longer has',
   staleEndpoints: 'endpoints whose container is gone',
   firewall: 'firewall chains put back in place',
+  antispoof: 'anti-spoofing table and entries synced with the store',
   repairNetworks: 'networks whose devices are recreated',
   stalePorts: 'published ports of endpoints that are gone',
   repairPorts: 'published ports whose rules or reservations are recreated',

@@ -20,3 +20,5 @@ export { addPortRules, enableHairpin, enableRouteLocalnet, ensurePortChains, lis
 export type { PortRuleBinding, PortRules } from './portmap';
 export { readEphemeralRange, reservePort } from './port-socket';
 export type { Reservation, ReserveProto } from './port-socket';
+export { ANTISPOOF_TABLE, addSpoofElements, antispoofDropped, ensureAntispoof, listSpoofElements, removeAntispoof, removeSpoofElements } from './antispoof';
+export type { SpoofElement, SpoofSet } from './antispoof';

@@ -10,6 +10,7 @@ import { vtepPathCheck } from './vtep-path';
 import { dockerdCheck } from './dockerd';
 import { socketCheck, socketDirCheck } from './socket';
 import { forwardCheck } from './forward';
+import { antispoofCheck } from './antispoof';
 import { bridgeNfCheck } from './bridge-nf';
 import { poolsCheck } from './pools';
 import { ipForwardCheck } from './ip-forward';
@@ -31,6 +32,7 @@ export const CHECKS: Check<DoctorContext>[] = [
   socketDirCheck,
   socketCheck,
   forwardCheck,
+  antispoofCheck,
   bridgeNfCheck,
   ipForwardCheck,
   dnsCheck,

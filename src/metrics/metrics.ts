@@ -27,6 +27,8 @@ export interface MetricSources {
   programmedPeers(): ProgrammedPeers[];
   /** Host ports published on this host, per protocol (absent: none are served). */
   publishedPorts?(): Record<string, number>;
+  /** Frames the anti-spoofing table dropped on this host (null: no table). */
+  antispoofDropped?(): Promise<number | null>;
 }
 
 type ReconcileOutcome = 'ok' | 'kernel_only' | 'error';
@@ -44,6 +46,7 @@ export class Metrics {
   private readonly addresses: Gauge<'pool' | 'kind'>;
   private readonly peerEntries: Gauge<'network' | 'kind'>;
   private readonly publishedPorts: Gauge<'proto'>;
+  private readonly spoofDropped: Counter;
 
   constructor(private readonly log: Logger) {
     const registers = [this.registry];
@@ -87,6 +90,13 @@ export class Metrics {
       collect: () => {
         for (const [proto, n] of Object.entries(this.sources?.publishedPorts?.() ?? { tcp: 0, udp: 0 })) this.publishedPorts.set({ proto }, n);
       },
+    });
+    // The kernel counts (nft counter "dropped"); the scrape copies its value.
+    this.spoofDropped = new Counter({
+      name: 'vxnet_antispoof_dropped_frames_total',
+      help: "Frames dropped on this host because they did not carry their container's own MAC and IP (table bridge vxnet-antispoof)",
+      registers,
+      collect: () => this.collectSpoofDropped(),
     });
     collectDefaultMetrics({ register: this.registry });
   }
@@ -134,6 +144,17 @@ export class Metrics {
     // Reset only now: a scrape running alongside must not see the gauge empty while this one waits.
     this.addresses.reset();
     for (const u of usage) this.addresses.set({ pool: u.poolId, kind: u.kind }, u.count);
+  }
+
+  private async collectSpoofDropped(): Promise<void> {
+    let dropped: number | null = null;
+    try {
+      dropped = (await this.sources?.antispoofDropped?.()) ?? null;
+    } catch (err) {
+      this.log.warn({ err }, 'cannot read the anti-spoofing counter for metrics');
+    }
+    this.spoofDropped.reset();
+    if (dropped !== null) this.spoofDropped.inc(dropped);
   }
 
   private collectPeers(): void {

@@ -2,6 +2,7 @@
 // (netlink + iptables); the domain depends only on this shape.
 import type { BridgeSpec, VethSpec, VxlanSpec, LinkInfo } from '../dataplane/types';
 import type { BridgeRuleOptions, FirewallEntry } from '../dataplane/firewall-sets';
+import type { SpoofElement } from '../dataplane/antispoof';
 
 export interface FdbEntry {
   mac: string;
@@ -53,6 +54,12 @@ export interface Dataplane {
   removeBridgeRules(bridge: string, subnet: string | null): Promise<void>;
   listFirewallEntries(): Promise<FirewallEntry[]>;
   removeFirewallEntries(entries: FirewallEntry[]): Promise<void>;
+  /** The anti-spoofing table (dataplane/antispoof.ts); returns what it changed (or would, dryRun). */
+  ensureAntispoof(opts: { dryRun: boolean }): Promise<string[]>;
+  addSpoofElements(elements: SpoofElement[]): Promise<void>;
+  /** Idempotent: elements that are not there are fine. */
+  removeSpoofElements(elements: SpoofElement[]): Promise<void>;
+  listSpoofElements(): Promise<SpoofElement[]>;
   listLinks(prefix: string): Promise<LinkInfo[]>;
   /** One link by name (O(1) for the kernel and for us), null when there is none. */
   getLinkByName(name: string): Promise<LinkInfo | null>;

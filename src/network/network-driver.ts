@@ -18,6 +18,7 @@ import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName, VETH_HOST_PRE
 import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
 import type { RecordCache } from './record-cache';
+import { portElements } from './antispoof';
 
 export interface IpamData {
   AddressSpace: string;
@@ -380,6 +381,11 @@ export class NetworkDriver {
       try {
         const bridge = await this.ensureNetworkDevices(net, undo, 'if-new');
         const names = vethNames(endpointId);
+        // Before the veth exists: the port checks every frame from its first one (fail closed).
+        const guard = portElements(endpointId, ep);
+        await this.deps.dataplane.addSpoofElements(guard);
+        undo.push(`remove anti-spoofing entries of ${names.host}`, () => this.deps.dataplane.removeSpoofElements(guard));
+        this.deps.failAt?.('join:after-antispoof');
         await this.deps.dataplane.ensureVeth({ hostName: names.host, peerName: names.peer, mtu: net.mtu, peerMac: ep.mac, bridge });
         undo.push(`remove veth ${names.host}`, () => this.deps.dataplane.removeVeth(names.host));
         this.deps.failAt?.('join:after-veth');
@@ -437,9 +443,14 @@ export class NetworkDriver {
     return bridge;
   }
 
-  /** Leave changes nothing: dockerd moves the interface back to the host; DeleteEndpoint removes it. */
+  /**
+   * Leave takes the port's anti-spoofing entries away (the port then drops everything); dockerd
+   * moves the interface back to the host and DeleteEndpoint removes it.
+   */
   async leave(networkId: string, endpointId: string): Promise<void> {
-    await this.requireEndpoint(networkId, endpointId);
+    const { lnet } = await this.networkOf(networkId);
+    const ep = await this.localEndpoint(lnet, networkId, endpointId);
+    await this.deps.dataplane.removeSpoofElements(portElements(endpointId, ep));
   }
 
   async requireEndpoint(networkId: string, endpointId: string): Promise<void> {
@@ -598,6 +609,7 @@ export class NetworkDriver {
   private async removeEndpoint(lnet: string, key: string, ep: EndpointRecord): Promise<void> {
     const endpointId = key.slice(this.deps.keys.endpoints(lnet).length);
     await this.deps.dataplane.releaseVeth(vethNames(endpointId).host);
+    await this.deps.dataplane.removeSpoofElements(portElements(endpointId, ep));
     await this.deleteRecord(key);
     this.deps.log.debug({ lnet, endpoint: endpointId, ipv4: ep.ipv4 }, 'endpoint removed');
   }

@@ -8,6 +8,8 @@
 //   - endpoints whose container is gone: veth, record and addresses go;
 //   - vxnet's constant firewall chains and sets are put back in place (a dockerd restart puts its
 //     own jumps ahead of ours; an upgrade leaves the per-bridge rules of earlier versions);
+//   - the anti-spoofing table is put back in place and its elements follow this host's endpoints
+//     in the store (network/antispoof.ts);
 //   - networks with live endpoints: bridge, firewall entries and VXLAN device are recreated if missing;
 //   - vxnet-named links and firewall set entries that nothing owns are removed;
 //   - published ports (ports/publisher.ts): records of endpoints that are gone lose their NAT
@@ -23,6 +25,7 @@ import type { NetworkDriver } from './network-driver';
 import { LINK_PREFIX } from '../dataplane/types';
 import { LinkNotFoundError } from '../errors';
 import { BRIDGE_PREFIX, VETH_HOST_PREFIX, VETH_PEER_PREFIX, VXLAN_PREFIX } from './names';
+import { syncAntispoof } from './antispoof';
 
 /**
  * An address or endpoint younger than this may belong to a `docker run` in progress (between
@@ -73,6 +76,7 @@ export const CHANGE_KINDS = [
   'staleNetworks',
   'staleEndpoints',
   'firewall',
+  'antispoof',
   'repairNetworks',
   'stalePorts',
   'repairPorts',
@@ -100,6 +104,7 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     staleNetworks: [],
     staleEndpoints: [],
     firewall: [],
+    antispoof: [],
     repairNetworks: [],
     stalePorts: [],
     repairPorts: [],
@@ -131,6 +136,12 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
 
   // Before the repairs: they add set entries, and the sets must exist.
   plan.firewall = await dataplane.ensureFirewall({ dryRun: opts.dryRun });
+  // Before the repairs too: a veth put back on its bridge must find its port's entries.
+  plan.antispoof = await syncAntispoof(
+    dataplane,
+    async () => (await driver.localState()).endpoints.filter((e) => !dropped.has(e.endpointId)),
+    opts.dryRun,
+  );
 
   // The kernel follows the store: every network with a live endpoint here has its devices, and
   // its endpoints' veths sit on its bridge. Ensuring is idempotent, so every such network is

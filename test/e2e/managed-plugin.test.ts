@@ -31,9 +31,14 @@ async function vxLinks(host: Host): Promise<string[]> {
   return out.split('\n').map((l) => l.split(': ')[1]?.split('@')[0] ?? '').filter((n) => n.startsWith('vx'));
 }
 
-/** vxnet's rules in the filter and nat tables, and its ipsets. */
+/** vxnet's rules in the filter and nat tables, its ipsets and its nftables tables (anti-spoofing). */
 async function vxRules(host: Host): Promise<string[]> {
-  const out = [await host.execOk(['iptables', '-w', '-S']), await host.execOk(['iptables', '-w', '-t', 'nat', '-S']), await host.execOk(['ipset', 'list', '-n'])];
+  const out = [
+    await host.execOk(['iptables', '-w', '-S']),
+    await host.execOk(['iptables', '-w', '-t', 'nat', '-S']),
+    await host.execOk(['ipset', 'list', '-n']),
+    await host.execOk(['nft', 'list', 'tables']),
+  ];
   return out.join('\n').split('\n').filter((l) => /vxnet|VXNET/.test(l));
 }
 
@@ -177,6 +182,10 @@ describe.each(['26', '20'] as const)('managed plugin on dockerd %s, embedded sto
     expect(await host.dockerOk(['exec', 'pb', 'ping', '-c', '2', '-W', '2', ipa])).toMatch(/2 packets received/);
     expect((await vxLinks(host)).filter((l) => l.startsWith('vxb-'))).toHaveLength(1);
     expect(fs.readdirSync(dataDir(host)).length).toBeGreaterThan(0); // the store is on the host
+    // nft runs inside the plugin's rootfs: the anti-spoofing table holds both containers' addresses.
+    const spoof = await host.execOk(['nft', 'list', 'set', 'bridge', 'vxnet-antispoof', 'v4']);
+    expect(spoof).toContain(ipa);
+    expect(spoof).toContain(ipb);
   });
 
   it('keeps its store across crashes: dockerd restarts the plugin, addresses stay unique', async () => {

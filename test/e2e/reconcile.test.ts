@@ -75,6 +75,10 @@ describe('reconcile after calls were lost', () => {
     const done = await untilLogged('reconcile done', 0);
     expect(done.staleEndpoints).toEqual([expect.stringContaining(lostIp)]);
     expect(done.staleNetworks).toEqual([expect.stringContaining('subnet-10.82.0.0-24')]);
+    // The lost container's anti-spoofing entries went with its endpoint; the kept one's stay.
+    const v4 = await host.execOk(['nft', 'list', 'set', 'bridge', 'vxnet-antispoof', 'v4']);
+    expect(v4).toContain(` . ${keepIp} `.trimEnd());
+    expect(v4).not.toContain(lostIp);
 
     // The lost container's address is free again, the removed network's subnet too.
     await host.dockerOk(['run', '-d', '--name', 'again', '--network', 'vxt-rc1', '--ip', lostIp, TEST_IMAGE, 'sleep', '3600']);
@@ -94,6 +98,21 @@ describe('reconcile after calls were lost', () => {
     expect(real).toMatch(/links nothing owns: .*vxe-deadbeef00/);
     expect(hostLinks()).not.toContain('vxe-deadbeef00');
     expect(hostLinks()).not.toContain('vxc-deadbeef00');
+  });
+
+  it("puts back a container's anti-spoofing entries removed behind its back (dry run first)", async () => {
+    const keepIp = await ipOf('keep', 'vxt-rc1');
+    const line = (await host.execOk(['nft', 'list', 'set', 'bridge', 'vxnet-antispoof', 'v4'])).split('\n').find((l) => l.includes(keepIp)) as string;
+    const element = /"vxe-\S+" \. \S+ \. [0-9.]+/.exec(line)?.[0] as string;
+    await host.execOk(['nft', 'delete', 'element', 'bridge', 'vxnet-antispoof', 'v4', `{ ${element} }`]);
+    // Without it, keep's port drops its IPv4 frames.
+    expect((await host.docker(['exec', 'keep', 'ping', '-c', '1', '-W', '1', await ipOf('again', 'vxt-rc1')])).code).not.toBe(0);
+    const dry = await host.execOk([process.execPath, MAIN_JS, 'reconcile', '--dry-run', '--socket', SOCKET]);
+    expect(dry).toMatch(new RegExp(`anti-spoofing table and entries synced with the store: .*\\+ v4 vxe-\\S+ \\S+ ${keepIp.replace(/\./g, '\\.')}`));
+    expect(await host.execOk(['nft', 'list', 'set', 'bridge', 'vxnet-antispoof', 'v4'])).not.toContain(keepIp);
+    await host.execOk([process.execPath, MAIN_JS, 'reconcile', '--socket', SOCKET]);
+    expect(await host.execOk(['nft', 'list', 'set', 'bridge', 'vxnet-antispoof', 'v4'])).toContain(keepIp);
+    expect(await host.dockerOk(['exec', 'keep', 'ping', '-c', '1', '-W', '2', await ipOf('again', 'vxt-rc1')])).toMatch(/1 packets received/);
   });
 
   it('recreates the devices of a network whose bridge was deleted behind its back', async () => {

@@ -2,6 +2,7 @@
 // and validation layers only. The same flows run against the real kernel in test/integration.
 import type { Dataplane } from '../../src/network/dataplane-port';
 import type { LinkInfo } from '../../src/dataplane/types';
+import type { SpoofElement } from '../../src/dataplane/antispoof';
 
 export interface RecordingDataplane extends Dataplane {
   calls: string[];
@@ -11,6 +12,7 @@ export interface RecordingDataplane extends Dataplane {
 export function recordingDataplane(): RecordingDataplane {
   const calls: string[] = [];
   const links = new Map<string, LinkInfo>();
+  const spoof = new Map<string, SpoofElement>();
   const link = (name: string, kind: string): void => {
     links.set(name, { name, index: links.size + 1, kind, mtu: 1500, mac: '', up: true, master: null });
   };
@@ -79,6 +81,21 @@ export function recordingDataplane(): RecordingDataplane {
     },
     async removeFirewallEntries(entries) {
       calls.push(`removeFirewallEntries ${entries.length}`);
+    },
+    async ensureAntispoof() {
+      calls.push('ensureAntispoof');
+      return [];
+    },
+    async addSpoofElements(elements) {
+      for (const e of elements) spoof.set(`${e.set} ${e.port} ${e.mac} ${e.ip}`, e);
+      if (elements.length > 0) calls.push(`addSpoofElements ${elements[0].port}`);
+    },
+    async removeSpoofElements(elements) {
+      for (const e of elements) spoof.delete(`${e.set} ${e.port} ${e.mac} ${e.ip}`);
+      if (elements.length > 0) calls.push(`removeSpoofElements ${elements[0].port}`);
+    },
+    async listSpoofElements() {
+      return [...spoof.values()];
     },
     async getLinkByName(name) {
       return links.get(name) ?? null;

@@ -96,6 +96,7 @@ describe('vxnet doctor (src/doctor)', () => {
       expect(before.checks.dockerd).toMatchObject({ status: 'PASS', detail: expect.stringContaining('dockerd 20.10.24 (API 1.41)') });
       expect(before.checks.socket).toMatchObject({ status: 'WARN', detail: expect.stringContaining('the driver is not running') });
       expect(before.checks.forward).toMatchObject({ status: 'WARN', detail: 'FORWARD policy DROP and no VXNET-ISOLATION chain; the driver is not running' });
+      expect(before.checks.antispoof).toMatchObject({ status: 'WARN', detail: 'no table bridge vxnet-antispoof; the driver is not running' });
       // A fresh namespace forwards nothing: egress and published ports would not work.
       expect(before.checks['ip-forward']).toMatchObject({ status: 'WARN', detail: expect.stringContaining('net.ipv4.ip_forward=0') });
       // The probe's namespace went with its process: nothing was left in this one.
@@ -110,6 +111,7 @@ describe('vxnet doctor (src/doctor)', () => {
       expect(running.checks.store).toMatchObject({ status: 'PASS', detail: expect.stringContaining(`in use by the running driver (pid ${driver.pid})`) });
       // The driver puts its constant chain in place when it starts, before any network.
       expect(running.checks.forward).toMatchObject({ status: 'PASS', detail: expect.stringMatching(/VXNET-ISOLATION \(9 rules, whatever the number of networks\) is in place/) });
+      expect(running.checks.antispoof).toMatchObject({ status: 'PASS', detail: expect.stringContaining('table bridge vxnet-antispoof is in place') });
 
       inNetns(ns, 'ip', ['link', 'add', 'vxb-4000', 'type', 'bridge']);
       inNetns(ns, 'iptables', ['-w', '-D', 'FORWARD', '-m', 'comment', '--comment', 'vxnet', '-j', 'VXNET-ISOLATION']);
@@ -118,6 +120,16 @@ describe('vxnet doctor (src/doctor)', () => {
       expect(broken.checks.forward).toMatchObject({
         status: 'FAIL',
         detail: expect.stringContaining('neither FORWARD nor DOCKER-USER jumps to VXNET-ISOLATION, yet vxnet bridges exist (vxb-4000)'),
+        fix: expect.stringContaining('vxnet reconcile'),
+      });
+
+      // A container port without the anti-spoofing table: the check fails and says how to fix it.
+      inNetns(ns, 'ip', ['link', 'add', 'vxe-doctor01', 'type', 'veth', 'peer', 'name', 'vxc-doctor01']);
+      inNetns(ns, 'nft', ['delete', 'table', 'bridge', 'vxnet-antispoof']);
+      const unguarded = await doctor(base, ns);
+      expect(unguarded.checks.antispoof).toMatchObject({
+        status: 'FAIL',
+        detail: 'no table bridge vxnet-antispoof, yet 1 container port(s) exist: containers can spoof addresses',
         fix: expect.stringContaining('vxnet reconcile'),
       });
     }, 60_000);

@@ -3,7 +3,7 @@ import type { StatusReport } from '../../../src/network/status';
 import type { ReconcilePlan } from '../../../src/network/reconcile';
 
 function plan(changes: Partial<ReconcilePlan> = {}): ReconcilePlan {
-  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], repairNetworks: [], stalePorts: [], repairPorts: [], orphanPortRules: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
+  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], antispoof: [], repairNetworks: [], stalePorts: [], repairPorts: [], orphanPortRules: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
 }
 
 const REPORT: StatusReport = {
@@ -119,6 +119,7 @@ describe('src/cli/status-format.ts', () => {
         '  networks dockerd no longer has: none',
         '  endpoints whose container is gone: none',
         '  firewall chains put back in place: none',
+        '  anti-spoofing table and entries synced with the store: none',
         '  networks whose devices are recreated: none',
         '  published ports of endpoints that are gone: none',
         '  published ports whose rules or reservations are recreated: none',

@@ -3,6 +3,8 @@ import { mtuVerdict } from '../../../src/doctor/underlay';
 import { moduleState, probeVerdict } from '../../../src/doctor/kernel';
 import type { ProbeStep } from '../../../src/doctor/kernel-probe';
 import { parseForward } from '../../../src/doctor/forward';
+import { antispoofProblem } from '../../../src/doctor/antispoof';
+import { chainRules } from '../../../src/dataplane/antispoof';
 import { ipForwardVerdict } from '../../../src/doctor/ip-forward';
 import { isolationRules } from '../../../src/dataplane/firewall';
 import { bridgeNfDetail } from '../../../src/doctor/bridge-nf';
@@ -239,5 +241,16 @@ describe('src/doctor/pools.ts poolsVerdict', () => {
       status: 'PASS',
       detail: 'default pools 10.128.0.0/9:24 overlap no route of this host',
     });
+  });
+});
+
+describe('src/doctor/antispoof.ts antispoofProblem', () => {
+  const table = (port: string[]): string =>
+    ['table bridge vxnet-antispoof {', '\tchain prerouting {', '\t\ttype filter hook prerouting priority filter; policy accept;', ...chainRules().prerouting.map((r) => `\t\t${r}`), '\t}', '\tchain port {', ...port.map((r) => `\t\t${r}`), '\t}', '}'].join('\n');
+  it('accepts the table vxnet writes', () => {
+    expect(antispoofProblem(table(chainRules().port))).toBeNull();
+  });
+  it('names a chain that lost rules', () => {
+    expect(antispoofProblem(table(chainRules().port.slice(1)))).toBe("chain port of table bridge vxnet-antispoof does not hold vxnet's 7 rules");
   });
 });

@@ -123,6 +123,7 @@ describe('src/metrics', () => {
       staleNetworks: [],
       staleEndpoints: ['aaa (10.0.0.2/24)', 'bbb (10.0.0.3/24)'],
       firewall: [],
+      antispoof: [],
       repairNetworks: [],
       stalePorts: [],
       repairPorts: [],
@@ -213,5 +214,18 @@ describe('src/metrics published ports', () => {
     const text = await metrics.text();
     expect(text).toMatch(/\nvxnet_published_ports\{proto="tcp"\} 3\n/);
     expect(text).toMatch(/\nvxnet_published_ports\{proto="udp"\} 1\n/);
+  });
+});
+
+describe('src/metrics anti-spoofing drops', () => {
+  it("copies the kernel's dropped-frames counter at scrape, 0 while there is no table", async () => {
+    const metrics = new Metrics(createLogger('silent'));
+    let dropped: number | null = null;
+    metrics.setSources({ addressUsage: async () => [], programmedPeers: () => [], antispoofDropped: async () => dropped });
+    expect(await metrics.text()).toMatch(/\nvxnet_antispoof_dropped_frames_total 0\n/);
+    dropped = 7;
+    expect(await metrics.text()).toMatch(/\nvxnet_antispoof_dropped_frames_total 7\n/);
+    dropped = 12;
+    expect(await metrics.text()).toMatch(/\nvxnet_antispoof_dropped_frames_total 12\n/);
   });
 });

@@ -45,14 +45,15 @@ describe('src/server/app.ts (protocol, as dockerd speaks it)', () => {
     expect(c.join).toEqual({ InterfaceName: { SrcName: 'vxc-8ef52212cc', DstPrefix: 'eth' }, Gateway: '10.123.0.1', DisableGatewayService: false });
     const info = await ok(p, '/NetworkDriver.EndpointOperInfo', { NetworkID: net.networkId, EndpointID: EP_ID });
     expect(info.Value).toMatchObject({ 'vxnet.vni': 256, 'vxnet.mac': c.mac });
-    expect(dp.calls).toEqual(['ensureBridge vxb-256', 'ensureBridgeRules vxb-256', `ensureVeth vxe-8ef52212cc`, `ensureFdb vxe-8ef52212cc ${c.mac}`]);
+    expect(dp.calls).toEqual(['ensureBridge vxb-256', 'ensureBridgeRules vxb-256', 'addSpoofElements vxe-8ef52212cc', `ensureVeth vxe-8ef52212cc`, `ensureFdb vxe-8ef52212cc ${c.mac}`]);
     // A second container on a network whose bridge is here: no firewall call (no iptables/ipset process).
     const c2 = await runContainer(p, net, EP_ID2);
-    expect(dp.calls.slice(4)).toEqual(['ensureBridge vxb-256', `ensureVeth vxe-${EP_ID2.slice(0, 10)}`, `ensureFdb vxe-${EP_ID2.slice(0, 10)} ${c2.mac}`]);
+    expect(dp.calls.slice(5)).toEqual(['ensureBridge vxb-256', `addSpoofElements vxe-${EP_ID2.slice(0, 10)}`, `ensureVeth vxe-${EP_ID2.slice(0, 10)}`, `ensureFdb vxe-${EP_ID2.slice(0, 10)} ${c2.mac}`]);
     await stopContainer(p, net, c2);
-    dp.calls.length = 4;
+    dp.calls.length = 5;
     await stopContainer(p, net, c);
-    expect(dp.calls.slice(4)).toEqual(['releaseVeth vxe-8ef52212cc', 'removeVxlan vxv-256', 'removeBridgeRules vxb-256', 'removeBridge vxb-256']);
+    // Leave takes the port's anti-spoofing entries; DeleteEndpoint makes sure (idempotent).
+    expect(dp.calls.slice(5)).toEqual(['removeSpoofElements vxe-8ef52212cc', 'releaseVeth vxe-8ef52212cc', 'removeSpoofElements vxe-8ef52212cc', 'removeVxlan vxv-256', 'removeBridgeRules vxb-256', 'removeBridge vxb-256']);
     await removeNetwork(p, net, ['10.123.0.5']);
     expect(await store.list('/')).toEqual([]);
   });
