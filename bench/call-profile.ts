@@ -127,7 +127,10 @@ async function main(): Promise<number> {
   const dataplane = opts.kernel
     ? { ...realDataplane, releaseVeth: (n: string) => (vethDelete === 'inline' ? realDataplane.removeVeth(n) : realDataplane.releaseVeth(n)) }
     : recordingDataplane();
-  if (opts.kernel) await realDataplane.ensureFirewall({ dryRun: false });
+  if (opts.kernel) {
+    await realDataplane.ensureFirewall({ dryRun: false });
+    await realDataplane.ensureAntispoof({ dryRun: false });
+  }
   // Over etcd the network gets a VXLAN device, which needs an underlay: one end of a veth pair in the
   // bench's namespace holds the VTEP address (no peer is ever reached).
   const underlay = opts.kernel ? 'vxt-ul0' : 'eth0';

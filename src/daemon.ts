@@ -244,6 +244,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await store.close();
       await dataplane.closeReaper();
       dataplane.closeRtnl();
+      dataplane.closeNftElements();
     },
   };
 }

@@ -24,14 +24,16 @@
 // keeps enforcing while the driver is away (kill -9), and reconcile re-syncs the elements with the
 // store at the next start.
 //
-// Scripts go through `nft -f -` (one atomic transaction each). nftables 1.0.6 has neither
-// `destroy element` nor `icmpv6 taddr`: removal adds then deletes each element in one transaction
-// (idempotent), and the ND target is read as raw payload (@th,64,128, an integer: nd6 elements are
-// written as 0x-hex).
+// The table is written by `nft -f -` (at start and on reconcile). A port's elements, written in
+// every Join and DeleteEndpoint, go over netlink instead (nft-elements.ts: an `nft` process cost
+// ~60 ms per call): one transaction per port, removal with DESTROYSETELEM (idempotent).
+// nftables 1.0.6 has no `icmpv6 taddr`: the ND target is read as raw payload (@th,64,128, an
+// integer: nd6 elements print as 0x-hex, and are the address's 16 bytes on the wire).
 import * as ipaddr from 'ipaddr.js';
 import { exclusive, mustRun, runTool } from './xtables';
+import { changeElements, keyBytes, KeyField } from './nft-elements';
 
-export const ANTISPOOF_FAMILY = 'bridge';
+export const ANTISPOOF_FAMILY = 'bridge' as const;
 export const ANTISPOOF_TABLE = 'vxnet-antispoof';
 export const DROPPED_COUNTER = 'dropped';
 /** Host-side veth names of containers (network/names.ts VETH_HOST_PREFIX): the guarded ports. */
@@ -104,18 +106,30 @@ export function elementText(e: SpoofElement): string {
   }
 }
 
-/** Pure: the add (or idempotent delete) script for some elements, grouped by set. */
-export function elementsScript(op: 'add' | 'remove', elements: SpoofElement[]): string {
-  const lines: string[] = [];
-  for (const set of SPOOF_SETS) {
-    const texts = elements.filter((e) => e.set === set).map(elementText);
-    if (texts.length === 0) continue;
-    const body = `${T} ${set} { ${texts.join(', ')} }`;
-    // add + delete in one transaction: deleting an element that is not there would fail the script.
-    if (op === 'remove') lines.push(`add element ${body}`, `delete element ${body}`);
-    else lines.push(`add element ${body}`);
+/** Pure: the fields of an element's key, in its set's order. */
+export function elementKey(e: SpoofElement): KeyField[] {
+  const port: KeyField = { type: 'ifname', value: e.port };
+  const mac: KeyField = { type: 'ether_addr', value: e.mac };
+  switch (e.set) {
+    case 'v4':
+      return [port, mac, { type: 'ipv4_addr', value: e.ip }];
+    case 'arp4':
+      return [port, mac, mac, { type: 'ipv4_addr', value: e.ip }];
+    case 'v6':
+      return [port, mac, { type: 'ipv6_addr', value: e.ip }];
+    case 'nd6':
+      return [port, mac, { type: 'raw', value: Buffer.from(ipaddr.IPv6.parse(e.ip).toByteArray()) }];
   }
-  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+function changeSpoofElements(op: 'add' | 'destroy', elements: SpoofElement[], what: string): Promise<void> {
+  const batches = SPOOF_SETS.map((set) => ({
+    family: ANTISPOOF_FAMILY,
+    table: ANTISPOOF_TABLE,
+    set,
+    keys: elements.filter((e) => e.set === set).map((e) => keyBytes(elementKey(e))),
+  }));
+  return changeElements(op, batches, what);
 }
 
 function ipv6Hex(ip: string): string {
@@ -215,21 +229,14 @@ export function removeAntispoof(): Promise<void> {
   });
 }
 
+/** One transaction: all of the port's elements or none (ENOENT when the table is missing). */
 export function addSpoofElements(elements: SpoofElement[]): Promise<void> {
-  const script = elementsScript('add', elements);
-  if (script === '') return Promise.resolve();
-  return exclusive(async () => {
-    await mustRun('nft', ['-f', '-'], `add anti-spoofing entries of ${ports(elements)}`, script);
-  });
+  return changeSpoofElements('add', elements, `add anti-spoofing entries of ${ports(elements)}`);
 }
 
 /** Idempotent: elements that are not there are fine. */
 export function removeSpoofElements(elements: SpoofElement[]): Promise<void> {
-  const script = elementsScript('remove', elements);
-  if (script === '') return Promise.resolve();
-  return exclusive(async () => {
-    await mustRun('nft', ['-f', '-'], `remove anti-spoofing entries of ${ports(elements)}`, script);
-  });
+  return changeSpoofElements('destroy', elements, `remove anti-spoofing entries of ${ports(elements)}`);
 }
 
 /** Every element in the table; [] when there is no table. */

@@ -22,3 +22,4 @@ export { readEphemeralRange, reservePort } from './port-socket';
 export type { Reservation, ReserveProto } from './port-socket';
 export { ANTISPOOF_TABLE, addSpoofElements, antispoofDropped, ensureAntispoof, listSpoofElements, removeAntispoof, removeSpoofElements } from './antispoof';
 export type { SpoofElement, SpoofSet } from './antispoof';
+export { closeNftElements } from './nft-elements';

@@ -1,4 +1,5 @@
-import { chainRules, elementText, elementsScript, parseChains, parseElements, tableScript } from '../../../src/dataplane/antispoof';
+import { chainRules, elementKey, elementText, parseChains, parseElements, tableScript } from '../../../src/dataplane/antispoof';
+import { keyBytes } from '../../../src/dataplane/nft-elements';
 import type { SpoofElement } from '../../../src/dataplane/antispoof';
 
 const v4: SpoofElement = { set: 'v4', port: 'vxe-abc', mac: '02:42:0a:00:00:02', ip: '10.0.0.2' };
@@ -11,13 +12,15 @@ describe('src/dataplane/antispoof.ts (pure parts)', () => {
     expect(elementText(nd)).toBe('"vxe-abc" . 02:42:0a:00:00:02 . 0xfe8000000000000000420afffe000002');
   });
 
-  it('removal adds then deletes in one script, so it succeeds whether or not the element is there', () => {
-    const script = elementsScript('remove', [v4]);
-    expect(script.split('\n').filter((l) => l !== '')).toEqual([
-      'add element bridge vxnet-antispoof v4 { "vxe-abc" . 02:42:0a:00:00:02 . 10.0.0.2 }',
-      'delete element bridge vxnet-antispoof v4 { "vxe-abc" . 02:42:0a:00:00:02 . 10.0.0.2 }',
-    ]);
-    expect(elementsScript('add', [])).toBe('');
+  it('keys carry each field in its set order, padded as nft stores them (ifname 16, MAC 6+2, IPv4 4, ND target 16)', () => {
+    const v4key = keyBytes(elementKey(v4));
+    expect(v4key.toString('hex')).toBe(
+      Buffer.concat([Buffer.from('vxe-abc'), Buffer.alloc(9)]).toString('hex') + '02420a0000020000' + '0a000002',
+    );
+    expect(keyBytes(elementKey({ ...v4, set: 'arp4' }))).toHaveLength(16 + 8 + 8 + 4);
+    const ndkey = keyBytes(elementKey(nd));
+    expect(ndkey).toHaveLength(16 + 8 + 16);
+    expect(ndkey.subarray(24).toString('hex')).toBe('fe8000000000000000420afffe000002');
   });
 
   it('the table script never flushes a set (the kernel keeps its entries while the driver is away)', () => {
