@@ -19,3 +19,5 @@ export { addPortRules, enableHairpin, enableRouteLocalnet, ensurePortChains, lis
 export type { PortRuleBinding, PortRules } from './portmap';
 export { readEphemeralRange, reservePort } from './port-socket';
 export type { Reservation, ReserveProto } from './port-socket';
+export { listPolicyElements, policyDrops, policyTableExists, removePolicyTable, replacePolicySets, updatePolicySets } from './policy-table';
+export type { PolicySets } from './policy-table';

@@ -1,0 +1,160 @@
+// The kernel side of network policy: one nftables table, `inet vxnet-policy`, whose rules are a
+// CONSTANT few; everything per container lives in four sets (src/policy/resolve.ts fills them):
+//
+//   chain forward (hook forward; bridged frames get here through br_netfilter, which dockerd
+//   turns on and vxnet's isolation already relies on):
+//     ct state established,related accept       replies to a container's own connections
+//     ct status dnat accept                     published ports keep working
+//     ip saddr @policed_out jump out_check      sources with egress rules
+//     ip daddr @policed_in jump in_check        destinations with ingress rules, isolated, pending
+//   chain in_check:  ip daddr . ip saddr . meta l4proto . th dport @allow_in return; counted drop
+//   chain out_check: ip saddr . ip daddr . meta l4proto . th dport @allow_out return; counted drop
+//
+// So a packet costs a few hash/pipapo lookups, whatever the number of rules and containers.
+// Traffic to and from the gateway (the host) is not forwarded and is never checked here.
+// The table is not tied to the driver process: after kill -9 the kernel keeps enforcing, and the
+// next start replaces the sets' content in one transaction (no open window).
+// Counters are named objects: rewriting the chains does not reset them (metrics read them).
+import { exclusive, mustRun, runTool } from './xtables';
+
+export const POLICY_TABLE = 'vxnet-policy';
+export const DROPS_IN = 'drops_in';
+export const DROPS_OUT = 'drops_out';
+const SETS = { policedIn: 'policed_in', policedOut: 'policed_out', allowIn: 'allow_in', allowOut: 'allow_out' } as const;
+export type PolicySetName = keyof typeof SETS;
+export type PolicySets = Record<PolicySetName, string[]>;
+
+const ELEMENT_RE = /^[0-9.]+(-[0-9.]+)?( \. [0-9.]+(-[0-9.]+)?){0,3}$/;
+
+/** The table's structure (no elements): sets, counters and chains as one nft script. Pure. */
+export function tableScript(): string {
+  const t = `inet ${POLICY_TABLE}`;
+  const concat = 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval;';
+  return [
+    // Declaring what exists is a no-op; the chains are flushed and rewritten in the same
+    // transaction, so they always hold exactly these rules (and the sets keep their elements).
+    `table ${t} {`,
+    `  set ${SETS.policedIn} { type ipv4_addr; }`,
+    `  set ${SETS.policedOut} { type ipv4_addr; }`,
+    `  set ${SETS.allowIn} { ${concat} }`,
+    `  set ${SETS.allowOut} { ${concat} }`,
+    `  counter ${DROPS_IN} { }`,
+    `  counter ${DROPS_OUT} { }`,
+    '  chain in_check { }',
+    '  chain out_check { }',
+    '  chain forward { type filter hook forward priority filter; policy accept; }',
+    '}',
+    `flush chain ${t} in_check`,
+    `flush chain ${t} out_check`,
+    `flush chain ${t} forward`,
+    `add rule ${t} in_check ip daddr . ip saddr . meta l4proto . th dport @${SETS.allowIn} return`,
+    `add rule ${t} in_check counter name ${DROPS_IN} drop`,
+    `add rule ${t} out_check ip saddr . ip daddr . meta l4proto . th dport @${SETS.allowOut} return`,
+    `add rule ${t} out_check counter name ${DROPS_OUT} drop`,
+    `add rule ${t} forward ct state established,related accept`,
+    `add rule ${t} forward ct status dnat accept`,
+    `add rule ${t} forward ip saddr @${SETS.policedOut} jump out_check`,
+    `add rule ${t} forward ip daddr @${SETS.policedIn} jump in_check`,
+    '',
+  ].join('\n');
+}
+
+function checked(elements: string[]): string[] {
+  for (const e of elements) if (!ELEMENT_RE.test(e)) throw new Error(`refusing policy set element ${JSON.stringify(e)}`);
+  return elements;
+}
+
+function elementLines(verb: 'add' | 'delete', sets: Partial<PolicySets>): string[] {
+  const out: string[] = [];
+  for (const [name, elements] of Object.entries(sets) as Array<[PolicySetName, string[]]>) {
+    if (elements.length === 0) continue;
+    out.push(`${verb} element inet ${POLICY_TABLE} ${SETS[name]} { ${checked(elements).join(', ')} }`);
+  }
+  return out;
+}
+
+/** Pure: the script that makes the table hold exactly `sets` (structure included). */
+export function replaceScript(sets: PolicySets): string {
+  const flush = (Object.values(SETS) as string[]).map((s) => `flush set inet ${POLICY_TABLE} ${s}`);
+  return [tableScript(), ...flush, ...elementLines('add', sets), ''].join('\n');
+}
+
+/** Pure: the script of a change from one content to another (deletions first). */
+export function diffScript(from: PolicySets, to: PolicySets): string {
+  const del: Partial<PolicySets> = {};
+  const add: Partial<PolicySets> = {};
+  for (const name of Object.keys(SETS) as PolicySetName[]) {
+    const a = new Set(from[name]);
+    const b = new Set(to[name]);
+    del[name] = [...a].filter((e) => !b.has(e));
+    add[name] = [...b].filter((e) => !a.has(e));
+  }
+  const lines = [...elementLines('delete', del), ...elementLines('add', add)];
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+/** Puts the table in place and makes its sets hold exactly `sets`, in one transaction. */
+export function replacePolicySets(sets: PolicySets): Promise<void> {
+  return exclusive(async () => {
+    await mustRun('nft', ['-f', '-'], `set the ${POLICY_TABLE} table`, replaceScript(sets));
+  });
+}
+
+/** Moves the sets from `from` (what the last call left) to `to`, in one transaction. */
+export function updatePolicySets(from: PolicySets, to: PolicySets): Promise<number> {
+  const script = diffScript(from, to);
+  if (script === '') return Promise.resolve(0);
+  return exclusive(async () => {
+    await mustRun('nft', ['-f', '-'], `update the ${POLICY_TABLE} sets`, script);
+    return script.split('\n').filter(Boolean).length;
+  });
+}
+
+/** Whether the table exists (false also when nft is missing: then there is nothing to remove). */
+export async function policyTableExists(): Promise<boolean> {
+  try {
+    return (await runTool('nft', ['list', 'table', 'inet', POLICY_TABLE])).code === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes the table (plugin disable, uninstall). Idempotent. */
+export function removePolicyTable(): Promise<boolean> {
+  return exclusive(async () => {
+    if (!(await policyTableExists())) return false;
+    await mustRun('nft', ['delete', 'table', 'inet', POLICY_TABLE], `remove the ${POLICY_TABLE} table`);
+    return true;
+  });
+}
+
+/** Drops counted by the table's named counters: packets refused inbound and outbound. */
+export async function policyDrops(): Promise<{ in: number; out: number } | null> {
+  const r = await runTool('nft', ['-j', 'list', 'counters', 'table', 'inet', POLICY_TABLE]).catch(() => null);
+  if (!r || r.code !== 0) return null;
+  const out = { in: 0, out: 0 };
+  try {
+    const doc = JSON.parse(r.stdout) as { nftables?: Array<{ counter?: { name: string; packets: number } }> };
+    for (const item of doc.nftables ?? []) {
+      if (item.counter?.name === DROPS_IN) out.in = item.counter.packets;
+      if (item.counter?.name === DROPS_OUT) out.out = item.counter.packets;
+    }
+  } catch {
+    return null;
+  }
+  return out;
+}
+
+/** The elements the kernel holds now, per set, as nft prints them (dry-run reconcile, tests). */
+export async function listPolicyElements(): Promise<PolicySets | null> {
+  const r = await runTool('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]).catch(() => null);
+  if (!r || r.code !== 0) return null;
+  const out: PolicySets = { policedIn: [], policedOut: [], allowIn: [], allowOut: [] };
+  const byName = new Map<string, PolicySetName>(Object.entries(SETS).map(([k, v]) => [v, k as PolicySetName]));
+  const doc = JSON.parse(r.stdout) as { nftables?: Array<{ set?: { name: string; elem?: unknown[] } }> };
+  for (const item of doc.nftables ?? []) {
+    const name = item.set ? byName.get(item.set.name) : undefined;
+    if (name && item.set) out[name] = (item.set.elem ?? []).map((e) => JSON.stringify(e));
+  }
+  return out;
+}

@@ -1,0 +1,239 @@
+// The policy engine: keeps the kernel's `inet vxnet-policy` sets (dataplane/policy-table.ts) in
+// step with the store. It mirrors networks/, endpoints/ and names/ (StoreMirror), and after every
+// change recomputes this host's elements (resolve.ts) and applies the difference in one nft
+// transaction. Changes are coalesced: a burst of records costs one nft run.
+//
+// Fail closed, scoped: a new local endpoint without rules in its options is "pending" — in
+// policed_in with nothing allowed — until vxnet knows whether its container carries rules as
+// labels. Pending ends when
+//   (a) its container was read from dockerd (the name publisher wrote its names/ record, labels
+//       included),
+//   (b) dockerd answers that it does not know the endpoint's network, or has the network but not
+//       the endpoint well after it was made (an endpoint made by plugin calls alone: no
+//       container, so no labels can exist), or
+//   (c) there is no dockerd to ask (no socket) or nothing reads labels (names service off).
+// While dockerd does not answer, a pending endpoint stays closed.
+// Nothing is kept outside the store and the kernel: a restarted driver rebuilds the sets from the
+// records in one transaction, and an endpoint whose names/ record survived is not pending again.
+import type { Logger } from '../log';
+import type { Store } from '../store/types';
+import { decode, Keys } from '../store/json';
+import type { EndpointRecord, NetworkRecord } from '../network/records';
+import { StoreMirror } from '../network/store-mirror';
+import { NameRecord, namesPrefix, splitKey } from '../names/records';
+import { isolated, resolvePolicy, EndpointPolicy, PolicyPlan } from './resolve';
+import type { PolicySets } from '../dataplane/policy-table';
+
+/** How often pending endpoints are looked up in dockerd. */
+const PENDING_CHECK_MS = 250;
+/**
+ * dockerd lists an endpoint on its network once the container joined it; one it still does not
+ * list this long after CreateEndpoint belongs to no container (plugin calls alone).
+ */
+export const UNLISTED_ENDPOINT_GRACE_MS = 3000;
+
+export type EndpointLookup = (networkId: string, endpointId: string) => Promise<'listed' | 'unlisted' | 'no-network' | 'unreachable'>;
+
+export interface PolicyKernel {
+  replace(sets: PolicySets): Promise<void>;
+  update(from: PolicySets, to: PolicySets): Promise<number>;
+}
+
+export interface PolicyEngineDeps {
+  store: Store;
+  keys: Keys;
+  host: string;
+  kernel: PolicyKernel;
+  /** null: no dockerd to ask, or nothing publishes labels: no endpoint is ever pending (c). */
+  lookup: EndpointLookup | null;
+  log: Logger;
+  now?: () => number;
+}
+
+type Rec = { kind: 'network'; rec: NetworkRecord } | { kind: 'endpoint'; rec: EndpointRecord } | { kind: 'name'; rec: NameRecord };
+
+export class PolicyEngine {
+  private readonly mirror: StoreMirror<Rec>;
+  /** Local endpoints ("lnet/endpointId") found to have no container to read labels from (b). */
+  private readonly noLabels = new Set<string>();
+  private applied: PolicySets | null = null;
+  private plan: PolicyPlan = { elements: { policedIn: [], policedOut: [], allowIn: [], allowOut: [] }, endpoints: [] };
+  private chain: Promise<void> = Promise.resolve();
+  private scheduled: Promise<void> | null = null;
+  private checkTimer: NodeJS.Timeout | null = null;
+  private checking = false;
+  private started = false;
+  private closed = false;
+
+  constructor(private readonly deps: PolicyEngineDeps) {
+    const { keys } = deps;
+    const names = namesPrefix(keys);
+    this.mirror = new StoreMirror<Rec>({
+      store: deps.store,
+      prefixes: [keys.networks(), keys.endpoints(), names],
+      parse: (kv) => {
+        if (kv.key.startsWith(keys.networks())) return { kind: 'network', rec: decode<NetworkRecord>(kv) };
+        if (kv.key.startsWith(names)) return { kind: 'name', rec: decode<NameRecord>(kv) };
+        return { kind: 'endpoint', rec: decode<EndpointRecord>(kv) };
+      },
+      log: deps.log,
+      onChange: () => {
+        if (this.started) void this.sync();
+      },
+    });
+  }
+
+  /** Loads the records and makes the kernel match them (one transaction) before returning. */
+  async start(): Promise<void> {
+    await this.mirror.start();
+    this.started = true;
+    await this.sync();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.checkTimer) clearTimeout(this.checkTimer);
+    this.mirror.close();
+  }
+
+  /**
+   * Join: the endpoint's record is in the kernel's view before the container gets its
+   * interface (a pending endpoint is closed from its first packet on).
+   */
+  async endpointJoined(key: string, rec: EndpointRecord, net: NetworkRecord): Promise<void> {
+    this.mirror.noteWrite(key, JSON.stringify(rec));
+    try {
+      await this.sync();
+    } catch (err) {
+      // An endpoint with rules, or on an isolated network, must not run open: the Join fails.
+      // Others would only lose the labels' fail-closed window; they join (the error is logged).
+      if (rec.allow !== undefined || rec.egress !== undefined || isolated(net)) throw err;
+    }
+  }
+
+  /** Recomputes and applies (coalesced: calls made while one waits share it). */
+  sync(): Promise<void> {
+    if (this.scheduled) return this.scheduled;
+    const run = this.chain.then(async () => {
+      this.scheduled = null;
+      if (this.closed) return;
+      await this.applyNow();
+    });
+    this.scheduled = run;
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The effective policy of this host's endpoints (status, explain). */
+  endpoints(): EndpointPolicy[] {
+    return this.plan.endpoints;
+  }
+
+  /** Every names/ record on a network, by endpoint key (explain resolves A and B by name). */
+  namesOf(lnet: string): Array<{ key: string; rec: NameRecord }> {
+    return (this.mirror.list(namesPrefix(this.deps.keys, lnet)) ?? []).flatMap((e) => (e.value.kind === 'name' ? [{ key: e.key, rec: e.value.rec }] : []));
+  }
+
+  /** Reconcile: the kernel made to hold exactly what the records say (table and chains included). */
+  async reconcile(dryRun: boolean): Promise<string[]> {
+    const input = this.input();
+    const sets = resolvePolicy(input).elements;
+    if (dryRun) return [`would set ${setsSummary(sets)}`];
+    await this.chain;
+    await this.deps.kernel.replace(sets);
+    this.applied = sets;
+    return [`set ${setsSummary(sets)}`];
+  }
+
+  private async applyNow(): Promise<void> {
+    const input = this.input();
+    const plan = resolvePolicy(input);
+    const sets = plan.elements;
+    try {
+      if (this.applied === null) await this.deps.kernel.replace(sets);
+      else await this.deps.kernel.update(this.applied, sets);
+      this.applied = sets;
+      this.plan = plan;
+    } catch (err) {
+      // The next change (or reconcile) replaces the whole content.
+      this.applied = null;
+      this.deps.log.error({ err }, 'could not update the policy sets');
+      throw err;
+    }
+    for (const ep of plan.endpoints) if (ep.error) this.deps.log.warn({ endpoint: ep.endpointId, container: ep.container, error: ep.error }, 'bad policy label: container stays closed');
+    if (input.pending.size > 0) this.scheduleCheck();
+  }
+
+  private input(): Parameters<typeof resolvePolicy>[0] {
+    const { keys, host } = this.deps;
+    const networks = new Map<string, NetworkRecord>();
+    const endpoints = new Map<string, EndpointRecord>();
+    const names = new Map<string, NameRecord>();
+    const np = namesPrefix(keys);
+    for (const { key, value } of this.mirror.list('') ?? []) {
+      if (value.kind === 'network') networks.set(value.rec.lnet, value.rec);
+      else if (value.kind === 'endpoint') {
+        const k = splitKey(key, keys.endpoints());
+        if (k) endpoints.set(k.join('/'), value.rec);
+      } else {
+        const k = splitKey(key, np);
+        if (k) names.set(k.join('/'), value.rec);
+      }
+    }
+    const pending = new Set<string>();
+    for (const [key, ep] of endpoints) {
+      if (ep.host !== host) continue;
+      if (this.isPending(key, ep, names)) pending.add(key);
+    }
+    for (const key of this.noLabels) if (!endpoints.has(key)) this.noLabels.delete(key);
+    return { host, networks, endpoints, names, pending };
+  }
+
+  private isPending(key: string, ep: EndpointRecord, names: Map<string, NameRecord>): boolean {
+    if (this.deps.lookup === null) return false; // (c)
+    if (ep.allow !== undefined || ep.egress !== undefined) return false; // rules known at CreateEndpoint
+    if (names.has(key)) return false; // (a)
+    return !this.noLabels.has(key); // (b)
+  }
+
+  private scheduleCheck(): void {
+    if (this.checkTimer || this.closed) return;
+    this.checkTimer = setTimeout(() => {
+      this.checkTimer = null;
+      void this.checkPending();
+    }, PENDING_CHECK_MS);
+    this.checkTimer.unref();
+  }
+
+  /** (b): asks dockerd about each pending endpoint. */
+  private async checkPending(): Promise<void> {
+    const lookup = this.deps.lookup;
+    if (this.checking || !lookup || this.closed) return;
+    this.checking = true;
+    let changed = false;
+    try {
+      const input = this.input();
+      const now = (this.deps.now ?? Date.now)();
+      for (const key of input.pending) {
+        const ep = input.endpoints.get(key) as EndpointRecord;
+        const answer = await lookup(ep.networkId, key.split('/')[1]);
+        const old = now - (ep.at ?? 0) > UNLISTED_ENDPOINT_GRACE_MS;
+        if (answer === 'no-network' || (answer === 'unlisted' && old)) {
+          this.noLabels.add(key);
+          changed = true;
+          this.deps.log.info({ endpoint: key, answer }, 'no container behind this endpoint: no labels, not pending');
+        }
+      }
+    } catch (err) {
+      this.deps.log.debug({ err }, 'pending endpoint check failed');
+    } finally {
+      this.checking = false;
+    }
+    if (changed) await this.sync().catch(() => undefined);
+    else if (this.input().pending.size > 0) this.scheduleCheck();
+  }
+}
+
+function setsSummary(s: PolicySets): string {
+  return `policy sets: ${s.policedIn.length} policed in, ${s.policedOut.length} policed out, ${s.allowIn.length} + ${s.allowOut.length} allow elements`;
+}
