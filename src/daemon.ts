@@ -124,7 +124,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     store,
     keys,
     host: config.hostId,
-    kernel: { replace: dataplane.replacePolicySets, update: dataplane.updatePolicySets },
+    kernel: { list: dataplane.listPolicyElements, replace: dataplane.replacePolicySets, update: dataplane.updatePolicySets },
     lookup: namesOn && dockerdPresent(config.dockerHost) ? endpointLookup(config.dockerHost) : null,
     log: log.child({ mod: 'policy' }),
   });
@@ -175,7 +175,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     : null;
   const reconcileLog = log.child({ mod: 'reconcile' });
   const reconciles = new ReconcileHistory(
-    (dryRun) => reconcile({ driver, ports, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
+    (dryRun) => reconcile({ driver, ports, ipam, dataplane, docker, policy, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
     metrics.observeReconcile,
   );
   metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts() });
@@ -190,6 +190,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       ports: () => ports.published(),
     })),
     names: names?.status() ?? null,
+    policy: policy.endpoints(),
   });
   const app = buildApp({
     driver,
@@ -199,6 +200,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     scope: config.scope,
     reconcile: reconciles.runner('on-demand'),
     status,
+    explainPolicy: (from, to, port, proto) => policy.explain(from, to, port, proto),
     observeCall: metrics.observeCall,
     // Activate can arrive as soon as the socket listens, before the first pass is set up.
     onActivate: () => onActivate(),

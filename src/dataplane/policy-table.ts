@@ -145,16 +145,43 @@ export async function policyDrops(): Promise<{ in: number; out: number } | null>
   return out;
 }
 
-/** The elements the kernel holds now, per set, as nft prints them (dry-run reconcile, tests). */
-export async function listPolicyElements(): Promise<PolicySets | null> {
-  const r = await runTool('nft', ['-j', 'list', 'table', 'inet', POLICY_TABLE]).catch(() => null);
-  if (!r || r.code !== 0) return null;
+/**
+ * Pure: the elements of each set in `nft -nn -p list table` output, in resolve.ts's own syntax
+ * (nft prints a range that is a prefix as a.b.c.d/len: turned back into lo-hi).
+ */
+export function parseListing(text: string): PolicySets {
   const out: PolicySets = { policedIn: [], policedOut: [], allowIn: [], allowOut: [] };
   const byName = new Map<string, PolicySetName>(Object.entries(SETS).map(([k, v]) => [v, k as PolicySetName]));
-  const doc = JSON.parse(r.stdout) as { nftables?: Array<{ set?: { name: string; elem?: unknown[] } }> };
-  for (const item of doc.nftables ?? []) {
-    const name = item.set ? byName.get(item.set.name) : undefined;
-    if (name && item.set) out[name] = (item.set.elem ?? []).map((e) => JSON.stringify(e));
+  const setRe = /set (\w+) \{([^}]*)\}/g;
+  for (let m = setRe.exec(text); m; m = setRe.exec(text)) {
+    const name = byName.get(m[1]);
+    const elems = /elements = \{([^}]*)/.exec(m[2]);
+    if (!name || !elems) continue;
+    out[name] = elems[1]
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean)
+      .map((e) => e.split(' . ').map(prefixToRange).join(' . '));
   }
   return out;
+}
+
+function prefixToRange(part: string): string {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(part);
+  if (!m) return part;
+  const base = ((Number(m[1]) << 24) >>> 0) + (Number(m[2]) << 16) + (Number(m[3]) << 8) + Number(m[4]);
+  const last = base + 2 ** (32 - Number(m[5])) - 1;
+  const ip = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  return last === base ? ip(base) : `${ip(base)}-${ip(last)}`;
+}
+
+/** The chain rules that make the table enforce (a table without them polices nothing). */
+const ENFORCING = [`ip daddr @${SETS.policedIn} jump in_check`, `ip saddr @${SETS.policedOut} jump out_check`, `@${SETS.allowIn} return`, `@${SETS.allowOut} return`];
+
+/** What the kernel holds now: null when the table is missing or incomplete (its chains lack a rule). */
+export async function listPolicyElements(): Promise<PolicySets | null> {
+  const r = await runTool('nft', ['-nn', '-p', 'list', 'table', 'inet', POLICY_TABLE]).catch(() => null);
+  if (!r || r.code !== 0) return null;
+  if (!ENFORCING.every((rule) => r.stdout.includes(rule))) return null;
+  return parseListing(r.stdout);
 }

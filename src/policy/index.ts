@@ -23,6 +23,12 @@ import { StoreMirror } from '../network/store-mirror';
 import { NameRecord, namesPrefix, splitKey } from '../names/records';
 import { isolated, resolvePolicy, EndpointPolicy, PolicyPlan } from './resolve';
 import type { PolicySets } from '../dataplane/policy-table';
+import { vxError } from '../errors';
+import { explain, Explanation } from './explain';
+import type { Proto } from './parse';
+
+export type { Explanation } from './explain';
+export type { EndpointPolicy } from './resolve';
 
 /** How often pending endpoints are looked up in dockerd. */
 const PENDING_CHECK_MS = 250;
@@ -35,6 +41,8 @@ export const UNLISTED_ENDPOINT_GRACE_MS = 3000;
 export type EndpointLookup = (networkId: string, endpointId: string) => Promise<'listed' | 'unlisted' | 'no-network' | 'unreachable'>;
 
 export interface PolicyKernel {
+  /** What the kernel holds; null when the table or one of its enforcing rules is missing. */
+  list(): Promise<PolicySets | null>;
   replace(sets: PolicySets): Promise<void>;
   update(from: PolicySets, to: PolicySets): Promise<number>;
 }
@@ -57,6 +65,8 @@ export class PolicyEngine {
   /** Local endpoints ("lnet/endpointId") found to have no container to read labels from (b). */
   private readonly noLabels = new Set<string>();
   private applied: PolicySets | null = null;
+  /** Bad labels already logged (once each). */
+  private reported = new Set<string>();
   private plan: PolicyPlan = { elements: { policedIn: [], policedOut: [], allowIn: [], allowOut: [] }, endpoints: [] };
   private chain: Promise<void> = Promise.resolve();
   private scheduled: Promise<void> | null = null;
@@ -129,20 +139,39 @@ export class PolicyEngine {
     return this.plan.endpoints;
   }
 
-  /** Every names/ record on a network, by endpoint key (explain resolves A and B by name). */
-  namesOf(lnet: string): Array<{ key: string; rec: NameRecord }> {
-    return (this.mirror.list(namesPrefix(this.deps.keys, lnet)) ?? []).flatMap((e) => (e.value.kind === 'name' ? [{ key: e.key, rec: e.value.rec }] : []));
+  /** `vxnet policy explain`: may `from` open a connection to `to` on port/proto, and why. */
+  explain(from: string, to: string, port: number, proto: Proto): Explanation {
+    try {
+      return explain(this.input(), from, to, port, proto);
+    } catch (err) {
+      throw vxError('VXNET_ERR_BAD_REQUEST', (err as Error).message);
+    }
   }
 
-  /** Reconcile: the kernel made to hold exactly what the records say (table and chains included). */
+  /**
+   * Reconcile: compares the kernel's table with what the records say; any difference (a missing
+   * table or chain rule, an element too many or too few) is listed, and fixed by one replacing
+   * transaction.
+   */
   async reconcile(dryRun: boolean): Promise<string[]> {
-    const input = this.input();
-    const sets = resolvePolicy(input).elements;
-    if (dryRun) return [`would set ${setsSummary(sets)}`];
-    await this.chain;
-    await this.deps.kernel.replace(sets);
-    this.applied = sets;
-    return [`set ${setsSummary(sets)}`];
+    await this.chain.catch(() => undefined);
+    const want = resolvePolicy(this.input()).elements;
+    const have = await this.deps.kernel.list();
+    const changes: string[] = [];
+    if (have === null) changes.push(`table inet vxnet-policy missing or incomplete (${setsSummary(want)})`);
+    else {
+      for (const name of Object.keys(want) as Array<keyof PolicySets>) {
+        const h = new Set(have[name]);
+        const w = new Set(want[name]);
+        for (const e of want[name]) if (!h.has(e)) changes.push(`add ${name} ${e}`);
+        for (const e of have[name]) if (!w.has(e)) changes.push(`remove ${name} ${e}`);
+      }
+    }
+    if (changes.length > 0 && !dryRun) {
+      await this.deps.kernel.replace(want);
+      this.applied = want;
+    }
+    return changes;
   }
 
   private async applyNow(): Promise<void> {
@@ -160,7 +189,14 @@ export class PolicyEngine {
       this.deps.log.error({ err }, 'could not update the policy sets');
       throw err;
     }
-    for (const ep of plan.endpoints) if (ep.error) this.deps.log.warn({ endpoint: ep.endpointId, container: ep.container, error: ep.error }, 'bad policy label: container stays closed');
+    const bad = new Set<string>();
+    for (const ep of plan.endpoints) {
+      if (!ep.error) continue;
+      const id = `${ep.endpointId} ${ep.error}`;
+      bad.add(id);
+      if (!this.reported.has(id)) this.deps.log.warn({ endpoint: ep.endpointId, container: ep.container, error: ep.error }, 'bad policy label: container stays closed');
+    }
+    this.reported = bad;
     if (input.pending.size > 0) this.scheduleCheck();
   }
 

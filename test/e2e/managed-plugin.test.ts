@@ -31,9 +31,14 @@ async function vxLinks(host: Host): Promise<string[]> {
   return out.split('\n').map((l) => l.split(': ')[1]?.split('@')[0] ?? '').filter((n) => n.startsWith('vx'));
 }
 
-/** vxnet's rules in the filter and nat tables, and its ipsets. */
+/** vxnet's rules in the filter and nat tables, its ipsets and its nftables policy table. */
 async function vxRules(host: Host): Promise<string[]> {
-  const out = [await host.execOk(['iptables', '-w', '-S']), await host.execOk(['iptables', '-w', '-t', 'nat', '-S']), await host.execOk(['ipset', 'list', '-n'])];
+  const out = [
+    await host.execOk(['iptables', '-w', '-S']),
+    await host.execOk(['iptables', '-w', '-t', 'nat', '-S']),
+    await host.execOk(['ipset', 'list', '-n']),
+    await host.execOk(['nft', 'list', 'tables']),
+  ];
   return out.join('\n').split('\n').filter((l) => /vxnet|VXNET/.test(l));
 }
 

@@ -3,7 +3,7 @@ import type { StatusReport } from '../../../src/network/status';
 import type { ReconcilePlan } from '../../../src/network/reconcile';
 
 function plan(changes: Partial<ReconcilePlan> = {}): ReconcilePlan {
-  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], repairNetworks: [], stalePorts: [], repairPorts: [], orphanPortRules: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
+  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], repairNetworks: [], stalePorts: [], repairPorts: [], orphanPortRules: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], policy: [], ...changes };
 }
 
 const REPORT: StatusReport = {
