@@ -124,7 +124,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     store,
     keys,
     host: config.hostId,
-    kernel: { list: dataplane.listPolicyElements, replace: dataplane.replacePolicySets, update: dataplane.updatePolicySets },
+    kernel: { list: dataplane.listPolicyElements, replace: dataplane.replacePolicySets, update: dataplane.updatePolicySets, drops: dataplane.policyDrops },
     lookup: namesOn && dockerdPresent(config.dockerHost) ? endpointLookup(config.dockerHost) : null,
     log: log.child({ mod: 'policy' }),
   });
@@ -178,7 +178,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     (dryRun) => reconcile({ driver, ports, ipam, dataplane, docker, policy, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
     metrics.observeReconcile,
   );
-  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts() });
+  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), policyDrops: () => policy.drops() });
   const status = async () => ({
     ...(await gatherStatus({
       store,

@@ -9,6 +9,8 @@
 //     ip daddr @policed_in jump in_check        destinations with ingress rules, isolated, pending
 //   chain in_check:  ip daddr . ip saddr . meta l4proto . th dport @allow_in return; counted drop
 //   chain out_check: ip saddr . ip daddr . meta l4proto . th dport @allow_out return; counted drop
+// The drop is counted per container: drop_in / drop_out hold the same addresses as policed_in /
+// policed_out in sets with per-element counters (metrics sum them by network).
 //
 // So a packet costs a few hash/pipapo lookups, whatever the number of rules and containers.
 // Traffic to and from the gateway (the host) is not forwarded and is never checked here.
@@ -20,6 +22,10 @@ import { exclusive, mustRun, runTool } from './xtables';
 export const POLICY_TABLE = 'vxnet-policy';
 export const DROPS_IN = 'drops_in';
 export const DROPS_OUT = 'drops_out';
+const DROP_IN = 'drop_in';
+const DROP_OUT = 'drop_out';
+/** Sets that hold the same elements as another (drop counters per policed address). */
+const MIRRORS: Partial<Record<PolicySetName, string>> = { policedIn: DROP_IN, policedOut: DROP_OUT };
 const SETS = { policedIn: 'policed_in', policedOut: 'policed_out', allowIn: 'allow_in', allowOut: 'allow_out' } as const;
 export type PolicySetName = keyof typeof SETS;
 export type PolicySets = Record<PolicySetName, string[]>;
@@ -38,6 +44,8 @@ export function tableScript(): string {
     `  set ${SETS.policedOut} { type ipv4_addr; }`,
     `  set ${SETS.allowIn} { ${concat} }`,
     `  set ${SETS.allowOut} { ${concat} }`,
+    `  set ${DROP_IN} { type ipv4_addr; counter; }`,
+    `  set ${DROP_OUT} { type ipv4_addr; counter; }`,
     `  counter ${DROPS_IN} { }`,
     `  counter ${DROPS_OUT} { }`,
     '  chain in_check { }',
@@ -48,8 +56,10 @@ export function tableScript(): string {
     `flush chain ${t} out_check`,
     `flush chain ${t} forward`,
     `add rule ${t} in_check ip daddr . ip saddr . meta l4proto . th dport @${SETS.allowIn} return`,
+    `add rule ${t} in_check ip daddr @${DROP_IN} drop`,
     `add rule ${t} in_check counter name ${DROPS_IN} drop`,
     `add rule ${t} out_check ip saddr . ip daddr . meta l4proto . th dport @${SETS.allowOut} return`,
+    `add rule ${t} out_check ip saddr @${DROP_OUT} drop`,
     `add rule ${t} out_check counter name ${DROPS_OUT} drop`,
     `add rule ${t} forward ct state established,related accept`,
     `add rule ${t} forward ct status dnat accept`,
@@ -68,14 +78,14 @@ function elementLines(verb: 'add' | 'delete', sets: Partial<PolicySets>): string
   const out: string[] = [];
   for (const [name, elements] of Object.entries(sets) as Array<[PolicySetName, string[]]>) {
     if (elements.length === 0) continue;
-    out.push(`${verb} element inet ${POLICY_TABLE} ${SETS[name]} { ${checked(elements).join(', ')} }`);
+    for (const set of [SETS[name], MIRRORS[name]]) if (set) out.push(`${verb} element inet ${POLICY_TABLE} ${set} { ${checked(elements).join(', ')} }`);
   }
   return out;
 }
 
 /** Pure: the script that makes the table hold exactly `sets` (structure included). */
 export function replaceScript(sets: PolicySets): string {
-  const flush = (Object.values(SETS) as string[]).map((s) => `flush set inet ${POLICY_TABLE} ${s}`);
+  const flush = [...Object.values(SETS), DROP_IN, DROP_OUT].map((s) => `flush set inet ${POLICY_TABLE} ${s}`);
   return [tableScript(), ...flush, ...elementLines('add', sets), ''].join('\n');
 }
 
@@ -128,19 +138,23 @@ export function removePolicyTable(): Promise<boolean> {
   });
 }
 
-/** Drops counted by the table's named counters: packets refused inbound and outbound. */
-export async function policyDrops(): Promise<{ in: number; out: number } | null> {
-  const r = await runTool('nft', ['-j', 'list', 'counters', 'table', 'inet', POLICY_TABLE]).catch(() => null);
-  if (!r || r.code !== 0) return null;
-  const out = { in: 0, out: 0 };
-  try {
-    const doc = JSON.parse(r.stdout) as { nftables?: Array<{ counter?: { name: string; packets: number } }> };
-    for (const item of doc.nftables ?? []) {
-      if (item.counter?.name === DROPS_IN) out.in = item.counter.packets;
-      if (item.counter?.name === DROPS_OUT) out.out = item.counter.packets;
+/** Packets dropped per policed address (inbound to it, outbound from it) since its element was added. */
+export async function policyDrops(): Promise<{ in: Map<string, number>; out: Map<string, number> } | null> {
+  const out = { in: new Map<string, number>(), out: new Map<string, number>() };
+  for (const [set, into] of [[DROP_IN, out.in], [DROP_OUT, out.out]] as const) {
+    const r = await runTool('nft', ['-j', 'list', 'set', 'inet', POLICY_TABLE, set]).catch(() => null);
+    if (!r || r.code !== 0) return null;
+    try {
+      const doc = JSON.parse(r.stdout) as { nftables?: Array<{ set?: { elem?: Array<{ elem?: { val?: unknown; counter?: { packets?: number } } } | unknown> } }> };
+      for (const item of doc.nftables ?? []) {
+        for (const e of item.set?.elem ?? []) {
+          const el = (e as { elem?: { val?: unknown; counter?: { packets?: number } } }).elem;
+          if (el && typeof el.val === 'string') into.set(el.val, el.counter?.packets ?? 0);
+        }
+      }
+    } catch {
+      return null;
     }
-  } catch {
-    return null;
   }
   return out;
 }

@@ -27,6 +27,8 @@ export interface MetricSources {
   programmedPeers(): ProgrammedPeers[];
   /** Host ports published on this host, per protocol (absent: none are served). */
   publishedPorts?(): Record<string, number>;
+  /** Packets refused by network policy so far, per network and direction (absent: no policy). */
+  policyDrops?(): Promise<Array<{ network: string; direction: 'in' | 'out'; packets: number }>>;
 }
 
 type ReconcileOutcome = 'ok' | 'kernel_only' | 'error';
@@ -44,6 +46,9 @@ export class Metrics {
   private readonly addresses: Gauge<'pool' | 'kind'>;
   private readonly peerEntries: Gauge<'network' | 'kind'>;
   private readonly publishedPorts: Gauge<'proto'>;
+  private readonly policyDrops: Counter<'network' | 'direction'>;
+  /** What policyDrops already counted, per "network direction" (the source gives totals). */
+  private readonly policyDropsSeen = new Map<string, number>();
 
   constructor(private readonly log: Logger) {
     const registers = [this.registry];
@@ -86,6 +91,21 @@ export class Metrics {
       registers,
       collect: () => {
         for (const [proto, n] of Object.entries(this.sources?.publishedPorts?.() ?? { tcp: 0, udp: 0 })) this.publishedPorts.set({ proto }, n);
+      },
+    });
+    this.policyDrops = new Counter({
+      name: 'vxnet_policy_dropped_packets_total',
+      help: 'Packets refused by network policy on this host, by network and direction (in: to a local container, out: from one)',
+      labelNames: ['network', 'direction'],
+      registers,
+      collect: async () => {
+        for (const d of (await this.sources?.policyDrops?.()) ?? []) {
+          const key = `${d.network} ${d.direction}`;
+          const delta = d.packets - (this.policyDropsSeen.get(key) ?? 0);
+          if (delta > 0) this.policyDrops.inc({ network: d.network, direction: d.direction }, delta);
+          else this.policyDrops.inc({ network: d.network, direction: d.direction }, 0);
+          this.policyDropsSeen.set(key, d.packets);
+        }
       },
     });
     collectDefaultMetrics({ register: this.registry });

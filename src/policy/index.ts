@@ -45,6 +45,8 @@ export interface PolicyKernel {
   list(): Promise<PolicySets | null>;
   replace(sets: PolicySets): Promise<void>;
   update(from: PolicySets, to: PolicySets): Promise<number>;
+  /** Packets dropped per policed address; null when the table cannot be read. */
+  drops(): Promise<{ in: Map<string, number>; out: Map<string, number> } | null>;
 }
 
 export interface PolicyEngineDeps {
@@ -65,6 +67,9 @@ export class PolicyEngine {
   /** Local endpoints ("lnet/endpointId") found to have no container to read labels from (b). */
   private readonly noLabels = new Set<string>();
   private applied: PolicySets | null = null;
+  /** Drop counters last read per "direction ip", and the sums per "network direction". */
+  private readonly dropSeen = new Map<string, number>();
+  private readonly dropTotals = new Map<string, number>();
   /** Bad labels already logged (once each). */
   private reported = new Set<string>();
   private plan: PolicyPlan = { elements: { policedIn: [], policedOut: [], allowIn: [], allowOut: [] }, endpoints: [] };
@@ -137,6 +142,33 @@ export class PolicyEngine {
   /** The effective policy of this host's endpoints (status, explain). */
   endpoints(): EndpointPolicy[] {
     return this.plan.endpoints;
+  }
+
+  /**
+   * Packets refused so far per network and direction: the kernel counts per policed address
+   * (since its element was added); the deltas are summed here by the address's network.
+   */
+  async drops(): Promise<Array<{ network: string; direction: 'in' | 'out'; packets: number }>> {
+    const counts = await this.deps.kernel.drops();
+    if (!counts) return [];
+    const netOf = new Map(this.plan.endpoints.filter((e) => e.ip).map((e) => [e.ip as string, e.lnet]));
+    for (const [direction, perIp] of [['in', counts.in], ['out', counts.out]] as const) {
+      for (const [ip, packets] of perIp) {
+        const lnet = netOf.get(ip);
+        if (!lnet) continue;
+        const seenKey = `${direction} ${ip}`;
+        const before = this.dropSeen.get(seenKey) ?? 0;
+        // Fewer than before: the element was removed and added again (its counter restarted).
+        const delta = packets >= before ? packets - before : packets;
+        this.dropSeen.set(seenKey, packets);
+        const totalKey = `${lnet} ${direction}`;
+        this.dropTotals.set(totalKey, (this.dropTotals.get(totalKey) ?? 0) + delta);
+      }
+    }
+    return [...this.dropTotals].map(([k, packets]) => {
+      const [network, direction] = k.split(' ') as [string, 'in' | 'out'];
+      return { network, direction, packets };
+    });
   }
 
   /** `vxnet policy explain`: may `from` open a connection to `to` on port/proto, and why. */

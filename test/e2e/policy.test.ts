@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { Host, upHost, downHost, startInHost, stopInHost, HostProcess } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
-import { Driver, startDriver } from '../helpers/vxnet-in-host';
+import { Driver, startDriver, MAIN_JS } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { containerIp } from '../helpers/docker-inspect';
 import { eventually } from '../helpers/eventually';
@@ -24,6 +24,10 @@ const SOCAT_MOUNTS = [
   '-v', '/usr/lib64:/lib64:ro',
 ];
 const PORTS = ['8000', '8001'];
+const SOCKET = '/run/docker/plugins/vxnet.sock';
+const METRICS_ADDR = '127.0.0.1:9479';
+const SCRAPE = `fetch('http://${METRICS_ADDR}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(e); process.exit(1); })`;
+const NET_LNET = 'subnet-10.121.2.0-24';
 const ALL = ['i1', 'i2', 'i3', 'iso-srv', 'hub', 'cl2', 'cl3', 'db', 'api', 'api-old', 'other', 'eg', 'free', 'bad', 'badlabel'];
 
 function create(net: { name: string; subnet: string; gateway: string }, ...extra: string[]): string[] {
@@ -78,7 +82,8 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
   const hosts: Host[] = [];
   const drivers: Driver[] = [];
   const ips: Record<string, string> = {};
-  const env = (): Record<string, string> => ({ VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: etcd.endpoint, VXNET_VTEP_INTERFACE: 'eth0' });
+  const env = (): Record<string, string> => ({ VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: etcd.endpoint, VXNET_VTEP_INTERFACE: 'eth0', VXNET_METRICS_ADDR: METRICS_ADDR });
+  const cli = (h: Host, args: string[]) => h.exec([process.execPath, MAIN_JS, ...args, '--socket', SOCKET]);
 
   beforeAll(async () => {
     etcdHost = await upHost('vxt-pol0', '172.31.254.230', { docker: null });
@@ -191,6 +196,29 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     expect(await tcp(p2, 'free', OUT_IP, '8001')).not.toBeNull();
     expect(await tcp(p2, 'eg', ips.other, '8001')).not.toBeNull(); // a peer on its own network, on p3
     expect(await pings(p2, 'eg', NET.gateway)).toBe(true);
+  });
+
+  it('shows the rules (status), explains a decision from any host, counts drops, and reconcile finds nothing to fix', async () => {
+    const [p1, p2] = hosts;
+    const yes = await cli(p1, ['policy', 'explain', 'api', 'db', '8000']);
+    expect(yes.code).toBe(0);
+    expect(yes.stdout).toContain(`allowed: api (${ips.api}) -> db (${ips.db} on vxt-pol2, network ${NET_LNET}) port 8000/tcp`);
+    expect(yes.stdout).toContain('db\'s rule "api:8000" (option) allows it');
+    const no = await cli(p1, ['policy', 'explain', 'other', 'db', '8000']);
+    expect(no.code).toBe(1);
+    expect(no.stdout).toContain(`none of db's allow rules (api:8000) matches ${ips.other} on 8000/tcp`);
+    const status = await cli(p2, ['status']);
+    expect(status.stdout).toContain('POLICY OF LOCAL CONTAINERS');
+    expect(status.stdout).toMatch(new RegExp(`${NET_LNET}\\s+db\\s+${ips.db.replace(/\./g, '\\.')}\\s+allow rules only\\s+api:8000 \\(option: ${ips.api.replace(/\./g, '\\.')}\\)`));
+    expect(status.stdout).toContain(`${OUT_IP}/32:8000 (option)`);
+    const metrics = await p2.execOk([process.execPath, '-e', SCRAPE]);
+    const value = (dir: string): number => Number(/ (\d+)$/.exec(metrics.split('\n').find((l) => l.startsWith(`vxnet_policy_dropped_packets_total{network="${NET_LNET}",direction="${dir}"}`)) ?? ' 0')?.[1] ?? 0);
+    expect(value('in')).toBeGreaterThan(0);
+    expect(value('out')).toBeGreaterThan(0);
+    for (const h of hosts) {
+      const dry = await cli(h, ['reconcile', '--dry-run']);
+      expect(dry.stdout).toContain('policy set elements (vxnet-policy table): none');
+    }
   });
 
   it('refuses a bad rule with an error naming the entry, and changes nothing', async () => {
