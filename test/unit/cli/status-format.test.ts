@@ -126,6 +126,7 @@ describe('src/cli/status-format.ts', () => {
         '  links nothing owns: vxe-1, vxc-1',
         '  firewall entries nothing owns: none',
         '  addresses no endpoint uses: none',
+        '  policy set elements (vxnet-policy table): none',
         '',
       ].join('\n'),
     );
