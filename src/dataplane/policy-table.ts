@@ -110,9 +110,13 @@ export function replacePolicySets(sets: PolicySets): Promise<void> {
   });
 }
 
-/** Moves the sets from `from` (what the last call left) to `to`, in one transaction. */
-export function updatePolicySets(from: PolicySets, to: PolicySets): Promise<number> {
-  const script = diffScript(from, to);
+/**
+ * Moves the sets from `from` (what the last call left, or what the kernel holds) to `to`, in one
+ * transaction; `structure`: the table's chains are rewritten in it too (a start that finds the
+ * table in place keeps its elements, and their drop counters, instead of replacing them).
+ */
+export function updatePolicySets(from: PolicySets, to: PolicySets, structure = false): Promise<number> {
+  const script = (structure ? tableScript() : '') + diffScript(from, to);
   if (script === '') return Promise.resolve(0);
   return exclusive(async () => {
     await mustRun('nft', ['-f', '-'], `update the ${POLICY_TABLE} sets`, script);

@@ -44,7 +44,7 @@ export interface PolicyKernel {
   /** What the kernel holds; null when the table or one of its enforcing rules is missing. */
   list(): Promise<PolicySets | null>;
   replace(sets: PolicySets): Promise<void>;
-  update(from: PolicySets, to: PolicySets): Promise<number>;
+  update(from: PolicySets, to: PolicySets, structure?: boolean): Promise<number>;
   /** Packets dropped per policed address; null when the table cannot be read. */
   drops(): Promise<{ in: Map<string, number>; out: Map<string, number> } | null>;
 }
@@ -211,8 +211,13 @@ export class PolicyEngine {
     const plan = resolvePolicy(input);
     const sets = plan.elements;
     try {
-      if (this.applied === null) await this.deps.kernel.replace(sets);
-      else await this.deps.kernel.update(this.applied, sets);
+      if (this.applied === null) {
+        // First run (or after a failure): start from what the kernel holds, so that a restart
+        // changes only what differs (one transaction either way: never an open window).
+        const have = await this.deps.kernel.list();
+        if (have) await this.deps.kernel.update(have, sets, true);
+        else await this.deps.kernel.replace(sets);
+      } else await this.deps.kernel.update(this.applied, sets);
       this.applied = sets;
       this.plan = plan;
     } catch (err) {

@@ -226,7 +226,8 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     const before = await policySets(p1);
     await p1.dockerOk(['create', '--name', 'bad', TEST_IMAGE, 'sleep', '3600']);
     await p1.dockerOk(['network', 'disconnect', 'bridge', 'bad']);
-    await p1.dockerOk(['network', 'connect', '--driver-opt', 'vxnet.allow=api:8000,web:99999', NET.name, 'bad']);
+    // The docker CLI splits --driver-opt values on commas: entries are separated by spaces there.
+    await p1.dockerOk(['network', 'connect', '--driver-opt', 'vxnet.allow=api:8000 web:99999', NET.name, 'bad']);
     const r = await p1.docker(['start', 'bad']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('vxnet.allow: bad entry "web:99999": port 99999 is outside 1-65535');
