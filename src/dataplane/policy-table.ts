@@ -26,11 +26,23 @@ const DROP_IN = 'drop_in';
 const DROP_OUT = 'drop_out';
 /** Sets that hold the same elements as another (drop counters per policed address). */
 const MIRRORS: Partial<Record<PolicySetName, string>> = { policedIn: DROP_IN, policedOut: DROP_OUT };
-const SETS = { policedIn: 'policed_in', policedOut: 'policed_out', allowIn: 'allow_in', allowOut: 'allow_out' } as const;
+const SETS = {
+  policedIn: 'policed_in',
+  policedOut: 'policed_out',
+  allowIn: 'allow_in',
+  allowOut: 'allow_out',
+  policedIn6: 'policed_in6',
+  policedOut6: 'policed_out6',
+  allowOut6: 'allow_out6',
+} as const;
 export type PolicySetName = keyof typeof SETS;
 export type PolicySets = Record<PolicySetName, string[]>;
 
-const ELEMENT_RE = /^[0-9.]+(-[0-9.]+)?( \. [0-9.]+(-[0-9.]+)?){0,3}$/;
+export function emptyPolicySets(): PolicySets {
+  return { policedIn: [], policedOut: [], allowIn: [], allowOut: [], policedIn6: [], policedOut6: [], allowOut6: [] };
+}
+
+const ELEMENT_RE = /^[0-9a-f.:/]+(-[0-9a-f.:]+)?( \. [0-9a-f.:/]+(-[0-9a-f.:]+)?){0,3}$/;
 
 /** The table's structure (no elements): sets, counters and chains as one nft script. Pure. */
 export function tableScript(): string {
@@ -44,16 +56,23 @@ export function tableScript(): string {
     `  set ${SETS.policedOut} { type ipv4_addr; }`,
     `  set ${SETS.allowIn} { ${concat} }`,
     `  set ${SETS.allowOut} { ${concat} }`,
+    `  set ${SETS.policedIn6} { type ipv6_addr; }`,
+    `  set ${SETS.policedOut6} { type ipv6_addr; }`,
+    `  set ${SETS.allowOut6} { type ipv6_addr . ipv6_addr; flags interval; }`,
     `  set ${DROP_IN} { type ipv4_addr; counter; }`,
     `  set ${DROP_OUT} { type ipv4_addr; counter; }`,
     `  counter ${DROPS_IN} { }`,
     `  counter ${DROPS_OUT} { }`,
     '  chain in_check { }',
     '  chain out_check { }',
+    '  chain in_check6 { }',
+    '  chain out_check6 { }',
     '  chain forward { type filter hook forward priority filter; policy accept; }',
     '}',
     `flush chain ${t} in_check`,
     `flush chain ${t} out_check`,
+    `flush chain ${t} in_check6`,
+    `flush chain ${t} out_check6`,
     `flush chain ${t} forward`,
     `add rule ${t} in_check ip daddr . ip saddr . meta l4proto . th dport @${SETS.allowIn} return`,
     `add rule ${t} in_check ip daddr @${DROP_IN} drop`,
@@ -65,6 +84,13 @@ export function tableScript(): string {
     `add rule ${t} forward ct status dnat accept`,
     `add rule ${t} forward ip saddr @${SETS.policedOut} jump out_check`,
     `add rule ${t} forward ip daddr @${SETS.policedIn} jump in_check`,
+    // IPv6: rules cannot name IPv6 peers yet, so a policed container takes no new IPv6
+    // connection at all, and one with egress rules reaches only its own network's IPv6 subnet.
+    `add rule ${t} in_check6 counter name ${DROPS_IN} drop`,
+    `add rule ${t} out_check6 ip6 saddr . ip6 daddr @${SETS.allowOut6} return`,
+    `add rule ${t} out_check6 counter name ${DROPS_OUT} drop`,
+    `add rule ${t} forward ip6 saddr @${SETS.policedOut6} jump out_check6`,
+    `add rule ${t} forward ip6 daddr @${SETS.policedIn6} jump in_check6`,
     '',
   ].join('\n');
 }
@@ -168,7 +194,7 @@ export async function policyDrops(): Promise<{ in: Map<string, number>; out: Map
  * (nft prints a range that is a prefix as a.b.c.d/len: turned back into lo-hi).
  */
 export function parseListing(text: string): PolicySets {
-  const out: PolicySets = { policedIn: [], policedOut: [], allowIn: [], allowOut: [] };
+  const out = emptyPolicySets();
   const byName = new Map<string, PolicySetName>(Object.entries(SETS).map(([k, v]) => [v, k as PolicySetName]));
   const setRe = /set (\w+) \{([^}]*)\}/g;
   for (let m = setRe.exec(text); m; m = setRe.exec(text)) {
@@ -194,7 +220,14 @@ function prefixToRange(part: string): string {
 }
 
 /** The chain rules that make the table enforce (a table without them polices nothing). */
-const ENFORCING = [`ip daddr @${SETS.policedIn} jump in_check`, `ip saddr @${SETS.policedOut} jump out_check`, `@${SETS.allowIn} return`, `@${SETS.allowOut} return`];
+const ENFORCING = [
+  `ip daddr @${SETS.policedIn} jump in_check`,
+  `ip saddr @${SETS.policedOut} jump out_check`,
+  `@${SETS.allowIn} return`,
+  `@${SETS.allowOut} return`,
+  `ip6 daddr @${SETS.policedIn6} jump in_check6`,
+  `ip6 saddr @${SETS.policedOut6} jump out_check6`,
+];
 
 /** What the kernel holds now: null when the table is missing or incomplete (its chains lack a rule). */
 export async function listPolicyElements(): Promise<PolicySets | null> {

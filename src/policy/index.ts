@@ -22,7 +22,7 @@ import type { EndpointRecord, NetworkRecord } from '../network/records';
 import { StoreMirror } from '../network/store-mirror';
 import { NameRecord, namesPrefix, splitKey } from '../names/records';
 import { isolated, resolvePolicy, EndpointPolicy, PolicyPlan } from './resolve';
-import type { PolicySets } from '../dataplane/policy-table';
+import { emptyPolicySets, PolicySets } from '../dataplane/policy-table';
 import { vxError } from '../errors';
 import { explain, Explanation } from './explain';
 import type { Proto } from './parse';
@@ -72,7 +72,7 @@ export class PolicyEngine {
   private readonly dropTotals = new Map<string, number>();
   /** Bad labels already logged (once each). */
   private reported = new Set<string>();
-  private plan: PolicyPlan = { elements: { policedIn: [], policedOut: [], allowIn: [], allowOut: [] }, endpoints: [] };
+  private plan: PolicyPlan = { elements: emptyPolicySets(), endpoints: [] };
   private chain: Promise<void> = Promise.resolve();
   private scheduled: Promise<void> | null = null;
   private checkTimer: NodeJS.Timeout | null = null;
@@ -308,5 +308,5 @@ export class PolicyEngine {
 }
 
 function setsSummary(s: PolicySets): string {
-  return `policy sets: ${s.policedIn.length} policed in, ${s.policedOut.length} policed out, ${s.allowIn.length} + ${s.allowOut.length} allow elements`;
+  return `policy sets: ${s.policedIn.length + s.policedIn6.length} policed in, ${s.policedOut.length + s.policedOut6.length} policed out, ${s.allowIn.length + s.allowOut.length + s.allowOut6.length} allow elements`;
 }

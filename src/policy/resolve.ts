@@ -10,6 +10,7 @@
 import type { NetworkRecord, EndpointRecord } from '../network/records';
 import type { NameRecord } from '../names/records';
 import { parseIp, parseCidr } from '../ipam/cidr';
+import { emptyPolicySets } from '../dataplane/policy-table';
 import { parseRules, OPT_ALLOW, OPT_EGRESS, PolicyRules, PortRange, AllowRule, EgressRule } from './parse';
 
 /** A range of IPv4 addresses (as numbers), protocols and ports. Inclusive bounds. */
@@ -28,6 +29,11 @@ export interface PolicyElements {
   allowIn: string[];
   /** "SRC . DST-RANGE . PROTO-RANGE . PORT-RANGE" */
   allowOut: string[];
+  /** IPv6 (rules cannot name IPv6 peers yet): policed containers take no new IPv6 connection… */
+  policedIn6: string[];
+  /** …and egress-policed ones reach only their own network's IPv6 subnet ("SRC . SUBNET"). */
+  policedOut6: string[];
+  allowOut6: string[];
 }
 
 /** One local endpoint's effective policy: what `vxnet status` and explain show. */
@@ -104,7 +110,7 @@ export function sourceAddresses(rule: AllowRule, lnet: string, input: Pick<Polic
 }
 
 export function resolvePolicy(input: PolicyInput): PolicyPlan {
-  const elements: PolicyElements = { policedIn: [], policedOut: [], allowIn: [], allowOut: [] };
+  const elements: PolicyElements = emptyPolicySets();
   const endpoints: EndpointPolicy[] = [];
   for (const [key, ep] of [...input.endpoints].sort(([a], [b]) => a.localeCompare(b))) {
     if (ep.host !== input.host) continue;
@@ -133,8 +139,14 @@ export function resolvePolicy(input: PolicyInput): PolicyPlan {
       egress: parsed.rules.egress.map((r, i) => ({ rule: r.text, from: parsed.from.egress[i] })),
     };
     endpoints.push(view);
-    if (!ip) continue; // IPv6-only endpoints: not policed yet (README, Not yet)
     const closed = pending || parsed.error !== null;
+    const ip6 = ep.ipv6?.split('/')[0] ?? null;
+    if (ip6 && (closed || view.isolatedNetwork || view.allow.length > 0)) elements.policedIn6.push(ip6);
+    if (ip6 && (parsed.error !== null || view.egress.length > 0)) {
+      elements.policedOut6.push(ip6);
+      if (net?.ipv6?.subnet) elements.allowOut6.push(`${ip6} . ${net.ipv6.subnet}`);
+    }
+    if (!ip) continue;
     if (closed || view.isolatedNetwork || view.allow.length > 0) {
       elements.policedIn.push(ip);
       if (!closed) {

@@ -3,7 +3,7 @@
 // endpoint, or when there is no dockerd; it does not end while dockerd does not answer.
 import pino from 'pino';
 import { PolicyEngine, EndpointLookup, UNLISTED_ENDPOINT_GRACE_MS } from '../../../src/policy';
-import type { PolicySets } from '../../../src/dataplane/policy-table';
+import { emptyPolicySets, PolicySets } from '../../../src/dataplane/policy-table';
 import { tmpEmbeddedStore } from '../../helpers/tmp-store';
 import { TEST_KEYS } from '../../helpers/plugin-app';
 import { eventually } from '../../helpers/eventually';
@@ -13,7 +13,7 @@ const silent = pino({ level: 'silent' });
 const NET = { lnet: 'n1', vni: 256, ipv4: { subnet: '10.5.0.0/24', gateway: '10.5.0.1', poolId: null }, ipv6: null, mtu: 1450, internal: false };
 
 class RecordingKernel {
-  sets: PolicySets = { policedIn: [], policedOut: [], allowIn: [], allowOut: [] };
+  sets: PolicySets = emptyPolicySets();
   async list(): Promise<PolicySets | null> {
     return this.sets;
   }
@@ -37,7 +37,7 @@ describe('policy engine: fail closed, scoped', () => {
 
   beforeEach(async () => {
     store = tmpEmbeddedStore();
-    kernel.sets = { policedIn: [], policedOut: [], allowIn: [], allowOut: [] };
+    kernel.sets = emptyPolicySets();
     await store.createIfAbsent(TEST_KEYS.network('n1'), JSON.stringify(NET));
   });
   afterEach(async () => {

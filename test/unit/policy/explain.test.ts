@@ -1,6 +1,6 @@
 import { explain } from '../../../src/policy/explain';
 import type { PolicyInput } from '../../../src/policy/resolve';
-import { parseListing, diffScript, replaceScript } from '../../../src/dataplane/policy-table';
+import { emptyPolicySets, parseListing, diffScript, replaceScript } from '../../../src/dataplane/policy-table';
 import type { EndpointRecord, NetworkRecord } from '../../../src/network/records';
 import type { NameRecord } from '../../../src/names/records';
 
@@ -50,7 +50,7 @@ describe('policy explain', () => {
 });
 
 describe('policy table scripts', () => {
-  const sets = { policedIn: ['10.5.0.2'], policedOut: [], allowIn: ['10.5.0.2 . 10.5.0.0-10.5.0.255 . 6 . 80', '10.5.0.2 . 10.5.0.3 . 0-255 . 0-65535'], allowOut: [] };
+  const sets = { ...emptyPolicySets(), policedIn: ['10.5.0.2'], allowIn: ['10.5.0.2 . 10.5.0.0-10.5.0.255 . 6 . 80', '10.5.0.2 . 10.5.0.3 . 0-255 . 0-65535'], allowOut: [] };
 
   it('reads the kernel listing back in its own syntax (prefixes as ranges)', () => {
     const listing = `table inet vxnet-policy {

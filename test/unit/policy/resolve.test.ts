@@ -1,5 +1,6 @@
 import { disjoint, resolvePolicy, PolicyInput, element } from '../../../src/policy/resolve';
 import type { EndpointRecord, NetworkRecord } from '../../../src/network/records';
+import { emptyPolicySets } from '../../../src/dataplane/policy-table';
 import type { NameRecord } from '../../../src/names/records';
 
 const NET: NetworkRecord = { lnet: 'n1', vni: 256, ipv4: { subnet: '10.5.0.0/24', gateway: '10.5.0.1', poolId: null }, ipv6: null, mtu: 1450, internal: false };
@@ -19,7 +20,7 @@ function input(over: Partial<PolicyInput> = {}): PolicyInput {
 describe('resolvePolicy', () => {
   it('leaves a network without policy alone (default: allow)', () => {
     const plan = resolvePolicy(input({ endpoints: new Map([['n1/e1', ep('h1', '10.5.0.2')]]) }));
-    expect(plan.elements).toEqual({ policedIn: [], policedOut: [], allowIn: [], allowOut: [] });
+    expect(plan.elements).toEqual(emptyPolicySets());
   });
 
   it('polices only this host\'s endpoints, and resolves names on other hosts to their addresses', () => {
@@ -60,6 +61,22 @@ describe('resolvePolicy', () => {
       ['e2', false, true],
       ['e3', true, true],
     ]);
+  });
+
+  it('closes IPv6 entirely for policed containers (rules name IPv4 peers only), except the own subnet for egress', () => {
+    const net6 = { ...NET, ipv6: { subnet: 'fd00:5::/64', gateway: 'fd00:5::1', poolId: null } };
+    const plan = resolvePolicy(
+      input({
+        networks: new Map([['n1', net6]]),
+        endpoints: new Map([
+          ['n1/e1', ep('h1', '10.5.0.2', { ipv6: 'fd00:5::2/64', allow: '10.5.0.0/24', egress: '192.0.2.0/24' })],
+          ['n1/e2', ep('h1', '10.5.0.3', { ipv6: 'fd00:5::3/64' })],
+        ]),
+      }),
+    );
+    expect(plan.elements.policedIn6).toEqual(['fd00:5::2']);
+    expect(plan.elements.policedOut6).toEqual(['fd00:5::2']);
+    expect(plan.elements.allowOut6).toEqual(['fd00:5::2 . fd00:5::/64']);
   });
 
   it('keeps a container with a bad label closed, and says why', () => {
