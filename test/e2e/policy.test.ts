@@ -180,8 +180,8 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     const newIp = '10.121.2.200';
     ips.api = await run(p3, 'api', NET.name, [`--ip=${newIp}`]);
     expect(ips.api).toBe(newIp);
-    const ms = await eventually('moved api reaches db', async () => (await tcp(p3, 'api', ips.db, '8000', 1)) === newIp, 5000, 50);
-    expect(ms).toBeLessThan(5000);
+    // How fast is a figure for bench/, not an assertion here: eventually only bounds the wait.
+    await eventually('moved api reaches db', async () => (await tcp(p3, 'api', ips.db, '8000', 1)) === newIp, 5000, 50);
     await run(p1, 'api-old', NET.name, [`--ip=${oldIp}`]);
     await eventually('old address refused', async () => (await tcp(p1, 'api-old', ips.db, '8000', 1)) === null, 5000, 100);
     expect(await policySets(p2)).not.toContain(`${ips.db} . ${oldIp} .`);
