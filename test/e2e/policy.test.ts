@@ -189,7 +189,7 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
 
   it('egress allow list (endpoint option): only the listed outside port; the own network stays reachable', async () => {
     const [, p2] = hosts;
-    await runWithOpts(p2, 'eg', NET.name, [`vxnet.egress=${OUT_IP}/32:8000`]);
+    ips.eg = await runWithOpts(p2, 'eg', NET.name, [`vxnet.egress=${OUT_IP}/32:8000`]);
     ips.free = await run(p2, 'free', NET.name);
     expect(await tcp(p2, 'eg', OUT_IP, '8000')).not.toBeNull();
     expect(await tcp(p2, 'eg', OUT_IP, '8001', 1)).toBeNull();
@@ -258,5 +258,21 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     expect(await tcp(p3, 'api', ips.db, '8000')).toBe(ips.api);
     expect(await tcp(p3, 'other', ips.db, '8000', 1)).toBeNull();
     expect(await tcp(p2, 'eg', OUT_IP, '8001', 1)).toBeNull();
+  });
+
+  it('kill -9 while a container with rules is removed: the retried calls of dockerd reach the restarted driver, its elements go', async () => {
+    const [, p2, p3] = hosts;
+    expect(await policySets(p2)).toContain(`${ips.eg} . `);
+    await drivers[1].stop('SIGKILL');
+    // dockerd retries the calls of the removal (Revoke, Leave, DeleteEndpoint) while the driver is down.
+    const removal = p2.docker(['rm', '-f', 'eg'], { timeoutMs: 120_000 });
+    await new Promise((r) => setTimeout(r, 2000));
+    drivers[1] = await startDriver(p2, env());
+    expect((await removal).code).toBe(0);
+    await eventually('eg elements gone', async () => !(await policySets(p2)).includes(`${ips.eg} . `), 30_000, 200);
+    expect(await tcp(p3, 'api', ips.db, '8000')).toBe(ips.api);
+    expect(await tcp(p3, 'other', ips.db, '8000', 1)).toBeNull();
+    const dry = await cli(p2, ['reconcile', '--dry-run']);
+    expect(dry.stdout).toContain('policy set elements (vxnet-policy table): none');
   });
 });
