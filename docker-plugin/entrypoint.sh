@@ -1,7 +1,7 @@
 #!/bin/sh
 # Entrypoint of the managed plugin (/usr/local/bin/vxnet-plugin in its rootfs). Runs the driver as
 # a child rather than exec'ing it, so that after `docker plugin disable` (SIGTERM) it can drop
-# vxnet's firewall chains and sets once no network uses them: the driver keeps them for its next
+# vxnet's firewall chains and sets (and its nftables policy table) once no network uses them: the driver keeps them for its next
 # start, and they would outlive an uninstalled plugin.
 set -u
 
@@ -35,5 +35,8 @@ if ! ip -o link show 2>/dev/null | grep -q ': vxb-' && ! ipset save 2>/dev/null 
   # The anti-spoofing table (its elements went with the containers; the table itself stays for
   # the driver's next start otherwise). add+delete: done whether or not it is there.
   printf 'add table bridge vxnet-antispoof\ndelete table bridge vxnet-antispoof\n' | nft -f - 2>/dev/null || true
+  # The policy table (src/dataplane/policy-table.ts): kept by a stopping driver so that rules hold
+  # while it is away; with no vxnet network left it polices nothing.
+  nft delete table inet vxnet-policy 2>/dev/null || true
 fi
 exit "$status"

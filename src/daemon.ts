@@ -19,8 +19,9 @@ import { reconcile } from './network/reconcile';
 import { ReconcileHistory } from './network/reconcile-history';
 import { gatherStatus } from './network/status';
 import { startDeadHostSweeper } from './network/dead-hosts';
-import { dockerClient, dockerSocketPath } from './docker/docker-view';
+import { dockerClient, dockerdPresent, dockerSocketPath, endpointLookup } from './docker/docker-view';
 import { NameService } from './names';
+import { PolicyEngine } from './policy';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
@@ -116,6 +117,17 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     await store.close();
     throw err;
   }
+  // Network policy (src/policy): labels are read by the names publisher, so without it (or
+  // without a dockerd socket) no endpoint waits for labels.
+  const namesOn = config.names && peers !== null;
+  const policy = new PolicyEngine({
+    store,
+    keys,
+    host: config.hostId,
+    kernel: { list: dataplane.listPolicyElements, replace: dataplane.replacePolicySets, update: dataplane.updatePolicySets, drops: dataplane.policyDrops },
+    lookup: namesOn && dockerdPresent(config.dockerHost) ? endpointLookup(config.dockerHost) : null,
+    log: log.child({ mod: 'policy' }),
+  });
   const driver = new NetworkDriver({
     store,
     keys,
@@ -132,6 +144,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     vxlanPort: config.vxlanPort,
     peers,
     records,
+    policy,
     teardownDelayMs: config.teardownDelayMs,
     // Swarm builds and removes an attachable network on a worker around every container there.
     deferNetworkDelete: config.scope === 'global',
@@ -150,10 +163,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     .ensureAntispoof({ dryRun: false })
     .then((changes) => log.info({ changes }, 'anti-spoofing table in place'))
     .catch((err: unknown) => log.error({ err }, 'anti-spoofing table setup failed: Join will fail until it can be written'));
+  // Before the socket listens too: a Join waits for its endpoint to be in the policy sets.
+  await policy.start().catch((err: unknown) => log.error({ err }, 'policy table setup failed: containers with rules or on isolated networks cannot join until it works'));
   const ports = new PortPublisher({ store, keys, host: config.hostId, dataplane, places: driver, log: log.child({ mod: 'ports' }) });
   const docker = dockerClient(config.dockerHost);
   // Names need the store shared by every host (peers) and dockerd's event stream.
-  const names = config.names && peers
+  const names = namesOn
     ? new NameService({
         store,
         keys,
@@ -167,10 +182,10 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     : null;
   const reconcileLog = log.child({ mod: 'reconcile' });
   const reconciles = new ReconcileHistory(
-    (dryRun) => reconcile({ driver, ports, ipam, dataplane, docker, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
+    (dryRun) => reconcile({ driver, ports, ipam, dataplane, docker, policy, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
     metrics.observeReconcile,
   );
-  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped() });
+  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped(), policyDrops: () => policy.drops() });
   const status = async () => ({
     ...(await gatherStatus({
       store,
@@ -182,6 +197,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       ports: () => ports.published(),
     })),
     names: names?.status() ?? null,
+    policy: policy.endpoints(),
   });
   const app = buildApp({
     driver,
@@ -191,6 +207,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     scope: config.scope,
     reconcile: reconciles.runner('on-demand'),
     status,
+    explainPolicy: (from, to, port, proto) => policy.explain(from, to, port, proto),
     observeCall: metrics.observeCall,
     // Activate can arrive as soon as the socket listens, before the first pass is set up.
     onActivate: () => onActivate(),
@@ -236,6 +253,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await metricsServer?.close();
       await app.close();
       await names?.close();
+      policy.close();
       driver.close();
       ipam.close();
       await ports.close();

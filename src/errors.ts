@@ -24,7 +24,8 @@ export type ErrorCode =
   | 'VXNET_ERR_KERNEL'
   | 'VXNET_ERR_PORT_IN_USE'
   | 'VXNET_ERR_PORTS_EXHAUSTED'
-  | 'VXNET_ERR_FIREWALL';
+  | 'VXNET_ERR_FIREWALL'
+  | 'VXNET_ERR_BAD_POLICY';
 
 export const ERROR_CODES: readonly ErrorCode[] = [
   'VXNET_ERR_BAD_REQUEST',
@@ -48,6 +49,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'VXNET_ERR_PORT_IN_USE',
   'VXNET_ERR_PORTS_EXHAUSTED',
   'VXNET_ERR_FIREWALL',
+  'VXNET_ERR_BAD_POLICY',
 ];
 
 export class VxnetError extends Error {

@@ -5,7 +5,8 @@ import { createLogger } from './log';
 import { startDaemon } from './daemon';
 import { VxnetError, causeText } from './errors';
 import { pluginCall } from './cli/socket-client';
-import { formatPlan, formatStatus } from './cli/status-format';
+import { formatExplanation, formatPlan, formatStatus } from './cli/status-format';
+import type { Explanation } from './policy';
 import { doctorCommand } from './cli/doctor';
 import type { ReconcilePlan } from './network/reconcile';
 import type { StatusReport } from './network/status';
@@ -19,6 +20,9 @@ Commands:
   vxnet status [--json] [--socket PATH]
                                       this host, the hosts and networks in the store, peers programmed here,
                                       the last reconcile (--json: the same as one JSON object)
+  vxnet policy explain A B PORT[/PROTO] [--socket PATH]
+                                      may container A (name, alias or address) open a connection to
+                                      container B on PORT (tcp or udp), and which rule decides (exit 1: refused)
   vxnet doctor [--json] [options]     check this host for what vxnet run with these options needs: kernel,
                                       underlay MTU and path to other hosts, store, dockerd, socket, firewall
                                       (exit 1 if a check failed)
@@ -33,6 +37,7 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'reconcile') return reconcileCommand(rest);
   if (cmd === 'status') return statusCommand(rest);
   if (cmd === 'doctor') return doctorCommand(rest);
+  if (cmd === 'policy') return policyCommand(rest);
   if (cmd !== 'run') {
     process.stderr.write(`vxnet: unknown command "${cmd}" (try vxnet help)\n`);
     return 2;
@@ -69,6 +74,21 @@ async function statusCommand(args: string[]): Promise<number> {
   const status = body.Status as StatusReport;
   process.stdout.write(json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
   return 0;
+}
+
+async function policyCommand(args: string[]): Promise<number> {
+  const [sub, from, to, portSpec, ...opts] = args;
+  const m = /^(\d{1,5})(?:\/(tcp|udp))?$/.exec(portSpec ?? '');
+  if (sub !== 'explain' || !from || !to || !m) {
+    process.stderr.write('usage: vxnet policy explain A B PORT[/PROTO] [--socket PATH]\n');
+    return 2;
+  }
+  const config = loadConfig(opts, process.env);
+  const body = await adminCall(config.socket, 'Vxnet.PolicyExplain', { From: from, To: to, Port: Number(m[1]), Proto: m[2] ?? 'tcp' }, 'policy explain');
+  if (!body) return 1;
+  const e = body.Explanation as Explanation;
+  process.stdout.write(`${formatExplanation(e, `${m[1]}/${m[2] ?? 'tcp'}`)}\n`);
+  return e.allowed ? 0 : 1;
 }
 
 function without(args: string[], flag: string): string[] {

@@ -3,6 +3,7 @@
 import type { StatusReport } from '../network/status';
 import type { LastReconcile } from '../network/reconcile-history';
 import type { NamesStatus } from '../names';
+import type { EndpointPolicy, Explanation } from '../policy';
 import { CHANGE_KINDS, ChangeKind, ReconcilePlan, changeCount } from '../network/reconcile';
 
 /** Space between columns. */
@@ -21,6 +22,7 @@ export const CHANGE_LABELS: Record<ChangeKind, string> = {
   orphanLinks: 'links nothing owns',
   orphanRules: 'firewall entries nothing owns',
   orphanAddresses: 'addresses no endpoint uses',
+  policy: 'policy set elements (vxnet-policy table)',
 };
 
 const KERNEL_ONLY = '(dockerd did not answer: only the kernel was checked)';
@@ -39,8 +41,21 @@ export function formatPlan(plan: ReconcilePlan, dryRun: boolean): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** `names` is absent from older drivers, null where the name service is off. */
-export function formatStatus(s: StatusReport & { names?: NamesStatus | null }): string {
+/** `vxnet policy explain`: the verdict, then why. */
+export function formatExplanation(e: Explanation, port: string): string {
+  return `${e.allowed ? 'allowed' : 'refused'}: ${e.from.name} (${e.from.ip}) -> ${e.to.name} (${e.to.ip} on ${e.to.host}, network ${e.to.network}) port ${port}\n  ${e.reason}`;
+}
+
+/** One local container's policy state, as a word. */
+function policyState(p: EndpointPolicy): string {
+  if (p.pending) return 'pending (closed until its labels are read)';
+  if (p.error) return `closed: ${p.error}`;
+  if (p.isolatedNetwork || p.allow.length > 0) return p.isolatedNetwork ? 'isolated network: allow rules only' : 'allow rules only';
+  return 'open';
+}
+
+/** `names` is absent from older drivers, null where the name service is off; `policy` absent from older drivers. */
+export function formatStatus(s: StatusReport & { names?: NamesStatus | null; policy?: EndpointPolicy[] }): string {
   const sections = [
     table([
       ['host', s.self.host],
@@ -78,6 +93,18 @@ export function formatStatus(s: StatusReport & { names?: NamesStatus | null }): 
       ])),
     ['LAST RECONCILE', ...formatLastReconcile(s.lastReconcile)],
   ];
+  if (s.policy) {
+    sections.splice(sections.length - 1, 0,
+      section('POLICY OF LOCAL CONTAINERS', ['NETWORK', 'CONTAINER', 'IPV4', 'STATE', 'ALLOW (FROM)', 'EGRESS'], s.policy.map((p) => [
+        p.lnet,
+        p.names[0] ?? p.endpointId.slice(0, 12),
+        p.ip ?? NONE,
+        policyState(p),
+        p.allow.map((a) => `${a.rule} (${a.from}: ${a.sources.join(' ') || 'nobody now'})`).join(', ') || NONE,
+        p.egress.map((e) => `${e.rule} (${e.from})`).join(', ') || NONE,
+      ])),
+    );
+  }
   if (s.names) {
     sections.splice(sections.length - 1, 0,
       section('NAMES SERVED HERE', ['NETWORK', 'NAMES', 'IPV4', 'IPV6', 'CONTAINER'], s.names.served.map((n) => [

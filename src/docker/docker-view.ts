@@ -1,6 +1,7 @@
 // What the local dockerd believes exists, for reconcile: which of vxnet's Docker networks it
 // still has, and which endpoints (containers) are attached to them. dockerd may be down or not
 // up yet: then the answer is null, and reconcile deletes nothing on missing information.
+import { existsSync } from 'node:fs';
 import Docker from 'dockerode';
 
 /** dockerd answering slower than this is treated as not there (reconcile retries later). */
@@ -57,4 +58,27 @@ export function dockerClient(dockerHost: string | null): DockerClient {
       return view;
     },
   };
+}
+
+/**
+ * Whether dockerd lists an endpoint on its network (policy's fail-closed scope, src/policy):
+ * 'no-network' when dockerd does not have the network at all, 'unreachable' when it does not
+ * answer (then nothing is concluded).
+ */
+export function endpointLookup(dockerHost: string | null): (networkId: string, endpointId: string) => Promise<'listed' | 'unlisted' | 'no-network' | 'unreachable'> {
+  const docker = new Docker({ socketPath: dockerSocketPath(dockerHost), timeout: DOCKER_TIMEOUT_MS });
+  return async (networkId, endpointId) => {
+    let info: { Containers?: Record<string, { EndpointID?: string }> };
+    try {
+      info = (await docker.getNetwork(networkId).inspect()) as typeof info;
+    } catch (err) {
+      return (err as { statusCode?: number }).statusCode === 404 ? 'no-network' : 'unreachable';
+    }
+    return Object.values(info.Containers ?? {}).some((c) => c.EndpointID === endpointId) ? 'listed' : 'unlisted';
+  };
+}
+
+/** A dockerd to ask: a configured VXNET_DOCKER_HOST, or the default socket present (a host without Docker has none). */
+export function dockerdPresent(dockerHost: string | null): boolean {
+  return dockerHost !== null || existsSync(dockerSocketPath(null));
 }

@@ -29,6 +29,8 @@ export interface MetricSources {
   publishedPorts?(): Record<string, number>;
   /** Frames the anti-spoofing table dropped on this host (null: no table). */
   antispoofDropped?(): Promise<number | null>;
+  /** Packets refused by network policy so far, per network and direction (absent: no policy). */
+  policyDrops?(): Promise<Array<{ network: string; direction: 'in' | 'out'; packets: number }>>;
 }
 
 type ReconcileOutcome = 'ok' | 'kernel_only' | 'error';
@@ -47,6 +49,9 @@ export class Metrics {
   private readonly peerEntries: Gauge<'network' | 'kind'>;
   private readonly publishedPorts: Gauge<'proto'>;
   private readonly spoofDropped: Counter;
+  private readonly policyDrops: Counter<'network' | 'direction'>;
+  /** What policyDrops already counted, per "network direction" (the source gives totals). */
+  private readonly policyDropsSeen = new Map<string, number>();
 
   constructor(private readonly log: Logger) {
     const registers = [this.registry];
@@ -97,6 +102,21 @@ export class Metrics {
       help: "Frames dropped on this host because they did not carry their container's own MAC and IP (table bridge vxnet-antispoof)",
       registers,
       collect: () => this.collectSpoofDropped(),
+    });
+    this.policyDrops = new Counter({
+      name: 'vxnet_policy_dropped_packets_total',
+      help: 'Packets refused by network policy on this host, by network and direction (in: to a local container, out: from one)',
+      labelNames: ['network', 'direction'],
+      registers,
+      collect: async () => {
+        for (const d of (await this.sources?.policyDrops?.()) ?? []) {
+          const key = `${d.network} ${d.direction}`;
+          const delta = d.packets - (this.policyDropsSeen.get(key) ?? 0);
+          if (delta > 0) this.policyDrops.inc({ network: d.network, direction: d.direction }, delta);
+          else this.policyDrops.inc({ network: d.network, direction: d.direction }, 0);
+          this.policyDropsSeen.set(key, d.packets);
+        }
+      },
     });
     collectDefaultMetrics({ register: this.registry });
   }

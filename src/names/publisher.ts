@@ -8,6 +8,9 @@
 // else re-reads the container and rewrites its records. Work is serialised per container, so a
 // slow inspect after `start` cannot overwrite the deletion of a `die` that followed it.
 //
+// The records carry the container's labels too: network policy (src/policy) reads its rules
+// (vxnet.allow, vxnet.egress) and label:K=V sources from them, so one inspect serves both.
+//
 // After (re)connecting to the event stream, a resync publishes every running container and
 // deletes this host's records of containers that are no longer running (events missed while
 // vxnet or dockerd was down).
@@ -59,6 +62,7 @@ interface Inspect {
   Id: string;
   Name: string;
   State?: { Running?: boolean };
+  Config?: { Labels?: Record<string, string> | null };
   HostConfig?: { Dns?: string[] | null };
   NetworkSettings?: { SandboxKey?: string; Networks?: Record<string, InspectNetwork> };
 }
@@ -229,6 +233,8 @@ export class NamePublisher {
             names,
             ipv4: n.IPAddress || null,
             ipv6: n.GlobalIPv6Address || null,
+            // Policy reads them (src/policy): rules as labels, and label:K=V sources.
+            labels: info.Config?.Labels ?? {},
           });
         }
       }

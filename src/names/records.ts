@@ -14,6 +14,11 @@ export interface NameRecord {
   /** Plain addresses (no prefix length), or null. */
   ipv4: string | null;
   ipv6: string | null;
+  /**
+   * The container's labels: policy rules (vxnet.allow, vxnet.egress) and what `label:K=V`
+   * sources of other containers' rules match. Absent in records of earlier versions.
+   */
+  labels?: Record<string, string>;
 }
 
 export function namesPrefix(keys: Keys, lnet?: string): string {

@@ -19,6 +19,8 @@ import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
 import type { RecordCache } from './record-cache';
 import { portElements } from './antispoof';
+import { isolated as isolatedNet } from '../policy/resolve';
+import { endpointPolicyOptions } from '../policy/options';
 
 export interface IpamData {
   AddressSpace: string;
@@ -70,6 +72,11 @@ export interface Vtep {
   iface: string;
 }
 
+/** What Join tells the policy engine (src/policy). */
+export interface PolicyPort {
+  endpointJoined(key: string, rec: EndpointRecord, net: NetworkRecord): Promise<void>;
+}
+
 /** What Join and teardown tell the peer programmer (network/peers.ts). */
 export interface PeerPort {
   activate(lnet: string, net: NetworkRecord): Promise<void>;
@@ -95,6 +102,8 @@ export interface NetworkDriverDeps {
   requireVxnetIpam?: boolean;
   vxlanPort: number;
   peers: PeerPort | null;
+  /** Network policy (src/policy): told of each Join so a new endpoint is policed from its first packet. */
+  policy?: PolicyPort;
   /**
    * Networks, this host's Docker networks and endpoints in memory (fed by a watch): plugin calls
    * read them there instead of asking the store. Absent: every read goes to the store.
@@ -156,7 +165,8 @@ export class NetworkDriver {
       if (existing && existing.lnet !== lnet) {
         throw vxError('VXNET_ERR_NETWORK_CONFLICT', `network ${req.NetworkID} already exists as logical network ${existing.lnet}, not ${lnet}`);
       }
-      const want: Omit<NetworkRecord, 'vni'> = { lnet, ipv4, ipv6, mtu: opts.mtu, internal: opts.internal, masquerade: opts.masquerade };
+      // icc is recorded only when off: records of networks without the option stay as they were.
+      const want: Omit<NetworkRecord, 'vni'> = { lnet, ipv4, ipv6, mtu: opts.mtu, internal: opts.internal, masquerade: opts.masquerade, ...(opts.icc ? {} : { icc: false }) };
       const undo = new Undo(this.deps.log);
       try {
         const { rec, created } = await this.ensureLogicalNetwork(want, opts);
@@ -357,7 +367,9 @@ export class NetworkDriver {
     const ipv6 = checkAddress(iface.AddressIPv6, net.ipv6, 6, lnet);
     if (!ipv4 && !ipv6) throw badRequest(`endpoint ${req.EndpointID} has no address`);
     const mac = iface.MacAddress === '' ? endpointMac(ipv4, req.EndpointID) : normaliseMac(iface.MacAddress);
-    const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: this.deps.vtep?.ip ?? null, mac, ipv4, ipv6, at: Date.now() };
+    // Policy rules (vxnet.allow, vxnet.egress): a bad entry fails here, before anything is written.
+    const policy = endpointPolicyOptions(req.Options);
+    const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: this.deps.vtep?.ip ?? null, mac, ipv4, ipv6, at: Date.now(), ...policy };
     const key = this.deps.keys.endpoint(lnet, req.EndpointID);
     const raw = JSON.stringify(rec);
     if (await this.deps.store.createIfAbsent(key, raw)) {
@@ -393,6 +405,7 @@ export class NetworkDriver {
         // win over the port the address lives on now (DESIGN.md, moves between hosts).
         await this.deps.dataplane.ensureFdb({ dev: names.host, mac: ep.mac, master: true });
         this.deps.failAt?.('join:after-fdb');
+        await this.deps.policy?.endpointJoined(this.deps.keys.endpoint(lnet, endpointId), ep, net);
         undo.clear();
         const reply: JoinReply = { InterfaceName: { SrcName: names.peer, DstPrefix: 'eth' }, DisableGatewayService: net.internal };
         if (!net.internal && net.ipv4?.gateway) reply.Gateway = net.ipv4.gateway;
@@ -673,6 +686,7 @@ function networkMismatch(want: Omit<NetworkRecord, 'vni'>, wantVni: number | nul
   if (want.mtu !== have.mtu) diffs.push(`MTU ${have.mtu} (asked: ${want.mtu})`);
   if (want.internal !== have.internal) diffs.push(`internal ${have.internal} (asked: ${want.internal})`);
   if (masquerades(want) !== masquerades(have)) diffs.push(`enable_ip_masquerade ${masquerades(have)} (asked: ${masquerades(want)})`);
+  if (isolatedNet(want) !== isolatedNet(have)) diffs.push(`enable_icc ${!isolatedNet(have)} (asked: ${!isolatedNet(want)})`);
   if (wantVni !== null && wantVni !== have.vni) diffs.push(`VNI ${have.vni} (asked: ${wantVni})`);
   return diffs.length === 0 ? null : diffs.join(', ');
 }

@@ -7,6 +7,8 @@ export const OPT_MTU = 'com.docker.network.driver.mtu';
 export const OPT_INTERNAL = 'com.docker.network.internal';
 /** Docker's bridge driver option, kept under its name: false = egress without source NAT (routed setups). */
 export const OPT_MASQUERADE = 'com.docker.network.bridge.enable_ip_masquerade';
+/** Docker's bridge driver option, kept under its name: false = an isolated network (src/policy). */
+export const OPT_ICC = 'com.docker.network.bridge.enable_icc';
 /** What Go's strconv.ParseBool accepts, as Docker parses this option. */
 const BOOL_WORDS: Record<string, boolean> = { '1': true, t: true, T: true, TRUE: true, true: true, True: true, '0': false, f: false, F: false, FALSE: false, false: false, False: false };
 export const OPT_NETWORK = 'vxnet.network';
@@ -23,6 +25,7 @@ export interface NetworkOptions {
   mtu: number;
   internal: boolean;
   masquerade: boolean;
+  icc: boolean;
 }
 
 /** The MTU a network gets without -o com.docker.network.driver.mtu, and the highest it may ask (underlay.ts). */
@@ -57,6 +60,7 @@ export function resolveNetworkOptions(options: Record<string, unknown>, mtu: Mtu
     mtu: str(OPT_MTU) === undefined ? mtu.default : wholeNumber(OPT_MTU, str(OPT_MTU) as string, ipv6 ? 1280 : MIN_MTU, mtu.max),
     internal: internal === true,
     masquerade: str(OPT_MASQUERADE) === undefined ? true : boolean(OPT_MASQUERADE, str(OPT_MASQUERADE) as string),
+    icc: str(OPT_ICC) === undefined ? true : boolean(OPT_ICC, str(OPT_ICC) as string),
   };
 }
 

@@ -14,6 +14,8 @@
 //   - vxnet-named links and firewall set entries that nothing owns are removed;
 //   - published ports (ports/publisher.ts): records of endpoints that are gone lose their NAT
 //     rules and records, live ones get rules and port reservations back, untagged leftovers go;
+//   - the policy table (src/policy): its sets made to match the records (elements of endpoints
+//     that are gone removed, missing ones added, the table rebuilt if someone deleted it);
 //   - container addresses this host took that no endpoint uses (a crash between RequestAddress
 //     and CreateEndpoint), older than ORPHAN_ADDRESS_GRACE_MS, are released.
 // Without an answer from dockerd nothing is deleted on its account (never act on missing
@@ -53,6 +55,11 @@ export interface PortsPlan {
   orphanPortRules: string[];
 }
 
+/** The policy step: the kernel's policy sets against the records (after the endpoint steps above). */
+export interface PolicyReconciler {
+  reconcile(dryRun: boolean): Promise<string[]>;
+}
+
 /** The published-ports step; absent where ports are not served. */
 export interface PortReconciler {
   reconcile(liveEndpoints: Set<string>, dryRun: boolean): Promise<PortsPlan>;
@@ -61,6 +68,8 @@ export interface PortReconciler {
 export interface ReconcileDeps {
   driver: NetworkDriver;
   ports?: PortReconciler;
+  /** The policy table (src/policy); absent in unit tests of the other steps. */
+  policy?: PolicyReconciler;
   ipam: OrphanAddressSource;
   dataplane: Dataplane;
   docker: DockerClient | null;
@@ -84,6 +93,7 @@ export const CHANGE_KINDS = [
   'orphanLinks',
   'orphanRules',
   'orphanAddresses',
+  'policy',
 ] as const;
 export type ChangeKind = (typeof CHANGE_KINDS)[number];
 
@@ -112,6 +122,7 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     orphanLinks: [],
     orphanRules: [],
     orphanAddresses: [],
+    policy: [],
   };
 
   // Endpoints this pass drops (a dry run drops nothing, yet must plan their ports as stale).
@@ -187,6 +198,9 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
       }
     }
   }
+
+  // Last: dropped endpoints' records are gone by now, so their elements go too.
+  if (deps.policy) plan.policy = await deps.policy.reconcile(opts.dryRun);
 
   log.info({ ...plan, changed: changeCount(plan), dryRun: opts.dryRun }, opts.dryRun ? 'reconcile plan' : 'reconcile done');
   return plan;

@@ -22,6 +22,12 @@ export interface NetworkRecord {
    * written by earlier versions, which means true.
    */
   masquerade?: boolean;
+  /**
+   * Traffic between the network's containers (com.docker.network.bridge.enable_icc). false: an
+   * isolated network, where only policy rules let containers reach each other (src/policy).
+   * Absent (earlier versions) means true.
+   */
+  icc?: boolean;
 }
 
 /** dnets/<host>/<NetworkID>: one dockerd's network, pointing at its logical network. */
@@ -41,4 +47,7 @@ export interface EndpointRecord {
   ipv6: string | null;
   /** When CreateEndpoint recorded it (ms since the epoch). */
   at?: number;
+  /** Policy rules given as endpoint driver options (vxnet.allow, vxnet.egress), validated at CreateEndpoint. */
+  allow?: string;
+  egress?: string;
 }

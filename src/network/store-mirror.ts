@@ -40,6 +40,8 @@ export interface MirrorDeps<T> {
   /** The record of a key's value, or null to leave the key out (e.g. another host's endpoint). */
   parse(kv: KeyValue): T | null;
   log: Logger;
+  /** Called after watch events or a (re)load changed what is held (e.g. to recompute derived state). */
+  onChange?(): void;
 }
 
 export class StoreMirror<T> {
@@ -131,6 +133,7 @@ export class StoreMirror<T> {
       if (ev.type === 'put') this.applyPut(ev.kv);
       else this.applyDelete(ev.key, ev.modRevision);
     }
+    this.deps.onChange?.();
   }
 
   private applyPut(kv: KeyValue): void {
@@ -195,6 +198,7 @@ export class StoreMirror<T> {
     this.entries.clear();
     for (const [k, e] of fresh) this.entries.set(k, e);
     this.ready = !this.closed;
+    this.deps.onChange?.();
     return rev;
   }
 

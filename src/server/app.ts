@@ -29,6 +29,8 @@ export interface AppDeps {
    * and whatever it did to its containers while it was away has to be compared again.
    */
   onActivate?: () => void;
+  /** `vxnet policy explain A B PORT[/PROTO]`. */
+  explainPolicy?: (from: string, to: string, port: number, proto: 'tcp' | 'udp') => unknown;
   /** `vxnet status`: what this host and the store say. */
   status?: () => Promise<unknown>;
   /**
@@ -105,6 +107,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.post('/Vxnet.Status', async () => {
     if (!deps.status) throw new VxnetError('VXNET_ERR_BAD_REQUEST', 'status is not available');
     return { Status: await deps.status() };
+  });
+  const explainBody = {
+    type: 'object',
+    required: ['From', 'To', 'Port'],
+    properties: { From: { type: 'string', minLength: 1 }, To: { type: 'string', minLength: 1 }, Port: { type: 'integer', minimum: 1, maximum: 65535 }, Proto: { enum: ['tcp', 'udp'] } },
+  };
+  app.post('/Vxnet.PolicyExplain', { schema: { body: explainBody } }, async (req) => {
+    if (!deps.explainPolicy) throw new VxnetError('VXNET_ERR_BAD_REQUEST', 'policy explain is not available');
+    const b = req.body as { From: string; To: string; Port: number; Proto?: 'tcp' | 'udp' };
+    return { Explanation: deps.explainPolicy(b.From, b.To, b.Port, b.Proto ?? 'tcp') };
   });
   registerNetworkRoutes(app, deps);
   registerIpamRoutes(app, deps);

@@ -31,7 +31,7 @@ async function vxLinks(host: Host): Promise<string[]> {
   return out.split('\n').map((l) => l.split(': ')[1]?.split('@')[0] ?? '').filter((n) => n.startsWith('vx'));
 }
 
-/** vxnet's rules in the filter and nat tables, its ipsets and its nftables tables (anti-spoofing). */
+/** vxnet's rules in the filter and nat tables, its ipsets and its nftables tables (anti-spoofing, policy). */
 async function vxRules(host: Host): Promise<string[]> {
   const out = [
     await host.execOk(['iptables', '-w', '-S']),

@@ -62,6 +62,8 @@ export async function startFakeContainer(
   net: FakeNetwork,
   name: string,
   ip = '',
+  /** CreateEndpoint Options: endpoint driver options (e.g. vxnet.allow), as `--driver-opt` sends them. */
+  options: Record<string, unknown> = {},
 ): Promise<FakeContainer> {
   const endpointId = newId();
   const addr = await pluginOk(socket, 'IpamDriver.RequestAddress', { PoolID: net.poolId, Address: ip, Options: null });
@@ -70,7 +72,7 @@ export async function startFakeContainer(
     NetworkID: net.networkId,
     EndpointID: endpointId,
     Interface: { Address: address, AddressIPv6: '', MacAddress: '' },
-    Options: {},
+    Options: options,
   });
   const mac = (ce.Interface as { MacAddress: string }).MacAddress;
   const join = await pluginOk(socket, 'NetworkDriver.Join', { NetworkID: net.networkId, EndpointID: endpointId, SandboxKey: `/run/netns/${name}`, Options: {} });

@@ -1,9 +1,9 @@
-import { formatPlan, formatStatus, table } from '../../../src/cli/status-format';
+import { formatExplanation, formatPlan, formatStatus, table } from '../../../src/cli/status-format';
 import type { StatusReport } from '../../../src/network/status';
 import type { ReconcilePlan } from '../../../src/network/reconcile';
 
 function plan(changes: Partial<ReconcilePlan> = {}): ReconcilePlan {
-  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], antispoof: [], repairNetworks: [], stalePorts: [], repairPorts: [], orphanPortRules: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
+  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], antispoof: [], repairNetworks: [], stalePorts: [], repairPorts: [], orphanPortRules: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], policy: [], ...changes };
 }
 
 const REPORT: StatusReport = {
@@ -75,6 +75,35 @@ describe('src/cli/status-format.ts', () => {
     expect(formatStatus({ ...REPORT, names: null })).not.toContain('NAMES SERVED HERE');
   });
 
+  it('shows each local container\'s policy state and rules, and explains a decision', () => {
+    const base = { lnet: 'n1', endpointId: 'e'.repeat(64), container: 'c1', isolatedNetwork: false, pending: false, error: null, allow: [], egress: [] };
+    const out = formatStatus({
+      ...REPORT,
+      policy: [
+        { ...base, ip: '10.5.0.2', names: ['db'], allow: [{ rule: 'api:5432', from: 'option', sources: ['10.5.0.3'] }], egress: [{ rule: '192.0.2.0/24:443', from: 'label' }] },
+        { ...base, ip: '10.5.0.4', names: ['web'], pending: true },
+        { ...base, ip: '10.5.0.5', names: [], error: 'label vxnet.allow: bad entry "x:0": port 0 is outside 1-65535' },
+        { ...base, ip: '10.5.0.6', names: ['free'], allow: [{ rule: 'gone', from: 'label', sources: [] }], isolatedNetwork: true },
+      ],
+    });
+    expect(out).toContain(
+      [
+        'POLICY OF LOCAL CONTAINERS',
+        'NETWORK  CONTAINER     IPV4      STATE                                                                  ALLOW (FROM)                 EGRESS',
+        'n1       db            10.5.0.2  allow rules only                                                       api:5432 (option: 10.5.0.3)  192.0.2.0/24:443 (label)',
+        'n1       web           10.5.0.4  pending (closed until its labels are read)                             -                            -',
+        'n1       eeeeeeeeeeee  10.5.0.5  closed: label vxnet.allow: bad entry "x:0": port 0 is outside 1-65535  -                            -',
+        'n1       free          10.5.0.6  isolated network: allow rules only                                     gone (label: nobody now)     -',
+      ].join('\n'),
+    );
+    expect(
+      formatExplanation(
+        { allowed: false, reason: 'network n1 is isolated (enable_icc=false) and db has no allow rule', rule: null, from: { name: 'web', ip: '10.5.0.4' }, to: { name: 'db', ip: '10.5.0.2', host: 'h2', network: 'n1' } },
+        '80/tcp',
+      ),
+    ).toBe('refused: web (10.5.0.4) -> db (10.5.0.2 on h2, network n1) port 80/tcp\n  network n1 is isolated (enable_icc=false) and db has no allow rule');
+  });
+
   it('says so when there is nothing to show', () => {
     const empty: StatusReport = { self: { host: 'h1', vtep: null, store: 'embedded', version: '0.1.0' }, hosts: [], networks: [], peers: null, ports: [], lastReconcile: null };
     expect(formatStatus(empty)).toBe(
@@ -127,6 +156,7 @@ describe('src/cli/status-format.ts', () => {
         '  links nothing owns: vxe-1, vxc-1',
         '  firewall entries nothing owns: none',
         '  addresses no endpoint uses: none',
+        '  policy set elements (vxnet-policy table): none',
         '',
       ].join('\n'),
     );

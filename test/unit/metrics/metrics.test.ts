@@ -131,6 +131,7 @@ describe('src/metrics', () => {
       orphanLinks: ['vxe-dead'],
       orphanRules: [],
       orphanAddresses: [],
+      policy: [],
     };
     metrics.observeReconcile(plan);
     metrics.observeReconcile({ ...plan, dockerdAnswered: false, staleEndpoints: [], orphanLinks: [] });

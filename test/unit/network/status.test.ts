@@ -16,7 +16,7 @@ const NET_ID3 = '0612723f'.padEnd(64, 'f');
 const SINCE = Date.UTC(2025, 0, 2, 3, 4, 5);
 
 function plan(changes: Partial<ReconcilePlan> = {}): ReconcilePlan {
-  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], antispoof: [], repairNetworks: [], stalePorts: [], repairPorts: [], orphanPortRules: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], ...changes };
+  return { dockerdAnswered: true, staleNetworks: [], staleEndpoints: [], firewall: [], antispoof: [], repairNetworks: [], stalePorts: [], repairPorts: [], orphanPortRules: [], orphanLinks: [], orphanRules: [], orphanAddresses: [], policy: [], ...changes };
 }
 
 describe('src/network/status.ts', () => {

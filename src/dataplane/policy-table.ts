@@ -1,0 +1,238 @@
+// The kernel side of network policy: one nftables table, `inet vxnet-policy`, whose rules are a
+// CONSTANT few; everything per container lives in four sets (src/policy/resolve.ts fills them):
+//
+//   chain forward (hook forward; bridged frames get here through br_netfilter, which dockerd
+//   turns on and vxnet's isolation already relies on):
+//     ct state established,related accept       replies to a container's own connections
+//     ct status dnat accept                     published ports keep working
+//     ip saddr @policed_out jump out_check      sources with egress rules
+//     ip daddr @policed_in jump in_check        destinations with ingress rules, isolated, pending
+//   chain in_check:  ip daddr . ip saddr . meta l4proto . th dport @allow_in return; counted drop
+//   chain out_check: ip saddr . ip daddr . meta l4proto . th dport @allow_out return; counted drop
+// The drop is counted per container: drop_in / drop_out hold the same addresses as policed_in /
+// policed_out in sets with per-element counters (metrics sum them by network).
+//
+// So a packet costs a few hash/pipapo lookups, whatever the number of rules and containers.
+// Traffic to and from the gateway (the host) is not forwarded and is never checked here.
+// The table is not tied to the driver process: after kill -9 the kernel keeps enforcing, and the
+// next start replaces the sets' content in one transaction (no open window).
+// Counters are named objects: rewriting the chains does not reset them (metrics read them).
+import { exclusive, mustRun, runTool } from './xtables';
+
+export const POLICY_TABLE = 'vxnet-policy';
+export const DROPS_IN = 'drops_in';
+export const DROPS_OUT = 'drops_out';
+const DROP_IN = 'drop_in';
+const DROP_OUT = 'drop_out';
+/** Sets that hold the same elements as another (drop counters per policed address). */
+const MIRRORS: Partial<Record<PolicySetName, string>> = { policedIn: DROP_IN, policedOut: DROP_OUT };
+const SETS = {
+  policedIn: 'policed_in',
+  policedOut: 'policed_out',
+  allowIn: 'allow_in',
+  allowOut: 'allow_out',
+  policedIn6: 'policed_in6',
+  policedOut6: 'policed_out6',
+  allowOut6: 'allow_out6',
+} as const;
+export type PolicySetName = keyof typeof SETS;
+export type PolicySets = Record<PolicySetName, string[]>;
+
+export function emptyPolicySets(): PolicySets {
+  return { policedIn: [], policedOut: [], allowIn: [], allowOut: [], policedIn6: [], policedOut6: [], allowOut6: [] };
+}
+
+const ELEMENT_RE = /^[0-9a-f.:/]+(-[0-9a-f.:]+)?( \. [0-9a-f.:/]+(-[0-9a-f.:]+)?){0,3}$/;
+
+/** The table's structure (no elements): sets, counters and chains as one nft script. Pure. */
+export function tableScript(): string {
+  const t = `inet ${POLICY_TABLE}`;
+  const concat = 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval;';
+  return [
+    // Declaring what exists is a no-op; the chains are flushed and rewritten in the same
+    // transaction, so they always hold exactly these rules (and the sets keep their elements).
+    `table ${t} {`,
+    `  set ${SETS.policedIn} { type ipv4_addr; }`,
+    `  set ${SETS.policedOut} { type ipv4_addr; }`,
+    `  set ${SETS.allowIn} { ${concat} }`,
+    `  set ${SETS.allowOut} { ${concat} }`,
+    `  set ${SETS.policedIn6} { type ipv6_addr; }`,
+    `  set ${SETS.policedOut6} { type ipv6_addr; }`,
+    `  set ${SETS.allowOut6} { type ipv6_addr . ipv6_addr; flags interval; }`,
+    `  set ${DROP_IN} { type ipv4_addr; counter; }`,
+    `  set ${DROP_OUT} { type ipv4_addr; counter; }`,
+    `  counter ${DROPS_IN} { }`,
+    `  counter ${DROPS_OUT} { }`,
+    '  chain in_check { }',
+    '  chain out_check { }',
+    '  chain in_check6 { }',
+    '  chain out_check6 { }',
+    '  chain forward { type filter hook forward priority filter; policy accept; }',
+    '}',
+    `flush chain ${t} in_check`,
+    `flush chain ${t} out_check`,
+    `flush chain ${t} in_check6`,
+    `flush chain ${t} out_check6`,
+    `flush chain ${t} forward`,
+    `add rule ${t} in_check ip daddr . ip saddr . meta l4proto . th dport @${SETS.allowIn} return`,
+    `add rule ${t} in_check ip daddr @${DROP_IN} drop`,
+    `add rule ${t} in_check counter name ${DROPS_IN} drop`,
+    `add rule ${t} out_check ip saddr . ip daddr . meta l4proto . th dport @${SETS.allowOut} return`,
+    `add rule ${t} out_check ip saddr @${DROP_OUT} drop`,
+    `add rule ${t} out_check counter name ${DROPS_OUT} drop`,
+    `add rule ${t} forward ct state established,related accept`,
+    `add rule ${t} forward ct status dnat accept`,
+    `add rule ${t} forward ip saddr @${SETS.policedOut} jump out_check`,
+    `add rule ${t} forward ip daddr @${SETS.policedIn} jump in_check`,
+    // IPv6: rules cannot name IPv6 peers yet, so a policed container takes no new IPv6
+    // connection at all, and one with egress rules reaches only its own network's IPv6 subnet.
+    `add rule ${t} in_check6 counter name ${DROPS_IN} drop`,
+    `add rule ${t} out_check6 ip6 saddr . ip6 daddr @${SETS.allowOut6} return`,
+    `add rule ${t} out_check6 counter name ${DROPS_OUT} drop`,
+    `add rule ${t} forward ip6 saddr @${SETS.policedOut6} jump out_check6`,
+    `add rule ${t} forward ip6 daddr @${SETS.policedIn6} jump in_check6`,
+    '',
+  ].join('\n');
+}
+
+function checked(elements: string[]): string[] {
+  for (const e of elements) if (!ELEMENT_RE.test(e)) throw new Error(`refusing policy set element ${JSON.stringify(e)}`);
+  return elements;
+}
+
+function elementLines(verb: 'add' | 'delete', sets: Partial<PolicySets>): string[] {
+  const out: string[] = [];
+  for (const [name, elements] of Object.entries(sets) as Array<[PolicySetName, string[]]>) {
+    if (elements.length === 0) continue;
+    for (const set of [SETS[name], MIRRORS[name]]) if (set) out.push(`${verb} element inet ${POLICY_TABLE} ${set} { ${checked(elements).join(', ')} }`);
+  }
+  return out;
+}
+
+/** Pure: the script that makes the table hold exactly `sets` (structure included). */
+export function replaceScript(sets: PolicySets): string {
+  const flush = [...Object.values(SETS), DROP_IN, DROP_OUT].map((s) => `flush set inet ${POLICY_TABLE} ${s}`);
+  return [tableScript(), ...flush, ...elementLines('add', sets), ''].join('\n');
+}
+
+/** Pure: the script of a change from one content to another (deletions first). */
+export function diffScript(from: PolicySets, to: PolicySets): string {
+  const del: Partial<PolicySets> = {};
+  const add: Partial<PolicySets> = {};
+  for (const name of Object.keys(SETS) as PolicySetName[]) {
+    const a = new Set(from[name]);
+    const b = new Set(to[name]);
+    del[name] = [...a].filter((e) => !b.has(e));
+    add[name] = [...b].filter((e) => !a.has(e));
+  }
+  const lines = [...elementLines('delete', del), ...elementLines('add', add)];
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+/** Puts the table in place and makes its sets hold exactly `sets`, in one transaction. */
+export function replacePolicySets(sets: PolicySets): Promise<void> {
+  return exclusive(async () => {
+    await mustRun('nft', ['-f', '-'], `set the ${POLICY_TABLE} table`, replaceScript(sets));
+  });
+}
+
+/**
+ * Moves the sets from `from` (what the last call left, or what the kernel holds) to `to`, in one
+ * transaction; `structure`: the table's chains are rewritten in it too (a start that finds the
+ * table in place keeps its elements, and their drop counters, instead of replacing them).
+ */
+export function updatePolicySets(from: PolicySets, to: PolicySets, structure = false): Promise<number> {
+  const script = (structure ? tableScript() : '') + diffScript(from, to);
+  if (script === '') return Promise.resolve(0);
+  return exclusive(async () => {
+    await mustRun('nft', ['-f', '-'], `update the ${POLICY_TABLE} sets`, script);
+    return script.split('\n').filter(Boolean).length;
+  });
+}
+
+/** Whether the table exists (false also when nft is missing: then there is nothing to remove). */
+export async function policyTableExists(): Promise<boolean> {
+  try {
+    return (await runTool('nft', ['list', 'table', 'inet', POLICY_TABLE])).code === 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes the table (plugin disable, uninstall). Idempotent. */
+export function removePolicyTable(): Promise<boolean> {
+  return exclusive(async () => {
+    if (!(await policyTableExists())) return false;
+    await mustRun('nft', ['delete', 'table', 'inet', POLICY_TABLE], `remove the ${POLICY_TABLE} table`);
+    return true;
+  });
+}
+
+/** Packets dropped per policed address (inbound to it, outbound from it) since its element was added. */
+export async function policyDrops(): Promise<{ in: Map<string, number>; out: Map<string, number> } | null> {
+  const out = { in: new Map<string, number>(), out: new Map<string, number>() };
+  for (const [set, into] of [[DROP_IN, out.in], [DROP_OUT, out.out]] as const) {
+    const r = await runTool('nft', ['-j', 'list', 'set', 'inet', POLICY_TABLE, set]).catch(() => null);
+    if (!r || r.code !== 0) return null;
+    try {
+      const doc = JSON.parse(r.stdout) as { nftables?: Array<{ set?: { elem?: Array<{ elem?: { val?: unknown; counter?: { packets?: number } } } | unknown> } }> };
+      for (const item of doc.nftables ?? []) {
+        for (const e of item.set?.elem ?? []) {
+          const el = (e as { elem?: { val?: unknown; counter?: { packets?: number } } }).elem;
+          if (el && typeof el.val === 'string') into.set(el.val, el.counter?.packets ?? 0);
+        }
+      }
+    } catch {
+      return null;
+    }
+  }
+  return out;
+}
+
+/**
+ * Pure: the elements of each set in `nft -nn -p list table` output, in resolve.ts's own syntax
+ * (nft prints a range that is a prefix as a.b.c.d/len: turned back into lo-hi).
+ */
+export function parseListing(text: string): PolicySets {
+  const out = emptyPolicySets();
+  const byName = new Map<string, PolicySetName>(Object.entries(SETS).map(([k, v]) => [v, k as PolicySetName]));
+  const setRe = /set (\w+) \{([^}]*)\}/g;
+  for (let m = setRe.exec(text); m; m = setRe.exec(text)) {
+    const name = byName.get(m[1]);
+    const elems = /elements = \{([^}]*)/.exec(m[2]);
+    if (!name || !elems) continue;
+    out[name] = elems[1]
+      .split(',')
+      .map((e) => e.trim())
+      .filter(Boolean)
+      .map((e) => e.split(' . ').map(prefixToRange).join(' . '));
+  }
+  return out;
+}
+
+function prefixToRange(part: string): string {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(part);
+  if (!m) return part;
+  const base = ((Number(m[1]) << 24) >>> 0) + (Number(m[2]) << 16) + (Number(m[3]) << 8) + Number(m[4]);
+  const last = base + 2 ** (32 - Number(m[5])) - 1;
+  const ip = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  return last === base ? ip(base) : `${ip(base)}-${ip(last)}`;
+}
+
+/** The chain rules that make the table enforce (a table without them polices nothing). */
+const ENFORCING = [
+  `ip daddr @${SETS.policedIn} jump in_check`,
+  `ip saddr @${SETS.policedOut} jump out_check`,
+  `@${SETS.allowIn} return`,
+  `@${SETS.allowOut} return`,
+  `ip6 daddr @${SETS.policedIn6} jump in_check6`,
+  `ip6 saddr @${SETS.policedOut6} jump out_check6`,
+];
+
+/** What the kernel holds now: null when the table is missing or incomplete (its chains lack a rule). */
+export async function listPolicyElements(): Promise<PolicySets | null> {
+  const r = await runTool('nft', ['-nn', '-p', 'list', 'table', 'inet', POLICY_TABLE]).catch(() => null);
+  if (!r || r.code !== 0) return null;
+  if (!ENFORCING.every((rule) => r.stdout.includes(rule))) return null;
+  return parseListing(r.stdout);
+}

@@ -1,0 +1,312 @@
+// The policy engine: keeps the kernel's `inet vxnet-policy` sets (dataplane/policy-table.ts) in
+// step with the store. It mirrors networks/, endpoints/ and names/ (StoreMirror), and after every
+// change recomputes this host's elements (resolve.ts) and applies the difference in one nft
+// transaction. Changes are coalesced: a burst of records costs one nft run.
+//
+// Fail closed, scoped: a new local endpoint without rules in its options is "pending" — in
+// policed_in with nothing allowed — until vxnet knows whether its container carries rules as
+// labels. Pending ends when
+//   (a) its container was read from dockerd (the name publisher wrote its names/ record, labels
+//       included),
+//   (b) dockerd answers that it does not know the endpoint's network, or has the network but not
+//       the endpoint well after it was made (an endpoint made by plugin calls alone: no
+//       container, so no labels can exist), or
+//   (c) there is no dockerd to ask (no socket) or nothing reads labels (names service off).
+// While dockerd does not answer, a pending endpoint stays closed.
+// Nothing is kept outside the store and the kernel: a restarted driver rebuilds the sets from the
+// records in one transaction, and an endpoint whose names/ record survived is not pending again.
+import type { Logger } from '../log';
+import type { Store } from '../store/types';
+import { decode, Keys } from '../store/json';
+import type { EndpointRecord, NetworkRecord } from '../network/records';
+import { StoreMirror } from '../network/store-mirror';
+import { NameRecord, namesPrefix, splitKey } from '../names/records';
+import { isolated, resolvePolicy, EndpointPolicy, PolicyPlan } from './resolve';
+import { emptyPolicySets, PolicySets } from '../dataplane/policy-table';
+import { vxError } from '../errors';
+import { explain, Explanation } from './explain';
+import type { Proto } from './parse';
+
+export type { Explanation } from './explain';
+export type { EndpointPolicy } from './resolve';
+
+/** How often pending endpoints are looked up in dockerd. */
+const PENDING_CHECK_MS = 250;
+/**
+ * dockerd lists an endpoint on its network once the container joined it; one it still does not
+ * list this long after CreateEndpoint belongs to no container (plugin calls alone).
+ */
+export const UNLISTED_ENDPOINT_GRACE_MS = 3000;
+
+export type EndpointLookup = (networkId: string, endpointId: string) => Promise<'listed' | 'unlisted' | 'no-network' | 'unreachable'>;
+
+export interface PolicyKernel {
+  /** What the kernel holds; null when the table or one of its enforcing rules is missing. */
+  list(): Promise<PolicySets | null>;
+  replace(sets: PolicySets): Promise<void>;
+  update(from: PolicySets, to: PolicySets, structure?: boolean): Promise<number>;
+  /** Packets dropped per policed address; null when the table cannot be read. */
+  drops(): Promise<{ in: Map<string, number>; out: Map<string, number> } | null>;
+}
+
+export interface PolicyEngineDeps {
+  store: Store;
+  keys: Keys;
+  host: string;
+  kernel: PolicyKernel;
+  /** null: no dockerd to ask, or nothing publishes labels: no endpoint is ever pending (c). */
+  lookup: EndpointLookup | null;
+  log: Logger;
+  now?: () => number;
+}
+
+type Rec = { kind: 'network'; rec: NetworkRecord } | { kind: 'endpoint'; rec: EndpointRecord } | { kind: 'name'; rec: NameRecord };
+
+export class PolicyEngine {
+  private readonly mirror: StoreMirror<Rec>;
+  /** Local endpoints ("lnet/endpointId") found to have no container to read labels from (b). */
+  private readonly noLabels = new Set<string>();
+  private applied: PolicySets | null = null;
+  /** Drop counters last read per "direction ip", and the sums per "network direction". */
+  private readonly dropSeen = new Map<string, number>();
+  private readonly dropTotals = new Map<string, number>();
+  /** Bad labels already logged (once each). */
+  private reported = new Set<string>();
+  private plan: PolicyPlan = { elements: emptyPolicySets(), endpoints: [] };
+  private chain: Promise<void> = Promise.resolve();
+  private scheduled: Promise<void> | null = null;
+  private checkTimer: NodeJS.Timeout | null = null;
+  private checking = false;
+  private started = false;
+  private closed = false;
+
+  constructor(private readonly deps: PolicyEngineDeps) {
+    const { keys } = deps;
+    const names = namesPrefix(keys);
+    this.mirror = new StoreMirror<Rec>({
+      store: deps.store,
+      prefixes: [keys.networks(), keys.endpoints(), names],
+      parse: (kv) => {
+        if (kv.key.startsWith(keys.networks())) return { kind: 'network', rec: decode<NetworkRecord>(kv) };
+        if (kv.key.startsWith(names)) return { kind: 'name', rec: decode<NameRecord>(kv) };
+        return { kind: 'endpoint', rec: decode<EndpointRecord>(kv) };
+      },
+      log: deps.log,
+      onChange: () => {
+        if (this.started) void this.sync();
+      },
+    });
+  }
+
+  /** Loads the records and makes the kernel match them (one transaction) before returning. */
+  async start(): Promise<void> {
+    await this.mirror.start();
+    this.started = true;
+    await this.sync();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.checkTimer) clearTimeout(this.checkTimer);
+    this.mirror.close();
+  }
+
+  /**
+   * Join: the endpoint's record is in the kernel's view before the container gets its
+   * interface (a pending endpoint is closed from its first packet on).
+   */
+  async endpointJoined(key: string, rec: EndpointRecord, net: NetworkRecord): Promise<void> {
+    this.mirror.noteWrite(key, JSON.stringify(rec));
+    try {
+      await this.sync();
+    } catch (err) {
+      // An endpoint with rules, or on an isolated network, must not run open: the Join fails.
+      // Others would only lose the labels' fail-closed window; they join (the error is logged).
+      if (rec.allow !== undefined || rec.egress !== undefined || isolated(net)) throw err;
+    }
+  }
+
+  /** Recomputes and applies (coalesced: calls made while one waits share it). */
+  sync(): Promise<void> {
+    if (this.scheduled) return this.scheduled;
+    const run = this.chain.then(async () => {
+      this.scheduled = null;
+      if (this.closed) return;
+      await this.applyNow();
+    });
+    this.scheduled = run;
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** The effective policy of this host's endpoints (status, explain). */
+  endpoints(): EndpointPolicy[] {
+    return this.plan.endpoints;
+  }
+
+  /**
+   * Packets refused so far per network and direction: the kernel counts per policed address
+   * (since its element was added); the deltas are summed here by the address's network.
+   */
+  async drops(): Promise<Array<{ network: string; direction: 'in' | 'out'; packets: number }>> {
+    const counts = await this.deps.kernel.drops();
+    if (!counts) return [];
+    const netOf = new Map(this.plan.endpoints.filter((e) => e.ip).map((e) => [e.ip as string, e.lnet]));
+    for (const [direction, perIp] of [['in', counts.in], ['out', counts.out]] as const) {
+      for (const [ip, packets] of perIp) {
+        const lnet = netOf.get(ip);
+        if (!lnet) continue;
+        const seenKey = `${direction} ${ip}`;
+        const before = this.dropSeen.get(seenKey) ?? 0;
+        // Fewer than before: the element was removed and added again (its counter restarted).
+        const delta = packets >= before ? packets - before : packets;
+        this.dropSeen.set(seenKey, packets);
+        const totalKey = `${lnet} ${direction}`;
+        this.dropTotals.set(totalKey, (this.dropTotals.get(totalKey) ?? 0) + delta);
+      }
+    }
+    return [...this.dropTotals].map(([k, packets]) => {
+      const [network, direction] = k.split(' ') as [string, 'in' | 'out'];
+      return { network, direction, packets };
+    });
+  }
+
+  /** `vxnet policy explain`: may `from` open a connection to `to` on port/proto, and why. */
+  explain(from: string, to: string, port: number, proto: Proto): Explanation {
+    try {
+      return explain(this.input(), from, to, port, proto);
+    } catch (err) {
+      throw vxError('VXNET_ERR_BAD_REQUEST', (err as Error).message);
+    }
+  }
+
+  /**
+   * Reconcile: compares the kernel's table with what the records say; any difference (a missing
+   * table or chain rule, an element too many or too few) is listed, and fixed by one replacing
+   * transaction.
+   */
+  async reconcile(dryRun: boolean): Promise<string[]> {
+    await this.chain.catch(() => undefined);
+    const want = resolvePolicy(this.input()).elements;
+    const have = await this.deps.kernel.list();
+    const changes: string[] = [];
+    if (have === null) changes.push(`table inet vxnet-policy missing or incomplete (${setsSummary(want)})`);
+    else {
+      for (const name of Object.keys(want) as Array<keyof PolicySets>) {
+        const h = new Set(have[name]);
+        const w = new Set(want[name]);
+        for (const e of want[name]) if (!h.has(e)) changes.push(`add ${name} ${e}`);
+        for (const e of have[name]) if (!w.has(e)) changes.push(`remove ${name} ${e}`);
+      }
+    }
+    if (changes.length > 0 && !dryRun) {
+      await this.deps.kernel.replace(want);
+      this.applied = want;
+    }
+    return changes;
+  }
+
+  private async applyNow(): Promise<void> {
+    const input = this.input();
+    const plan = resolvePolicy(input);
+    const sets = plan.elements;
+    try {
+      if (this.applied === null) {
+        // First run (or after a failure): start from what the kernel holds, so that a restart
+        // changes only what differs (one transaction either way: never an open window).
+        const have = await this.deps.kernel.list();
+        if (have) await this.deps.kernel.update(have, sets, true);
+        else await this.deps.kernel.replace(sets);
+      } else await this.deps.kernel.update(this.applied, sets);
+      this.applied = sets;
+      this.plan = plan;
+    } catch (err) {
+      // The next change (or reconcile) replaces the whole content.
+      this.applied = null;
+      this.deps.log.error({ err }, 'could not update the policy sets');
+      throw err;
+    }
+    const bad = new Set<string>();
+    for (const ep of plan.endpoints) {
+      if (!ep.error) continue;
+      const id = `${ep.endpointId} ${ep.error}`;
+      bad.add(id);
+      if (!this.reported.has(id)) this.deps.log.warn({ endpoint: ep.endpointId, container: ep.container, error: ep.error }, 'bad policy label: container stays closed');
+    }
+    this.reported = bad;
+    if (input.pending.size > 0) this.scheduleCheck();
+  }
+
+  private input(): Parameters<typeof resolvePolicy>[0] {
+    const { keys, host } = this.deps;
+    const networks = new Map<string, NetworkRecord>();
+    const endpoints = new Map<string, EndpointRecord>();
+    const names = new Map<string, NameRecord>();
+    const np = namesPrefix(keys);
+    for (const { key, value } of this.mirror.list('') ?? []) {
+      if (value.kind === 'network') networks.set(value.rec.lnet, value.rec);
+      else if (value.kind === 'endpoint') {
+        const k = splitKey(key, keys.endpoints());
+        if (k) endpoints.set(k.join('/'), value.rec);
+      } else {
+        const k = splitKey(key, np);
+        if (k) names.set(k.join('/'), value.rec);
+      }
+    }
+    const pending = new Set<string>();
+    for (const [key, ep] of endpoints) {
+      if (ep.host !== host) continue;
+      if (this.isPending(key, ep, names)) pending.add(key);
+    }
+    for (const key of this.noLabels) if (!endpoints.has(key)) this.noLabels.delete(key);
+    return { host, networks, endpoints, names, pending };
+  }
+
+  private isPending(key: string, ep: EndpointRecord, names: Map<string, NameRecord>): boolean {
+    if (this.deps.lookup === null) return false; // (c)
+    if (ep.allow !== undefined || ep.egress !== undefined) return false; // rules known at CreateEndpoint
+    if (names.has(key)) return false; // (a)
+    return !this.noLabels.has(key); // (b)
+  }
+
+  private scheduleCheck(): void {
+    if (this.checkTimer || this.closed) return;
+    this.checkTimer = setTimeout(() => {
+      this.checkTimer = null;
+      void this.checkPending();
+    }, PENDING_CHECK_MS);
+    this.checkTimer.unref();
+  }
+
+  /** (b): asks dockerd about each pending endpoint. */
+  private async checkPending(): Promise<void> {
+    const lookup = this.deps.lookup;
+    if (this.checking || !lookup || this.closed) return;
+    this.checking = true;
+    let changed = false;
+    try {
+      const input = this.input();
+      const now = (this.deps.now ?? Date.now)();
+      for (const key of input.pending) {
+        const ep = input.endpoints.get(key) as EndpointRecord;
+        const answer = await lookup(ep.networkId, key.split('/')[1]);
+        const old = now - (ep.at ?? 0) > UNLISTED_ENDPOINT_GRACE_MS;
+        if (answer === 'no-network' || (answer === 'unlisted' && old)) {
+          this.noLabels.add(key);
+          changed = true;
+          this.deps.log.info({ endpoint: key, answer }, 'no container behind this endpoint: no labels, not pending');
+        }
+      }
+    } catch (err) {
+      this.deps.log.debug({ err }, 'pending endpoint check failed');
+    } finally {
+      this.checking = false;
+    }
+    if (changed) await this.sync().catch(() => undefined);
+    else if (this.input().pending.size > 0) this.scheduleCheck();
+  }
+}
+
+function setsSummary(s: PolicySets): string {
+  return `policy sets: ${s.policedIn.length + s.policedIn6.length} policed in, ${s.policedOut.length + s.policedOut6.length} policed out, ${s.allowIn.length + s.allowOut.length + s.allowOut6.length} allow elements`;
+}

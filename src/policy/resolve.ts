@@ -1,0 +1,256 @@
+// Rules + records → the elements of the kernel's sets (dataplane/policy-table.ts). Pure.
+//
+// Every host decides only for its own endpoints, at the destination (ingress) and at the source
+// (egress): records of other hosts are read only to learn the addresses of the sources a rule
+// names (names/ records: names, aliases and labels, written by each container's own host).
+//
+// The sets use concatenated intervals, and the kernel refuses two elements that overlap ("File
+// exists"): rules like `api:80-90, 10.0.0.0/8:85` do. So the boxes allowed for one endpoint
+// (source range × protocol range × port range) are first cut into disjoint pieces (boxes()).
+import type { NetworkRecord, EndpointRecord } from '../network/records';
+import type { NameRecord } from '../names/records';
+import { parseIp, parseCidr } from '../ipam/cidr';
+import { emptyPolicySets } from '../dataplane/policy-table';
+import { parseRules, OPT_ALLOW, OPT_EGRESS, PolicyRules, PortRange, AllowRule, EgressRule } from './parse';
+
+/** A range of IPv4 addresses (as numbers), protocols and ports. Inclusive bounds. */
+export interface Box {
+  src: [number, number];
+  proto: [number, number];
+  port: [number, number];
+}
+
+export interface PolicyElements {
+  /** Local endpoints whose inbound connections are checked (IPv4 addresses). */
+  policedIn: string[];
+  /** Local endpoints whose outbound connections are checked. */
+  policedOut: string[];
+  /** "DST . SRC-RANGE . PROTO-RANGE . PORT-RANGE" */
+  allowIn: string[];
+  /** "SRC . DST-RANGE . PROTO-RANGE . PORT-RANGE" */
+  allowOut: string[];
+  /** IPv6 (rules cannot name IPv6 peers yet): policed containers take no new IPv6 connection… */
+  policedIn6: string[];
+  /** …and egress-policed ones reach only their own network's IPv6 subnet ("SRC . SUBNET"). */
+  policedOut6: string[];
+  allowOut6: string[];
+}
+
+/** One local endpoint's effective policy: what `vxnet status` and explain show. */
+export interface EndpointPolicy {
+  lnet: string;
+  endpointId: string;
+  ip: string | null;
+  container: string | null;
+  names: string[];
+  isolatedNetwork: boolean;
+  /** Rules not known yet (fail closed): no new inbound connection from peers. */
+  pending: boolean;
+  /** A bad label: the container stays closed. */
+  error: string | null;
+  allow: Array<{ rule: string; from: 'option' | 'label'; sources: string[] }>;
+  egress: Array<{ rule: string; from: 'option' | 'label' }>;
+}
+
+export interface PolicyInput {
+  host: string;
+  networks: Map<string, NetworkRecord>;
+  /** Every endpoint record, keyed "lnet/endpointId". */
+  endpoints: Map<string, EndpointRecord>;
+  /** Every names/ record, keyed "lnet/endpointId". */
+  names: Map<string, NameRecord>;
+  /** Local endpoints ("lnet/endpointId") whose rules are not known yet. */
+  pending: Set<string>;
+}
+
+export interface PolicyPlan {
+  elements: PolicyElements;
+  endpoints: EndpointPolicy[];
+}
+
+const ANY_PROTO: [number, number] = [0, 255];
+const ANY_PORT: [number, number] = [0, 65535];
+const PROTO_NUMBER = { tcp: 6, udp: 17 } as const;
+
+/** Network isolation (com.docker.network.bridge.enable_icc=false): absent = icc on. */
+export function isolated(net: Pick<NetworkRecord, 'icc'> | undefined): boolean {
+  return net?.icc === false;
+}
+
+/** Rules of one endpoint from its driver options (in its record) and its container's labels. */
+export function endpointRules(ep: EndpointRecord, name: NameRecord | undefined): { rules: PolicyRules; from: { allow: Array<'option' | 'label'>; egress: Array<'option' | 'label'> }; error: string | null } {
+  const opt = parseRules({ allow: ep.allow, egress: ep.egress });
+  let lab: PolicyRules = { allow: [], egress: [] };
+  let error: string | null = null;
+  if (name?.labels) {
+    try {
+      lab = parseRules({ allow: name.labels[OPT_ALLOW], egress: name.labels[OPT_EGRESS] }, 'label ');
+    } catch (err) {
+      error = (err as Error).message;
+    }
+  }
+  return {
+    rules: { allow: [...opt.allow, ...lab.allow], egress: [...opt.egress, ...lab.egress] },
+    from: { allow: [...opt.allow.map(() => 'option' as const), ...lab.allow.map(() => 'label' as const)], egress: [...opt.egress.map(() => 'option' as const), ...lab.egress.map(() => 'label' as const)] },
+    error,
+  };
+}
+
+/** Addresses (IPv4) of the peers on `lnet` that an allow rule's source names. */
+export function sourceAddresses(rule: AllowRule, lnet: string, input: Pick<PolicyInput, 'names'>): string[] {
+  const s = rule.source;
+  if (s.kind === 'cidr') return s.family === 4 ? [s.cidr] : [];
+  const out: string[] = [];
+  for (const [key, rec] of input.names) {
+    if (!key.startsWith(`${lnet}/`) || !rec.ipv4) continue;
+    const hit = s.kind === 'name' ? rec.names.includes(s.name) : rec.labels?.[s.key] === s.value;
+    if (hit) out.push(rec.ipv4);
+  }
+  return [...new Set(out)].sort();
+}
+
+export function resolvePolicy(input: PolicyInput): PolicyPlan {
+  const elements: PolicyElements = emptyPolicySets();
+  const endpoints: EndpointPolicy[] = [];
+  for (const [key, ep] of [...input.endpoints].sort(([a], [b]) => a.localeCompare(b))) {
+    if (ep.host !== input.host) continue;
+    const [lnet, endpointId] = key.split('/');
+    const net = input.networks.get(lnet);
+    const ip = ep.ipv4?.split('/')[0] ?? null;
+    const nameRec = input.names.get(key);
+    let parsed: ReturnType<typeof endpointRules>;
+    try {
+      parsed = endpointRules(ep, nameRec);
+    } catch (err) {
+      // Options were checked at CreateEndpoint: only a record of another version gets here.
+      parsed = { rules: { allow: [], egress: [] }, from: { allow: [], egress: [] }, error: (err as Error).message };
+    }
+    const pending = input.pending.has(key);
+    const view: EndpointPolicy = {
+      lnet,
+      endpointId,
+      ip,
+      container: nameRec?.containerId ?? null,
+      names: nameRec?.names ?? [],
+      isolatedNetwork: isolated(net),
+      pending,
+      error: parsed.error,
+      allow: parsed.rules.allow.map((r, i) => ({ rule: r.text, from: parsed.from.allow[i], sources: sourceAddresses(r, lnet, input) })),
+      egress: parsed.rules.egress.map((r, i) => ({ rule: r.text, from: parsed.from.egress[i] })),
+    };
+    endpoints.push(view);
+    const closed = pending || parsed.error !== null;
+    const ip6 = ep.ipv6?.split('/')[0] ?? null;
+    if (ip6 && (closed || view.isolatedNetwork || view.allow.length > 0)) elements.policedIn6.push(ip6);
+    if (ip6 && (parsed.error !== null || view.egress.length > 0)) {
+      elements.policedOut6.push(ip6);
+      if (net?.ipv6?.subnet) elements.allowOut6.push(`${ip6} . ${net.ipv6.subnet}`);
+    }
+    if (!ip) continue;
+    if (closed || view.isolatedNetwork || view.allow.length > 0) {
+      elements.policedIn.push(ip);
+      if (!closed) {
+        const bs = parsed.rules.allow.flatMap((r, i) => view.allow[i].sources.map((src) => box(src, r.ports)));
+        for (const b of disjoint(bs)) elements.allowIn.push(element(ip, b));
+      }
+    }
+    if (parsed.error !== null || view.egress.length > 0) {
+      elements.policedOut.push(ip);
+      // Its own network is not "outside": peers stay reachable (their own ingress rules decide).
+      const own = net?.ipv4?.subnet ? [box(net.ipv4.subnet, null)] : [];
+      const rules: EgressRule[] = parsed.error !== null ? [] : parsed.rules.egress.filter((r) => r.family === 4);
+      for (const b of disjoint([...own, ...rules.map((r) => box(r.cidr, r.ports))])) elements.allowOut.push(element(ip, b));
+    }
+  }
+  return { elements, endpoints };
+}
+
+function box(cidrOrIp: string, ports: PortRange | null): Box {
+  const [lo, hi] = ipv4Range(cidrOrIp);
+  return { src: [lo, hi], proto: ports ? [PROTO_NUMBER[ports.proto], PROTO_NUMBER[ports.proto]] : ANY_PROTO, port: ports ? [ports.from, ports.to] : ANY_PORT };
+}
+
+function ipv4Range(text: string): [number, number] {
+  if (!text.includes('/')) {
+    const ip = parseIp(text);
+    if (!ip || ip.family !== 4) throw new Error(`not an IPv4 address: ${text}`);
+    return [Number(ip.value), Number(ip.value)];
+  }
+  const c = parseCidr(text);
+  if (!c || c.family !== 4) throw new Error(`not an IPv4 CIDR: ${text}`);
+  const size = 2 ** (32 - c.prefix);
+  return [Number(c.base), Number(c.base) + size - 1];
+}
+
+/**
+ * The same space as the union of `boxes`, as boxes that do not overlap: cut along the source
+ * axis at every box edge, then along the protocol axis, then merge the port ranges; neighbouring
+ * source pieces with the same content are joined again. Rule sets are small (a few entries per
+ * endpoint), so the cuts are cheap.
+ */
+export function disjoint(boxes: Box[]): Box[] {
+  if (boxes.length === 0) return [];
+  const srcCuts = cuts(boxes.map((b) => b.src));
+  const out: Box[] = [];
+  let prev: { lo: number; hi: number; content: string; pieces: Array<{ proto: [number, number]; port: [number, number] }> } | null = null;
+  const flush = (): void => {
+    if (prev) for (const p of prev.pieces) out.push({ src: [prev.lo, prev.hi], proto: p.proto, port: p.port });
+    prev = null;
+  };
+  for (let i = 0; i + 1 < srcCuts.length; i++) {
+    const lo = srcCuts[i];
+    const hi = srcCuts[i + 1] - 1;
+    const covering = boxes.filter((b) => b.src[0] <= lo && b.src[1] >= hi);
+    if (covering.length === 0) {
+      flush();
+      continue;
+    }
+    const pieces: Array<{ proto: [number, number]; port: [number, number] }> = [];
+    const protoCuts = cuts(covering.map((b) => b.proto));
+    for (let j = 0; j + 1 < protoCuts.length; j++) {
+      const plo = protoCuts[j];
+      const phi = protoCuts[j + 1] - 1;
+      const ports = merge(covering.filter((b) => b.proto[0] <= plo && b.proto[1] >= phi).map((b) => b.port));
+      for (const port of ports) pieces.push({ proto: [plo, phi], port });
+    }
+    const content = JSON.stringify(pieces);
+    if (prev && prev.hi + 1 === lo && prev.content === content) {
+      prev.hi = hi;
+    } else {
+      flush();
+      prev = { lo, hi, content, pieces };
+    }
+  }
+  flush();
+  return out;
+}
+
+/** Sorted distinct edges: every range start, and every range end + 1. */
+function cuts(ranges: Array<[number, number]>): number[] {
+  return [...new Set(ranges.flatMap(([lo, hi]) => [lo, hi + 1]))].sort((a, b) => a - b);
+}
+
+/** Union of ranges as sorted, non-overlapping, non-touching ranges. */
+function merge(ranges: Array<[number, number]>): Array<[number, number]> {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  const out: Array<[number, number]> = [];
+  for (const [lo, hi] of sorted) {
+    const last = out[out.length - 1];
+    if (last && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
+    else out.push([lo, hi]);
+  }
+  return out;
+}
+
+function ipText(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+function range(lo: number, hi: number, fmt: (n: number) => string = String): string {
+  return lo === hi ? fmt(lo) : `${fmt(lo)}-${fmt(hi)}`;
+}
+
+/** One set element, in nft's syntax. */
+export function element(ip: string, b: Box): string {
+  return `${ip} . ${range(b.src[0], b.src[1], ipText)} . ${range(b.proto[0], b.proto[1])} . ${range(b.port[0], b.port[1])}`;
+}

@@ -1,0 +1,87 @@
+// The engine's fail-closed scope with a real (embedded) store, a recording kernel and a scripted
+// dockerd answer: pending ends when the container is read, when dockerd does not know the
+// endpoint, or when there is no dockerd; it does not end while dockerd does not answer.
+import pino from 'pino';
+import { PolicyEngine, EndpointLookup, UNLISTED_ENDPOINT_GRACE_MS } from '../../../src/policy';
+import { emptyPolicySets, PolicySets } from '../../../src/dataplane/policy-table';
+import { tmpEmbeddedStore } from '../../helpers/tmp-store';
+import { TEST_KEYS } from '../../helpers/plugin-app';
+import { eventually } from '../../helpers/eventually';
+import type { EmbeddedStore } from '../../../src/store/embedded';
+
+const silent = pino({ level: 'silent' });
+const NET = { lnet: 'n1', vni: 256, ipv4: { subnet: '10.5.0.0/24', gateway: '10.5.0.1', poolId: null }, ipv6: null, mtu: 1450, internal: false };
+
+class RecordingKernel {
+  sets: PolicySets = emptyPolicySets();
+  async list(): Promise<PolicySets | null> {
+    return this.sets;
+  }
+  async replace(s: PolicySets): Promise<void> {
+    this.sets = s;
+  }
+  async update(_from: PolicySets, to: PolicySets): Promise<number> {
+    this.sets = to;
+    return 1;
+  }
+  async drops(): Promise<null> {
+    return null;
+  }
+}
+
+describe('policy engine: fail closed, scoped', () => {
+  let store: EmbeddedStore;
+  let engine: PolicyEngine | null = null;
+  const kernel = new RecordingKernel();
+  const endpointKey = TEST_KEYS.endpoint('n1', 'e1');
+
+  beforeEach(async () => {
+    store = tmpEmbeddedStore();
+    kernel.sets = emptyPolicySets();
+    await store.createIfAbsent(TEST_KEYS.network('n1'), JSON.stringify(NET));
+  });
+  afterEach(async () => {
+    engine?.close();
+    await store.close();
+  });
+
+  async function start(lookup: EndpointLookup | null, at = Date.now()): Promise<PolicyEngine> {
+    engine = new PolicyEngine({ store, keys: TEST_KEYS, host: 'h1', kernel, lookup, log: silent });
+    await engine.start();
+    const rec = { networkId: 'd1', host: 'h1', vtep: null, mac: '02:00:00:00:00:01', ipv4: '10.5.0.2/24', ipv6: null, at };
+    await store.createIfAbsent(endpointKey, JSON.stringify(rec));
+    await engine.endpointJoined(endpointKey, rec, NET);
+    return engine;
+  }
+
+  it('closes a new endpoint until its container is read (names record), then opens it', async () => {
+    await start(async () => 'listed');
+    expect(kernel.sets.policedIn).toEqual(['10.5.0.2']);
+    expect(engine!.endpoints()[0].pending).toBe(true);
+    const name = { host: 'h1', containerId: 'c1', network: 'net', names: ['web'], ipv4: '10.5.0.2', ipv6: null, labels: {} };
+    await store.createIfAbsent(`${TEST_KEYS.prefix}names/n1/e1`, JSON.stringify(name));
+    await eventually('opened', () => kernel.sets.policedIn.length === 0, 2000);
+  });
+
+  it('ends pending when dockerd does not have the network (no container, no labels)', async () => {
+    await start(async () => 'no-network');
+    expect(kernel.sets.policedIn).toEqual(['10.5.0.2']);
+    await eventually('opened', () => kernel.sets.policedIn.length === 0, 2000);
+  });
+
+  it('ends pending for an endpoint dockerd does not list only once it is old enough', async () => {
+    await start(async () => 'unlisted', Date.now() - UNLISTED_ENDPOINT_GRACE_MS - 1000);
+    await eventually('opened', () => kernel.sets.policedIn.length === 0, 2000);
+  });
+
+  it('keeps it closed while dockerd does not answer', async () => {
+    await start(async () => 'unreachable', Date.now() - UNLISTED_ENDPOINT_GRACE_MS - 1000);
+    await new Promise((r) => setTimeout(r, 800));
+    expect(kernel.sets.policedIn).toEqual(['10.5.0.2']);
+  });
+
+  it('never closes anything without a dockerd to ask', async () => {
+    await start(null);
+    expect(kernel.sets.policedIn).toEqual([]);
+  });
+});
