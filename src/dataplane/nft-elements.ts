@@ -114,6 +114,8 @@ function nlmsg(type: number, flags: number, seq: number, family: number, resId: 
 }
 
 export interface ElementBatch {
+  /** Per batch in changeSets; changeElements sets it for all. */
+  op?: 'add' | 'destroy';
   family: NftFamily;
   table: string;
   set: string;
@@ -122,13 +124,14 @@ export interface ElementBatch {
 
 /**
  * The datagram for one change of several sets (BATCH_BEGIN, one message per set, BATCH_END);
- * every set message asks for an ACK under its own sequence number. Pure.
+ * every set message asks for an ACK under its own sequence number. Messages apply in order. Pure.
  */
-export function batchDatagram(op: 'add' | 'destroy', batches: ElementBatch[], firstSeq: number): { datagram: Buffer; seqs: number[] } {
-  const type = (NFNL_SUBSYS_NFTABLES << 8) | (op === 'add' ? NFT_MSG_NEWSETELEM : NFT_MSG_DESTROYSETELEM);
-  const flags = NLM_F_REQUEST | NLM_F_ACK | (op === 'add' ? NLM_F_CREATE : 0);
+export function batchDatagram(batches: ElementBatch[], firstSeq: number): { datagram: Buffer; seqs: number[] } {
   const seqs: number[] = [];
   const msgs = batches.map((b, i) => {
+    const op = b.op ?? 'add';
+    const type = (NFNL_SUBSYS_NFTABLES << 8) | (op === 'add' ? NFT_MSG_NEWSETELEM : NFT_MSG_DESTROYSETELEM);
+    const flags = NLM_F_REQUEST | NLM_F_ACK | (op === 'add' ? NLM_F_CREATE : 0);
     seqs.push(firstSeq + 1 + i);
     const elements = b.keys.map((k) => nest(NFTA_LIST_ELEM, [nest(NFTA_SET_ELEM_KEY, [nlattr(NFTA_DATA_VALUE, k)])]));
     const attrs = Buffer.concat([nlattr(NFTA_SET_ELEM_LIST_TABLE, cstr(b.table)), nlattr(NFTA_SET_ELEM_LIST_SET, cstr(b.set)), nest(NFTA_SET_ELEM_LIST_ELEMENTS, elements)]);
@@ -195,14 +198,19 @@ function errnoName(errno: number): string {
  * transaction: all or nothing. Rejects with VXNET_ERR_FIREWALL naming `what` and the errno
  * (ENOENT: the table or a set is missing).
  */
-export async function changeElements(op: 'add' | 'destroy', batches: ElementBatch[], what: string): Promise<void> {
+export function changeElements(op: 'add' | 'destroy', batches: ElementBatch[], what: string): Promise<void> {
+  return changeSets(batches.map((b) => ({ ...b, op })), what);
+}
+
+/** As changeElements, each batch with its own op, in order, in one transaction. */
+export async function changeSets(batches: ElementBatch[], what: string): Promise<void> {
   const nonEmpty = batches.filter((b) => b.keys.length > 0);
   if (nonEmpty.length === 0) return;
   const s = getSocket();
   const firstSeq = nextSeq;
   nextSeq += nonEmpty.length + 2;
   if (nextSeq > 0x7fffffff) nextSeq = 1;
-  const { datagram, seqs } = batchDatagram(op, nonEmpty, firstSeq);
+  const { datagram, seqs } = batchDatagram(nonEmpty, firstSeq);
   const answers = seqs.map(
     (seq) =>
       new Promise<number>((resolve) => {

@@ -18,6 +18,7 @@
 // next start replaces the sets' content in one transaction (no open window).
 // Counters are named objects: rewriting the chains does not reset them (metrics read them).
 import { exclusive, mustRun, runTool } from './xtables';
+import { changeSets, ElementBatch, keyBytes } from './nft-elements';
 
 export const POLICY_TABLE = 'vxnet-policy';
 export const DROPS_IN = 'drops_in';
@@ -115,18 +116,49 @@ export function replaceScript(sets: PolicySets): string {
   return [tableScript(), ...flush, ...elementLines('add', sets), ''].join('\n');
 }
 
-/** Pure: the script of a change from one content to another (deletions first). */
-export function diffScript(from: PolicySets, to: PolicySets): string {
-  const del: Partial<PolicySets> = {};
-  const add: Partial<PolicySets> = {};
+/** Pure: per set, what leaves and what comes (only sets that change). */
+function setDiff(from: PolicySets, to: PolicySets): Array<{ name: PolicySetName; del: string[]; add: string[] }> {
+  const out: Array<{ name: PolicySetName; del: string[]; add: string[] }> = [];
   for (const name of Object.keys(SETS) as PolicySetName[]) {
     const a = new Set(from[name]);
     const b = new Set(to[name]);
-    del[name] = [...a].filter((e) => !b.has(e));
-    add[name] = [...b].filter((e) => !a.has(e));
+    const del = [...a].filter((e) => !b.has(e));
+    const add = [...b].filter((e) => !a.has(e));
+    if (del.length || add.length) out.push({ name, del, add });
   }
-  const lines = [...elementLines('delete', del), ...elementLines('add', add)];
+  return out;
+}
+
+/** Pure: the script of a change from one content to another (deletions first). */
+export function diffScript(from: PolicySets, to: PolicySets): string {
+  const d = setDiff(from, to);
+  const pick = (k: 'del' | 'add'): Partial<PolicySets> => Object.fromEntries(d.map((x) => [x.name, x[k]]));
+  const lines = [...elementLines('delete', pick('del')), ...elementLines('add', pick('add'))];
   return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+/** The sets of single addresses: a change that touches only these can go over netlink. */
+const PLAIN: Partial<Record<PolicySetName, 'ipv4_addr' | 'ipv6_addr'>> = { policedIn: 'ipv4_addr', policedOut: 'ipv4_addr', policedIn6: 'ipv6_addr', policedOut6: 'ipv6_addr' };
+
+/**
+ * Pure: the netlink batches of a change that touches only plain sets (and their drop-counter
+ * mirrors), deletions first; null when an interval set changes (those go through `nft -f`).
+ * This is every Join and release of an endpoint without rules (pending → known): it must not
+ * cost an `nft` process (~60 ms) per container.
+ */
+export function plainBatches(from: PolicySets, to: PolicySets): ElementBatch[] | null {
+  const d = setDiff(from, to);
+  if (d.some((x) => !PLAIN[x.name])) return null;
+  const batches: ElementBatch[] = [];
+  for (const op of ['destroy', 'add'] as const) {
+    for (const x of d) {
+      const type = PLAIN[x.name] as 'ipv4_addr' | 'ipv6_addr';
+      const elements = op === 'destroy' ? x.del : x.add;
+      const keys = checked(elements).map((value) => keyBytes([{ type, value }]));
+      for (const set of [SETS[x.name], MIRRORS[x.name]]) if (set) batches.push({ op, family: 'inet', table: POLICY_TABLE, set, keys });
+    }
+  }
+  return batches;
 }
 
 /** Puts the table in place and makes its sets hold exactly `sets`, in one transaction. */
@@ -142,6 +174,15 @@ export function replacePolicySets(sets: PolicySets): Promise<void> {
  * table in place keeps its elements, and their drop counters, instead of replacing them).
  */
 export function updatePolicySets(from: PolicySets, to: PolicySets, structure = false): Promise<number> {
+  const plain = structure ? null : plainBatches(from, to);
+  if (plain) {
+    const n = plain.reduce((a, b) => a + b.keys.length, 0);
+    if (n === 0) return Promise.resolve(0);
+    return exclusive(async () => {
+      await changeSets(plain, `update the ${POLICY_TABLE} sets`);
+      return n;
+    });
+  }
   const script = (structure ? tableScript() : '') + diffScript(from, to);
   if (script === '') return Promise.resolve(0);
   return exclusive(async () => {

@@ -15,7 +15,7 @@ describe('src/dataplane/nft-elements.ts (wire format)', () => {
   const key = keyBytes([{ type: 'ifname', value: 'vxe-1' }, { type: 'ipv4_addr', value: '10.0.0.2' }]);
 
   it('wraps one message per set in a batch, in one datagram, each set message asking for an ACK', () => {
-    const { datagram, seqs } = batchDatagram('add', [{ family: 'bridge', table: 'vxnet-antispoof', set: 'v4', keys: [key] }, { family: 'inet', table: 't', set: 's', keys: [key] }], 100);
+    const { datagram, seqs } = batchDatagram([{ family: 'bridge', table: 'vxnet-antispoof', set: 'v4', keys: [key] }, { family: 'inet', table: 't', set: 's', keys: [key] }], 100);
     const m = messages(datagram);
     expect(m.map((x) => x.type)).toEqual([0x10, 0x0a0c, 0x0a0c, 0x11]);
     expect(m.map((x) => x.seq)).toEqual([100, 101, 102, 103]);
@@ -31,7 +31,7 @@ describe('src/dataplane/nft-elements.ts (wire format)', () => {
   });
 
   it('removes with DESTROYSETELEM (no error for an element that is not there)', () => {
-    const m = messages(batchDatagram('destroy', [{ family: 'bridge', table: 't', set: 's', keys: [key] }], 1).datagram);
+    const m = messages(batchDatagram([{ op: 'destroy', family: 'bridge', table: 't', set: 's', keys: [key] }], 1).datagram);
     expect(m[1].type).toBe(0x0a1e);
     expect(m[1].flags).toBe(0x1 | 0x4);
   });
