@@ -57,6 +57,25 @@ describe('src/ipam/group-create.ts', () => {
     }
   });
 
+  it('after a batch, waits (briefly) for the callers it answered to ask again before cutting the next one', async () => {
+    const { store, batches } = batchingStore();
+    try {
+      const g = new GroupCreate(store);
+      // x1 goes; x2 is asked while x1 is out; x1's caller asks x3 as soon as it has its answer.
+      const x1 = g.create('/f/1', 'v').then(async (ok) => {
+        await new Promise((r) => setImmediate(r));
+        return [ok, await g.create('/f/3', 'v')];
+      });
+      await new Promise((r) => setImmediate(r));
+      const x2 = g.create('/f/2', 'v');
+      expect(await Promise.all([x1, x2])).toEqual([[true, true], true]);
+      // Without the wait x2 would have gone alone, then x3 alone.
+      expect(batches).toEqual([['/f/2', '/f/3']]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('never puts one key twice in a batch and caps a batch at MAX_BATCH', async () => {
     const { store, batches } = batchingStore();
     try {
