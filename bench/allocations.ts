@@ -89,7 +89,7 @@ interface Env {
   containers: FakeContainer[];
 }
 
-async function startDrivers(env: Env, mainJs: string, prefix: string, extra: Record<string, string> = {}): Promise<Driver[]> {
+async function startDrivers(env: Env, mainJs: string, prefix: string, nodeArgs: string[] = []): Promise<Driver[]> {
   const drivers: Driver[] = [];
   for (const h of env.hosts) {
     // A fresh data directory per run: nothing of the previous build's state carries over.
@@ -97,8 +97,9 @@ async function startDrivers(env: Env, mainJs: string, prefix: string, extra: Rec
     drivers.push(
       await startDriver(
         h,
-        { ...etcdDriverEnv(env.etcd.endpoint, prefix), ...extra },
+        etcdDriverEnv(env.etcd.endpoint, prefix),
         mainJs,
+        nodeArgs,
       ),
     );
   }
@@ -147,7 +148,8 @@ interface Burst {
 
 async function burst(env: Env, opts: Options, build: Build, round: number): Promise<Burst> {
   const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
-  const prof: Record<string, string> = opts.cpuProf ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.join(opts.cpuProf, `${build}-${round}`)}` } : {};
+  // node refuses --cpu-prof in NODE_OPTIONS: it goes on the driver's command line.
+  const prof = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(opts.cpuProf, `${build}-${round}`)}`] : [];
   const drivers = await startDrivers(env, mainJs, `/vxa-${round}-${build}/`, prof);
   const clients = env.hosts.map((h) => new PluginClient(socketFromOutside(h), opts.concurrency));
   try {

@@ -24,11 +24,14 @@ export function socketFromOutside(host: Host): string {
   return `/proc/${host.nsPid}/root${SOCKET_IN_HOST}`;
 }
 
-/** mainJs: another build of the driver (a bench comparing two versions in one run). */
-export async function startDriver(host: Host, env: Record<string, string> = {}, mainJs = MAIN_JS): Promise<Driver> {
+/**
+ * mainJs: another build of the driver (a bench comparing two versions in one run). nodeArgs: flags
+ * for node itself (--cpu-prof is refused in NODE_OPTIONS, so a profiling bench passes it here).
+ */
+export async function startDriver(host: Host, env: Record<string, string> = {}, mainJs = MAIN_JS, nodeArgs: string[] = []): Promise<Driver> {
   if (!fs.existsSync(mainJs)) throw new Error(`${mainJs} is missing: run "npm run build" first`);
   const dataDir = driverDataDir(host);
-  const proc = startInHost(host, process.execPath, [mainJs, 'run'], {
+  const proc = startInHost(host, process.execPath, [...nodeArgs, mainJs, 'run'], {
     VXNET_DATA_DIR: dataDir,
     VXNET_SOCKET: SOCKET_IN_HOST,
     VXNET_HOST_ID: host.name,

@@ -23,17 +23,54 @@ function batchingStore(): { store: Store; batches: string[][]; fail: { next: Err
 }
 
 describe('src/ipam/group-create.ts', () => {
-  it('sends a lone write at once and the writes asked meanwhile together, with the same answers', async () => {
+  it('sends the writes asked in one turn of the event loop together, with the same answers', async () => {
     const { store, batches } = batchingStore();
     try {
       await store.createIfAbsent('/a/3', 'other');
       const g = new GroupCreate(store);
       const got = await Promise.all([0, 1, 2, 3, 4].map((i) => g.create(`/a/${i}`, `v${i}`)));
       expect(got).toEqual([true, true, true, false, true]);
-      // The first went alone (createIfAbsent), the four asked while it was out went as one batch.
-      expect(batches).toEqual([['/a/1', '/a/2', '/a/3', '/a/4']]);
+      expect(batches).toEqual([['/a/0', '/a/1', '/a/2', '/a/3', '/a/4']]);
       expect((await store.get('/a/3'))?.value).toBe('other');
       expect((await store.get('/a/4'))?.value).toBe('v4');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('sends a lone write alone and the writes asked while a batch is out in the next one', async () => {
+    const { store, batches } = batchingStore();
+    try {
+      const g = new GroupCreate(store);
+      expect(await g.create('/e/alone', 'v')).toBe(true); // createIfAbsent, not a batch
+      const first = g.create('/e/0', 'v');
+      const second = g.create('/e/1', 'v');
+      // Asked once the first batch is on its way: they wait for it and go together.
+      await new Promise((r) => setImmediate(r));
+      const later = [g.create('/e/2', 'v'), g.create('/e/3', 'v'), g.create('/e/0', 'w')];
+      expect(await Promise.all([first, second, ...later])).toEqual([true, true, true, true, false]);
+      expect(batches).toEqual([['/e/0', '/e/1'], ['/e/2', '/e/3', '/e/0']]);
+      expect((await store.get('/e/alone'))?.value).toBe('v');
+      expect((await store.get('/e/0'))?.value).toBe('v');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('after a batch, waits (briefly) for the callers it answered to ask again before cutting the next one', async () => {
+    const { store, batches } = batchingStore();
+    try {
+      const g = new GroupCreate(store);
+      // x1 goes; x2 is asked while x1 is out; x1's caller asks x3 as soon as it has its answer.
+      const x1 = g.create('/f/1', 'v').then(async (ok) => {
+        await new Promise((r) => setImmediate(r));
+        return [ok, await g.create('/f/3', 'v')];
+      });
+      await new Promise((r) => setImmediate(r));
+      const x2 = g.create('/f/2', 'v');
+      expect(await Promise.all([x1, x2])).toEqual([[true, true], true]);
+      // Without the wait x2 would have gone alone, then x3 alone.
+      expect(batches).toEqual([['/f/2', '/f/3']]);
     } finally {
       await store.close();
     }
@@ -50,7 +87,9 @@ describe('src/ipam/group-create.ts', () => {
       expect(got.filter((c) => c)).toHaveLength(MAX_BATCH + 11);
       expect(got[got.length - 1]).toBe(false); // /b/0 was created by the earlier ask
       expect(batches.every((b) => b.length <= MAX_BATCH && new Set(b).size === b.length)).toBe(true);
-      expect(batches.flat()).toHaveLength(MAX_BATCH + 11);
+      // All 76 asked in one turn: 64, then the other 12 (the second /b/0 among them, after the first).
+      expect(batches.map((b) => b.length)).toEqual([MAX_BATCH, 12]);
+      expect(batches[1]).toContain('/b/0');
     } finally {
       await store.close();
     }
@@ -60,13 +99,13 @@ describe('src/ipam/group-create.ts', () => {
     const { store, fail } = batchingStore();
     try {
       const g = new GroupCreate(store);
-      const first = g.create('/c/0', 'v');
+      await expect(Promise.all([g.create('/c/0', 'v'), g.create('/c/4', 'v')])).resolves.toEqual([true, true]);
       fail.next = new Error('etcd down');
       const batch = [g.create('/c/1', 'v'), g.create('/c/2', 'v')];
-      await expect(first).resolves.toBe(true);
       await expect(batch[0]).rejects.toThrow('etcd down');
       await expect(batch[1]).rejects.toThrow('etcd down');
       await expect(Promise.all([g.create('/c/1', 'v'), g.create('/c/3', 'v')])).resolves.toEqual([true, true]);
+      expect(await store.get('/c/2')).toBeNull(); // the failed batch wrote nothing
     } finally {
       await store.close();
     }
