@@ -18,10 +18,10 @@ import { Host, upHost, downHost, underlayDown, run, REPO_ROOT } from '../test/he
 import { Driver, startDriver, socketFromOutside, MAIN_JS } from '../test/helpers/vxnet-in-host';
 import { etcdDriverEnv } from './lib/etcd-driver';
 import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
-import { FakeContainer, FakeNetwork, createFakeNetwork, startFakeContainer } from '../test/helpers/fake-container';
 import { PluginClient, dockerId } from './lib/plugin-client';
-import { readLogRecords, readLoggedCalls, logTail } from './lib/driver-log';
-import { memoryOf, MemoryKb, machineInfo, sourceRevision, resultHeader, cpuSecondsOf } from './lib/machine';
+import { readLoggedCalls, logTail } from './lib/driver-log';
+import { EndpointMemory, endpointMemory, inFlight, ENDPOINT_CONTAINERS } from './lib/endpoint-memory';
+import { machineInfo, sourceRevision, resultHeader, cpuSecondsOf } from './lib/machine';
 import { summarize, rounded, Summary, textTable, markdownTable, fmt } from './lib/stats';
 import { log, sleep, nowMs, intArg, eachFlag, preflight, runWithCleanup, round1 } from './lib/runner';
 
@@ -75,9 +75,7 @@ const HOSTS = [
   { name: 'vxt-b23', ip: '172.31.254.123' },
 ];
 const BURST_POOL = '10.241.0.0/16';
-const MEMORY_POOL = '10.242.0.0/16';
 const SPACE = 'vxnet-local';
-const CONTAINERS = ['vxt-ac1', 'vxt-ac2', 'vxt-ac3'];
 
 type Build = 'new' | 'baseline';
 
@@ -86,7 +84,6 @@ interface Env {
   etcd: HostEtcd;
   hosts: Host[];
   drivers: Driver[];
-  containers: FakeContainer[];
 }
 
 async function startDrivers(env: Env, mainJs: string, prefix: string, nodeArgs: string[] = []): Promise<Driver[]> {
@@ -115,14 +112,6 @@ async function ok(client: PluginClient, method: string, body: unknown): Promise<
   const r = await client.raw(method, body);
   if (r.status !== 200 || r.body.Err || r.body.Error) throw new Error(`${method}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
   return r.body;
-}
-
-/** Runs `total` tasks with `width` in flight; resolves when all are done. */
-async function inFlight(total: number, width: number, task: (k: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: Math.min(width, total) }, async () => {
-    while (next < total) await task(next++);
-  }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -213,91 +202,12 @@ async function burst(env: Env, opts: Options, build: Build, round: number): Prom
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. memory with many endpoint records
+// 2. memory with many endpoint records (bench/lib/endpoint-memory.ts)
 
-interface MemoryResult {
-  endpoints: number;
-  perHost: number[];
-  seconds: number;
-  rssMb: { atStart: number[]; afterNetwork: number[]; afterEndpoints: number[]; peak: number[] };
-  /** every "peer entries synced" pass while the records arrived, per host (ms) */
-  peerSyncMs: Summary[];
-  /** peer entries each driver had programmed at the end (its last pass) */
-  peersAtEnd: number[];
-  /** a driver restarted with every record in the store: until its socket answered, and its RSS then */
-  restart: { host: string; readyMs: number; rssMb: number; firstSyncMs: number | null; peers: number | null };
-}
-
-const mb = (kb: number): number => Math.round(kb / 102.4) / 10;
-
-async function memory(env: Env, opts: Options): Promise<MemoryResult> {
-  log(`2. memory: ${opts.endpoints} endpoint records over ${env.hosts.length} hosts on ${MEMORY_POOL}`);
+async function memory(env: Env, opts: Options): Promise<EndpointMemory> {
   const prefix = '/vxa-mem/';
   const drivers = await startDrivers(env, MAIN_JS, prefix);
-  const rss = (): MemoryKb[] => drivers.map((d) => memoryOf(d.proc.pid!));
-  const atStart = rss();
-  const socks = env.hosts.map(socketFromOutside);
-  const nets: FakeNetwork[] = [];
-  for (const s of socks) nets.push(await createFakeNetwork(s, MEMORY_POOL));
-  for (let i = 0; i < env.hosts.length; i++) env.containers.push(await startFakeContainer(env.hosts[i].name, socks[i], nets[i], CONTAINERS[i]));
-  await sleep(1000);
-  const afterNetwork = rss();
-  const clients = socks.map((s) => new PluginClient(s, 8));
-  const perHost = env.hosts.map((_, h) => Math.floor(opts.endpoints / env.hosts.length) + (h < opts.endpoints % env.hosts.length ? 1 : 0));
-  const windowStart = Date.now();
-  const t0 = nowMs();
-  try {
-    await Promise.all(clients.map((c, h) =>
-      inFlight(perHost[h], 8, async () => {
-        const a = String((await ok(c, 'IpamDriver.RequestAddress', { PoolID: nets[h].poolId, Address: '', Options: null })).Address);
-        await ok(c, 'NetworkDriver.CreateEndpoint', { NetworkID: nets[h].networkId, EndpointID: dockerId(), Interface: { Address: a, AddressIPv6: '', MacAddress: '' }, Options: {} });
-      }),
-    ));
-  } finally {
-    for (const c of clients) c.close();
-  }
-  const seconds = (nowMs() - t0) / 1000;
-  // Every driver programs one FDB entry per remote endpoint plus one per remote VTEP: wait until
-  // each one's last pass says so (bounded), then let the heap settle.
-  const remote = (h: number): number => opts.endpoints - perHost[h] + 1 + (env.hosts.length - 1);
-  const lastPeers = (h: number): number | null => {
-    const recs = readLogRecords(drivers[h].logFile, 'peer entries synced');
-    return recs.length > 0 ? Number(recs[recs.length - 1].rec.peers) : null;
-  };
-  for (let i = 0; i < 120 && env.hosts.some((_, h) => (lastPeers(h) ?? 0) < remote(h) - 1); i++) await sleep(1000);
-  await sleep(3000);
-  const afterEndpoints = rss();
-  const peerSyncMs = drivers.map((d) =>
-    rounded(summarize(readLogRecords(d.logFile, 'peer entries synced').filter((r) => r.time >= windowStart).map((r) => Number(r.rec.ms))), 1),
-  );
-  const peersAtEnd = env.hosts.map((_, h) => lastPeers(h) ?? 0);
-
-  // A restart of host 3's driver with every record in the store (its container stays).
-  const d3 = drivers[2];
-  await d3.stop();
-  const r0 = nowMs();
-  const restarted = await startDriver(env.hosts[2], etcdDriverEnv(env.etcd.endpoint, prefix));
-  const readyMs = nowMs() - r0;
-  drivers[2] = restarted;
-  for (let i = 0; i < 60 && readLogRecords(restarted.logFile, 'peer entries synced').length === 0; i++) await sleep(500);
-  await sleep(3000);
-  const firstSync = readLogRecords(restarted.logFile, 'peer entries synced')[0];
-  const result: MemoryResult = {
-    endpoints: opts.endpoints,
-    perHost,
-    seconds: round1(seconds),
-    rssMb: { atStart: atStart.map((m) => mb(m.rssKb)), afterNetwork: afterNetwork.map((m) => mb(m.rssKb)), afterEndpoints: afterEndpoints.map((m) => mb(m.rssKb)), peak: rss().map((m) => mb(m.peakKb)) },
-    peerSyncMs,
-    peersAtEnd,
-    restart: {
-      host: env.hosts[2].name,
-      readyMs: Math.round(readyMs),
-      rssMb: mb(memoryOf(restarted.proc.pid!).rssKb),
-      firstSyncMs: firstSync ? Number(firstSync.rec.ms) : null,
-      peers: firstSync ? Number(firstSync.rec.peers) : null,
-    },
-  };
-  log(`  RSS after ${opts.endpoints} endpoints: ${result.rssMb.afterEndpoints.join(' / ')} MB; peer passes p50 ${peerSyncMs.map((s) => fmt(s.p50, 1)).join(' / ')} ms`);
+  const result = await endpointMemory({ hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, etcdDriverEnv(env.etcd.endpoint, prefix)) });
   env.drivers = drivers;
   return result;
 }
@@ -377,7 +287,7 @@ async function main(): Promise<number> {
   if ('code' in pre) return pre.code;
   const opts = pre.opts;
   const underlayExisted = fs.existsSync('/run/netns/vxt-ul');
-  const env: Env = { hosts: [], drivers: [], containers: [] } as unknown as Env;
+  const env: Env = { hosts: [], drivers: [] } as unknown as Env;
   return runWithCleanup(
     async () => {
       let results: Results;
@@ -399,7 +309,7 @@ async function main(): Promise<number> {
     },
     async () => {
       await stopDrivers(env).catch(() => undefined);
-      for (const ns of CONTAINERS) if (fs.existsSync(`/run/netns/${ns}`)) await run('ip', ['netns', 'del', ns]);
+      for (const ns of ENDPOINT_CONTAINERS) if (fs.existsSync(`/run/netns/${ns}`)) await run('ip', ['netns', 'del', ns]);
       for (const h of [...HOSTS, ETCD_HOST]) await downHost(h.name).catch((err: unknown) => log(`downHost ${h.name}: ${(err as Error).message}`));
       if (!underlayExisted) await underlayDown();
     },

@@ -3,9 +3,12 @@
 // For every logical network with a VXLAN device on this host ("active"), the wanted kernel
 // state is a pure function of the store: for each remote endpoint that wins its claims (below)
 // and whose host is alive, one FDB entry MAC -> VTEP and one permanent neighbour IP -> MAC on
-// the VXLAN device, plus one all-zero FDB entry per remote VTEP for broadcast. syncNetwork()
-// diffs that against what the kernel has and adds or removes only the difference, so a resync
-// after a restart or a watch gap never wipes working entries.
+// the VXLAN device, plus one all-zero FDB entry per remote VTEP for broadcast. When a network
+// becomes active (or after a restart, a watch gap or a refused change) its device's tables are
+// read once and diffed with what is wanted, adding or removing only the difference, so a resync
+// never wipes working entries. After that each store event changes only the entries of the
+// records it touches (peer-table.ts keeps the wanted state incrementally, and this file keeps
+// what the device holds): no full recomputation and no netlink dump per change.
 //
 // Claims: if two endpoint records claim one IP or one MAC (a container moved and the old
 // record is not yet gone), the newest record (highest store revision) wins on every host, and
@@ -22,6 +25,7 @@ import { decode, Keys } from '../store/json';
 import type { Dataplane } from './dataplane-port';
 import type { EndpointRecord, NetworkRecord } from './records';
 import { vxlanName } from './names';
+import { Claim, PeerTable, claimIps, newerClaim } from './peer-table';
 
 export const ZERO_MAC = '00:00:00:00:00:00';
 
@@ -36,12 +40,6 @@ export interface PeerDeps {
   dataplane: Dataplane;
   host: string;
   log: Logger;
-}
-
-interface Claim {
-  id: string;
-  rec: EndpointRecord;
-  rev: number;
 }
 
 interface FdbWant {
@@ -70,15 +68,18 @@ export interface ProgrammedPeers {
   vteps: number;
 }
 
-/** The wanted VXLAN-device entries of one network: a pure function, unit-tested on its own. */
+/**
+ * The wanted VXLAN-device entries of one network, from scratch: a pure function, the reference
+ * the incremental PeerTable (peer-table.ts) is tested against.
+ */
 export function wantedPeers(endpoints: Claim[], aliveHosts: Map<string, HostRecord>, me: string): PeerState {
-  const newestFirst = [...endpoints].sort((a, b) => b.rev - a.rev);
+  const newestFirst = [...endpoints].sort((a, b) => (newerClaim(a, b) ? -1 : newerClaim(b, a) ? 1 : 0));
   const ipTaken = new Set<string>();
   const macTaken = new Set<string>();
   const fdb = new Map<string, FdbWant>();
   const neigh: NeighWant[] = [];
   for (const c of newestFirst) {
-    const ips = [c.rec.ipv4, c.rec.ipv6].filter((a): a is string => !!a).map((a) => a.split('/')[0]);
+    const ips = claimIps(c.rec);
     const stale = macTaken.has(c.rec.mac) || ips.some((ip) => ipTaken.has(ip));
     macTaken.add(c.rec.mac);
     for (const ip of ips) ipTaken.add(ip);
@@ -90,14 +91,35 @@ export function wantedPeers(endpoints: Claim[], aliveHosts: Map<string, HostReco
   return { fdb: [...fdb.values()], neigh };
 }
 
+/** What the kernel holds on one network's VXLAN device, as read once and changed since. */
+interface KernelPeers {
+  /** unicast FDB entries: MAC -> VTEP */
+  fdb: Map<string, string>;
+  /** VTEPs with an all-zero FDB entry */
+  zero: Set<string>;
+  /** neighbour entries: IP -> MAC */
+  neigh: Map<string, string>;
+}
+
+/** One network with a VXLAN device here. A new object per activation: a pass of an older one never writes into it. */
+interface ActiveNet {
+  net: NetworkRecord;
+  table: PeerTable;
+  /** null: read the device's tables in the next pass (activation, resync, a failed change). */
+  kernel: KernelPeers | null;
+}
+
 export class PeerSync {
-  private readonly endpoints = new Map<string, Map<string, Claim>>();
   private readonly hosts = new Map<string, HostRecord>();
-  private readonly networks = new Map<string, NetworkRecord>();
-  private readonly active = new Set<string>();
+  /**
+   * Only networks with a device here: another network's endpoints are not kept (the store is
+   * listed when a network becomes active), so memory follows this host's networks.
+   */
+  private readonly active = new Map<string, ActiveNet>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly dirty = new Set<string>();
   private readonly programmedPeers = new Map<string, ProgrammedPeers>();
+  private readonly alive = (host: string): boolean => this.hosts.has(host);
   private watchers: Watcher[] = [];
   private closed = false;
 
@@ -108,15 +130,21 @@ export class PeerSync {
     this.watch(rev);
   }
 
+  /** Hosts, and the endpoints and records of the active networks (none at start). */
   private async loadAll(): Promise<number> {
     const { store, keys } = this.deps;
     const rev = await store.revision();
-    this.endpoints.clear();
+    const hosts = await store.list(keys.hosts());
     this.hosts.clear();
-    this.networks.clear();
-    for (const kv of await store.list(keys.endpoints())) this.applyPut(kv);
-    for (const kv of await store.list(keys.hosts())) this.applyPut(kv);
-    for (const kv of await store.list(keys.networks())) this.applyPut(kv);
+    for (const kv of hosts) this.applyPut(kv);
+    if (this.active.size > 0) {
+      const endpoints = await store.list(keys.endpoints());
+      for (const [lnet, a] of this.active) {
+        const fresh: ActiveNet = { net: a.net, table: new PeerTable(this.deps.host), kernel: null };
+        this.active.set(lnet, fresh);
+      }
+      for (const kv of endpoints) this.applyPut(kv);
+    }
     return rev;
   }
 
@@ -137,31 +165,32 @@ export class PeerSync {
     if (this.closed) return;
     this.deps.log.info('peer state resync');
     await this.loadAll();
-    await Promise.all([...this.active].map((lnet) => this.syncNetwork(lnet)));
+    await Promise.all([...this.active.keys()].map((lnet) => this.syncNetwork(lnet)));
   }
 
   private onEvents(events: WatchEvent[]): void {
     const touched = new Set<string>();
     for (const ev of events) {
       try {
-        const lnets = ev.type === 'put' ? this.applyPut(ev.kv) : this.applyDelete(ev.key);
+        const lnets = ev.type === 'put' ? this.applyPut(ev.kv) : this.applyDelete(ev.key, ev.modRevision);
         for (const l of lnets) touched.add(l);
       } catch (err) {
         this.deps.log.warn({ err, key: ev.type === 'put' ? ev.kv.key : ev.key }, 'bad store event skipped');
       }
     }
-    for (const lnet of touched) if (this.active.has(lnet)) void this.syncNetwork(lnet);
+    for (const lnet of touched) void this.syncNetwork(lnet);
   }
 
-  /** Applies one record; returns the logical networks whose wanted state may have changed. */
+  /** Applies one record; returns the active networks whose wanted state may have changed. */
   private applyPut(kv: KeyValue): string[] {
     const { keys } = this.deps;
     if (kv.key.startsWith(keys.endpoints())) {
       const [lnet, id] = kv.key.slice(keys.endpoints().length).split('/');
-      const rec = decode<EndpointRecord>(kv);
-      let m = this.endpoints.get(lnet);
-      if (!m) this.endpoints.set(lnet, (m = new Map()));
-      m.set(id, { id, rec, rev: kv.modRevision });
+      const a = this.active.get(lnet);
+      // Another network's record is not even parsed. A replayed event (the list that activated
+      // the network already had this revision or a newer one) changes nothing.
+      if (!a || (a.table.get(id)?.rev ?? -1) >= kv.modRevision) return [];
+      a.table.put({ id, rec: decode<EndpointRecord>(kv), rev: kv.modRevision });
       return [lnet];
     }
     if (kv.key.startsWith(keys.hosts())) {
@@ -171,17 +200,24 @@ export class PeerSync {
     }
     if (kv.key.startsWith(keys.networks())) {
       const rec = decode<NetworkRecord>(kv);
-      this.networks.set(rec.lnet, rec);
+      const a = this.active.get(rec.lnet);
+      if (!a) return [];
+      a.net = rec;
+      a.kernel = null;
       return [rec.lnet];
     }
     return [];
   }
 
-  private applyDelete(key: string): string[] {
+  private applyDelete(key: string, rev: number): string[] {
     const { keys } = this.deps;
     if (key.startsWith(keys.endpoints())) {
       const [lnet, id] = key.slice(keys.endpoints().length).split('/');
-      this.endpoints.get(lnet)?.delete(id);
+      const a = this.active.get(lnet);
+      const cur = a?.table.get(id);
+      // A delete older than the record held (listed after it was written again) is history.
+      if (!a || !cur || cur.rev > rev) return [];
+      a.table.delete(id);
       return [lnet];
     }
     if (key.startsWith(keys.hosts())) {
@@ -189,27 +225,29 @@ export class PeerSync {
       this.hosts.delete(host);
       return this.lnetsOfHost(host);
     }
-    if (key.startsWith(keys.networks())) {
-      this.networks.delete(key.slice(keys.networks().length));
-    }
     return [];
   }
 
   private lnetsOfHost(host: string): string[] {
-    return [...this.endpoints].filter(([, m]) => [...m.values()].some((c) => c.rec.host === host)).map(([lnet]) => lnet);
+    const out: string[] = [];
+    for (const [lnet, a] of this.active) if (a.table.hostChanged(host)) out.push(lnet);
+    return out;
   }
 
   /**
    * The network now has a VXLAN device here: program it, and keep it programmed. Every Join
-   * calls this; only the first (per device lifetime) reads the store and diffs the kernel, the
-   * watch keeps it current after that.
+   * calls this; only the first (per device lifetime) reads the store and the kernel, the watch
+   * keeps it current after that.
    */
   async activate(lnet: string, net: NetworkRecord): Promise<void> {
     if (this.active.has(lnet)) return;
-    this.networks.set(lnet, net);
-    this.active.add(lnet);
-    // The store may have news this process has not seen through the watch yet.
-    for (const kv of await this.deps.store.list(this.deps.keys.endpoints(lnet))) this.applyPut(kv);
+    const a: ActiveNet = { net, table: new PeerTable(this.deps.host), kernel: null };
+    this.active.set(lnet, a);
+    // Events from now on go into the table; the list brings what came before (replays of the
+    // same revisions are ignored either way).
+    for (const kv of await this.deps.store.list(this.deps.keys.endpoints(lnet))) {
+      if (this.active.get(lnet) === a) this.applyPut(kv);
+    }
     await this.syncNetwork(lnet);
   }
 
@@ -218,12 +256,12 @@ export class PeerSync {
     this.programmedPeers.delete(lnet);
   }
 
-  /** Entries the active networks have on this host, as of their last diff. */
+  /** Entries the active networks have on this host, as of their last pass. */
   programmed(): ProgrammedPeers[] {
     return [...this.programmedPeers.values()];
   }
 
-  /** Runs one diff at a time per network; events that arrive meanwhile trigger one more. */
+  /** Runs one pass at a time per network; events that arrive meanwhile trigger one more. */
   syncNetwork(lnet: string): Promise<void> {
     const running = this.running.get(lnet);
     if (running) {
@@ -233,73 +271,88 @@ export class PeerSync {
     const run = (async () => {
       do {
         this.dirty.delete(lnet);
-        await this.diffNetwork(lnet);
+        await this.passNetwork(lnet);
       } while (this.dirty.has(lnet) && !this.closed);
     })().finally(() => this.running.delete(lnet));
     this.running.set(lnet, run);
     return run;
   }
 
-  private async diffNetwork(lnet: string): Promise<void> {
-    const net = this.networks.get(lnet);
-    if (!net || !this.active.has(lnet) || this.closed) return;
+  /**
+   * Brings the device in line with the table. With the device's tables known (kernel), only the
+   * keys the table reports as changed are looked at; otherwise the tables are read once and
+   * everything is diffed (a restart or a rebuilt device never wipes working entries).
+   */
+  private async passNetwork(lnet: string): Promise<void> {
+    const a = this.active.get(lnet);
+    if (!a || this.closed) return;
     const { dataplane, log } = this.deps;
-    const dev = vxlanName(net.vni);
+    const dev = vxlanName(a.net.vni);
     const started = process.hrtime.bigint();
-    const want = wantedPeers([...(this.endpoints.get(lnet)?.values() ?? [])], this.hosts, this.deps.host);
-    let fdbHave: Array<{ mac: string; dst: string | null; self: boolean; master: boolean }>;
-    let neighHave: Array<{ ip: string; mac: string; permanent: boolean }>;
-    try {
-      fdbHave = (await dataplane.listFdb(dev)).filter((e) => e.self && !e.master && e.dst !== null);
-      neighHave = await dataplane.listNeigh(dev);
-    } catch (err) {
-      log.warn({ err, lnet, dev }, 'cannot read peer entries');
-      return;
+    a.table.settle(this.alive);
+    const changed = a.table.takeChanges();
+    let kernel = a.kernel;
+    let macs: Iterable<string> = changed.macs;
+    let ips: Iterable<string> = changed.ips;
+    let vteps: Iterable<string> = changed.vteps;
+    if (!kernel) {
+      try {
+        kernel = await readKernelPeers(dataplane, dev);
+      } catch (err) {
+        log.warn({ err, lnet, dev }, 'cannot read peer entries');
+        return;
+      }
+      // Everything either side holds.
+      macs = new Set([...kernel.fdb.keys(), ...a.table.fdb.keys()]);
+      ips = new Set([...kernel.neigh.keys(), ...a.table.neigh.keys()]);
+      vteps = new Set([...kernel.zero, ...a.table.vteps()]);
     }
-    const fdbKey = (e: { mac: string; dst: string | null }): string => `${e.mac}/${e.dst}`;
-    const wantFdb = new Set(want.fdb.map(fdbKey));
-    const wantNeigh = new Map(want.neigh.map((n) => [n.ip, n.mac]));
-    const haveFdb = new Set(fdbHave.map(fdbKey));
-    const haveNeigh = new Map(neighHave.map((n) => [n.ip, n.mac]));
-    const wantedUnicast = new Set(want.fdb.filter((w) => w.mac !== ZERO_MAC).map((w) => w.mac));
+    const k = kernel;
     let changes = 0;
-    const attempt = async (what: string, fn: () => Promise<void>): Promise<boolean> => {
+    let failed = false;
+    const attempt = async (what: string, fn: () => Promise<void>, done: () => void): Promise<void> => {
       try {
         await fn();
+        done();
         changes++;
-        return true;
       } catch (err) {
+        failed = true;
         log.warn({ err, lnet, dev, what }, 'peer entry change failed');
-        return false;
       }
     };
-    for (const ip of haveNeigh.keys()) {
-      // An IP whose MAC changed is replaced in place by ensureNeigh below.
-      if (!wantNeigh.has(ip)) await attempt(`neigh del ${ip}`, () => dataplane.removeNeigh({ dev, ip }));
+    const { table } = a;
+    const wantedVteps = new Set(table.vteps());
+    // Removed neighbour first, then FDB; added FDB first, then neighbour (see the file comment).
+    // An IP whose MAC changed, or a MAC whose VTEP changed, is replaced in place by the add.
+    for (const ip of ips) {
+      if (!table.neigh.has(ip) && k.neigh.has(ip)) await attempt(`neigh del ${ip}`, () => dataplane.removeNeigh({ dev, ip }), () => k.neigh.delete(ip));
     }
-    for (const e of fdbHave) {
-      // A unicast entry whose VTEP changed is replaced in place by ensureFdb below.
-      const moved = wantedUnicast.has(e.mac);
-      if (!wantFdb.has(fdbKey(e)) && !moved) {
-        await attempt(`fdb del ${e.mac} ${e.dst}`, () => dataplane.removeFdb({ dev, mac: e.mac, dst: e.dst ?? undefined }));
-      }
+    for (const mac of macs) {
+      const dst = k.fdb.get(mac);
+      if (dst !== undefined && !table.fdb.has(mac)) await attempt(`fdb del ${mac} ${dst}`, () => dataplane.removeFdb({ dev, mac, dst }), () => k.fdb.delete(mac));
     }
-    // Counted as programmed: wanted entries that were there or were added now.
-    const programmed = { fdb: 0, neigh: 0, vteps: 0 };
-    for (const f of want.fdb) {
-      if (haveFdb.has(fdbKey(f)) || (await attempt(`fdb add ${f.mac} ${f.dst}`, () => dataplane.ensureFdb({ dev, mac: f.mac, dst: f.dst })))) {
-        programmed.fdb++;
-        if (f.mac === ZERO_MAC) programmed.vteps++;
-      }
+    for (const vtep of vteps) {
+      if (k.zero.has(vtep) && !wantedVteps.has(vtep)) await attempt(`fdb del ${ZERO_MAC} ${vtep}`, () => dataplane.removeFdb({ dev, mac: ZERO_MAC, dst: vtep }), () => k.zero.delete(vtep));
     }
-    for (const [ip, mac] of wantNeigh) {
-      if (haveNeigh.get(ip) === mac || (await attempt(`neigh add ${ip}`, () => dataplane.ensureNeigh({ dev, ip, mac })))) programmed.neigh++;
+    for (const mac of macs) {
+      const dst = table.fdb.get(mac);
+      if (dst !== undefined && k.fdb.get(mac) !== dst) await attempt(`fdb add ${mac} ${dst}`, () => dataplane.ensureFdb({ dev, mac, dst }), () => k.fdb.set(mac, dst));
     }
-    // A network deactivated while this diff ran must not come back into the picture.
-    if (this.active.has(lnet)) this.programmedPeers.set(lnet, { lnet, vni: net.vni, ...programmed });
+    for (const vtep of vteps) {
+      if (wantedVteps.has(vtep) && !k.zero.has(vtep)) await attempt(`fdb add ${ZERO_MAC} ${vtep}`, () => dataplane.ensureFdb({ dev, mac: ZERO_MAC, dst: vtep }), () => k.zero.add(vtep));
+    }
+    for (const ip of ips) {
+      const mac = table.neigh.get(ip);
+      if (mac !== undefined && k.neigh.get(ip) !== mac) await attempt(`neigh add ${ip}`, () => dataplane.ensureNeigh({ dev, ip, mac }), () => k.neigh.set(ip, mac));
+    }
+    // A network deactivated (or rebuilt) while this pass ran must not come back into the picture.
+    if (this.active.get(lnet) !== a) return;
+    // A refused change leaves the kernel's state unknown: read it again in the next pass.
+    a.kernel = failed ? null : k;
+    this.programmedPeers.set(lnet, { lnet, vni: a.net.vni, ...countProgrammed(table, wantedVteps, k) });
     if (changes > 0) {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      log.info({ lnet, dev, changes, ms: Math.round(ms * 100) / 100, peers: want.fdb.length }, 'peer entries synced');
+      log.info({ lnet, dev, changes, ms: Math.round(ms * 100) / 100, peers: table.fdb.size + wantedVteps.size }, 'peer entries synced');
     }
   }
 
@@ -309,4 +362,27 @@ export class PeerSync {
     this.watchers = [];
     await Promise.all([...this.running.values()]);
   }
+}
+
+/** The device's unicast and all-zero FDB entries (its own, not the bridge's) and its neighbours. */
+async function readKernelPeers(dataplane: Dataplane, dev: string): Promise<KernelPeers> {
+  const k: KernelPeers = { fdb: new Map(), zero: new Set(), neigh: new Map() };
+  for (const e of await dataplane.listFdb(dev)) {
+    if (!e.self || e.master || e.dst === null) continue;
+    if (e.mac === ZERO_MAC) k.zero.add(e.dst);
+    else k.fdb.set(e.mac, e.dst);
+  }
+  for (const n of await dataplane.listNeigh(dev)) k.neigh.set(n.ip, n.mac);
+  return k;
+}
+
+/** Wanted entries the kernel holds: counted as programmed (status, metrics). */
+function countProgrammed(table: PeerTable, wantedVteps: Set<string>, k: KernelPeers): { fdb: number; neigh: number; vteps: number } {
+  let fdb = 0;
+  let neigh = 0;
+  let vteps = 0;
+  for (const [mac, dst] of table.fdb) if (k.fdb.get(mac) === dst) fdb++;
+  for (const vtep of wantedVteps) if (k.zero.has(vtep)) vteps++;
+  for (const [ip, mac] of table.neigh) if (k.neigh.get(ip) === mac) neigh++;
+  return { fdb: fdb + vteps, neigh, vteps };
 }

@@ -8,6 +8,7 @@ import type { Logger } from '../log';
 import type { NetworkDriver } from '../network/network-driver';
 import type { Ipam } from '../ipam/ipam';
 import type { PortPublisher } from '../ports';
+import { processMemory } from './process-memory';
 import { registerNetworkRoutes } from './network-routes';
 import { registerIpamRoutes } from './ipam-routes';
 
@@ -118,6 +119,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const b = req.body as { From: string; To: string; Port: number; Proto?: 'tcp' | 'udp' };
     return { Explanation: deps.explainPolicy(b.From, b.To, b.Port, b.Proto ?? 'tcp') };
   });
+  // Not Docker's either: the process's memory as V8 and the kernel see it (bench:memory samples
+  // it; cheap, reads no store), to tell live objects from heap reserve and native memory.
+  app.post('/Vxnet.Memory', async () => ({ Memory: processMemory() }));
   registerNetworkRoutes(app, deps);
   registerIpamRoutes(app, deps);
   return app;

@@ -52,4 +52,31 @@ describe('src/network/peers.ts PeerSync.programmed', () => {
     await sync.activate('span', NET);
     expect(sync.programmed()).toEqual([{ lnet: 'span', vni: 300, fdb: 5, neigh: 2, vteps: 2 }]);
   });
+
+  it('after activation, programs only what a new or removed record changes, without reading the device again', async () => {
+    let reads = 0;
+    const listFdb = dp.listFdb.bind(dp);
+    dp.listFdb = async (dev) => {
+      reads++;
+      return listFdb(dev);
+    };
+    await sync.activate('span', NET);
+    expect(reads).toBe(1);
+    dp.calls.length = 0;
+    await store.createIfAbsent(keys.endpoint('span', 'e'), JSON.stringify(endpoint('h3', '10.9.0.6')));
+    await waitFor(() => dp.calls.length >= 2);
+    expect(dp.calls).toEqual(['ensureFdb vxv-300 02:42:0a:09:00:06', 'ensureNeigh vxv-300 10.9.0.6']);
+    dp.calls.length = 0;
+    await store.delete(keys.endpoint('span', 'b'));
+    await waitFor(() => dp.calls.length >= 2);
+    expect(dp.calls).toEqual(['removeNeigh vxv-300 10.9.0.3', 'removeFdb vxv-300 02:42:0a:09:00:03']);
+    expect(reads).toBe(1);
+    expect(sync.programmed()).toEqual([{ lnet: 'span', vni: 300, fdb: 5, neigh: 3, vteps: 2 }]);
+  });
 });
+
+/** Polls (bounded: 2 s) until cond holds; the watch delivers events asynchronously. */
+async function waitFor(cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!cond()) throw new Error('condition not met within 2 s');
+}

@@ -1,0 +1,386 @@
+// Driver memory (issue 12's last item, issue 13's memory row), without dockerd, in one run:
+//   1. networks: one simulated host over etcd gets --networks networks, each with one endpoint
+//      joined (RequestPool, gateway, CreateNetwork, RequestAddress, CreateEndpoint, Join: the
+//      calls dockerd makes for `docker network create` + `docker run`; the bridge, VXLAN device
+//      and veth are real). VmRSS every 100 networks (its least-squares slope: bytes per network), and
+//      the live V8 heap (a heap snapshot, taken after a full GC) of a fresh driver and after the
+//      last network: which constructors grew.
+//   2. endpoints: --endpoints endpoint records over 3 hosts on one network with a joined
+//      container on every host, so each driver programs a peer entry for every remote one
+//      (bench/lib/endpoint-memory.ts, shared with bench:alloc): RSS, live heap, peer passes.
+// Both parts run for the built driver and, with --baseline, for another build (main's dist/),
+// one after the other on fresh hosts and a fresh etcd prefix: the same work, side by side.
+// A benchmark, not a test: nothing is asserted.
+//
+//   npm run build && node dist/bench/memory.js [--baseline /tmp/base/dist/src/main.js] …
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Host, upHost, downHost, underlayDown, run, REPO_ROOT } from '../test/helpers/hosts';
+import { Driver, startDriver, socketFromOutside, MAIN_JS } from '../test/helpers/vxnet-in-host';
+import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
+import { etcdDriverEnv } from './lib/etcd-driver';
+import { PluginClient, dockerId } from './lib/plugin-client';
+import { logTail } from './lib/driver-log';
+import { memoryOf, machineInfo, sourceRevision, resultHeader } from './lib/machine';
+import { HeapSummary, heapGrowth, readHeapSnapshot } from './lib/heap-snapshot';
+import { EndpointMemory, endpointMemory, ENDPOINT_CONTAINERS } from './lib/endpoint-memory';
+import { textTable, markdownTable } from './lib/stats';
+import { log, sleep, intArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
+
+interface Options {
+  networks: number;
+  endpoints: number;
+  baseline: string | null;
+  keepSnapshots: string | null;
+  /** extra environment for every driver (e.g. MALLOC_ARENA_MAX=2 to try an allocator setting) */
+  driverEnv: Record<string, string>;
+  out: string;
+}
+
+const USAGE = `Usage: node dist/bench/memory.js [options]     (build first: npm run build)
+
+  --networks N        networks with one joined endpoint each, on one host (default 1000; 0 skips)
+  --endpoints N       endpoint records over 3 hosts in part 2 (default 10000; 0 skips it)
+  --baseline FILE     another build's main.js (e.g. main's dist/src/main.js), run the same way
+  --keep-snapshots DIR  keep the .heapsnapshot files there (to open in DevTools)
+  --driver-env K=V    extra environment for every driver (repeatable)
+  --out FILE          results file (default bench/results/memory.json)
+
+Needs root. Creates hosts vxt-b40 (etcd) and vxt-b41..43 (172.31.254.140-143) without dockerd,
+runs the driver in them, removes everything at the end.`;
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { networks: 1000, endpoints: 10000, baseline: null, keepSnapshots: null, driverEnv: {}, out: path.join(REPO_ROOT, 'bench/results/memory.json') };
+  eachFlag(argv, USAGE, (flag, next) => {
+    switch (flag) {
+      case '--networks': o.networks = intArg(flag, next(), 0); break;
+      case '--endpoints': o.endpoints = intArg(flag, next(), 0); break;
+      case '--baseline': o.baseline = path.resolve(next() ?? ''); break;
+      case '--keep-snapshots': o.keepSnapshots = path.resolve(next() ?? ''); break;
+      case '--driver-env': {
+        const v = next() ?? '';
+        const eq = v.indexOf('=');
+        if (eq < 1) throw new Error(`--driver-env needs NAME=VALUE, got ${v}`);
+        o.driverEnv[v.slice(0, eq)] = v.slice(eq + 1);
+        break;
+      }
+      case '--out': o.out = path.resolve(next() ?? o.out); break;
+      default: throw new Error(`unknown argument ${flag} (see --help)`);
+    }
+  });
+  if (o.networks > 4000) throw new Error('--networks: at most 4000 (/24s of 10.160.0.0/12, VNIs 256-4095)');
+  if (o.endpoints > 65000) throw new Error('--endpoints: at most 65000 fit in the /16');
+  if (o.baseline && !fs.existsSync(o.baseline)) throw new Error(`--baseline ${o.baseline} does not exist`);
+  return o;
+}
+
+const ETCD_HOST = { name: 'vxt-b40', ip: '172.31.254.140' };
+const HOSTS = [
+  { name: 'vxt-b41', ip: '172.31.254.141' },
+  { name: 'vxt-b42', ip: '172.31.254.142' },
+  { name: 'vxt-b43', ip: '172.31.254.143' },
+];
+const SPACE = 'vxnet-local';
+
+type Build = 'new' | 'baseline';
+
+interface Env {
+  etcdHost: Host | null;
+  etcd: HostEtcd | null;
+  hosts: Host[];
+  drivers: Driver[];
+}
+
+const mb = (bytes: number): number => Math.round(bytes / 104857.6) / 10;
+
+/** The subnet of network i: consecutive /24s from 10.160.0.0. */
+function subnetOf(i: number): string {
+  const n = (10 << 24) + (160 << 16) + i * 256;
+  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.0/24`;
+}
+
+async function ok(client: PluginClient, method: string, body: unknown): Promise<Record<string, unknown>> {
+  const r = await client.raw(method, body);
+  if (r.status !== 200 || r.body.Err || r.body.Error) throw new Error(`${method}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/** Fresh hosts (no devices of an earlier build left) and a driver per host for `build`. */
+async function upHosts(env: Env, count: number): Promise<void> {
+  for (const h of env.hosts.splice(0)) await downHost(h.name);
+  for (const h of HOSTS.slice(0, count)) {
+    const host = await upHost(h.name, h.ip, { docker: null });
+    await host.execOk(['sysctl', '-qw', 'net.bridge.bridge-nf-call-iptables=1']);
+    await host.execOk(['iptables', '-w', '-P', 'FORWARD', 'DROP']);
+    env.hosts.push(host);
+  }
+}
+
+function snapshotDir(host: Host): string {
+  return path.join(host.stateDir, 'heap');
+}
+
+async function startBuildDrivers(env: Env, mainJs: string, prefix: string, extra: Record<string, string>): Promise<Driver[]> {
+  const drivers: Driver[] = [];
+  for (const h of env.hosts) {
+    fs.rmSync(path.join(h.stateDir, 'vxnet-data'), { recursive: true, force: true });
+    fs.rmSync(snapshotDir(h), { recursive: true, force: true });
+    fs.mkdirSync(snapshotDir(h), { recursive: true });
+    drivers.push(await startDriver(h, {
+      ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix),
+      // SIGUSR2 writes a heap snapshot (after a full GC) into the host's heap/ folder.
+      NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir(h)}`,
+      ...extra,
+    }, mainJs));
+  }
+  env.drivers = drivers;
+  return drivers;
+}
+
+async function stopDrivers(env: Env): Promise<void> {
+  for (const d of env.drivers.splice(0)) await d.stop();
+}
+
+/**
+ * Live heap of a driver: SIGUSR2, then wait for the file; the snapshot is written on the
+ * driver's only thread, so once it answers a call the file is complete.
+ */
+async function heapOf(host: Host, driver: Driver, client: PluginClient, keep: string | null, label: string): Promise<HeapSummary> {
+  const dir = snapshotDir(host);
+  const before = new Set(fs.readdirSync(dir));
+  process.kill(driver.proc.pid as number, 'SIGUSR2');
+  let file: string | undefined;
+  for (let i = 0; i < 600 && !file; i++) {
+    await sleep(100);
+    file = fs.readdirSync(dir).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+  }
+  if (!file) throw new Error(`no heap snapshot from ${host.name} within 60 s`);
+  await ok(client, 'NetworkDriver.GetCapabilities', {});
+  const full = path.join(dir, file);
+  const summary = readHeapSnapshot(full);
+  if (keep) {
+    fs.mkdirSync(keep, { recursive: true });
+    fs.copyFileSync(full, path.join(keep, `${label}.heapsnapshot`));
+  }
+  fs.rmSync(full);
+  return summary;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. networks
+
+interface NetworkSample {
+  networks: number;
+  rssMb: number;
+  /** the driver's own view (Vxnet.Memory), MB; null for a build without that route */
+  v8: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number } | null;
+}
+
+/** Vxnet.Memory of a driver in MB, or null when the build does not have the route. */
+async function processMemoryMb(client: PluginClient): Promise<NetworkSample['v8']> {
+  const r = await client.raw('Vxnet.Memory', {});
+  const m = r.body.Memory as Record<string, number> | undefined;
+  if (r.status !== 200 || !m) return null;
+  return { heapUsed: mb(m.heapUsed), heapTotal: mb(m.heapTotal), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers) };
+}
+
+interface NetworksResult {
+  build: Build;
+  networks: number;
+  seconds: number;
+  samples: NetworkSample[];
+  /** least-squares slope over the samples, KB per network */
+  rssKbPerNetwork: number;
+  /** live heap (MB) of a fresh driver and after the last network */
+  heapMb: { atStart: number; atEnd: number };
+  heapKbPerNetwork: number;
+  /** constructor groups that grew most between the first and the last snapshot */
+  heapGrowth: Array<{ name: string; kb: number; count: number }>;
+}
+
+function slope(points: Array<[number, number]>): number {
+  const n = points.length;
+  if (n < 2) return 0;
+  const mx = points.reduce((a, p) => a + p[0], 0) / n;
+  const my = points.reduce((a, p) => a + p[1], 0) / n;
+  const num = points.reduce((a, p) => a + (p[0] - mx) * (p[1] - my), 0);
+  const den = points.reduce((a, p) => a + (p[0] - mx) ** 2, 0);
+  return den === 0 ? 0 : num / den;
+}
+
+async function networksPart(env: Env, opts: Options, build: Build): Promise<NetworksResult> {
+  const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
+  await upHosts(env, 1);
+  const host = env.hosts[0];
+  // Writing a heap snapshot takes ~80 MB of RSS that the process keeps: the RSS curve is taken
+  // without any, the live heap from one snapshot of a fresh driver (0 networks) and one at the end.
+  const fresh = (await startBuildDrivers(env, mainJs, `/vxm-net0-${build}/`, opts.driverEnv))[0];
+  const freshClient = new PluginClient(socketFromOutside(host), 1);
+  await sleep(1000);
+  const heap0 = await heapOf(host, fresh, freshClient, opts.keepSnapshots, `${build}-networks-0`).finally(() => freshClient.close());
+  await stopDrivers(env);
+  const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, opts.driverEnv);
+  const client = new PluginClient(socketFromOutside(host), 1);
+  const samples: NetworkSample[] = [];
+  const sample = async (n: number): Promise<void> => {
+    const s: NetworkSample = { networks: n, rssMb: mb(memoryOf(driver.proc.pid as number).rssKb * 1024), v8: await processMemoryMb(client) };
+    samples.push(s);
+    log(`  ${build}: ${n} networks, RSS ${s.rssMb} MB${s.v8 ? `, V8 heap used/total ${s.v8.heapUsed}/${s.v8.heapTotal} MB, external ${s.v8.external} MB` : ''}`);
+  };
+  const t0 = Date.now();
+  try {
+    await sleep(1000);
+    await sample(0);
+    for (let i = 1; i <= opts.networks; i++) {
+      if (i % 10 === 0) log(`    ${i}`);
+      const pool = await ok(client, 'IpamDriver.RequestPool', { AddressSpace: SPACE, Pool: subnetOf(i - 1), SubPool: '', Options: {}, V6: false });
+      const poolId = String(pool.PoolID);
+      const gw = await ok(client, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
+      const networkId = dockerId();
+      await ok(client, 'NetworkDriver.CreateNetwork', {
+        NetworkID: networkId,
+        Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': {} },
+        IPv4Data: [{ AddressSpace: SPACE, Pool: pool.Pool, Gateway: gw.Address }],
+        IPv6Data: [],
+      });
+      const addr = await ok(client, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: null });
+      const ids = { NetworkID: networkId, EndpointID: dockerId() };
+      await ok(client, 'NetworkDriver.CreateEndpoint', { ...ids, Interface: { Address: addr.Address, AddressIPv6: '', MacAddress: '' }, Options: {} });
+      // The veth stays in the host (no sandbox is needed for what the driver holds).
+      await ok(client, 'NetworkDriver.Join', { ...ids, SandboxKey: `/run/netns/vxm-${i}`, Options: {} });
+      await ok(client, 'NetworkDriver.ProgramExternalConnectivity', { ...ids, Options: {} });
+      if (i % 100 === 0 || i === opts.networks) await sample(i);
+    }
+    await sleep(2000);
+    await sample(opts.networks);
+  } catch (err) {
+    process.stderr.write(`after ${samples[samples.length - 1].networks} networks; last log lines of ${driver.logFile}:\n${logTail(driver.logFile, 10)}\n`);
+    throw err;
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  const heapN = await heapOf(host, driver, client, opts.keepSnapshots, `${build}-networks-${opts.networks}`).finally(() => client.close());
+  await stopDrivers(env);
+  return {
+    build,
+    networks: opts.networks,
+    seconds: Math.round(seconds),
+    samples,
+    rssKbPerNetwork: Math.round(slope(samples.map((s) => [s.networks, s.rssMb * 1024]))),
+    heapMb: { atStart: mb(heap0.totalBytes), atEnd: mb(heapN.totalBytes) },
+    heapKbPerNetwork: Math.round(((heapN.totalBytes - heap0.totalBytes) / 1024 / opts.networks) * 10) / 10,
+    heapGrowth: heapGrowth(heap0, heapN, 12).map((g) => ({ name: g.name, kb: Math.round(g.bytes / 1024), count: g.count })),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. endpoints
+
+interface EndpointsResult extends EndpointMemory {
+  build: Build;
+}
+
+async function endpointsPart(env: Env, opts: Options, build: Build): Promise<EndpointsResult> {
+  const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
+  await upHosts(env, 3);
+  const prefix = `/vxm-ep-${build}/`;
+  const drivers = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv);
+  const clients = env.hosts.map((h) => new PluginClient(socketFromOutside(h), 1));
+  try {
+    const r = await endpointMemory(
+      { hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, { ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix), ...opts.driverEnv }, mainJs) },
+      async (h) => mb((await heapOf(env.hosts[h], drivers[h], clients[h], opts.keepSnapshots, `${build}-endpoints-${env.hosts[h].name}`)).totalBytes),
+    );
+    return { build, ...r };
+  } finally {
+    for (const c of clients) c.close();
+    await stopDrivers(env);
+    for (const ns of ENDPOINT_CONTAINERS) if (fs.existsSync(`/run/netns/${ns}`)) await run('ip', ['netns', 'del', ns]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+type Results = Awaited<ReturnType<typeof runBench>>;
+
+function report(r: Results, md: boolean): string {
+  const lines: string[] = [];
+  const t = (title: string, header: string[], rows: Array<Array<string | number>>): void => {
+    lines.push('', md ? `*${title}*` : title, '', md ? markdownTable(header, rows) : textTable(header, rows));
+  };
+  if (r.networks.length > 0) {
+    const ns = r.networks[0].samples.map((s) => s.networks);
+    t(
+      `1. ${r.options.networks} networks with one joined endpoint each, one host over etcd: VmRSS MB`,
+      ['networks', ...r.networks.map((n) => n.build)],
+      ns.map((n, k) => [n, ...r.networks.map((x) => x.samples[k]?.rssMb ?? '-')]),
+    );
+    t('per network', ['build', 'RSS KB/network (slope)', 'live heap MB start → end', 'live heap KB/network', 'seconds'], r.networks.map((n) => [n.build, n.rssKbPerNetwork, `${n.heapMb.atStart} → ${n.heapMb.atEnd}`, n.heapKbPerNetwork, n.seconds]));
+    for (const n of r.networks) {
+      t(`heap growth by constructor, ${n.build}, first → last snapshot`, ['group', 'KB', 'objects'], n.heapGrowth.map((g) => [g.name, g.kb, g.count]));
+    }
+  }
+  if (r.endpoints.length > 0) {
+    t(
+      `2. ${r.options.endpoints} endpoint records over 3 hosts, one network with a container on every host`,
+      ['build', 'RSS start MB', `RSS with endpoints`, 'live heap MB', 'peak MB', 'peer passes', 'pass p50 / max ms', 'peers at end', 'seconds'],
+      r.endpoints.map((e) => [
+        e.build, e.rssMb.atStart.join(' / '), e.rssMb.afterEndpoints.join(' / '), e.heapMb.join(' / '), e.rssMb.peak.join(' / '),
+        e.peerSyncMs.map((s) => s.n).join(' / '), e.peerSyncMs.map((s) => `${s.p50} / ${s.max}`).join(', '), e.peersAtEnd.join(' / '), e.seconds,
+      ]),
+    );
+  }
+  return lines.join('\n');
+}
+
+async function runBench(opts: Options, env: Env) {
+  const started = Date.now();
+  const machine = await machineInfo();
+  const source = await sourceRevision(REPO_ROOT);
+  env.etcdHost = await upHost(ETCD_HOST.name, ETCD_HOST.ip, { docker: null });
+  env.etcd = await startEtcdInHost(env.etcdHost);
+  const builds: Build[] = opts.baseline ? ['baseline', 'new'] : ['new'];
+  const networks: NetworksResult[] = [];
+  const endpoints: EndpointsResult[] = [];
+  if (opts.networks > 0) for (const b of builds) {
+    log(`1. ${opts.networks} networks, ${b} build`);
+    networks.push(await networksPart(env, opts, b));
+  }
+  if (opts.endpoints > 0) for (const b of builds) {
+    log(`2. ${opts.endpoints} endpoints, ${b} build`);
+    endpoints.push(await endpointsPart(env, opts, b));
+  }
+  return {
+    ...resultHeader('memory', started, opts, machine),
+    source,
+    driver: { main: path.relative(REPO_ROOT, MAIN_JS), baseline: opts.baseline, logLevel: 'info', store: 'etcd' },
+    networks,
+    endpoints,
+  };
+}
+
+async function main(): Promise<number> {
+  const pre = preflight(parseArgs, USAGE, 'memory bench', MAIN_JS);
+  if ('code' in pre) return pre.code;
+  const opts = pre.opts;
+  const underlayExisted = fs.existsSync('/run/netns/vxt-ul');
+  const env: Env = { etcdHost: null, etcd: null, hosts: [], drivers: [] };
+  return runWithCleanup(
+    async () => {
+      const results = await runBench(opts, env);
+      fs.mkdirSync(path.dirname(opts.out), { recursive: true });
+      fs.writeFileSync(opts.out, `${JSON.stringify(results, null, 2)}\n`);
+      process.stdout.write(`\n${report(results, false)}\n\n--- Markdown ---\n\n${report(results, true)}\n\n`);
+      log(`results: ${path.relative(process.cwd(), opts.out) || opts.out}`);
+      return 0;
+    },
+    async () => {
+      await stopDrivers(env).catch(() => undefined);
+      for (const ns of ENDPOINT_CONTAINERS) if (fs.existsSync(`/run/netns/${ns}`)) await run('ip', ['netns', 'del', ns]);
+      for (const h of [...HOSTS, ETCD_HOST]) await downHost(h.name).catch((err: unknown) => log(`downHost ${h.name}: ${(err as Error).message}`));
+      if (!underlayExisted) await underlayDown();
+    },
+  );
+}
+
+void main().then((code) => process.exit(code));
