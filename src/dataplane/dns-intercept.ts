@@ -10,26 +10,12 @@
 // Traffic to other servers is left alone. The chain is rewritten as a whole whenever the set
 // of upstreams changes, and removed when the driver stops (a dead vxnet must not swallow the
 // containers' queries); after a crash the next start rewrites it.
-//
-// Containers whose queries already reach vxnet first (the redirect in their namespace:
-// netns-dns.ts) are let through: vxnet has looked at every query Docker forwards for them
-// before Docker got it, so catching it again on its way out only added a second trip through
-// vxnet (0.7 ms of the 1.3 ms vxnet added to an outside name, measured with tcpdump). Their
-// addresses are in the ipset vxnet-dns-direct (hash:ip), consulted first:
-//   VXNET-DNS: -m set --match-set vxnet-dns-direct src -j RETURN
-// An address joins the set once its container's redirect is in place and leaves when the
-// container stops; the set is emptied when vxnet starts (the publisher's resync puts back the
-// running containers) and destroyed with the chain.
 import { execFile } from 'node:child_process';
 import { isIPv4 } from 'node:net';
 import { vxError } from '../errors';
 import { BRIDGE_PREFIX } from '../network/names';
-import { EXIT_NOT_FOUND as IPSET_NOT_FOUND, runTool, toolFailed } from './xtables';
 
 export const DNS_CHAIN = 'VXNET-DNS';
-/** Addresses of containers whose queries vxnet sees first (not intercepted again). */
-export const DIRECT_SET = 'vxnet-dns-direct';
-const DIRECT_RULE = ['-m', 'set', '--match-set', DIRECT_SET, 'src', ...['-m', 'comment', '--comment', 'vxnet'], '-j', 'RETURN'];
 const NAT = ['-t', 'nat'];
 const COMMENT = ['-m', 'comment', '--comment', 'vxnet'];
 const JUMP = ['PREROUTING', ...COMMENT, '-j', DNS_CHAIN];
@@ -78,9 +64,7 @@ export function syncDnsIntercept(redirects: DnsRedirect[]): Promise<void> {
   return exclusive(async () => {
     const created = await iptables(['-N', DNS_CHAIN]);
     if (created.code !== 0 && created.code !== EXIT_NOT_FOUND) throw vxError('VXNET_ERR_FIREWALL', `could not create nat chain ${DNS_CHAIN}: ${created.stderr.trim()}`);
-    await ensureDirectSet();
     await must(['-F', DNS_CHAIN], `flush nat chain ${DNS_CHAIN}`);
-    await must(['-A', DNS_CHAIN, ...DIRECT_RULE], `let containers redirected to vxnet pass ${DNS_CHAIN}`);
     for (const r of rules) await must(['-A', DNS_CHAIN, ...r], `add a DNS redirect to ${DNS_CHAIN}`);
     if ((await iptables(['-C', ...JUMP])).code !== 0) await must(['-A', ...JUMP], `jump from nat PREROUTING to ${DNS_CHAIN}`);
   });
@@ -94,45 +78,5 @@ export function removeDnsIntercept(): Promise<void> {
     }
     await iptables(['-F', DNS_CHAIN]);
     await iptables(['-X', DNS_CHAIN]);
-    const r = await runTool('ipset', ['destroy', DIRECT_SET]);
-    if (r.code !== 0 && r.code !== IPSET_NOT_FOUND) throw toolFailed(`destroy ipset ${DIRECT_SET}`, r);
-  });
-}
-
-async function ensureDirectSet(): Promise<void> {
-  const r = await runTool('ipset', ['-exist', 'create', DIRECT_SET, 'hash:ip', 'family', 'inet']);
-  if (r.code !== 0) throw toolFailed(`create ipset ${DIRECT_SET}`, r);
-}
-
-function directMember(ip: string): string {
-  if (!isIPv4(ip)) throw vxError('VXNET_ERR_FIREWALL', `refusing ${JSON.stringify(ip)} in ${DIRECT_SET}: not an IPv4 address`);
-  return ip;
-}
-
-/** Empties the set (vxnet starting: which containers are redirected is found out again). */
-export function resetDnsDirect(): Promise<void> {
-  return exclusive(async () => {
-    await ensureDirectSet();
-    const r = await runTool('ipset', ['flush', DIRECT_SET]);
-    if (r.code !== 0) throw toolFailed(`flush ipset ${DIRECT_SET}`, r);
-  });
-}
-
-/** This container address's forwarded queries are no longer intercepted (its redirect is in). */
-export function addDnsDirect(ip: string): Promise<void> {
-  const member = directMember(ip);
-  return exclusive(async () => {
-    await ensureDirectSet();
-    const r = await runTool('ipset', ['-exist', 'add', DIRECT_SET, member]);
-    if (r.code !== 0) throw toolFailed(`add ${member} to ipset ${DIRECT_SET}`, r);
-  });
-}
-
-/** The container stopped: its address may go to a container not redirected yet. */
-export function removeDnsDirect(ip: string): Promise<void> {
-  const member = directMember(ip);
-  return exclusive(async () => {
-    const r = await runTool('ipset', ['-exist', 'del', DIRECT_SET, member]);
-    if (r.code !== 0 && r.code !== IPSET_NOT_FOUND) throw toolFailed(`remove ${member} from ipset ${DIRECT_SET}`, r);
   });
 }

@@ -14,7 +14,6 @@
 // names across hosts through the interception of its forwarded queries (dns-intercept.ts).
 import type { Logger } from '../log';
 import { ensureNetnsDns, removeNetnsDns } from '../dataplane/netns-dns';
-import { addDnsDirect, removeDnsDirect } from '../dataplane/dns-intercept';
 import { KeyedLock } from '../network/keyed-lock';
 import { interceptable } from './upstreams';
 
@@ -57,7 +56,7 @@ export function directUpstreams(c: Pick<RunningContainer, 'dns' | 'dockerOnly'>,
 
 export class ContainerRedirects {
   private readonly lock = new KeyedLock();
-  /** container id -> SandboxKey (for the clean stop) and the address let past the interception. */
+  /** container id -> SandboxKey (for the clean stop) and its address (the direct map's key). */
   private readonly placed = new Map<string, { key: string; ip: string }>();
   /** Address of a redirected container -> the servers vxnet may send its outside names to. */
   private readonly direct = new Map<string, string[]>();
@@ -91,15 +90,7 @@ export class ContainerRedirects {
         const before = this.placed.get(c.id);
         this.placed.set(c.id, { key: c.sandboxKey, ip: first.ip });
         if (r === 'added') this.log.debug({ container: c.id, gateway: first.gateway }, 'container DNS redirected to vxnet');
-        // vxnet sees this container's queries first from now on: what Docker forwards for it
-        // need not be caught again on the host (dns-intercept.ts).
-        if (before?.ip !== first.ip) {
-          if (before) {
-            this.direct.delete(before.ip);
-            await removeDnsDirect(before.ip);
-          }
-          await addDnsDirect(first.ip);
-        }
+        if (before && before.ip !== first.ip) this.direct.delete(before.ip);
         const servers = directUpstreams(c, this.hostUpstreams());
         if (servers) this.direct.set(first.ip, servers);
         else this.direct.delete(first.ip);
@@ -110,18 +101,14 @@ export class ContainerRedirects {
     });
   }
 
-  /** The container stopped: its namespace and rules are gone with it; its address leaves the set. */
+  /** The container stopped: its namespace and rules are gone with it. */
   forget(id: string): void {
     // Under the container's lock: an ensure still running for it finishes first.
-    void this.lock
-      .run(id, async () => {
-        const was = this.placed.get(id);
-        this.placed.delete(id);
-        if (!was) return;
-        this.direct.delete(was.ip);
-        await removeDnsDirect(was.ip);
-      })
-      .catch((err: unknown) => this.log.warn({ err, container: id }, 'could not remove the container from the DNS interception bypass'));
+    void this.lock.run(id, async () => {
+      const was = this.placed.get(id);
+      this.placed.delete(id);
+      if (was) this.direct.delete(was.ip);
+    });
   }
 
   /** Clean stop: give every container's queries back to Docker alone. */

@@ -33,7 +33,7 @@ import type { Logger } from '../log';
 import type { Store, WatchEvent, Watcher } from '../store/types';
 import type { Keys } from '../store/json';
 import type { EndpointRecord } from '../network/records';
-import { removeDnsIntercept, resetDnsDirect, syncDnsIntercept } from '../dataplane/dns-intercept';
+import { removeDnsIntercept, syncDnsIntercept } from '../dataplane/dns-intercept';
 import { nameMetrics, NameMetrics } from './metrics';
 import { namesPrefix, NameRecord, splitKey } from './records';
 import { NamePublisher } from './publisher';
@@ -105,12 +105,6 @@ export class NameService {
       this.front = await UpstreamListener.openFront(this.deps.portBase, this.listenerDeps());
     } catch (err) {
       this.deps.log.warn({ err, port: this.deps.portBase }, 'could not listen for the containers\' queries; names left to Docker and its forwarded queries');
-    }
-    try {
-      // Left from a crash: the publisher's resync adds the running, redirected containers again.
-      await resetDnsDirect();
-    } catch (err) {
-      this.deps.log.warn({ err }, 'could not empty the DNS interception bypass set');
     }
     this.hostUpstreams = configuredUpstreams();
     await this.addUpstreams(discoverUpstreams({ configured: this.deps.upstreams }));
