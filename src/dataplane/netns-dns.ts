@@ -127,15 +127,27 @@ function inNetns(sandboxKey: string, argv: string[], input?: string): Promise<st
   });
 }
 
-/** The backend whose nat table holds Docker's resolver rules, and that table's save text. */
-async function dockerBackend(sandboxKey: string): Promise<{ backend: Backend; nat: string; filter: string } | null> {
+/**
+ * One table's section (`*name` … `COMMIT`) of an iptables-save text, or ''. The order of the
+ * tables differs between backends (iptables-nft-save prints filter before nat), so sections are
+ * cut by name, never by position.
+ */
+export function tableSection(save: string, table: 'nat' | 'filter'): string {
+  const out: string[] = [];
+  let inside = false;
+  for (const line of save.split('\n')) {
+    if (line.startsWith('*')) inside = line === `*${table}`;
+    if (inside) out.push(line);
+    if (inside && line === 'COMMIT') inside = false;
+  }
+  return out.length ? `${out.join('\n')}\n` : '';
+}
+
+/** The backend whose nat table holds Docker's resolver rules, and its whole save text. */
+async function dockerBackend(sandboxKey: string): Promise<{ backend: Backend; save: string } | null> {
   for (const backend of ['nft', 'legacy'] as const) {
     const save = await inNetns(sandboxKey, [`iptables-${backend}-save`]).catch(() => '');
-    if (save.includes('-A DOCKER_OUTPUT ')) {
-      const at = save.indexOf('*filter');
-      const natAt = save.indexOf('*nat');
-      return { backend, nat: save.slice(natAt, at > natAt ? at : undefined), filter: at >= 0 ? save.slice(at) : '' };
-    }
+    if (save.includes('-A DOCKER_OUTPUT ')) return { backend, save };
   }
   return null;
 }
@@ -155,13 +167,14 @@ export async function ensureNetnsDns(sandboxKey: string, spec: NetnsDnsSpec): Pr
   check(spec);
   const found = await dockerBackend(sandboxKey);
   if (!found) return 'no-docker-resolver';
-  const ports = dockerResolverPorts(found.nat);
+  const nat = tableSection(found.save, 'nat');
+  const ports = dockerResolverPorts(nat);
   if (!ports) return 'no-docker-resolver';
   const want = netnsDnsRules(spec, ports);
-  const have = ownRules(`${found.nat}\n${found.filter}`);
+  const have = ownRules(found.save);
   const wantText = (r: string): string => r.replace(/^-I OUTPUT \d+ /, '-A OUTPUT ');
   const same = have.nat.length === want.nat.length && want.nat.every((r) => have.nat.includes(wantText(r))) && have.filter.length === want.filter.length;
-  if (same && ownRulesFirst(found.nat)) return 'kept';
+  if (same && ownRulesFirst(nat)) return 'kept';
   const text = restoreText(have, want);
   await inNetns(sandboxKey, ['sh', '-c', `echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && exec ${restoreCmd(found.backend)}`], text);
   return 'added';

@@ -17,7 +17,16 @@ export const EDNS_UDP_SIZE = 1232;
 
 export type Decision =
   | { kind: 'answer'; reply: Buffer; addresses: number }
-  | { kind: 'forward' };
+  /**
+   * direct: Docker's resolver, too, would only forward this query unchanged to the container's
+   * servers: a standard query, one IN question, A or AAAA, for a name of several labels (Docker
+   * may refuse to forward single labels: ndots), not reverse (.arpa: Docker answers its
+   * containers' addresses) and not NAME.NETWORK-shaped (a local container Docker may know a
+   * moment before vxnet's table does).
+   */
+  | { kind: 'forward'; direct: boolean };
+
+const FORWARD: Decision = { kind: 'forward', direct: false };
 
 type Question = dnsPacket.Question;
 
@@ -36,16 +45,25 @@ export function decide(query: Buffer, lnet: string, table: NameTable, transport:
   try {
     packet = dnsPacket.decode(query);
   } catch {
-    return { kind: 'forward' };
+    return FORWARD;
   }
   const questions = packet.questions ?? [];
-  if (packet.type !== 'query' || questions.length !== 1) return { kind: 'forward' };
+  if (packet.type !== 'query' || questions.length !== 1) return FORWARD;
   const q = questions[0];
-  if (q.class !== 'IN') return { kind: 'forward' };
+  if (q.class !== 'IN') return FORWARD;
   const family = familyOf(q);
   // A known name asked for another type (MX, TXT, …): an empty NOERROR answer, as Docker gives.
   const look = table.lookup(lnet, q.name, family ?? 4);
-  if (!look.known) return { kind: 'forward' };
+  if (!look.known) {
+    const name = q.name.toLowerCase().replace(/\.$/, '');
+    const direct =
+      family !== null &&
+      (packet as { opcode?: string }).opcode === 'QUERY' &&
+      name.includes('.') &&
+      !name.endsWith('.arpa') &&
+      !table.underNetworkName(lnet, name);
+    return { kind: 'forward', direct };
+  }
   const addresses = family === null ? [] : look.addresses;
   const opt = (packet.additionals ?? []).find((a) => a.type === 'OPT') as { udpPayloadSize?: number } | undefined;
   const flags = (packet.flags ?? 0) & (dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED);

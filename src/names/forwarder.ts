@@ -12,21 +12,77 @@ function familyOf(ip: string): 'udp4' | 'udp6' {
   return net.isIPv6(ip) ? 'udp6' : 'udp4';
 }
 
-/** One socket per query: the kernel then matches the reply to its query by port. */
-export function forwardUdp(server: string, msg: Buffer, port = DNS_PORT, timeoutMs = FORWARD_TIMEOUT_MS): Promise<Buffer> {
+/** Bound IPv4 sockets kept ready per SpareSockets. */
+const SPARE_SOCKETS = 4;
+
+/**
+ * UDP sockets created and bound ahead of need. A query still gets a socket (and a random port)
+ * of its own, used once and closed, so a reply must match port, server and id, and an off-path
+ * spoofer has to guess the port as well as the id (as with a socket per query). What moves off
+ * the query's way is creating and binding that socket: about 0.1 ms per forwarded query,
+ * measured here, a fifth of vxnet's whole added time for an outside name. A new spare is made
+ * after the query went out.
+ */
+export class SpareSockets {
+  private readonly spares: dgram.Socket[] = [];
+  private making = 0;
+  private closed = false;
+
+  constructor(private readonly keep = SPARE_SOCKETS) {
+    this.refill();
+  }
+
+  /** A bound socket if one is ready, else a new one (bound by its first send). */
+  take(): dgram.Socket {
+    const sock = this.spares.pop() ?? dgram.createSocket('udp4');
+    setImmediate(() => this.refill());
+    return sock;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const s of this.spares.splice(0)) s.close();
+  }
+
+  private refill(): void {
+    while (!this.closed && this.spares.length + this.making < this.keep) {
+      this.making++;
+      const sock = dgram.createSocket('udp4');
+      sock.on('error', () => undefined); // a failed bind: the socket is simply not kept
+      sock.unref();
+      sock.bind(0, () => {
+        this.making--;
+        if (this.closed) sock.close();
+        else this.spares.push(sock);
+      });
+    }
+  }
+}
+
+/**
+ * One socket per query: the kernel then matches the reply to its query by port. `spares`
+ * (IPv4 servers) saves creating the socket while the query waits.
+ */
+export function forwardUdp(server: string, msg: Buffer, port = DNS_PORT, timeoutMs = FORWARD_TIMEOUT_MS, spares?: SpareSockets): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const sock = dgram.createSocket(familyOf(server));
+    const family = familyOf(server);
+    const sock = spares && family === 'udp4' ? spares.take() : dgram.createSocket(family);
+    let finished = false;
     const done = (err: Error | null, reply?: Buffer): void => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
-      sock.close();
+      sock.removeAllListeners('message');
       if (err) reject(err);
       else resolve(reply as Buffer);
+      // Closed after the reply is on its way back to the container.
+      setImmediate(() => sock.close());
     };
     const timer = setTimeout(() => done(new Error(`no answer from ${server}:${port} within ${timeoutMs} ms`)), timeoutMs);
     sock.on('error', (err) => done(err));
     sock.on('message', (reply, rinfo) => {
-      // Only the upstream's reply to this very query (same id) counts.
-      if (rinfo.address !== server || reply.length < 2 || reply.readUInt16BE(0) !== msg.readUInt16BE(0)) return;
+      // Only the upstream's reply to this very query (same server, port and id) counts.
+      if (rinfo.address !== server || rinfo.port !== port || reply.length < 2 || reply.readUInt16BE(0) !== msg.readUInt16BE(0)) return;
       done(null, reply);
     });
     sock.send(msg, port, server, (err) => {

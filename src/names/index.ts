@@ -37,10 +37,11 @@ import { removeDnsIntercept, syncDnsIntercept } from '../dataplane/dns-intercept
 import { nameMetrics, NameMetrics } from './metrics';
 import { namesPrefix, NameRecord, splitKey } from './records';
 import { NamePublisher } from './publisher';
-import { UpstreamListener } from './server';
+import { ServerDeps, UpstreamListener } from './server';
+import { SpareSockets } from './forwarder';
 import { ContainerRedirects } from './container-redirect';
 import { NameTable, ServedName } from './table';
-import { discoverUpstreams, interceptable } from './upstreams';
+import { configuredUpstreams, discoverUpstreams, interceptable } from './upstreams';
 
 export type { ServedName } from './table';
 
@@ -69,13 +70,16 @@ export class NameService {
   private readonly publisher: NamePublisher;
   private readonly redirects: ContainerRedirects;
   private front: UpstreamListener | null = null;
+  private readonly spares = new SpareSockets();
+  /** What Docker's resolver uses here for containers without --dns (read at start). */
+  private hostUpstreams: string[] = [];
   private watchers: Watcher[] = [];
   private syncing: Promise<void> = Promise.resolve();
   private closed = false;
 
   constructor(private readonly deps: NameServiceDeps) {
     this.metrics = nameMetrics(deps.registry);
-    this.redirects = new ContainerRedirects(deps.portBase, deps.log);
+    this.redirects = new ContainerRedirects(deps.portBase, deps.log, () => this.hostUpstreams);
     this.publisher = new NamePublisher({
       store: deps.store,
       keys: deps.keys,
@@ -102,12 +106,13 @@ export class NameService {
     } catch (err) {
       this.deps.log.warn({ err, port: this.deps.portBase }, 'could not listen for the containers\' queries; names left to Docker and its forwarded queries');
     }
+    this.hostUpstreams = configuredUpstreams();
     await this.addUpstreams(discoverUpstreams({ configured: this.deps.upstreams }));
     this.publisher.start();
   }
 
-  private listenerDeps(): { table: NameTable; host: string; metrics: NameMetrics; log: Logger } {
-    return { table: this.table, host: this.deps.host, metrics: this.metrics, log: this.deps.log };
+  private listenerDeps(): ServerDeps {
+    return { table: this.table, host: this.deps.host, metrics: this.metrics, log: this.deps.log, spares: this.spares, direct: (ip) => this.redirects.directFor(ip) };
   }
 
   status(): NamesStatus {
@@ -130,6 +135,7 @@ export class NameService {
       this.deps.log.warn({ err }, 'could not remove the DNS redirect');
     }
     await Promise.all([...this.listeners.values(), ...(this.front ? [this.front] : [])].map((l) => l.close()));
+    this.spares.close();
   }
 
   private async load(): Promise<number> {

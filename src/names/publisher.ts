@@ -18,7 +18,7 @@ import Docker from 'dockerode';
 import type { Logger } from '../log';
 import type { Store } from '../store/types';
 import { getJson, Keys, updateJson } from '../store/json';
-import type { DockerNetworkRecord } from '../network/records';
+import type { DockerNetworkRecord, NetworkRecord } from '../network/records';
 import { KeyedLock } from '../network/keyed-lock';
 import { nameKey, NameRecord, namesPrefix, normalName } from './records';
 import type { NameTable } from './table';
@@ -63,7 +63,7 @@ interface Inspect {
   Name: string;
   State?: { Running?: boolean };
   Config?: { Labels?: Record<string, string> | null };
-  HostConfig?: { Dns?: string[] | null };
+  HostConfig?: { Dns?: string[] | null; Links?: string[] | null };
   NetworkSettings?: { SandboxKey?: string; Networks?: Record<string, InspectNetwork> };
 }
 
@@ -215,16 +215,23 @@ export class NamePublisher {
         info = { Id: cid, Name: '' };
       }
       const want = new Map<string, NameRecord>();
-      const running: RunningContainer = { id: info.Id, sandboxKey: info.NetworkSettings?.SandboxKey ?? '', networks: [] };
+      const running: RunningContainer = { id: info.Id, sandboxKey: info.NetworkSettings?.SandboxKey ?? '', networks: [], dns: [], dockerOnly: true };
       if (info.State?.Running) {
         const dns = info.HostConfig?.Dns ?? [];
+        running.dns = dns;
         if (dns.length) this.deps.onContainerDns(dns);
+        // Docker's resolver knows names vxnet does not only through another network of the
+        // container or a --link; without those (and with egress), vxnet may pass outside names
+        // straight to the upstream (container-redirect.ts says when).
+        const attached = Object.keys(info.NetworkSettings?.Networks ?? {}).length;
+        let internal = false;
         const name = normalName(info.Name.replace(/^\//, ''));
         for (const [network, n] of Object.entries(info.NetworkSettings?.Networks ?? {})) {
           if (!n.NetworkID || !n.EndpointID) continue;
           const dnet = await getJson<DockerNetworkRecord>(store, keys.dockerNetwork(host, n.NetworkID));
           if (!dnet) continue; // not a vxnet network
           if (n.Gateway && n.IPAddress) running.networks.push({ gateway: n.Gateway, ip: n.IPAddress });
+          internal ||= (await getJson<NetworkRecord>(store, keys.network(dnet.value.lnet)))?.value.internal ?? true;
           const names = [...new Set([name, ...(n.DNSNames ?? n.Aliases ?? []).map(normalName)])].filter(Boolean);
           want.set(nameKey(keys, dnet.value.lnet, n.EndpointID), {
             host,
@@ -237,6 +244,7 @@ export class NamePublisher {
             labels: info.Config?.Labels ?? {},
           });
         }
+        running.dockerOnly = attached !== 1 || internal || (info.HostConfig?.Links ?? []).length > 0;
       }
       for (const key of this.keysOf(cid)) if (!want.has(key)) await store.delete(key);
       this.written.set(cid, new Set(want.keys()));

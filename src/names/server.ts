@@ -16,7 +16,7 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import type { Logger } from '../log';
 import { decide } from './answer';
-import { DNS_PORT, forwardTcp, forwardUdp, frameTcp, unframeTcp } from './forwarder';
+import { DNS_PORT, forwardTcp, forwardUdp, frameTcp, SpareSockets, unframeTcp } from './forwarder';
 import type { NameMetrics, Outcome, Transport } from './metrics';
 import type { NameTable } from './table';
 
@@ -27,6 +27,10 @@ export interface ServerDeps {
   log: Logger;
   /** Where forwarded queries go (tests point it at a fake resolver's port). */
   upstreamPort?: number;
+  /** Sockets made ahead for forwarded UDP queries (shared by the listeners). */
+  spares?: SpareSockets;
+  /** The front's shortcut: servers a container's outside names may go to directly, or null. */
+  direct?: (containerIp: string) => string[] | null;
 }
 
 /** Where a query that vxnet does not answer goes, given the asking container's address. */
@@ -50,6 +54,8 @@ export class UpstreamListener {
     readonly port: number,
     private readonly deps: ServerDeps,
     private readonly target: ForwardTarget,
+    /** The front listener (queries from redirected containers, before Docker saw them). */
+    private readonly front = false,
   ) {
     this.udp = dgram.createSocket('udp4');
     this.tcp = net.createServer((c) => this.onTcp(c));
@@ -62,7 +68,7 @@ export class UpstreamListener {
 
   /** The front listener: unanswered queries go back to the container, to Docker's resolver. */
   static openFront(port: number, deps: ServerDeps): Promise<UpstreamListener> {
-    return UpstreamListener.listen(new UpstreamListener(FRONT, port, deps, (source) => ({ server: source, port })));
+    return UpstreamListener.listen(new UpstreamListener(FRONT, port, deps, (source) => ({ server: source, port }), true));
   }
 
   private static async listen(l: UpstreamListener): Promise<UpstreamListener> {
@@ -107,8 +113,13 @@ export class UpstreamListener {
         outcome = 'answer';
         return d.reply;
       }
-      const to = this.target(source.replace(/^::ffff:/, ''));
-      const reply = transport === 'udp' ? await forwardUdp(to.server, msg, to.port) : await forwardTcp(to.server, msg, to.port);
+      const from = source.replace(/^::ffff:/, '');
+      const servers = this.front && d.direct && transport === 'udp' ? this.deps.direct?.(from) : null;
+      const reply = servers
+        ? await this.forwardDirect(servers, msg)
+        : transport === 'udp'
+          ? await forwardUdp(this.target(from).server, msg, this.target(from).port, undefined, this.deps.spares)
+          : await forwardTcp(this.target(from).server, msg, this.target(from).port);
       outcome = 'forward';
       return reply;
     } catch (err) {
@@ -119,6 +130,22 @@ export class UpstreamListener {
     } finally {
       metrics.observe(transport, outcome, Number(process.hrtime.bigint() - started) / 1e9);
     }
+  }
+
+  /**
+   * A name Docker would only have forwarded, sent to the servers Docker would have used, in
+   * its order: the next one only when one fails (Docker's resolver does the same).
+   */
+  private async forwardDirect(servers: string[], msg: Buffer): Promise<Buffer> {
+    let last: unknown = null;
+    for (const server of servers) {
+      try {
+        return await forwardUdp(server, msg, this.deps.upstreamPort ?? DNS_PORT, undefined, this.deps.spares);
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
   }
 
   private async onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {

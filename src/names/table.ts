@@ -44,6 +44,11 @@ export class NameTable {
   private readonly names = new Map<string, Map<string, NameRecord>>();
   /** lnet/endpointId -> endpoint */
   private readonly endpoints = new Map<string, LocalEndpoint>();
+  /**
+   * host|address -> lnet/endpointId keys: every query looks up its source here (networkOf), so
+   * it is a hash lookup, not a walk over every endpoint of every host.
+   */
+  private readonly byAddress = new Map<string, Set<string>>();
   private readonly turn = new Map<string, number>();
 
   putName(lnet: string, endpointId: string, rec: NameRecord): void {
@@ -60,24 +65,45 @@ export class NameTable {
   }
 
   putEndpoint(lnet: string, endpointId: string, ep: { host: string; ipv4: string | null; ipv6: string | null }): void {
-    this.endpoints.set(`${lnet}/${endpointId}`, { lnet, host: ep.host, ipv4: plain(ep.ipv4), ipv6: plain(ep.ipv6) });
+    const key = `${lnet}/${endpointId}`;
+    this.deleteEndpoint(lnet, endpointId);
+    const local: LocalEndpoint = { lnet, host: ep.host, ipv4: plain(ep.ipv4), ipv6: plain(ep.ipv6) };
+    this.endpoints.set(key, local);
+    for (const addr of [local.ipv4, local.ipv6]) {
+      if (!addr) continue;
+      const at = `${local.host}|${addr}`;
+      let keys = this.byAddress.get(at);
+      if (!keys) this.byAddress.set(at, (keys = new Set()));
+      keys.add(key);
+    }
   }
 
   deleteEndpoint(lnet: string, endpointId: string): void {
-    this.endpoints.delete(`${lnet}/${endpointId}`);
+    const key = `${lnet}/${endpointId}`;
+    const old = this.endpoints.get(key);
+    if (!old) return;
+    this.endpoints.delete(key);
+    for (const addr of [old.ipv4, old.ipv6]) {
+      if (!addr) continue;
+      const at = `${old.host}|${addr}`;
+      const keys = this.byAddress.get(at);
+      keys?.delete(key);
+      if (keys?.size === 0) this.byAddress.delete(at);
+    }
   }
 
   clear(): void {
     this.names.clear();
     this.endpoints.clear();
+    this.byAddress.clear();
   }
 
   /** The logical network of a local container address (the source of a query), or null. */
   networkOf(sourceIp: string, host: string): string | null {
-    const ip = sourceIp.replace(/^::ffff:/, '');
-    for (const ep of this.endpoints.values()) {
-      if (ep.host === host && (ep.ipv4 === ip || ep.ipv6 === ip)) return ep.lnet;
-    }
+    const ip = sourceIp.startsWith('::ffff:') ? sourceIp.slice('::ffff:'.length) : sourceIp;
+    const keys = this.byAddress.get(`${host}|${ip}`);
+    if (!keys) return null;
+    for (const key of keys) return this.endpoints.get(key)?.lnet ?? null;
     return null;
   }
 
@@ -101,6 +127,13 @@ export class NameTable {
     const n = this.turn.get(key) ?? 0;
     this.turn.set(key, (n + 1) % sorted.length);
     return { known, addresses: [...sorted.slice(n % sorted.length), ...sorted.slice(0, n % sorted.length)] };
+  }
+
+  /** Whether `qname` is NAME.NETWORK-shaped for a network name lnet's records use. */
+  underNetworkName(lnet: string, qname: string): boolean {
+    const q = normalName(qname);
+    for (const rec of this.names.get(lnet)?.values() ?? []) if (q.endsWith(`.${rec.network}`)) return true;
+    return false;
   }
 
   /** Name records written by `host` (what this host serves), for status. */

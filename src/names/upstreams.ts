@@ -89,9 +89,25 @@ export function dockerUpstreams(daemonDns: string[], hostServers: string[]): str
   return usable.length || hostServers.length === 0 ? usable : DOCKER_FALLBACK_DNS;
 }
 
+function configuredHere(src: Omit<UpstreamSources, 'configured'>): { daemon: string[]; host: string[] } {
+  return {
+    daemon: [...localDockerdDns(), ...daemonJsonDns(src.daemonJson ?? '/etc/docker/daemon.json')],
+    host: resolvConfServers(readOr(src.resolvConf ?? '/etc/resolv.conf')),
+  };
+}
+
+/**
+ * The servers this host configures for containers without --dns, unfiltered: the daemon's dns,
+ * else the host's resolv.conf (a loopback server among them means Docker treats this host
+ * specially, version by version: the caller then leaves the container's names to Docker).
+ */
+export function configuredUpstreams(src: Omit<UpstreamSources, 'configured'> = {}): string[] {
+  const { daemon, host } = configuredHere(src);
+  return daemon.length ? daemon : host;
+}
+
 /** The servers Docker's resolver will forward to on this host, that vxnet can intercept. */
 export function discoverUpstreams(src: UpstreamSources): string[] {
-  const daemon = [...localDockerdDns(), ...daemonJsonDns(src.daemonJson ?? '/etc/docker/daemon.json')];
-  const host = dockerUpstreams(daemon, resolvConfServers(readOr(src.resolvConf ?? '/etc/resolv.conf')));
-  return [...new Set([...src.configured, ...host])].filter(interceptable);
+  const { daemon, host } = configuredHere(src);
+  return [...new Set([...src.configured, ...dockerUpstreams(daemon, host)])].filter(interceptable);
 }

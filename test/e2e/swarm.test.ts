@@ -11,6 +11,7 @@ import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { eventually } from '../helpers/eventually';
 import { containerIp, vxLinks } from '../helpers/docker-inspect';
+import { dnsReplies } from '../helpers/dns-replies';
 
 jest.setTimeout(600_000);
 
@@ -134,6 +135,29 @@ describe('swarm with the managed plugin in global scope', () => {
     const vnis = await Promise.all(hosts.map(async (h) => (await vxLinks(h)).filter((n) => n.startsWith('vxv-')).sort().join(',')));
     expect(new Set(vnis).size).toBe(1);
     expect(vnis[0]).toMatch(/^vxv-\d+$/);
+  });
+
+  it("answers names once, from swarm's own DNS: vxnet's name service is off in global scope", async () => {
+    const tasks: Array<{ id: string; ip: string; pid: string }> = [];
+    for (const h of hosts) {
+      const t = (await taskOn(h)) as { id: string; ip: string };
+      tasks.push({ ...t, pid: await h.dockerOk(['inspect', '-f', '{{.State.Pid}}', t.id]) });
+    }
+    const all = tasks.map((t) => t.ip).sort();
+    for (const [i, h] of hosts.entries()) {
+      // Nothing of vxnet's on the query's way: no redirect in the task's namespace, no
+      // interception on the host, no listener on vxnet's DNS port.
+      expect(await h.execOk(['nsenter', '-t', tasks[i].pid, '-n', 'iptables-save'])).not.toContain('vxnet-dns');
+      expect(await h.execOk(['iptables-save', '-t', 'nat'])).not.toContain('VXNET-DNS');
+      expect(await h.execOk(['ss', '-Hlnu', 'sport = :5354'])).toBe('');
+      // The service name (dnsrr): one reply, every task once. tasks.NAME: the same set.
+      for (const name of [SERVICE, `tasks.${SERVICE}`]) {
+        const replies = await dnsReplies(h, tasks[i].pid, name);
+        expect(replies).toHaveLength(1);
+        expect(replies[0].rcode).toBe('NOERROR');
+        expect([...replies[0].answers].sort()).toEqual(all);
+      }
+    }
   });
 
   it('scales down: every task goes', async () => {

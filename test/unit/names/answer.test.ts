@@ -6,6 +6,7 @@ import { decide, PLAIN_UDP_MAX } from '../../../src/names/answer';
 import { NameTable } from '../../../src/names/table';
 import { UpstreamListener } from '../../../src/names/server';
 import { frameTcp, unframeTcp } from '../../../src/names/forwarder';
+import { directUpstreams } from '../../../src/names/container-redirect';
 import type { NameMetrics, Outcome } from '../../../src/names/metrics';
 
 const LNET = 'L1';
@@ -64,6 +65,34 @@ describe('src/names/answer', () => {
     expect(decide(query('outside.test', 'A'), LNET, t, 'udp').kind).toBe('forward');
     expect(decide(query('web', 'A'), 'OTHER', t, 'udp').kind).toBe('forward');
     expect(decide(Buffer.from('garbage'), LNET, t, 'udp').kind).toBe('forward');
+  });
+
+  it('marks as direct only what Docker would forward unchanged', () => {
+    const t = table();
+    const direct = (buf: Buffer): unknown => (decide(buf, LNET, t, 'udp') as { direct?: boolean }).direct;
+    expect(direct(query('outside.test', 'A'))).toBe(true);
+    expect(direct(query('Outside.Test.', 'AAAA'))).toBe(true);
+    // Single labels (ndots), reverse lookups, other types, NAME.NETWORK shapes: Docker decides.
+    expect(direct(query('nosuch', 'A'))).toBe(false);
+    expect(direct(query('2.0.0.10.in-addr.arpa', 'PTR'))).toBe(false);
+    expect(direct(query('2.0.0.10.in-addr.arpa', 'A'))).toBe(false);
+    expect(direct(query('outside.test', 'MX'))).toBe(false);
+    expect(direct(query('starting.appnet', 'A'))).toBe(false);
+    expect(direct(Buffer.from('garbage'))).toBe(false);
+    // Known names are answered, never forwarded.
+    expect(decide(query('web.appnet', 'A'), LNET, t, 'udp').kind).toBe('answer');
+  });
+
+  it('sends a container\'s outside names directly only to the servers Docker would use', () => {
+    expect(directUpstreams({ dns: [], dockerOnly: false }, ['192.0.2.53', '192.0.2.54'])).toEqual(['192.0.2.53', '192.0.2.54']);
+    expect(directUpstreams({ dns: ['198.51.100.1'], dockerOnly: false }, ['192.0.2.53'])).toEqual(['198.51.100.1']);
+    expect(directUpstreams({ dns: [], dockerOnly: false }, ['1.1.1.1', '1.0.0.1', '8.8.8.8', '8.8.4.4'])).toEqual(['1.1.1.1', '1.0.0.1', '8.8.8.8']);
+    // Another network, a link, an internal network; a loopback or IPv6 server; none at all.
+    expect(directUpstreams({ dns: [], dockerOnly: true }, ['192.0.2.53'])).toBeNull();
+    expect(directUpstreams({ dns: [], dockerOnly: false }, ['127.0.0.53'])).toBeNull();
+    expect(directUpstreams({ dns: [], dockerOnly: false }, ['192.0.2.53', '127.0.0.53'])).toBeNull();
+    expect(directUpstreams({ dns: ['2001:db8::53'], dockerOnly: false }, ['192.0.2.53'])).toBeNull();
+    expect(directUpstreams({ dns: [], dockerOnly: false }, [])).toBeNull();
   });
 
   it('sets TC over UDP when the answer does not fit, and answers in full over TCP', () => {
@@ -174,5 +203,38 @@ describe('src/names/server', () => {
     const r = dnsPacket.decode(reply);
     expect(r.id).toBe(31);
     expect(r.answers?.map((a) => (a as { data?: unknown }).data)).toEqual(['192.0.2.9']);
+  });
+
+  it('front: sends a direct name straight to the container\'s server, and answers network names itself', async () => {
+    const metrics: NameMetrics = { observe: (_t, o) => void outcomes.push(o) };
+    const asked: string[] = [];
+    const front = await UpstreamListener.openFront(listenPort + 1, {
+      table: table(), host: 'h1', metrics, log: pino({ level: 'silent' }), upstreamPort,
+      direct: (ip) => (asked.push(ip), ['127.0.0.1']),
+    });
+    try {
+      const ask = (msg: Buffer): Promise<Buffer> =>
+        new Promise((resolve, reject) => {
+          const s = dgram.createSocket('udp4');
+          const timer = setTimeout(() => reject(new Error('no reply')), 3000);
+          s.on('message', (m) => {
+            clearTimeout(timer);
+            s.close();
+            resolve(m);
+          });
+          s.send(msg, listenPort + 1, '127.0.0.1');
+        });
+      const q = query('outside.test', 'A', { id: 555, edns: 1400 });
+      const r = dnsPacket.decode(await ask(q));
+      expect(r.id).toBe(555);
+      expect(received.at(-1)).toEqual(q);
+      expect(asked).toEqual(['127.0.0.1']);
+      expect(outcomes.at(-1)).toBe('forward');
+      const before = received.length;
+      expect(dnsPacket.decode(await ask(query('web', 'A'))).answers?.map((a) => (a as { data?: unknown }).data)).toEqual(['10.0.0.2']);
+      expect(received.length).toBe(before);
+    } finally {
+      await front.close();
+    }
   });
 });

@@ -61,6 +61,24 @@ describe('src/names/table', () => {
     expect(t.networkOf('192.0.2.1', 'h1')).toBeNull();
   });
 
+  it('follows an endpoint that moved or went: an address index, kept in step with puts and deletes', () => {
+    const t = tableWith([['L1', 'e1', rec('h1', ['web'], '10.0.0.2')]]);
+    // The endpoint record rewritten with another address (and host): the old address no longer maps.
+    t.putEndpoint('L1', 'e1', { host: 'h1', ipv4: '10.0.0.9/24', ipv6: 'fd00::9/64' });
+    expect(t.networkOf('10.0.0.2', 'h1')).toBeNull();
+    expect(t.networkOf('10.0.0.9', 'h1')).toBe('L1');
+    expect(t.networkOf('fd00::9', 'h1')).toBe('L1');
+    // The same address on another network of this host (the first one released it meanwhile).
+    t.putEndpoint('L2', 'e7', { host: 'h1', ipv4: '10.0.0.9', ipv6: null });
+    t.deleteEndpoint('L1', 'e1');
+    expect(t.networkOf('10.0.0.9', 'h1')).toBe('L2');
+    t.deleteEndpoint('L2', 'e7');
+    expect(t.networkOf('10.0.0.9', 'h1')).toBeNull();
+    t.putEndpoint('L2', 'e7', { host: 'h1', ipv4: '10.0.0.9', ipv6: null });
+    t.clear();
+    expect(t.networkOf('10.0.0.9', 'h1')).toBeNull();
+  });
+
   it('lists what a host serves and what one container owns', () => {
     const t = tableWith([['L1', 'e1', rec('h1', ['web'], '10.0.0.2', null, 'c1')], ['L1', 'e2', rec('h2', ['db'], '10.0.0.3', null, 'c2')]]);
     expect(t.servedBy('h1').map((s) => s.names)).toEqual([['web']]);
