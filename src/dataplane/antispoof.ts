@@ -31,7 +31,7 @@
 // integer: nd6 elements print as 0x-hex, and are the address's 16 bytes on the wire).
 import * as ipaddr from 'ipaddr.js';
 import { exclusive, mustRun, runTool } from './xtables';
-import { changeElements, keyBytes, KeyField } from './nft-elements';
+import { changeElements, isMissingTable, keyBytes, KeyField } from './nft-elements';
 
 export const ANTISPOOF_FAMILY = 'bridge' as const;
 export const ANTISPOOF_TABLE = 'vxnet-antispoof';
@@ -229,9 +229,19 @@ export function removeAntispoof(): Promise<void> {
   });
 }
 
-/** One transaction: all of the port's elements or none (ENOENT when the table is missing). */
-export function addSpoofElements(elements: SpoofElement[]): Promise<void> {
-  return changeSpoofElements('add', elements, `add anti-spoofing entries of ${ports(elements)}`);
+/**
+ * One transaction: all of the port's elements or none. A table removed behind vxnet's back
+ * (`nft flush ruleset`, a failed start) is put back first, as Join puts back a missing bridge.
+ */
+export async function addSpoofElements(elements: SpoofElement[]): Promise<void> {
+  const what = `add anti-spoofing entries of ${ports(elements)}`;
+  try {
+    await changeSpoofElements('add', elements, what);
+  } catch (err) {
+    if (!isMissingTable(err)) throw err;
+    await ensureAntispoof({ dryRun: false });
+    await changeSpoofElements('add', elements, what);
+  }
 }
 
 /** Idempotent: elements that are not there are fine. */

@@ -235,6 +235,12 @@ export async function changeSets(batches: ElementBatch[], what: string): Promise
   // leave the others unanswered, hence the timeout reading -2 there).
   const failed = errnos.find((e) => e > 0) ?? errnos.find((e) => e !== 0);
   if (failed !== undefined) {
-    throw vxError('VXNET_ERR_FIREWALL', `could not ${what}: ${failed === -2 ? 'no answer from the kernel' : errnoName(failed)}`);
+    const name = failed === -2 ? 'no answer from the kernel' : errnoName(failed);
+    throw vxError('VXNET_ERR_FIREWALL', `could not ${what}: ${name}`, Object.assign(new Error(name), { code: name }));
   }
+}
+
+/** The table or one of the sets a change named does not exist (someone removed it). */
+export function isMissingTable(err: unknown): boolean {
+  return (err as { cause?: { code?: unknown } } | null)?.cause?.code === 'ENOENT';
 }
