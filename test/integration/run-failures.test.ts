@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { deleteLinks, sh, suffix } from '../helpers/netns';
 import { vxnetCli } from '../helpers/vxnet-cli';
-import { removeFirewall, removePortmap } from '../../src/dataplane';
+import { removeAntispoof, removeFirewall, removePolicyTable, removePortmap } from '../../src/dataplane';
 
 /** Exit codes of main.ts: a setting that cannot work, and anything else (the store). */
 const BAD_CONFIG = 2;
@@ -25,6 +25,10 @@ describe('vxnet run refuses settings it cannot use (src/underlay.ts, src/server/
     // file in this network namespace must find the tables as they were.
     await removeFirewall();
     await removePortmap();
+    // And the nftables tables a start puts in place (anti-spoofing closes vxe-* ports it has no
+    // entries for).
+    await removeAntispoof();
+    await removePolicyTable();
   });
   beforeEach(() => {
     const run = fs.mkdtempSync(path.join(dir, 'run-'));
