@@ -19,9 +19,19 @@ while kill -0 "$child" 2>/dev/null; do
   status=$?
 done
 
+# What it decides goes to dockerd's log (the plugin's stderr), so a cleanup that did not happen
+# says why.
+say() { echo "vxnet-plugin: $*" >&2; }
+say "driver exited with status $status"
+
 # No vxnet network left on this host (no vxnet bridge, nothing in vxnet's sets): drop the constant
 # chains, their jumps, the sets and the anti-spoofing table (and the per-bridge chain of an earlier version, if any).
-if ! ip -o link show 2>/dev/null | grep -q ': vxb-' && ! ipset save 2>/dev/null | grep -q '^add vxnet-'; then
+bridges=$(ip -o link show 2>/dev/null | grep -o ': vxb-[^:@]*' | tr -d ': ' | tr '\n' ' ')
+entries=$(ipset save 2>/dev/null | grep '^add vxnet-' | head -n 5 | tr '\n' ';')
+if [ -n "$bridges" ] || [ -n "$entries" ]; then
+  say "cleanup skipped: vxnet networks remain (bridges: ${bridges:-none}; set entries: ${entries:-none})"
+else
+  say "cleanup: removing vxnet's chains, sets and nftables tables"
   for chain in VXNET-ISOLATION VXNET-FORWARD; do
     while iptables -w -D FORWARD -m comment --comment vxnet -j "$chain" 2>/dev/null; do :; done
     while iptables -w -D DOCKER-USER -m comment --comment vxnet -j "$chain" 2>/dev/null; do :; done

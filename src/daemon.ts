@@ -12,6 +12,7 @@ import { Ipam } from './ipam/ipam';
 import { hostRouteCidrs } from './ipam/host-routes';
 import { NetworkDriver } from './network/network-driver';
 import { PeerSync } from './network/peers';
+import { AddressClaims } from './network/address-claims';
 import { RecordCache } from './network/record-cache';
 import { PortPublisher } from './ports';
 import { registerHost } from './network/host-registry';
@@ -100,10 +101,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const metrics = new Metrics(metricsLog);
   const store = timedStore(await openStore(config, log), metrics.observeStore);
   const keys = new Keys(config.etcdPrefix);
-  const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, hostRoutes: async () => hostRouteCidrs() });
-  let peers: PeerSync | null = null;
   // What plugin calls read (networks, this host's Docker networks and endpoints), in memory.
   const records = new RecordCache({ store, keys, host: config.hostId, log: log.child({ mod: 'records' }) });
+  // One lock per address for CreateEndpoint and every release (network/address-claims.ts).
+  const claims = new AddressClaims({ store, keys, host: config.hostId, records });
+  const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, hostRoutes: async () => hostRouteCidrs(), releases: claims });
+  let peers: PeerSync | null = null;
   try {
     if (vtep) {
       await registerHost(store, keys, config.hostId, { vtep: vtep.ip, version: VERSION }, config.leaseTtl);
@@ -144,6 +147,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     vxlanPort: config.vxlanPort,
     peers,
     records,
+    claims,
     policy,
     teardownDelayMs: config.teardownDelayMs,
     // Swarm builds and removes an attachable network on a worker around every container there.
@@ -260,7 +264,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       records.close();
       await peers?.close();
       await store.close();
-      await dataplane.closeReaper();
+      // Network removals drained it already; what is left goes at the next start's reconcile.
+      await dataplane.closeReaper(2000);
       dataplane.closeRtnl();
       dataplane.closeNftElements();
     },

@@ -101,6 +101,13 @@ export interface IpamDeps {
   defaultPools: DefaultPool[];
   /** This host's routes but the default one: auto-chosen local pools must not overlap them. */
   hostRoutes: () => Promise<Cidr[]>;
+  /** Refuses releases of addresses a live endpoint holds (network/address-claims.ts); absent: none refused. */
+  releases?: ReleaseGuard;
+}
+
+export interface ReleaseGuard {
+  /** Runs release unless an endpoint of this host holds ip in a network using poolId; that endpoint's ID, or null. */
+  releaseUnlessHeld(poolId: string, ip: string, release: () => Promise<void>): Promise<string | null>;
 }
 
 interface PoolRef {
@@ -429,7 +436,11 @@ export class Ipam {
     return null;
   }
 
-  async releaseAddress(poolId: string, address: string): Promise<void> {
+  /**
+   * Releases an address; with a guard (IpamDeps.releases), not while a live endpoint of this host
+   * holds it: then the holder's endpoint ID is returned and nothing changes.
+   */
+  async releaseAddress(poolId: string, address: string): Promise<string | null> {
     const ref = parsePoolId(poolId);
     const parsed = parseIp(address);
     if (!parsed) throw badRequest(`invalid IP address "${address}"`);
@@ -437,6 +448,44 @@ export class Ipam {
     // is released); the gateway question below reads the store.
     if (!this.index.peek(this.deps.keys.pool(ref.space, ref.pool)) && !(await this.getPool(poolId))) throw unknownPool(poolId);
     const ip = bigIntToIp(parsed.value, parsed.family);
+    const release = (): Promise<void> => this.releaseNow(poolId, ref, ip);
+    if (!this.deps.releases) {
+      await release();
+      return null;
+    }
+    return this.deps.releases.releaseUnlessHeld(poolId, ip, release);
+  }
+
+  /**
+   * Makes sure the store holds ip for this host, for CreateEndpoint: a container address in the
+   * local space of one of poolIds whose record is missing (released while its CreateEndpoint was
+   * on its way, see network/address-claims.ts) is taken again. 'retaken' when it had to be.
+   * The global space is swarm's allocator's (its records name the manager): left alone.
+   */
+  async holdAddress(poolIds: string[], ip: string): Promise<'held' | 'retaken' | 'not-ours'> {
+    const parsed = parseIp(ip);
+    if (!parsed) return 'not-ours';
+    for (const poolId of poolIds) {
+      let ref: PoolRef;
+      try {
+        ref = parsePoolId(poolId);
+      } catch {
+        continue;
+      }
+      const pool = parseCidr(ref.pool);
+      if (ref.space !== LOCAL_ADDRESS_SPACE || !pool || !containsIp(pool, parsed)) continue;
+      const canonical = bigIntToIp(parsed.value, parsed.family);
+      const key = this.deps.keys.address(ref.space, ref.pool, canonical);
+      if (await this.deps.store.get(key)) return 'held';
+      const mine = JSON.stringify({ kind: 'container', host: this.deps.host, at: Date.now() } satisfies AddressRecord);
+      if (!(await this.deps.store.createIfAbsent(key, mine))) return 'held';
+      this.taken.get(poolId)?.add(canonical);
+      return 'retaken';
+    }
+    return 'not-ours';
+  }
+
+  private async releaseNow(poolId: string, ref: PoolRef, ip: string): Promise<void> {
     const host = this.deps.host;
     this.taken.get(poolId)?.delete(ip);
     let kind: AddressKind | null = null;

@@ -14,6 +14,7 @@ import { bridgeEntries } from '../dataplane/firewall-sets';
 import type { BridgeRuleOptions, FirewallEntry } from '../dataplane/firewall-sets';
 import type { DockerNetworkRecord, EndpointRecord, NetworkRecord, SubnetInfo } from './records';
 import { KeyedLock } from './keyed-lock';
+import { AddressClaims, canonicalIp } from './address-claims';
 import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName, VETH_HOST_PREFIX } from './names';
 import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
@@ -55,8 +56,11 @@ export interface PoolBinder {
   bindPool(poolId: string, bound: boolean): Promise<void>;
   poolIdFor(space: string, pool: string): string;
   addressSpaces(): { local: string; global: string };
-  releaseAddress(poolId: string, address: string): Promise<void>;
+  /** null when released; the ID of the live endpoint that holds it when refused (AddressClaims). */
+  releaseAddress(poolId: string, address: string): Promise<string | null>;
   releaseHostFromPool(poolId: string): Promise<void>;
+  /** Takes ip back in the store if its record went missing (ipam.ts); absent in unit fakes. */
+  holdAddress?(poolIds: string[], ip: string): Promise<'held' | 'retaken' | 'not-ours'>;
 }
 
 /** What this host has, according to the store (for reconcile). */
@@ -109,6 +113,8 @@ export interface NetworkDriverDeps {
    * read them there instead of asking the store. Absent: every read goes to the store.
    */
   records?: RecordCache;
+  /** The address locks the IPAM's releases take too; absent: the driver's own. */
+  claims?: AddressClaims;
   /**
    * How long a network's bridge and VXLAN device stay on this host after its last endpoint
    * left. Deleting a bridge costs the kernel ~40 ms and `docker run --rm` in a loop would pay
@@ -144,7 +150,12 @@ export class NetworkDriver {
   private readonly createSeq = new Map<string, number>();
   private seq = 0;
 
-  constructor(private readonly deps: NetworkDriverDeps) {}
+  /** Address locks and holders, shared with the IPAM's releases (daemon.ts) so both see one lock. */
+  private readonly claims: AddressClaims;
+
+  constructor(private readonly deps: NetworkDriverDeps) {
+    this.claims = deps.claims ?? new AddressClaims(deps);
+  }
 
   async createNetwork(req: CreateNetworkRequest): Promise<void> {
     const opts = resolveNetworkOptions(req.Options, { default: this.deps.defaultMtu, max: this.deps.maxMtu ?? this.deps.defaultMtu });
@@ -372,16 +383,42 @@ export class NetworkDriver {
     const rec: EndpointRecord = { networkId: req.NetworkID, host: this.deps.host, vtep: this.deps.vtep?.ip ?? null, mac, ipv4, ipv6, at: Date.now(), ...policy };
     const key = this.deps.keys.endpoint(lnet, req.EndpointID);
     const raw = JSON.stringify(rec);
-    if (await this.deps.store.createIfAbsent(key, raw)) {
-      this.deps.records?.wrote(key, raw);
-    } else {
-      const cur = await getJson<EndpointRecord>(this.deps.store, key);
-      const same = (e: EndpointRecord): string => JSON.stringify({ ...e, at: undefined });
-      if (!cur || same(cur.value) !== same(rec)) {
-        throw vxError('VXNET_ERR_ENDPOINT_CONFLICT', `endpoint ${req.EndpointID} already exists with other settings`);
+    const ips = [canonicalIp(ipv4), canonicalIp(ipv6)];
+    // Under the addresses' locks: a release deciding whether they are held waits for the record.
+    const same = (e: EndpointRecord | null | undefined): boolean => !!e && JSON.stringify({ ...e, at: undefined }) === JSON.stringify({ ...rec, at: undefined });
+    const conflict = (): Error => vxError('VXNET_ERR_ENDPOINT_CONFLICT', `endpoint ${req.EndpointID} already exists with other settings`);
+    await this.claims.claiming(ips, async () => {
+      // A repeated CreateEndpoint is answered from its record, before any address is touched.
+      const existing = await this.endpointRecord(lnet, req.EndpointID);
+      if (existing) {
+        if (same(existing)) return;
+        throw conflict();
+      }
+      await this.holdAddresses(req.NetworkID, req.EndpointID, ips);
+      if (await this.deps.store.createIfAbsent(key, raw)) {
+        this.deps.records?.wrote(key, raw);
+        return;
+      }
+      if (!same((await getJson<EndpointRecord>(this.deps.store, key))?.value)) throw conflict();
+    });
+    return iface.MacAddress === '' ? { Interface: { MacAddress: mac } } : {};
+  }
+
+  /**
+   * An address another endpoint here holds is refused (a CreateEndpoint dockerd retried past a
+   * restart, for an address reconcile released and a new container got); one whose IPAM record
+   * a release removed in between is taken back (network/address-claims.ts).
+   */
+  private async holdAddresses(networkId: string, endpointId: string, ips: Array<string | null>): Promise<void> {
+    const poolIds = (await this.dockerNetworkRecord(networkId))?.poolIds ?? [];
+    for (const ip of ips) {
+      if (!ip) continue;
+      const other = await this.claims.holder(ip, { networkId }, endpointId);
+      if (other) throw vxError('VXNET_ERR_ADDRESS_IN_USE', `address ${ip} is held by endpoint ${other} on this network`);
+      if ((await this.deps.ipam.holdAddress?.(poolIds, ip)) === 'retaken') {
+        this.deps.log.warn({ endpoint: endpointId, address: ip }, 'address record was missing at CreateEndpoint: taken again');
       }
     }
-    return iface.MacAddress === '' ? { Interface: { MacAddress: mac } } : {};
   }
 
   async join(networkId: string, endpointId: string): Promise<JoinReply> {

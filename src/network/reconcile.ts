@@ -45,7 +45,8 @@ export const DOCKERD_RETRY_WINDOW_MS = 20_000;
 export interface OrphanAddressSource {
   boundPools(): Promise<string[]>;
   addressesOf(poolId: string): Promise<Array<{ ip: string; record: { kind: string; host?: string; at?: number } }>>;
-  releaseAddress(poolId: string, address: string): Promise<void>;
+  /** null when released; the endpoint holding it when refused (network/address-claims.ts). */
+  releaseAddress(poolId: string, address: string): Promise<string | null>;
 }
 
 /** What the published-ports step changed (ports/publisher.ts implements it). */
@@ -193,8 +194,10 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
       for (const { ip, record } of await deps.ipam.addressesOf(poolId)) {
         if (record.kind !== 'container' || record.host !== deps.host || used.has(ip)) continue;
         if (record.at === undefined || now() - record.at < Math.max(grace, DOCKERD_RETRY_WINDOW_MS)) continue;
+        // The release re-checks under the address's lock: `state` was read at the start of the
+        // pass, and a CreateEndpoint dockerd retried through a restart may have landed since.
+        if (!opts.dryRun && (await deps.ipam.releaseAddress(poolId, ip)) !== null) continue;
         plan.orphanAddresses.push(`${ip} (${poolId})`);
-        if (!opts.dryRun) await deps.ipam.releaseAddress(poolId, ip);
       }
     }
   }

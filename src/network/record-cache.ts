@@ -63,6 +63,15 @@ export class RecordCache {
     return r?.kind === 'endpoint' ? r.rec : undefined;
   }
 
+  /** This host's endpoints (key and record), or null before the cache is loaded. */
+  localEndpoints(): Array<{ key: string; rec: EndpointRecord }> | null {
+    const all = this.mirror.list(this.deps.keys.endpoints());
+    if (!all) return null;
+    const out: Array<{ key: string; rec: EndpointRecord }> = [];
+    for (const { key, value } of all) if (value.kind === 'endpoint') out.push({ key, rec: value.rec });
+    return out;
+  }
+
   /** The store accepted this process's write of a record. */
   wrote(key: string, raw: string): void {
     this.mirror.noteWrite(key, raw);

@@ -31,7 +31,10 @@ export function registerIpamRoutes(app: FastifyInstance, deps: AppDeps): void {
     return { Address: r.address, Data: {} };
   });
   post<{ PoolID: string; Address: string }>('ReleaseAddress', s.ReleaseAddress, async (b) => {
-    await ipam.releaseAddress(b.PoolID, b.Address);
+    // A release of an address a live endpoint holds is a late one (a rolled-back `docker run`
+    // retried through a restart, network/address-claims.ts): answered OK, the address kept.
+    const holder = await ipam.releaseAddress(b.PoolID, b.Address);
+    if (holder !== null) deps.log.warn({ pool: b.PoolID, address: b.Address, endpoint: holder }, 'ReleaseAddress of an address a live endpoint holds: kept');
     return {};
   });
 }

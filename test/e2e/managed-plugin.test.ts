@@ -95,6 +95,10 @@ async function removeEverything(host: Host): Promise<void> {
 }
 
 async function expectNothingLeft(host: Host, pluginId: string): Promise<void> {
+  // What the plugin's entrypoint and the driver's stop said (dockerd logs the plugin's output):
+  // when something is left, this says whether the cleanup ran.
+  const said = fs.readFileSync(host.dockerLog, 'utf8').split('\n').filter((l) => /vxnet-plugin:|\\"msg\\":\\"(stopped|stopping|stop did not)/.test(l));
+  console.log(`plugin stop on ${host.name}:\n${said.slice(-6).join('\n')}`);
   expect(await host.dockerOk(['plugin', 'ls', '-q'])).toBe('');
   expect(await vxLinks(host)).toEqual([]);
   expect(await vxRules(host)).toEqual([]);

@@ -5,6 +5,7 @@ import { buildApp, AppDeps } from '../../src/server/app';
 import { Ipam } from '../../src/ipam/ipam';
 import { NetworkDriver } from '../../src/network/network-driver';
 import type { RecordCache } from '../../src/network/record-cache';
+import { AddressClaims } from '../../src/network/address-claims';
 import { Keys } from '../../src/store/json';
 import type { Store } from '../../src/store/types';
 import type { Dataplane } from '../../src/network/dataplane-port';
@@ -39,8 +40,10 @@ export type AppExtras = Pick<AppDeps, 'reconcile' | 'status' | 'observeCall'>;
 export function testDomain(store: Store, dataplane: Dataplane, opts: DomainOptions = {}): { ipam: Ipam; driver: NetworkDriver } {
   const log = opts.log ?? createLogger('silent');
   const host = opts.host ?? 'h1';
-  const ipam = new Ipam({ store, keys: TEST_KEYS, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], hostRoutes: async () => [] });
+  const claims = new AddressClaims({ store, keys: TEST_KEYS, host, records: opts.records });
+  const ipam = new Ipam({ store, keys: TEST_KEYS, host, defaultPools: [{ base: '10.128.0.0/9', size: 24 }], hostRoutes: async () => [], releases: claims });
   const driver = new NetworkDriver({
+    claims,
     store, keys: TEST_KEYS, dataplane, ipam, host, defaultMtu: 1450, vniRange: { min: 256, max: 4095 },
     vtep: null, vxlanPort: 4789, peers: null, teardownDelayMs: opts.teardownDelayMs ?? 0, log, failAt: opts.failAt,
     requireVxnetIpam: opts.requireVxnetIpam, deferNetworkDelete: opts.deferNetworkDelete, records: opts.records,
