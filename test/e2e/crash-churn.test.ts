@@ -4,6 +4,8 @@
 // some docker commands fail: that is expected. What must hold at the end, after reconcile:
 // no leaked address, no orphan link, no duplicate address, every running container reachable.
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver, storedKeys, MAIN_JS } from '../helpers/vxnet-in-host';
@@ -93,7 +95,14 @@ describe('SIGKILL during container churn', () => {
     for (const id of running) {
       ips.push(await containerIp(host, NET, id));
     }
-    console.log(`crash churn: ${kills} kills in ${churnS} s; docker run ok ${stats.started}, failed ${stats.startFailed}; rm ok ${stats.removed}, failed ${stats.removeFailed}; ${running.length} running at the end`);
+    // How often the orders that used to lose an address happened (network/address-claims.ts),
+    // from every driver log of the run.
+    const logs = fs.readdirSync(host.stateDir).filter((f) => f.endsWith('.log')).map((f) => fs.readFileSync(path.join(host.stateDir, f), 'utf8')).join('\n');
+    const count = (msg: string): number => logs.split(msg).length - 1;
+    console.log(
+      `crash churn: ${kills} kills in ${churnS} s; docker run ok ${stats.started}, failed ${stats.startFailed}; rm ok ${stats.removed}, failed ${stats.removeFailed}; ${running.length} running at the end; ` +
+        `late releases kept ${count('a live endpoint holds: kept')}, addresses taken again at CreateEndpoint ${count('taken again')}, CreateEndpoint refused for a held address ${count('is held by endpoint')}`,
+    );
     expect(kills).toBeGreaterThanOrEqual(MIN_KILLS);
     expect(new Set(ips).size).toBe(ips.length); // no duplicate address
 
