@@ -17,6 +17,7 @@
 // The table is not tied to the driver process: after kill -9 the kernel keeps enforcing, and the
 // next start replaces the sets' content in one transaction (no open window).
 // Counters are named objects: rewriting the chains does not reset them (metrics read them).
+import * as ipaddr from 'ipaddr.js';
 import { exclusive, mustRun, runTool } from './xtables';
 import { changeSets, ElementBatch, keyBytes } from './nft-elements';
 
@@ -34,13 +35,16 @@ const SETS = {
   allowOut: 'allow_out',
   policedIn6: 'policed_in6',
   policedOut6: 'policed_out6',
-  allowOut6: 'allow_out6',
+  allowIn6: 'allow6_in',
+  allowOut6: 'allow6_out',
 } as const;
+/** A set of earlier versions (IPv6 egress to the own subnet only): dropped when the table is written. */
+const RETIRED_SETS = ['allow_out6 { type ipv6_addr . ipv6_addr; flags interval; }'];
 export type PolicySetName = keyof typeof SETS;
 export type PolicySets = Record<PolicySetName, string[]>;
 
 export function emptyPolicySets(): PolicySets {
-  return { policedIn: [], policedOut: [], allowIn: [], allowOut: [], policedIn6: [], policedOut6: [], allowOut6: [] };
+  return { policedIn: [], policedOut: [], allowIn: [], allowOut: [], policedIn6: [], policedOut6: [], allowIn6: [], allowOut6: [] };
 }
 
 const ELEMENT_RE = /^[0-9a-f.:/]+(-[0-9a-f.:]+)?( \. [0-9a-f.:/]+(-[0-9a-f.:]+)?){0,3}$/;
@@ -49,6 +53,7 @@ const ELEMENT_RE = /^[0-9a-f.:/]+(-[0-9a-f.:]+)?( \. [0-9a-f.:/]+(-[0-9a-f.:]+)?
 export function tableScript(): string {
   const t = `inet ${POLICY_TABLE}`;
   const concat = 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval;';
+  const concat6 = 'type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags interval;';
   return [
     // Declaring what exists is a no-op; the chains are flushed and rewritten in the same
     // transaction, so they always hold exactly these rules (and the sets keep their elements).
@@ -59,7 +64,8 @@ export function tableScript(): string {
     `  set ${SETS.allowOut} { ${concat} }`,
     `  set ${SETS.policedIn6} { type ipv6_addr; }`,
     `  set ${SETS.policedOut6} { type ipv6_addr; }`,
-    `  set ${SETS.allowOut6} { type ipv6_addr . ipv6_addr; flags interval; }`,
+    `  set ${SETS.allowIn6} { ${concat6} }`,
+    `  set ${SETS.allowOut6} { ${concat6} }`,
     `  set ${DROP_IN} { type ipv4_addr; counter; }`,
     `  set ${DROP_OUT} { type ipv4_addr; counter; }`,
     `  counter ${DROPS_IN} { }`,
@@ -75,6 +81,8 @@ export function tableScript(): string {
     `flush chain ${t} in_check6`,
     `flush chain ${t} out_check6`,
     `flush chain ${t} forward`,
+    // Declared (a no-op if there) then deleted: gone whether or not an earlier version made it.
+    ...RETIRED_SETS.flatMap((set) => [`add set ${t} ${set}`, `delete set ${t} ${set.split(' ')[0]}`]),
     `add rule ${t} in_check ip daddr . ip saddr . meta l4proto . th dport @${SETS.allowIn} return`,
     `add rule ${t} in_check ip daddr @${DROP_IN} drop`,
     `add rule ${t} in_check counter name ${DROPS_IN} drop`,
@@ -83,12 +91,15 @@ export function tableScript(): string {
     `add rule ${t} out_check counter name ${DROPS_OUT} drop`,
     `add rule ${t} forward ct state established,related accept`,
     `add rule ${t} forward ct status dnat accept`,
+    // Neighbour discovery is not tracked by conntrack (never "established"): a policed IPv6
+    // container must still answer and send solicitations and adverts, or no peer reaches it.
+    `add rule ${t} forward icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept`,
     `add rule ${t} forward ip saddr @${SETS.policedOut} jump out_check`,
     `add rule ${t} forward ip daddr @${SETS.policedIn} jump in_check`,
-    // IPv6: rules cannot name IPv6 peers yet, so a policed container takes no new IPv6
-    // connection at all, and one with egress rules reaches only its own network's IPv6 subnet.
+    // IPv6: the same checks over its own sets (IPv6 sources and CIDRs of the same rules).
+    `add rule ${t} in_check6 ip6 daddr . ip6 saddr . meta l4proto . th dport @${SETS.allowIn6} return`,
     `add rule ${t} in_check6 counter name ${DROPS_IN} drop`,
-    `add rule ${t} out_check6 ip6 saddr . ip6 daddr @${SETS.allowOut6} return`,
+    `add rule ${t} out_check6 ip6 saddr . ip6 daddr . meta l4proto . th dport @${SETS.allowOut6} return`,
     `add rule ${t} out_check6 counter name ${DROPS_OUT} drop`,
     `add rule ${t} forward ip6 saddr @${SETS.policedOut6} jump out_check6`,
     `add rule ${t} forward ip6 daddr @${SETS.policedIn6} jump in_check6`,
@@ -232,7 +243,7 @@ export async function policyDrops(): Promise<{ in: Map<string, number>; out: Map
 
 /**
  * Pure: the elements of each set in `nft -nn -p list table` output, in resolve.ts's own syntax
- * (nft prints a range that is a prefix as a.b.c.d/len: turned back into lo-hi).
+ * (nft prints a range that is a prefix as ADDRESS/len, IPv4 and IPv6: turned back into lo-hi).
  */
 export function parseListing(text: string): PolicySets {
   const out = emptyPolicySets();
@@ -252,12 +263,15 @@ export function parseListing(text: string): PolicySets {
 }
 
 function prefixToRange(part: string): string {
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/(\d+)$/.exec(part);
-  if (!m) return part;
-  const base = ((Number(m[1]) << 24) >>> 0) + (Number(m[2]) << 16) + (Number(m[3]) << 8) + Number(m[4]);
-  const last = base + 2 ** (32 - Number(m[5])) - 1;
-  const ip = (n: number): string => [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-  return last === base ? ip(base) : `${ip(base)}-${ip(last)}`;
+  if (!part.includes('/')) return part;
+  try {
+    const family = part.includes(':') ? ipaddr.IPv6 : ipaddr.IPv4;
+    const lo = family.networkAddressFromCIDR(part).toString();
+    const hi = family.broadcastAddressFromCIDR(part).toString();
+    return lo === hi ? lo : `${lo}-${hi}`;
+  } catch {
+    return part;
+  }
 }
 
 /** The chain rules that make the table enforce (a table without them polices nothing). */

@@ -52,7 +52,7 @@ export function explain(input: PolicyInput, from: string, to: string, port: numb
     if (!portOk) continue;
     const src = parseIp(fromIp)!;
     const hit = view.allow[i].sources.some((s) => {
-      const c = parseCidr(s.includes('/') ? s : `${s}/32`);
+      const c = parseCidr(s.includes('/') ? s : `${s}/${s.includes(':') ? 128 : 32}`);
       return c !== null && containsIp(c, src);
     });
     if (hit) return { allowed: true, reason: `${to}'s rule "${r.text}" (${view.allow[i].from}) allows it`, rule: r.text, ...base };

@@ -9,15 +9,15 @@
 // (source range × protocol range × port range) are first cut into disjoint pieces (boxes()).
 import type { NetworkRecord, EndpointRecord } from '../network/records';
 import type { NameRecord } from '../names/records';
-import { parseIp, parseCidr } from '../ipam/cidr';
+import { parseIp, parseCidr, bigIntToIp, lastAddress } from '../ipam/cidr';
 import { emptyPolicySets } from '../dataplane/policy-table';
 import { parseRules, OPT_ALLOW, OPT_EGRESS, PolicyRules, PortRange, AllowRule, EgressRule } from './parse';
 
-/** A range of IPv4 addresses (as numbers), protocols and ports. Inclusive bounds. */
+/** A range of addresses (of one family), protocols and ports, as numbers. Inclusive bounds. */
 export interface Box {
-  src: [number, number];
-  proto: [number, number];
-  port: [number, number];
+  src: [bigint, bigint];
+  proto: [bigint, bigint];
+  port: [bigint, bigint];
 }
 
 export interface PolicyElements {
@@ -29,10 +29,10 @@ export interface PolicyElements {
   allowIn: string[];
   /** "SRC . DST-RANGE . PROTO-RANGE . PORT-RANGE" */
   allowOut: string[];
-  /** IPv6 (rules cannot name IPv6 peers yet): policed containers take no new IPv6 connection… */
+  /** The same for IPv6: rules with IPv6 sources (CIDRs, and peers' IPv6 addresses) and egress CIDRs. */
   policedIn6: string[];
-  /** …and egress-policed ones reach only their own network's IPv6 subnet ("SRC . SUBNET"). */
   policedOut6: string[];
+  allowIn6: string[];
   allowOut6: string[];
 }
 
@@ -68,9 +68,9 @@ export interface PolicyPlan {
   endpoints: EndpointPolicy[];
 }
 
-const ANY_PROTO: [number, number] = [0, 255];
-const ANY_PORT: [number, number] = [0, 65535];
-const PROTO_NUMBER = { tcp: 6, udp: 17 } as const;
+const ANY_PROTO: [bigint, bigint] = [0n, 255n];
+const ANY_PORT: [bigint, bigint] = [0n, 65535n];
+const PROTO_NUMBER = { tcp: 6n, udp: 17n } as const;
 
 /** Network isolation (com.docker.network.bridge.enable_icc=false): absent = icc on. */
 export function isolated(net: Pick<NetworkRecord, 'icc'> | undefined): boolean {
@@ -96,17 +96,22 @@ export function endpointRules(ep: EndpointRecord, name: NameRecord | undefined):
   };
 }
 
-/** Addresses (IPv4) of the peers on `lnet` that an allow rule's source names. */
+/** Addresses (IPv4 and IPv6) of the peers on `lnet` that an allow rule's source names, or its CIDR. */
 export function sourceAddresses(rule: AllowRule, lnet: string, input: Pick<PolicyInput, 'names'>): string[] {
   const s = rule.source;
-  if (s.kind === 'cidr') return s.family === 4 ? [s.cidr] : [];
+  if (s.kind === 'cidr') return [s.cidr];
   const out: string[] = [];
   for (const [key, rec] of input.names) {
-    if (!key.startsWith(`${lnet}/`) || !rec.ipv4) continue;
+    if (!key.startsWith(`${lnet}/`)) continue;
     const hit = s.kind === 'name' ? rec.names.includes(s.name) : rec.labels?.[s.key] === s.value;
-    if (hit) out.push(rec.ipv4);
+    if (hit) for (const a of [rec.ipv4, rec.ipv6]) if (a) out.push(a);
   }
   return [...new Set(out)].sort();
+}
+
+/** An address or CIDR as text: its family (IPv6 text always has a colon). */
+function familyOf(text: string): 4 | 6 {
+  return text.includes(':') ? 6 : 4;
 }
 
 export function resolvePolicy(input: PolicyInput): PolicyPlan {
@@ -140,46 +145,50 @@ export function resolvePolicy(input: PolicyInput): PolicyPlan {
     };
     endpoints.push(view);
     const closed = pending || parsed.error !== null;
-    const ip6 = ep.ipv6?.split('/')[0] ?? null;
-    if (ip6 && (closed || view.isolatedNetwork || view.allow.length > 0)) elements.policedIn6.push(ip6);
-    if (ip6 && (parsed.error !== null || view.egress.length > 0)) {
-      elements.policedOut6.push(ip6);
-      if (net?.ipv6?.subnet) elements.allowOut6.push(`${ip6} . ${net.ipv6.subnet}`);
-    }
-    if (!ip) continue;
-    if (closed || view.isolatedNetwork || view.allow.length > 0) {
-      elements.policedIn.push(ip);
-      if (!closed) {
-        const bs = parsed.rules.allow.flatMap((r, i) => view.allow[i].sources.map((src) => box(src, r.ports)));
-        for (const b of disjoint(bs)) elements.allowIn.push(element(ip, b));
+    // Each family is decided on its own: the same rules, with that family's sources and CIDRs.
+    const families = [
+      { ip, family: 4 as const, subnet: net?.ipv4?.subnet, sets: { policedIn: elements.policedIn, allowIn: elements.allowIn, policedOut: elements.policedOut, allowOut: elements.allowOut } },
+      { ip: ep.ipv6?.split('/')[0] ?? null, family: 6 as const, subnet: net?.ipv6?.subnet, sets: { policedIn: elements.policedIn6, allowIn: elements.allowIn6, policedOut: elements.policedOut6, allowOut: elements.allowOut6 } },
+    ];
+    for (const { ip: addr, family, subnet, sets } of families) {
+      if (!addr) continue;
+      if (closed || view.isolatedNetwork || view.allow.length > 0) {
+        sets.policedIn.push(addr);
+        if (!closed) {
+          const bs = parsed.rules.allow.flatMap((r, i) => view.allow[i].sources.filter((src) => familyOf(src) === family).map((src) => box(src, r.ports)));
+          for (const b of disjoint(bs)) sets.allowIn.push(element(addr, b));
+        }
       }
-    }
-    if (parsed.error !== null || view.egress.length > 0) {
-      elements.policedOut.push(ip);
-      // Its own network is not "outside": peers stay reachable (their own ingress rules decide).
-      const own = net?.ipv4?.subnet ? [box(net.ipv4.subnet, null)] : [];
-      const rules: EgressRule[] = parsed.error !== null ? [] : parsed.rules.egress.filter((r) => r.family === 4);
-      for (const b of disjoint([...own, ...rules.map((r) => box(r.cidr, r.ports))])) elements.allowOut.push(element(ip, b));
+      if (parsed.error !== null || view.egress.length > 0) {
+        sets.policedOut.push(addr);
+        // Its own network is not "outside": peers stay reachable (their own ingress rules decide).
+        const own = subnet ? [box(subnet, null)] : [];
+        const rules: EgressRule[] = parsed.error !== null ? [] : parsed.rules.egress.filter((r) => r.family === family);
+        for (const b of disjoint([...own, ...rules.map((r) => box(r.cidr, r.ports))])) sets.allowOut.push(element(addr, b));
+      }
     }
   }
   return { elements, endpoints };
 }
 
 function box(cidrOrIp: string, ports: PortRange | null): Box {
-  const [lo, hi] = ipv4Range(cidrOrIp);
-  return { src: [lo, hi], proto: ports ? [PROTO_NUMBER[ports.proto], PROTO_NUMBER[ports.proto]] : ANY_PROTO, port: ports ? [ports.from, ports.to] : ANY_PORT };
+  const proto = ports ? PROTO_NUMBER[ports.proto] : null;
+  return {
+    src: addressRange(cidrOrIp),
+    proto: proto !== null ? [proto, proto] : ANY_PROTO,
+    port: ports ? [BigInt(ports.from), BigInt(ports.to)] : ANY_PORT,
+  };
 }
 
-function ipv4Range(text: string): [number, number] {
+function addressRange(text: string): [bigint, bigint] {
   if (!text.includes('/')) {
     const ip = parseIp(text);
-    if (!ip || ip.family !== 4) throw new Error(`not an IPv4 address: ${text}`);
-    return [Number(ip.value), Number(ip.value)];
+    if (!ip) throw new Error(`not an IP address: ${text}`);
+    return [ip.value, ip.value];
   }
   const c = parseCidr(text);
-  if (!c || c.family !== 4) throw new Error(`not an IPv4 CIDR: ${text}`);
-  const size = 2 ** (32 - c.prefix);
-  return [Number(c.base), Number(c.base) + size - 1];
+  if (!c) throw new Error(`not a CIDR: ${text}`);
+  return [c.base, lastAddress(c)];
 }
 
 /**
@@ -192,29 +201,29 @@ export function disjoint(boxes: Box[]): Box[] {
   if (boxes.length === 0) return [];
   const srcCuts = cuts(boxes.map((b) => b.src));
   const out: Box[] = [];
-  let prev: { lo: number; hi: number; content: string; pieces: Array<{ proto: [number, number]; port: [number, number] }> } | null = null;
+  let prev: { lo: bigint; hi: bigint; content: string; pieces: Array<{ proto: [bigint, bigint]; port: [bigint, bigint] }> } | null = null;
   const flush = (): void => {
     if (prev) for (const p of prev.pieces) out.push({ src: [prev.lo, prev.hi], proto: p.proto, port: p.port });
     prev = null;
   };
   for (let i = 0; i + 1 < srcCuts.length; i++) {
     const lo = srcCuts[i];
-    const hi = srcCuts[i + 1] - 1;
+    const hi = srcCuts[i + 1] - 1n;
     const covering = boxes.filter((b) => b.src[0] <= lo && b.src[1] >= hi);
     if (covering.length === 0) {
       flush();
       continue;
     }
-    const pieces: Array<{ proto: [number, number]; port: [number, number] }> = [];
+    const pieces: Array<{ proto: [bigint, bigint]; port: [bigint, bigint] }> = [];
     const protoCuts = cuts(covering.map((b) => b.proto));
     for (let j = 0; j + 1 < protoCuts.length; j++) {
       const plo = protoCuts[j];
-      const phi = protoCuts[j + 1] - 1;
+      const phi = protoCuts[j + 1] - 1n;
       const ports = merge(covering.filter((b) => b.proto[0] <= plo && b.proto[1] >= phi).map((b) => b.port));
       for (const port of ports) pieces.push({ proto: [plo, phi], port });
     }
-    const content = JSON.stringify(pieces);
-    if (prev && prev.hi + 1 === lo && prev.content === content) {
+    const content = pieces.map((p) => `${p.proto[0]}-${p.proto[1]}:${p.port[0]}-${p.port[1]}`).join(',');
+    if (prev && prev.hi + 1n === lo && prev.content === content) {
       prev.hi = hi;
     } else {
       flush();
@@ -225,32 +234,31 @@ export function disjoint(boxes: Box[]): Box[] {
   return out;
 }
 
+const byValue = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0);
+
 /** Sorted distinct edges: every range start, and every range end + 1. */
-function cuts(ranges: Array<[number, number]>): number[] {
-  return [...new Set(ranges.flatMap(([lo, hi]) => [lo, hi + 1]))].sort((a, b) => a - b);
+function cuts(ranges: Array<[bigint, bigint]>): bigint[] {
+  return [...new Set(ranges.flatMap(([lo, hi]) => [lo, hi + 1n]))].sort(byValue);
 }
 
 /** Union of ranges as sorted, non-overlapping, non-touching ranges. */
-function merge(ranges: Array<[number, number]>): Array<[number, number]> {
-  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
-  const out: Array<[number, number]> = [];
+function merge(ranges: Array<[bigint, bigint]>): Array<[bigint, bigint]> {
+  const sorted = [...ranges].sort((a, b) => byValue(a[0], b[0]));
+  const out: Array<[bigint, bigint]> = [];
   for (const [lo, hi] of sorted) {
     const last = out[out.length - 1];
-    if (last && lo <= last[1] + 1) last[1] = Math.max(last[1], hi);
+    if (last && lo <= last[1] + 1n) last[1] = last[1] > hi ? last[1] : hi;
     else out.push([lo, hi]);
   }
   return out;
 }
 
-function ipText(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
-
-function range(lo: number, hi: number, fmt: (n: number) => string = String): string {
+function range(lo: bigint, hi: bigint, fmt: (n: bigint) => string = String): string {
   return lo === hi ? fmt(lo) : `${fmt(lo)}-${fmt(hi)}`;
 }
 
-/** One set element, in nft's syntax. */
+/** One set element, in nft's syntax; the source range in the family of `ip`. */
 export function element(ip: string, b: Box): string {
-  return `${ip} . ${range(b.src[0], b.src[1], ipText)} . ${range(b.proto[0], b.proto[1])} . ${range(b.port[0], b.port[1])}`;
+  const family = familyOf(ip);
+  return `${ip} . ${range(b.src[0], b.src[1], (n) => bigIntToIp(n, family))} . ${range(b.proto[0], b.proto[1])} . ${range(b.port[0], b.port[1])}`;
 }

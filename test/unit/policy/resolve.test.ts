@@ -63,20 +63,33 @@ describe('resolvePolicy', () => {
     ]);
   });
 
-  it('closes IPv6 entirely for policed containers (rules name IPv4 peers only), except the own subnet for egress', () => {
+  it('applies the same rules to IPv6 with their IPv6 sources: CIDRs, and named peers\' IPv6 addresses; egress keeps the own subnet', () => {
     const net6 = { ...NET, ipv6: { subnet: 'fd00:5::/64', gateway: 'fd00:5::1', poolId: null } };
     const plan = resolvePolicy(
       input({
         networks: new Map([['n1', net6]]),
         endpoints: new Map([
-          ['n1/e1', ep('h1', '10.5.0.2', { ipv6: 'fd00:5::2/64', allow: '10.5.0.0/24', egress: '192.0.2.0/24' })],
+          ['n1/e1', ep('h1', '10.5.0.2', { ipv6: 'fd00:5::2/64', allow: '10.5.0.0/24 [fd00:5::/120]:22 web:80', egress: '192.0.2.0/24 [2001:db8::/32]:443' })],
           ['n1/e2', ep('h1', '10.5.0.3', { ipv6: 'fd00:5::3/64' })],
         ]),
+        names: new Map([['n1/e3', { ...name('h2', '10.5.0.4', ['web']), ipv6: 'fd00:5::4' }]]),
       }),
     );
     expect(plan.elements.policedIn6).toEqual(['fd00:5::2']);
+    // [fd00:5::/120]:22 and web:80 (web's IPv6 address is inside the /120): cut into disjoint pieces.
+    expect(plan.elements.allowIn6).toEqual([
+      'fd00:5::2 . fd00:5::-fd00:5::3 . 6 . 22',
+      'fd00:5::2 . fd00:5::4 . 6 . 22',
+      'fd00:5::2 . fd00:5::4 . 6 . 80',
+      'fd00:5::2 . fd00:5::5-fd00:5::ff . 6 . 22',
+    ]);
+    // The IPv4 side is unchanged by IPv6 sources.
+    expect(plan.elements.allowIn).toEqual(['10.5.0.2 . 10.5.0.0-10.5.0.3 . 0-255 . 0-65535', '10.5.0.2 . 10.5.0.4 . 0-5 . 0-65535', '10.5.0.2 . 10.5.0.4 . 6 . 0-65535', '10.5.0.2 . 10.5.0.4 . 7-255 . 0-65535', '10.5.0.2 . 10.5.0.5-10.5.0.255 . 0-255 . 0-65535']);
     expect(plan.elements.policedOut6).toEqual(['fd00:5::2']);
-    expect(plan.elements.allowOut6).toEqual(['fd00:5::2 . fd00:5::/64']);
+    expect(plan.elements.allowOut6).toEqual(['fd00:5::2 . 2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff . 6 . 443', 'fd00:5::2 . fd00:5::-fd00:5::ffff:ffff:ffff:ffff . 0-255 . 0-65535']);
+    expect(plan.endpoints[0].allow.map((a) => a.sources)).toEqual([['10.5.0.0/24'], ['fd00:5::/120'], ['10.5.0.4', 'fd00:5::4']]);
+    // A container without rules on a non-isolated network is not policed, in either family.
+    expect(plan.elements.policedIn6).not.toContain('fd00:5::3');
   });
 
   it('keeps a container with a bad label closed, and says why', () => {
@@ -113,7 +126,8 @@ describe('resolvePolicy', () => {
 });
 
 describe('disjoint (the kernel refuses overlapping interval elements)', () => {
-  const b = (src: [number, number], proto: [number, number], port: [number, number]) => ({ src, proto, port });
+  const big = ([lo, hi]: [number, number]): [bigint, bigint] => [BigInt(lo), BigInt(hi)];
+  const b = (src: [number, number], proto: [number, number], port: [number, number]) => ({ src: big(src), proto: big(proto), port: big(port) });
 
   it('cuts overlapping boxes into pieces that cover the same space', () => {
     const boxes = [b([10, 20], [6, 6], [80, 90]), b([15, 15], [6, 6], [85, 100]), b([0, 255], [0, 255], [22, 22])];
@@ -121,12 +135,13 @@ describe('disjoint (the kernel refuses overlapping interval elements)', () => {
     // No two pieces overlap…
     for (let i = 0; i < out.length; i++) {
       for (let j = i + 1; j < out.length; j++) {
-        const o = (x: [number, number], y: [number, number]) => x[0] <= y[1] && y[0] <= x[1];
+        const o = (x: [bigint, bigint], y: [bigint, bigint]) => x[0] <= y[1] && y[0] <= x[1];
         expect(o(out[i].src, out[j].src) && o(out[i].proto, out[j].proto) && o(out[i].port, out[j].port)).toBe(false);
       }
     }
     // …and every point is covered exactly as before.
-    const inside = (bs: typeof boxes, s: number, p: number, port: number) => bs.some((x) => x.src[0] <= s && s <= x.src[1] && x.proto[0] <= p && p <= x.proto[1] && x.port[0] <= port && port <= x.port[1]);
+    const inside = (bs: typeof boxes, s: number, p: number, port: number) =>
+      bs.some((x) => x.src[0] <= BigInt(s) && BigInt(s) <= x.src[1] && x.proto[0] <= BigInt(p) && BigInt(p) <= x.proto[1] && x.port[0] <= BigInt(port) && BigInt(port) <= x.port[1]);
     for (const s of [0, 9, 10, 14, 15, 16, 20, 21, 255]) {
       for (const p of [1, 6, 17]) {
         for (const port of [22, 79, 80, 85, 90, 91, 100, 101]) expect(inside(out, s, p, port)).toBe(inside(boxes, s, p, port));
@@ -140,5 +155,6 @@ describe('disjoint (the kernel refuses overlapping interval elements)', () => {
 
   it('prints elements in nft syntax', () => {
     expect(element('10.0.0.2', b([0x0a000000, 0x0a0000ff], [0, 255], [1, 1]))).toBe('10.0.0.2 . 10.0.0.0-10.0.0.255 . 0-255 . 1');
+    expect(element('fd00::2', { src: [0xfd00n << 112n, (0xfd00n << 112n) + 0xffn], proto: [6n, 6n], port: [22n, 22n] })).toBe('fd00::2 . fd00::-fd00::ff . 6 . 22');
   });
 });
