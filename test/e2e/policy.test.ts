@@ -4,6 +4,7 @@
 // test's own "outside" namespace, bad rules refused, and kill -9 of the driver with rules in place.
 // A refused connection is dropped (not reset): the client gives up after its connect timeout.
 import * as fs from 'node:fs';
+import * as ipaddr from 'ipaddr.js';
 import { Host, upHost, downHost, startInHost, stopInHost, HostProcess } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver, MAIN_JS } from '../helpers/vxnet-in-host';
@@ -28,7 +29,8 @@ const SOCKET = '/run/docker/plugins/vxnet.sock';
 const METRICS_ADDR = '127.0.0.1:9479';
 const SCRAPE = `fetch('http://${METRICS_ADDR}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(e); process.exit(1); })`;
 const NET_LNET = 'subnet-10.121.2.0-24';
-const ALL = ['i1', 'i2', 'i3', 'iso-srv', 'hub', 'cl2', 'cl3', 'db', 'api', 'api-old', 'other', 'eg', 'free', 'bad', 'badlabel'];
+const V6 = { name: 'vxt-pol-v6', subnet: '10.121.3.0/24', gateway: '10.121.3.1', subnet6: 'fd12:3::/64', gateway6: 'fd12:3::1' };
+const ALL = ['i1', 'i2', 'i3', 'iso-srv', 'hub', 'cl2', 'cl3', 'db', 'api', 'api-old', 'other', 'eg', 'free', 'bad', 'badlabel', 's6', 'c6a', 'c6b'];
 
 function create(net: { name: string; subnet: string; gateway: string }, ...extra: string[]): string[] {
   return ['network', 'create', '-d', 'vxnet', '--ipam-driver', 'vxnet', '--subnet', net.subnet, '--gateway', net.gateway, ...extra, net.name];
@@ -104,12 +106,14 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
   afterAll(async () => {
     for (const h of hosts) {
       await h.docker(['rm', '-f', ...ALL]);
-      await h.docker(['network', 'rm', ISO.name, NET.name]);
+      await h.docker(['network', 'rm', ISO.name, NET.name, V6.name]);
     }
     for (const h of hosts) {
       // Nothing of the policy is left behind by the networks and containers that went.
       const left = await h.exec(['nft', 'list', 'set', 'inet', 'vxnet-policy', 'policed_in']);
       if (left.stdout.includes('10.121.')) throw new Error(`policy elements left on ${h.name}:\n${left.stdout}`);
+      const left6 = await h.exec(['nft', 'list', 'set', 'inet', 'vxnet-policy', 'policed_in6']);
+      if (left6.stdout.includes('fd12:')) throw new Error(`IPv6 policy elements left on ${h.name}:\n${left6.stdout}`);
     }
     for (const d of drivers) await d.stop();
     for (const s of servers) await stopInHost(s, 2000);
@@ -219,6 +223,33 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
       const dry = await cli(h, ['reconcile', '--dry-run']);
       expect(dry.stdout).toContain('policy set elements (vxnet-policy table): none');
     }
+  });
+
+  it('IPv6: a rule naming a peer lets it in over IPv6 too (its IPv6 address from the names records), on its port only; others are refused', async () => {
+    const [p1, p2] = hosts;
+    for (const h of [p1, p2]) await h.dockerOk([...create(V6).slice(0, -1), '--ipv6', '--subnet', V6.subnet6, '--gateway', V6.gateway6, V6.name]);
+    const ip6 = async (h: Host, c: string): Promise<string> =>
+      (await h.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${V6.name}").GlobalIPv6Address}}`, c])).trim();
+    const tcp6 = async (h: Host, c: string, ip: string, port: string, timeoutS = 2): Promise<string | null> =>
+      tcp(h, c, `[${ip}]`, port, timeoutS);
+    await run(p1, 's6', V6.name, ['--label', 'vxnet.allow=c6a:8006']);
+    // An IPv6 echo server next to the IPv4 ones (socat's TCP-LISTEN is IPv4 only).
+    await p1.dockerOk(['exec', '-d', 's6', 'socat', 'TCP6-LISTEN:8006,fork,reuseaddr', 'SYSTEM:echo $SOCAT_PEERADDR']);
+    await run(p2, 'c6a', V6.name);
+    await run(p1, 'c6b', V6.name);
+    const [s6, c6a, c6b] = [await ip6(p1, 's6'), await ip6(p2, 'c6a'), await ip6(p1, 'c6b')];
+    expect(s6).toMatch(/^fd12:3::/);
+    // Across hosts over IPv6, once s6's label was read and c6a's name record is in.
+    await eventually('c6a reaches s6 over IPv6', async () => (await tcp6(p2, 'c6a', s6, '8006', 1)) !== null, 10_000, 200);
+    // socat prints the peer as [full:form:of:the:address]: compared in one spelling.
+    const peer = (await tcp6(p2, 'c6a', s6, '8006')) ?? '';
+    expect(ipaddr.parse(peer.replace(/^\[|\]$/g, '')).toString()).toBe(c6a);
+    expect(await tcp6(p1, 'c6b', s6, '8006', 1)).toBeNull(); // not named, same host
+    expect(await tcp(p2, 'c6a', await containerIp(p1, V6.name, 's6'), '8000', 1)).toBeNull(); // another port
+    // The policed container's own connections get their replies, and a peer without rules stays open.
+    expect(await pings(p1, 's6', c6b)).toBe(true);
+    expect(await pings(p1, 'c6b', c6a)).toBe(true);
+    expect(await policySets(p1)).toMatch(new RegExp(`${s6} \\. ${c6a} \\. (6|tcp) \\. 8006`));
   });
 
   it('refuses a bad rule with an error naming the entry, and changes nothing', async () => {
