@@ -129,8 +129,9 @@ async function startBuildDrivers(env: Env, mainJs: string, prefix: string, extra
     drivers.push(await startDriver(h, {
       ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix),
       // SIGUSR2 writes a heap snapshot (after a full GC) into the host's heap/ folder.
-      NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir(h)}`,
       ...extra,
+      // --driver-env NODE_OPTIONS=… adds to these instead of replacing them.
+      NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir(h)} ${extra.NODE_OPTIONS ?? ''}`.trim(),
     }, mainJs));
   }
   env.drivers = drivers;
