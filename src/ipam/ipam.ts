@@ -437,8 +437,9 @@ export class Ipam {
   }
 
   /**
-   * Releases an address; with a guard (IpamDeps.releases), not while a live endpoint of this host
-   * holds it: then the holder's endpoint ID is returned and nothing changes.
+   * Releases an address; with a guard (IpamDeps.releases), a local-space address is not released
+   * while a live endpoint of this host holds it: then the holder's endpoint ID is returned and
+   * nothing changes.
    */
   async releaseAddress(poolId: string, address: string): Promise<string | null> {
     const ref = parsePoolId(poolId);
@@ -449,7 +450,9 @@ export class Ipam {
     if (!this.index.peek(this.deps.keys.pool(ref.space, ref.pool)) && !(await this.getPool(poolId))) throw unknownPool(poolId);
     const ip = bigIntToIp(parsed.value, parsed.family);
     const release = (): Promise<void> => this.releaseNow(poolId, ref, ip);
-    if (!this.deps.releases) {
+    // The global space is swarm's allocator's: it releases a task's address on its own schedule
+    // (possibly before the task's endpoint is gone on its node) and keeps its own books.
+    if (!this.deps.releases || ref.space !== LOCAL_ADDRESS_SPACE) {
       await release();
       return null;
     }
