@@ -24,7 +24,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Docker from 'dockerode';
 import type { Host, DockerVersion } from '../test/helpers/hosts';
-import { upHost, downHost, underlayDown, REPO_ROOT } from '../test/helpers/hosts';
+import { upHost, downHost, underlayDown, stopInHost, REPO_ROOT } from '../test/helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../test/helpers/image';
 import { Driver, startDriver, MAIN_JS } from '../test/helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
@@ -34,6 +34,7 @@ import { summarize, rounded, textTable, ratio, fmt, Summary } from './lib/stats'
 import { log, epochMs, nowMs, intArg, eachFlag, dockerArg, preflight, runWithCleanup, sleep } from './lib/runner';
 import { dockerVersions, machineInfo, resultHeader } from './lib/machine';
 import { SetSourceWatch } from './lib/nft-set-watch';
+import { startEventChild } from './lib/event-child';
 
 interface Options {
   docker: DockerVersion;
@@ -55,6 +56,7 @@ const BRIDGE = { name: 'bq-bridge', subnet: '10.124.12.0/24' };
 const ICC_OFF = ['-o', 'com.docker.network.bridge.enable_icc=false'];
 const RULE = 'holder:8000';
 const MOVE_WAIT_MS = 10_000;
+const PREFIX = '/vxnet-bench-policy-docker/';
 
 const KINDS = ['policy, label', 'open, CLI', 'policy, option', 'open, API', 'Docker bridge'] as const;
 type Kind = (typeof KINDS)[number];
@@ -192,6 +194,15 @@ interface Move {
   inAfterRunIssuedMs: number | null;
   /** old address gone, ms after `docker rm -f` returned */
   outAfterRmMs: number | null;
+  /**
+   * The same, from when host 1 could first see the records (etcd events there): the new endpoint
+   * record (CreateEndpoint on the new host), the new names record (its publisher, after the
+   * start: rules resolve names through these), the old names record's removal. The last two
+   * are the policy engine's own part: store watch → resolve → set diff → kernel.
+   */
+  inAfterEndpointRecordMs: number | null;
+  inAfterNamesRecordMs: number | null;
+  outAfterNamesRemovedMs: number | null;
   runMs: number;
   rmMs: number;
 }
@@ -201,19 +212,29 @@ interface FollowResults {
   newAllowedAfterRun: Summary;
   newAllowedAfterRunIssued: Summary;
   oldGoneAfterRm: Summary;
+  newAllowedAfterEndpointRecord: Summary;
+  newAllowedAfterNamesRecord: Summary;
+  oldGoneAfterNamesRemoved: Summary;
   timeouts: number;
   /** notifications the kernel could not deliver (ENOBUFS): none, or the figures are suspect */
   lostNotifications: string[];
 }
 
-async function benchFollow(opts: Options, hosts: Host[]): Promise<FollowResults> {
+async function benchFollow(opts: Options, hosts: Host[], etcdEndpoint: string): Promise<FollowResults> {
   const [a, ...peers] = hosts;
+  const endpointId = (h: Host): Promise<string> => h.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${FOL.name}").EndpointID}}`, 'web']);
+  const records: Array<{ t: number; op: 'put' | 'delete'; key: string }> = [];
+  const seen = (op: 'put' | 'delete', kind: 'endpoints' | 'names', id: string): number | null =>
+    records.find((r) => r.op === op && r.key.startsWith(`${PREFIX}${kind}/`) && r.key.endsWith(`/${id}`))?.t ?? null;
+  const since = (t: number | null, from: number | null): number | null => (t === null || from === null ? null : Math.round((t - from) * 10) / 10);
   await a.dockerOk(['run', '-d', '--name', 'db', '--network', FOL.name, '--label', 'vxnet.allow=web:8000', TEST_IMAGE, 'sleep', '3600']);
   const dbIp = await containerIp(a, FOL.name, 'db');
   const addr = (i: number): string => `10.124.8.${20 + 2 * (i % 100)}`; // never adjacent: no merged ranges
   let at = 0;
   await peers[at].dockerOk(['run', '-d', '--name', 'web', '--network', FOL.name, `--ip=${addr(0)}`, TEST_IMAGE, 'sleep', '3600']);
   await waitFor(`db's rule lets web ${addr(0)} in`, async () => (await allowInFor(a, dbIp)) === 1 && (await a.execOk(['nft', 'list', 'set', 'inet', 'vxnet-policy', 'allow_in'])).includes(`${dbIp} . ${addr(0)} `));
+  let oldId = await endpointId(peers[at]);
+  const keyEvents = await startEventChild<{ t: number; op: 'put' | 'delete'; key: string }>(a, 'etcd-key-events.js', [etcdEndpoint, PREFIX], (ev) => records.push(ev));
   const watch = new SetSourceWatch(a, 'vxnet-policy', 'allow_in', dbIp);
   await watch.start();
   const moves: Move[] = [];
@@ -232,6 +253,7 @@ async function benchFollow(opts: Options, hosts: Host[]): Promise<FollowResults>
       const run1 = epochMs();
       const tOut = await watch.when(oldIp, false, rm0, MOVE_WAIT_MS);
       const tIn = await watch.when(newIp, true, rm1, MOVE_WAIT_MS);
+      const newId = await endpointId(to);
       const m: Move = {
         from: from.name,
         to: to.name,
@@ -240,6 +262,9 @@ async function benchFollow(opts: Options, hosts: Host[]): Promise<FollowResults>
         inAfterRunMs: tIn === null ? null : Math.round((tIn - run1) * 10) / 10,
         inAfterRunIssuedMs: tIn === null ? null : Math.round((tIn - rm1) * 10) / 10,
         outAfterRmMs: tOut === null ? null : Math.round((tOut - rm1) * 10) / 10,
+        inAfterEndpointRecordMs: since(tIn, seen('put', 'endpoints', newId)),
+        inAfterNamesRecordMs: since(tIn, seen('put', 'names', newId)),
+        outAfterNamesRemovedMs: since(tOut, seen('delete', 'names', oldId)),
         runMs: Math.round((run1 - rm1) * 10) / 10,
         rmMs: Math.round((rm1 - rm0) * 10) / 10,
       };
@@ -247,11 +272,13 @@ async function benchFollow(opts: Options, hosts: Host[]): Promise<FollowResults>
       if (tIn === null || tOut === null) log(`  move ${i}: ${tIn === null ? 'new address never allowed' : ''} ${tOut === null ? 'old address never removed' : ''} within ${MOVE_WAIT_MS} ms (kernel: ${watch.current().join(', ')})`);
       if (i % 10 === 0) log(`  move ${i}: new allowed ${fmt(m.inAfterRunMs ?? NaN, 0)} ms after run returned, old gone ${fmt(m.outAfterRmMs ?? NaN, 0)} ms after rm returned`);
       at = 1 - at;
+      oldId = newId;
       await sleep(200);
     }
   } finally {
     lostNotifications = watch.lost();
     await watch.stop();
+    await stopInHost(keyEvents, 2000);
   }
   // The kernel agrees with the monitor at the end (a check of the watch, not timed).
   const last = addr(opts.moves);
@@ -265,6 +292,9 @@ async function benchFollow(opts: Options, hosts: Host[]): Promise<FollowResults>
     newAllowedAfterRun: rounded(summarize(ok((m) => m.inAfterRunMs)), 1),
     newAllowedAfterRunIssued: rounded(summarize(ok((m) => m.inAfterRunIssuedMs)), 1),
     oldGoneAfterRm: rounded(summarize(ok((m) => m.outAfterRmMs)), 1),
+    newAllowedAfterEndpointRecord: rounded(summarize(ok((m) => m.inAfterEndpointRecordMs)), 1),
+    newAllowedAfterNamesRecord: rounded(summarize(ok((m) => m.inAfterNamesRecordMs)), 1),
+    oldGoneAfterNamesRemoved: rounded(summarize(ok((m) => m.outAfterNamesRemovedMs)), 1),
     timeouts: moves.filter((m) => m.inAfterRunMs === null || m.outAfterRmMs === null).length,
     lostNotifications,
   };
@@ -282,7 +312,10 @@ function report(r: RunResults, f: FollowResults): string {
     textTable(['rule follows a moved peer (ms)', 'p50', 'p90', 'p99', 'max'], [
       ['new address allowed, after docker run returned', f.newAllowedAfterRun.p50, f.newAllowedAfterRun.p90, f.newAllowedAfterRun.p99, f.newAllowedAfterRun.max],
       ['new address allowed, after docker run issued', f.newAllowedAfterRunIssued.p50, f.newAllowedAfterRunIssued.p90, f.newAllowedAfterRunIssued.p99, f.newAllowedAfterRunIssued.max],
+      ['new address allowed, after its endpoint record', f.newAllowedAfterEndpointRecord.p50, f.newAllowedAfterEndpointRecord.p90, f.newAllowedAfterEndpointRecord.p99, f.newAllowedAfterEndpointRecord.max],
+      ['new address allowed, after its names record', f.newAllowedAfterNamesRecord.p50, f.newAllowedAfterNamesRecord.p90, f.newAllowedAfterNamesRecord.p99, f.newAllowedAfterNamesRecord.max],
       ['old address gone, after docker rm -f returned', f.oldGoneAfterRm.p50, f.oldGoneAfterRm.p90, f.oldGoneAfterRm.p99, f.oldGoneAfterRm.max],
+      ['old address gone, after its names record went', f.oldGoneAfterNamesRemoved.p50, f.oldGoneAfterNamesRemoved.p90, f.oldGoneAfterNamesRemoved.p99, f.oldGoneAfterNamesRemoved.max],
     ]),
     `moves: ${f.moves.length}, timeouts (> ${MOVE_WAIT_MS} ms): ${f.timeouts}, lost notifications: ${f.lostNotifications.length}`,
   ].join('\n');
@@ -299,13 +332,14 @@ async function main(): Promise<number> {
   return runWithCleanup(
     async () => {
       const started = Date.now();
+      const machine = await machineInfo(); // load at the start (the header adds the load at the end)
       const etcdHost = await upHost(ETCD.name, ETCD.ip, { docker: null });
       etcd = await startEtcdInHost(etcdHost);
       for (const h of HOSTS) {
         const host = await upHost(h.name, h.ip, { docker: opts.docker });
         await ensureTestImage(host);
         hosts.push(host);
-        drivers.push(await startDriver(host, etcdDriverEnv(etcd.endpoint, '/vxnet-bench-policy-docker/')));
+        drivers.push(await startDriver(host, etcdDriverEnv(etcd.endpoint, PREFIX)));
         await host.dockerOk(vxnetNet(FOL));
       }
       const h1 = hosts[0];
@@ -313,9 +347,9 @@ async function main(): Promise<number> {
       await h1.dockerOk(vxnetNet(OPEN));
       await h1.dockerOk(['network', 'create', '-d', 'bridge', '--subnet', BRIDGE.subnet, ...ICC_OFF, BRIDGE.name]);
       const runs = await benchRuns(opts, h1);
-      const follow = await benchFollow(opts, hosts);
+      const follow = await benchFollow(opts, hosts, (etcd as HostEtcd).endpoint);
       const docker = await dockerVersions(h1);
-      const result = { ...resultHeader('policy-docker', started, opts, await machineInfo()), docker, dockerRun: runs, follow };
+      const result = { ...resultHeader('policy-docker', started, opts, machine), docker, dockerRun: runs, follow };
       const file = path.join(REPO_ROOT, 'bench', 'results', `policy-docker-${docker.server.replace(/[^A-Za-z0-9.+_-]/g, '_')}.json`);
       fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
       process.stdout.write(`\n${report(runs, follow)}\n`);

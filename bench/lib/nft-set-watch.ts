@@ -7,13 +7,10 @@
 // set` would cost a process start (~30 ms here) plus a ruleset read per sample: coarser than the
 // 10 ms the figure needs, and a load on the host being measured. (`nft monitor`, the obvious
 // tool, segfaults with nft 1.0.6 on this kernel.) The starting content is read once with `nft list`.
-import * as path from 'node:path';
-import * as readline from 'node:readline';
 import type { ChildProcess } from 'node:child_process';
-import { Host, startInHost, stopInHost } from '../../test/helpers/hosts';
+import { Host, stopInHost } from '../../test/helpers/hosts';
 import { epochMs, sleep } from './runner';
-
-const EVENTS_JS = path.join(__dirname, 'nft-set-events.js');
+import { startEventChild } from './event-child';
 
 /** An IPv4 address or range as nft prints it (a.b.c.d, a.b.c.d-e.f.g.h, a.b.c.d/len) → [lo, hi]. */
 export function ipv4Span(text: string): [number, number] | null {
@@ -52,18 +49,10 @@ export class SetSourceWatch {
   constructor(private readonly host: Host, private readonly table: string, private readonly set: string, private readonly dst: string) {}
 
   async start(): Promise<void> {
-    const child = startInHost(this.host, process.execPath, [EVENTS_JS, this.table, this.set], {}, { stdio: ['ignore', 'pipe', 'inherit'] });
-    this.child = child;
-    const ready = new Promise<void>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`nft-set-events exited (${code}) in ${this.host.name}`)));
-      readline.createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-        const ev = JSON.parse(line) as { ready?: boolean; error?: string; t: number; op: 'add' | 'delete'; dst: string; lo: string; hi: string };
-        if (ev.ready) resolve();
-        else if (ev.error) this.errors.push(ev.error);
-        else if (ev.dst === this.dst) this.apply(ev.t, ev.op, spanKey(`${ev.lo}-${ev.hi}`));
-      });
+    this.child = await startEventChild<{ error?: string; t: number; op: 'add' | 'delete'; dst: string; lo: string; hi: string }>(this.host, 'nft-set-events.js', [this.table, this.set], (ev) => {
+      if (ev.error) this.errors.push(ev.error);
+      else if (ev.dst === this.dst) this.apply(ev.t, ev.op, spanKey(`${ev.lo}-${ev.hi}`));
     });
-    await ready;
     // Subscribed before the starting content is read: a change in between applies twice, harmlessly.
     const listing = await this.host.execOk(['nft', 'list', 'set', 'inet', this.table, this.set]);
     const elems = /elements = \{([^}]*)\}/.exec(listing)?.[1] ?? '';
