@@ -13,10 +13,12 @@
 //      ratios policy ÷ open, p50 and p90.
 //   2. A rule following a moved peer: `db` on host 1 allows `web:8000` (by name); `web` is
 //      removed from host 2 (3) and started on host 3 (2) with a new address (--ip), move after
-//      move. Host 1's kernel set is watched with `nft monitor` (lib/nft-set-watch.ts): time from
-//      `docker run` of the new web returning until allow_in lets its address in, and from
-//      `docker rm -f` of the old one returning until the old address is gone (negative: before
-//      the command returned).
+//      move. Host 1's kernel set is watched through nf_tables' netlink notifications
+//      (lib/nft-set-watch.ts) and its etcd through a watch (lib/etcd-key-events.ts): time from
+//      `docker run` of the new web returning (and from its names record reaching host 1) until
+//      allow_in lets its address in, and from `docker rm -f` of the old one returning (and from
+//      its names record leaving) until the old address is gone (negative: before the command
+//      returned). The record-based times are the policy engine's own part.
 // Prints a table and writes bench/results/policy-docker-<docker version>.json. Nothing is asserted.
 //
 //   npm run build && node dist/bench/policy-docker.js [--docker 20|26] [--runs N] [--moves M] [--rules R]
