@@ -5,14 +5,16 @@
 // ruleset before it writes; an `nft -f -` from node took ~60 ms, once in Join and once in
 // DeleteEndpoint for every container. The tables themselves (chains, set declarations) are
 // still written by `nft` at start and on reconcile, where readability beats speed; only the
-// per-endpoint elements of plain (non-interval) sets come through here.
+// per-endpoint elements of plain sets, and of the policy's IPv4 interval sets (a concatenation's
+// element is sent as its first and last key, as nft does for pipapo sets), come through here.
 //
 // Wire format (include/uapi/linux/netfilter/nf_tables.h, nfnetlink.h): nf_tables accepts
 // changes only inside a batch, BATCH_BEGIN … BATCH_END, and only when the three messages arrive
 // in one datagram. Each element is NFTA_LIST_ELEM { NFTA_SET_ELEM_KEY { NFTA_DATA_VALUE key } };
 // the key of a concatenation is its fields one after the other, each padded to a multiple of 4
 // bytes (nft's 32-bit registers): ifname 16 bytes (IFNAMSIZ, NUL padded), ether_addr 6+2,
-// ipv4_addr 4, ipv6_addr 16, a raw payload field its own length rounded up.
+// ipv4_addr 4, ipv6_addr 16, inet_proto 1 (+3), inet_service 2 in network order (+2), a raw
+// payload field its own length rounded up.
 //
 // Removal uses NFT_MSG_DESTROYSETELEM (Linux 6.3+): no error for an element that is not there,
 // so one batch can remove a port's entries whatever part of them a crash left behind.
@@ -38,6 +40,7 @@ const NFTA_SET_ELEM_LIST_SET = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
 const NFTA_LIST_ELEM = 1;
 const NFTA_SET_ELEM_KEY = 1;
+const NFTA_SET_ELEM_KEY_END = 10;
 const NFTA_DATA_VALUE = 1;
 const IFNAMSIZ = 16;
 
@@ -51,7 +54,11 @@ export type KeyField =
   | { type: 'ether_addr'; value: string }
   | { type: 'ipv4_addr'; value: string }
   | { type: 'ipv6_addr'; value: string }
-  | { type: 'raw'; value: Buffer };
+  | { type: 'raw'; value: Buffer }
+  /** inet_proto: one byte, in a 32-bit register */
+  | { type: 'inet_proto'; value: number }
+  /** inet_service: a port, two bytes in network order, in a 32-bit register */
+  | { type: 'inet_service'; value: number };
 
 function pad4(b: Buffer): Buffer {
   const len = Math.ceil(b.length / 4) * 4;
@@ -76,6 +83,16 @@ function fieldBytes(f: KeyField): Buffer {
     }
     case 'raw':
       return pad4(f.value);
+    case 'inet_proto': {
+      const b = Buffer.alloc(4);
+      b.writeUInt8(f.value, 0);
+      return b;
+    }
+    case 'inet_service': {
+      const b = Buffer.alloc(4);
+      b.writeUInt16BE(f.value, 0);
+      return b;
+    }
   }
 }
 
@@ -120,6 +137,11 @@ export interface ElementBatch {
   table: string;
   set: string;
   keys: Buffer[];
+  /**
+   * Interval sets of concatenations (nft's pipapo): each element's last key, one per key (an
+   * element is the box from keys[i] to keyEnds[i]). Absent for sets of single values.
+   */
+  keyEnds?: Buffer[];
 }
 
 /**
@@ -133,7 +155,12 @@ export function batchDatagram(batches: ElementBatch[], firstSeq: number): { data
     const type = (NFNL_SUBSYS_NFTABLES << 8) | (op === 'add' ? NFT_MSG_NEWSETELEM : NFT_MSG_DESTROYSETELEM);
     const flags = NLM_F_REQUEST | NLM_F_ACK | (op === 'add' ? NLM_F_CREATE : 0);
     seqs.push(firstSeq + 1 + i);
-    const elements = b.keys.map((k) => nest(NFTA_LIST_ELEM, [nest(NFTA_SET_ELEM_KEY, [nlattr(NFTA_DATA_VALUE, k)])]));
+    const elements = b.keys.map((k, j) => {
+      const end = b.keyEnds?.[j];
+      const parts = [nest(NFTA_SET_ELEM_KEY, [nlattr(NFTA_DATA_VALUE, k)])];
+      if (end) parts.push(nest(NFTA_SET_ELEM_KEY_END, [nlattr(NFTA_DATA_VALUE, end)]));
+      return nest(NFTA_LIST_ELEM, parts);
+    });
     const attrs = Buffer.concat([nlattr(NFTA_SET_ELEM_LIST_TABLE, cstr(b.table)), nlattr(NFTA_SET_ELEM_LIST_SET, cstr(b.set)), nest(NFTA_SET_ELEM_LIST_ELEMENTS, elements)]);
     return nlmsg(type, flags, firstSeq + 1 + i, NFPROTO[b.family], 0, attrs);
   });
