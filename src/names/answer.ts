@@ -66,19 +66,30 @@ export function decide(query: Buffer, lnet: string, table: NameTable, transport:
   }
   const addresses = family === null ? [] : look.addresses;
   const opt = (packet.additionals ?? []).find((a) => a.type === 'OPT') as { udpPayloadSize?: number } | undefined;
-  const flags = (packet.flags ?? 0) & (dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED);
-  const reply: dnsPacket.Packet = {
-    id: packet.id,
-    type: 'response',
-    flags: flags | dnsPacket.RECURSION_AVAILABLE | dnsPacket.AUTHORITATIVE_ANSWER,
-    questions: [q],
-    answers: addresses.map((data) => ({ type: family === 6 ? 'AAAA' : 'A', class: 'IN', name: q.name, ttl: ANSWER_TTL, data }) as dnsPacket.Answer),
-    additionals: opt ? [{ type: 'OPT', name: '.', udpPayloadSize: EDNS_UDP_SIZE, flags: 0 } as dnsPacket.Answer] : [],
-  };
+  const reply = answerPacket(packet.id ?? 0, packet.flags ?? 0, q, addresses, opt !== undefined);
   const limit = transport === 'tcp' ? Infinity : Math.max(PLAIN_UDP_MAX, opt?.udpPayloadSize ?? PLAIN_UDP_MAX);
   if (dnsPacket.encodingLength(reply) > limit) {
     reply.flags = (reply.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE;
     reply.answers = [];
   }
   return { kind: 'answer', reply: dnsPacket.encode(reply), addresses: reply.answers?.length ?? 0 };
+}
+
+/** The query flags an answer repeats (RFC 1035: RD is copied; RFC 4035: CD is copied). */
+export const ECHOED_FLAGS = dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED;
+
+/**
+ * vxnet's answer to question `q` with these addresses (A for an A question, AAAA for AAAA,
+ * none for other types: NODATA), before any truncation. `edns`: the query carried an OPT record.
+ */
+export function answerPacket(id: number, queryFlags: number, q: Question, addresses: string[], edns: boolean): dnsPacket.Packet {
+  const type = q.type === 'AAAA' ? 'AAAA' : 'A';
+  return {
+    id,
+    type: 'response',
+    flags: (queryFlags & ECHOED_FLAGS) | dnsPacket.RECURSION_AVAILABLE | dnsPacket.AUTHORITATIVE_ANSWER,
+    questions: [q],
+    answers: addresses.map((data) => ({ type, class: 'IN', name: q.name, ttl: ANSWER_TTL, data }) as dnsPacket.Answer),
+    additionals: edns ? [{ type: 'OPT', name: '.', udpPayloadSize: EDNS_UDP_SIZE, flags: 0 } as dnsPacket.Answer] : [],
+  };
 }

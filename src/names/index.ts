@@ -41,6 +41,7 @@ import { ServerDeps, UpstreamListener } from './server';
 import { SpareSockets } from './forwarder';
 import { ContainerRedirects } from './container-redirect';
 import { NameTable, ServedName } from './table';
+import { AnswerCache } from './answer-cache';
 import { configuredUpstreams, discoverUpstreams, interceptable } from './upstreams';
 
 export type { ServedName } from './table';
@@ -65,6 +66,8 @@ export interface NamesStatus {
 
 export class NameService {
   readonly table = new NameTable();
+  /** Shared by the front and the upstream listeners: one set of encoded answers per table. */
+  private readonly answers = new AnswerCache(this.table);
   private readonly metrics: NameMetrics;
   private readonly listeners = new Map<string, UpstreamListener>();
   private readonly publisher: NamePublisher;
@@ -112,7 +115,7 @@ export class NameService {
   }
 
   private listenerDeps(): ServerDeps {
-    return { table: this.table, host: this.deps.host, metrics: this.metrics, log: this.deps.log, spares: this.spares, direct: (ip) => this.redirects.directFor(ip) };
+    return { table: this.table, host: this.deps.host, metrics: this.metrics, log: this.deps.log, spares: this.spares, direct: (ip) => this.redirects.directFor(ip), answers: this.answers };
   }
 
   status(): NamesStatus {

@@ -17,12 +17,28 @@ export function nameMetrics(registry: Registry): NameMetrics {
   const failures = new Counter({ name: 'vxnet_dns_failures_total', help: 'Queries that got no answer (upstream failed or timed out)', labelNames: ['transport'], registers });
   const ignored = new Counter({ name: 'vxnet_dns_ignored_total', help: 'Queries dropped: the source is no local container of a vxnet network', labelNames: ['transport'], registers });
   const seconds = new Histogram({ name: 'vxnet_dns_query_duration_seconds', help: 'Time from query to reply, by outcome', labelNames: ['outcome'], buckets: LATENCY_BUCKETS, registers });
-  const by: Record<Outcome, Counter<'transport'>> = { answer: answers, forward: forwards, failure: failures, ignored };
+  // Children bound once per label value: observe() runs for every query, and a labels object
+  // would be hashed on each call.
+  const bound = <T>(make: (label: string) => T): ((label: string) => T) => {
+    const made = new Map<string, T>();
+    return (label) => {
+      let c = made.get(label);
+      if (!c) made.set(label, (c = make(label)));
+      return c;
+    };
+  };
+  const byOutcome: Record<Outcome, Counter<'transport'>> = { answer: answers, forward: forwards, failure: failures, ignored };
+  const total = bound((transport) => queries.labels(transport));
+  const counted = bound((key) => {
+    const [outcome, transport] = key.split('/') as [Outcome, string];
+    return byOutcome[outcome].labels(transport);
+  });
+  const timed = bound((outcome) => seconds.labels(outcome));
   return {
     observe(transport, outcome, s) {
-      queries.inc({ transport });
-      by[outcome].inc({ transport });
-      if (outcome !== 'ignored') seconds.observe({ outcome }, s);
+      total(transport).inc();
+      counted(`${outcome}/${transport}`).inc();
+      if (outcome !== 'ignored') timed(outcome).observe(s);
     },
   };
 }

@@ -15,7 +15,7 @@
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import type { Logger } from '../log';
-import { decide } from './answer';
+import { AnswerCache } from './answer-cache';
 import { DNS_PORT, forwardTcp, forwardUdp, frameTcp, SpareSockets, unframeTcp } from './forwarder';
 import type { NameMetrics, Outcome, Transport } from './metrics';
 import type { NameTable } from './table';
@@ -31,6 +31,16 @@ export interface ServerDeps {
   spares?: SpareSockets;
   /** The front's shortcut: servers a container's outside names may go to directly, or null. */
   direct?: (containerIp: string) => string[] | null;
+  /** vxnet's encoded answers, shared by the listeners (one of their own if absent). */
+  answers?: AnswerCache;
+}
+
+/**
+ * dgram resolves the destination of every send with dns.lookup, one tick later even for an
+ * address literal; a reply always goes to the literal the query came from.
+ */
+function literalAddress(address: string, _options: unknown, callback: (err: null, address: string, family: number) => void): void {
+  callback(null, address, 4);
 }
 
 /** Where a query that vxnet does not answer goes, given the asking container's address. */
@@ -48,6 +58,7 @@ export class UpstreamListener {
   private readonly udp: dgram.Socket;
   private readonly tcp: net.Server;
   private readonly conns = new Set<net.Socket>();
+  private readonly answers: AnswerCache;
 
   private constructor(
     readonly upstream: string,
@@ -57,7 +68,8 @@ export class UpstreamListener {
     /** The front listener (queries from redirected containers, before Docker saw them). */
     private readonly front = false,
   ) {
-    this.udp = dgram.createSocket('udp4');
+    this.udp = dgram.createSocket({ type: 'udp4', lookup: literalAddress as dgram.SocketOptions['lookup'] });
+    this.answers = deps.answers ?? new AnswerCache(deps.table);
     this.tcp = net.createServer((c) => this.onTcp(c));
   }
 
@@ -81,7 +93,7 @@ export class UpstreamListener {
       });
     });
     l.udp.on('error', (err) => deps.log.warn({ err, port }, 'dns udp socket error'));
-    l.udp.on('message', (msg, rinfo) => void l.onUdp(msg, rinfo));
+    l.udp.on('message', (msg, rinfo) => l.onUdp(msg, rinfo));
     try {
       await new Promise<void>((resolve, reject) => {
         l.tcp.once('error', reject);
@@ -97,24 +109,38 @@ export class UpstreamListener {
     return l;
   }
 
-  /** The reply to one query, or null when none must be sent. */
-  private async handle(msg: Buffer, source: string, transport: Transport): Promise<Buffer | null> {
+  /**
+   * The reply to one query, or null when none must be sent. An answer of vxnet's is returned
+   * at once, on the receiving tick (no promise, no await: the answer path is the one measured
+   * against Docker's in-process resolver); only a forwarded query waits.
+   */
+  private handle(msg: Buffer, source: string, transport: Transport): Buffer | null | Promise<Buffer | null> {
     const started = process.hrtime.bigint();
     const { table, host, metrics, log } = this.deps;
-    let outcome: Outcome = 'failure';
+    const lnet = table.networkOf(source, host);
+    if (!lnet) {
+      metrics.observe(transport, 'ignored', 0);
+      return null;
+    }
     try {
-      const lnet = table.networkOf(source, host);
-      if (!lnet) {
-        outcome = 'ignored';
-        return null;
-      }
-      const d = decide(msg, lnet, table, transport);
+      const d = this.answers.decide(msg, lnet, transport);
       if (d.kind === 'answer') {
-        outcome = 'answer';
+        metrics.observe(transport, 'answer', Number(process.hrtime.bigint() - started) / 1e9);
         return d.reply;
       }
+      return this.forward(msg, source, transport, d.direct, started);
+    } catch (err) {
+      log.debug({ err, upstream: this.upstream, transport }, 'dns answer failed');
+      metrics.observe(transport, 'failure', Number(process.hrtime.bigint() - started) / 1e9);
+      return null;
+    }
+  }
+
+  private async forward(msg: Buffer, source: string, transport: Transport, direct: boolean, started: bigint): Promise<Buffer | null> {
+    let outcome: Outcome = 'failure';
+    try {
       const from = source.replace(/^::ffff:/, '');
-      const servers = this.front && d.direct && transport === 'udp' ? this.deps.direct?.(from) : null;
+      const servers = this.front && direct && transport === 'udp' ? this.deps.direct?.(from) : null;
       const reply = servers
         ? await this.forwardDirect(servers, msg)
         : transport === 'udp'
@@ -125,10 +151,10 @@ export class UpstreamListener {
     } catch (err) {
       // No reply: the client (Docker's resolver) times out and tries its next server, as it
       // would have without vxnet in the path.
-      log.debug({ err, upstream: this.upstream, transport }, 'dns forward failed');
+      this.deps.log.debug({ err, upstream: this.upstream, transport }, 'dns forward failed');
       return null;
     } finally {
-      metrics.observe(transport, outcome, Number(process.hrtime.bigint() - started) / 1e9);
+      this.deps.metrics.observe(transport, outcome, Number(process.hrtime.bigint() - started) / 1e9);
     }
   }
 
@@ -148,9 +174,13 @@ export class UpstreamListener {
     throw last;
   }
 
-  private async onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
-    const reply = await this.handle(msg, rinfo.address, 'udp');
-    if (!reply) return;
+  private onUdp(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const reply = this.handle(msg, rinfo.address, 'udp');
+    if (reply instanceof Promise) void reply.then((r) => r && this.sendUdp(r, rinfo));
+    else if (reply) this.sendUdp(reply, rinfo);
+  }
+
+  private sendUdp(reply: Buffer, rinfo: dgram.RemoteInfo): void {
     try {
       this.udp.send(reply, rinfo.port, rinfo.address);
     } catch {
@@ -171,7 +201,7 @@ export class UpstreamListener {
         buf = one.rest;
         if (pending >= TCP_MAX_PENDING) return void conn.destroy();
         pending++;
-        void this.handle(Buffer.from(one.msg), conn.remoteAddress ?? '', 'tcp').then((reply) => {
+        void Promise.resolve(this.handle(Buffer.from(one.msg), conn.remoteAddress ?? '', 'tcp')).then((reply) => {
           pending--;
           if (reply && !conn.destroyed) conn.write(frameTcp(reply));
           else if (!reply) conn.destroy();

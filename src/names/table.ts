@@ -50,14 +50,25 @@ export class NameTable {
    */
   private readonly byAddress = new Map<string, Set<string>>();
   private readonly turn = new Map<string, number>();
+  private changes = 0;
+
+  /**
+   * Bumped by every change of names or endpoints: what was derived from the table (the encoded
+   * answers of answer-cache.ts) is stale once this moved.
+   */
+  get version(): number {
+    return this.changes;
+  }
 
   putName(lnet: string, endpointId: string, rec: NameRecord): void {
+    this.changes++;
     let m = this.names.get(lnet);
     if (!m) this.names.set(lnet, (m = new Map()));
     m.set(endpointId, { ...rec, names: rec.names.map(normalName), network: normalName(rec.network) });
   }
 
   deleteName(lnet: string, endpointId: string): void {
+    this.changes++;
     const m = this.names.get(lnet);
     if (!m) return;
     m.delete(endpointId);
@@ -66,6 +77,7 @@ export class NameTable {
 
   putEndpoint(lnet: string, endpointId: string, ep: { host: string; ipv4: string | null; ipv6: string | null }): void {
     const key = `${lnet}/${endpointId}`;
+    this.changes++;
     this.deleteEndpoint(lnet, endpointId);
     const local: LocalEndpoint = { lnet, host: ep.host, ipv4: plain(ep.ipv4), ipv6: plain(ep.ipv6) };
     this.endpoints.set(key, local);
@@ -80,6 +92,7 @@ export class NameTable {
 
   deleteEndpoint(lnet: string, endpointId: string): void {
     const key = `${lnet}/${endpointId}`;
+    this.changes++;
     const old = this.endpoints.get(key);
     if (!old) return;
     this.endpoints.delete(key);
@@ -93,6 +106,7 @@ export class NameTable {
   }
 
   clear(): void {
+    this.changes++;
     this.names.clear();
     this.endpoints.clear();
     this.byAddress.clear();
@@ -109,6 +123,15 @@ export class NameTable {
 
   /** Addresses of `qname` (NAME or NAME.NETWORK) on network lnet, rotated one step per call. */
   lookup(lnet: string, qname: string, family: Family): Lookup {
+    const found = this.sortedAddresses(lnet, qname, family);
+    const sorted = found.addresses;
+    if (sorted.length < 2) return found;
+    const n = this.rotation(lnet, qname, family, sorted.length);
+    return { known: found.known, addresses: [...sorted.slice(n), ...sorted.slice(0, n)] };
+  }
+
+  /** Like lookup, in sorted order and without moving the rotation. */
+  sortedAddresses(lnet: string, qname: string, family: Family): Lookup {
     const q = normalName(qname);
     const m = this.names.get(lnet);
     if (!m) return { known: false, addresses: [] };
@@ -121,12 +144,18 @@ export class NameTable {
       const addr = family === 4 ? rec.ipv4 : rec.ipv6;
       if (addr) found.add(addr);
     }
-    const sorted = [...found].sort();
-    if (sorted.length < 2) return { known, addresses: sorted };
-    const key = `${lnet}/${q}/${family}`;
-    const n = this.turn.get(key) ?? 0;
-    this.turn.set(key, (n + 1) % sorted.length);
-    return { known, addresses: [...sorted.slice(n % sorted.length), ...sorted.slice(0, n % sorted.length)] };
+    return { known, addresses: [...found].sort() };
+  }
+
+  /**
+   * Where the next answer for `qname` starts in its `count` sorted addresses, and one step
+   * further for the one after (round robin shared by lookup and the answer cache).
+   */
+  rotation(lnet: string, qname: string, family: Family, count: number): number {
+    const key = `${lnet}/${normalName(qname)}/${family}`;
+    const n = (this.turn.get(key) ?? 0) % count;
+    this.turn.set(key, (n + 1) % count);
+    return n;
   }
 
   /** Whether `qname` is NAME.NETWORK-shaped for a network name lnet's records use. */
