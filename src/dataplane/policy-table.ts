@@ -174,7 +174,7 @@ export function ruleKeys(element: string): { key: Buffer; end: Buffer } {
 }
 
 /**
- * Pure: the netlink batches of a change, deletions first; null when the IPv6 interval set changes
+ * Pure: the netlink batches of a change, deletions first; null when an IPv6 interval set changes
  * (that one goes through `nft -f`). Every Join and release of an endpoint (pending → known), every
  * rule added and every named peer that moved: none of them may cost an `nft` process (~30–80 ms,
  * measured by bench:policy-docker) in a plugin call or on the way from a record to the kernel.

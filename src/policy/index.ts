@@ -1,7 +1,7 @@
 // The policy engine: keeps the kernel's `inet vxnet-policy` sets (dataplane/policy-table.ts) in
 // step with the store. It mirrors networks/, endpoints/ and names/ (StoreMirror), and after every
 // change recomputes this host's elements (resolve.ts) and applies the difference in one nf_tables
-// transaction (over netlink; `nft -f` only for the table's structure and the IPv6 interval set).
+// transaction (over netlink; `nft -f` only for the table's structure and the IPv6 interval sets).
 // Changes are coalesced: a burst of records costs one transaction.
 //
 // Fail closed, scoped: a new local endpoint without rules in its options is "pending" — in
