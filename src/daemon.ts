@@ -121,8 +121,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     throw err;
   }
   // Network policy (src/policy): labels are read by the names publisher, so without it (or
-  // without a dockerd socket) no endpoint waits for labels.
-  const namesOn = config.names && peers !== null;
+  // without a dockerd socket) no endpoint waits for labels. Answering names across hosts needs
+  // the store every host shares (peers); on a single host only the publisher runs (no DNS part,
+  // Docker's resolver has every name there), for the names and labels policy rules name.
+  const namesDns = config.names && peers !== null;
+  const namesOn = namesDns || (config.names && dockerdPresent(config.dockerHost));
   const policy = new PolicyEngine({
     store,
     keys,
@@ -171,7 +174,6 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   await policy.start().catch((err: unknown) => log.error({ err }, 'policy table setup failed: containers with rules or on isolated networks cannot join until it works'));
   const ports = new PortPublisher({ store, keys, host: config.hostId, dataplane, places: driver, log: log.child({ mod: 'ports' }) });
   const docker = dockerClient(config.dockerHost);
-  // Names need the store shared by every host (peers) and dockerd's event stream.
   const names = namesOn
     ? new NameService({
         store,
@@ -182,6 +184,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
         log: log.child({ mod: 'names' }),
         upstreams: config.dnsUpstreams,
         portBase: config.dnsPort,
+        dns: namesDns,
       })
     : null;
   const reconcileLog = log.child({ mod: 'reconcile' });

@@ -57,6 +57,12 @@ export interface NameServiceDeps {
   upstreams: string[];
   /** VXNET_DNS_PORT: the front port (on the gateways); the upstream ports follow it. */
   portBase: number;
+  /**
+   * Answer names (front listener, redirects, interception). false on a single host: Docker's own
+   * resolver has every name there, and only the records are wanted — the names, aliases and
+   * labels that policy rules name (src/policy).
+   */
+  dns?: boolean;
 }
 
 export interface NamesStatus {
@@ -80,6 +86,10 @@ export class NameService {
   private syncing: Promise<void> = Promise.resolve();
   private closed = false;
 
+  private get dnsOn(): boolean {
+    return this.deps.dns !== false;
+  }
+
   constructor(private readonly deps: NameServiceDeps) {
     this.metrics = nameMetrics(deps.registry);
     this.redirects = new ContainerRedirects(deps.portBase, deps.log, () => this.hostUpstreams);
@@ -90,7 +100,9 @@ export class NameService {
       table: this.table,
       socketPath: deps.dockerSocket,
       log: deps.log,
-      onContainerDns: (servers) => void this.addUpstreams(servers),
+      onContainerDns: (servers) => {
+        if (this.dnsOn) void this.addUpstreams(servers);
+      },
       onContainer: (c) => {
         if (this.front) void this.redirects.ensure(c);
       },
@@ -104,13 +116,15 @@ export class NameService {
     for (const prefix of [namesPrefix(keys), keys.endpoints()]) {
       this.watchers.push(store.watch(prefix, rev, { onEvents: (evs) => this.onEvents(evs), onResync: () => void this.load().catch((err: unknown) => this.deps.log.warn({ err }, 'name table reload failed')) }));
     }
-    try {
-      this.front = await UpstreamListener.openFront(this.deps.portBase, this.listenerDeps());
-    } catch (err) {
-      this.deps.log.warn({ err, port: this.deps.portBase }, 'could not listen for the containers\' queries; names left to Docker and its forwarded queries');
+    if (this.dnsOn) {
+      try {
+        this.front = await UpstreamListener.openFront(this.deps.portBase, this.listenerDeps());
+      } catch (err) {
+        this.deps.log.warn({ err, port: this.deps.portBase }, 'could not listen for the containers\' queries; names left to Docker and its forwarded queries');
+      }
+      this.hostUpstreams = configuredUpstreams();
+      await this.addUpstreams(discoverUpstreams({ configured: this.deps.upstreams }));
     }
-    this.hostUpstreams = configuredUpstreams();
-    await this.addUpstreams(discoverUpstreams({ configured: this.deps.upstreams }));
     this.publisher.start();
   }
 
@@ -132,10 +146,12 @@ export class NameService {
     for (const w of this.watchers) w.close();
     await this.syncing;
     await this.redirects.close();
-    try {
-      await removeDnsIntercept();
-    } catch (err) {
-      this.deps.log.warn({ err }, 'could not remove the DNS redirect');
+    if (this.dnsOn) {
+      try {
+        await removeDnsIntercept();
+      } catch (err) {
+        this.deps.log.warn({ err }, 'could not remove the DNS redirect');
+      }
     }
     await Promise.all([...this.listeners.values(), ...(this.front ? [this.front] : [])].map((l) => l.close()));
     this.spares.close();

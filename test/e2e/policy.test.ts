@@ -11,20 +11,14 @@ import { Driver, startDriver, MAIN_JS } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { containerIp } from '../helpers/docker-inspect';
 import { eventually } from '../helpers/eventually';
+import { SOCAT_MOUNTS, ECHO_PORTS, tcp, serve } from '../helpers/socat';
 
 jest.setTimeout(600_000);
 
 const OUT_IP = '172.31.254.239';
 const ISO = { name: 'vxt-pol-iso', subnet: '10.121.1.0/24', gateway: '10.121.1.1' };
 const NET = { name: 'vxt-pol-net', subnet: '10.121.2.0/24', gateway: '10.121.2.1' };
-/** socat from the machine, read-only in the busybox containers (as in egress-isolation.test.ts). */
-const SOCAT_MOUNTS = [
-  '-v', '/usr/bin/socat:/bin/socat:ro',
-  '-v', '/usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:ro',
-  '-v', '/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro',
-  '-v', '/usr/lib64:/lib64:ro',
-];
-const PORTS = ['8000', '8001'];
+const PORTS = ECHO_PORTS;
 const SOCKET = '/run/docker/plugins/vxnet.sock';
 const METRICS_ADDR = '127.0.0.1:9479';
 const SCRAPE = `fetch('http://${METRICS_ADDR}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(e); process.exit(1); })`;
@@ -36,21 +30,11 @@ function create(net: { name: string; subnet: string; gateway: string }, ...extra
   return ['network', 'create', '-d', 'vxnet', '--ipam-driver', 'vxnet', '--subnet', net.subnet, '--gateway', net.gateway, ...extra, net.name];
 }
 
-/** What the echo server at ip:port answered (the client address it saw), or null when refused. */
-async function tcp(h: Host, c: string, ip: string, port: string, timeoutS = 2): Promise<string | null> {
-  const cmd = `echo hi | timeout ${timeoutS + 1} socat -t 2 - TCP:${ip}:${port},connect-timeout=${timeoutS}`;
-  const r = await h.docker(['exec', c, 'sh', '-c', cmd], { timeoutMs: 20_000 });
-  return r.code === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : null;
-}
 
 async function pings(h: Host, c: string, ip: string): Promise<boolean> {
   return (await h.docker(['exec', c, 'ping', '-c', '1', '-W', '1', ip], { timeoutMs: 15_000 })).code === 0;
 }
 
-/** Echo servers on 8000 and 8001 in a container. */
-async function serve(h: Host, c: string): Promise<void> {
-  for (const p of PORTS) await h.dockerOk(['exec', '-d', c, 'socat', `TCP-LISTEN:${p},fork,reuseaddr`, 'SYSTEM:echo $SOCAT_PEERADDR']);
-}
 
 /** `docker run -d` on one network, serving 8000 and 8001. */
 async function run(h: Host, name: string, net: string, extra: string[] = []): Promise<string> {
