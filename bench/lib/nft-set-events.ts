@@ -10,6 +10,7 @@
 // subscription costs nothing between changes and reports each within a fraction of a millisecond.
 // Wire format: include/uapi/linux/netfilter/nf_tables.h (see src/dataplane/nft-elements.ts).
 import { RawNetlinkSocket } from 'netlink';
+import { NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_ELEM_LIST_SET, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_LIST_ELEM, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_KEY_END, NFTA_DATA_VALUE } from '../../src/dataplane/nft-elements';
 
 const NETLINK_NETFILTER = 12;
 const NFNLGRP_NFTABLES = 7;
@@ -17,13 +18,6 @@ const NFNL_SUBSYS_NFTABLES = 10;
 const NFT_MSG_NEWSETELEM = 12;
 const NFT_MSG_DELSETELEM = 14;
 const NLA_TYPE_MASK = 0x3fff;
-const NFTA_SET_ELEM_LIST_TABLE = 1;
-const NFTA_SET_ELEM_LIST_SET = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
-const NFTA_LIST_ELEM = 1;
-const NFTA_SET_ELEM_KEY = 1;
-const NFTA_SET_ELEM_KEY_END = 10;
-const NFTA_DATA_VALUE = 1;
 
 /** The attributes of one nlattr stream, by type (the last one of a type wins; lists use `all`). */
 export function attrs(buf: Buffer): Array<{ type: number; value: Buffer }> {

@@ -35,13 +35,13 @@ const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_CREATE = 0x400;
 const NLA_F_NESTED = 0x8000;
-const NFTA_SET_ELEM_LIST_TABLE = 1;
-const NFTA_SET_ELEM_LIST_SET = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
-const NFTA_LIST_ELEM = 1;
-const NFTA_SET_ELEM_KEY = 1;
-const NFTA_SET_ELEM_KEY_END = 10;
-const NFTA_DATA_VALUE = 1;
+export const NFTA_SET_ELEM_LIST_TABLE = 1;
+export const NFTA_SET_ELEM_LIST_SET = 2;
+export const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+export const NFTA_LIST_ELEM = 1;
+export const NFTA_SET_ELEM_KEY = 1;
+export const NFTA_SET_ELEM_KEY_END = 10;
+export const NFTA_DATA_VALUE = 1;
 const IFNAMSIZ = 16;
 
 /** nfproto numbers of the table families vxnet uses. */

@@ -372,7 +372,7 @@ export class NetworkDriver {
   }
 
   async createEndpoint(req: CreateEndpointRequest): Promise<CreateEndpointReply> {
-    const { lnet, net } = await this.networkOf(req.NetworkID);
+    const { lnet, net, poolIds } = await this.networkOf(req.NetworkID);
     const iface = req.Interface ?? { Address: '', AddressIPv6: '', MacAddress: '' };
     const ipv4 = checkAddress(iface.Address, net.ipv4, 4, lnet);
     const ipv6 = checkAddress(iface.AddressIPv6, net.ipv6, 6, lnet);
@@ -394,7 +394,7 @@ export class NetworkDriver {
         if (same(existing)) return;
         throw conflict();
       }
-      await this.holdAddresses(req.NetworkID, req.EndpointID, ips);
+      await this.holdAddresses(req.NetworkID, poolIds, req.EndpointID, ips);
       if (await this.deps.store.createIfAbsent(key, raw)) {
         this.deps.records?.wrote(key, raw);
         return;
@@ -409,8 +409,7 @@ export class NetworkDriver {
    * restart, for an address reconcile released and a new container got); one whose IPAM record
    * a release removed in between is taken back (network/address-claims.ts).
    */
-  private async holdAddresses(networkId: string, endpointId: string, ips: Array<string | null>): Promise<void> {
-    const poolIds = (await this.dockerNetworkRecord(networkId))?.poolIds ?? [];
+  private async holdAddresses(networkId: string, poolIds: string[], endpointId: string, ips: Array<string | null>): Promise<void> {
     for (const ip of ips) {
       if (!ip) continue;
       const other = await this.claims.holder(ip, { networkId }, endpointId);
@@ -679,12 +678,12 @@ export class NetworkDriver {
     await ignoreMissing(dataplane.removeBridge(bridge));
   }
 
-  private async networkOf(networkId: string): Promise<{ lnet: string; net: NetworkRecord }> {
+  private async networkOf(networkId: string): Promise<{ lnet: string; net: NetworkRecord; poolIds: string[] }> {
     const dnet = await this.dockerNetworkRecord(networkId);
     if (!dnet) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `unknown network ${networkId}`);
     const net = this.deps.records?.network(dnet.lnet) ?? (await getJson<NetworkRecord>(this.deps.store, this.deps.keys.network(dnet.lnet)))?.value;
     if (!net) throw vxError('VXNET_ERR_UNKNOWN_NETWORK', `network ${networkId} points at logical network ${dnet.lnet}, which no longer exists`);
-    return { lnet: dnet.lnet, net };
+    return { lnet: dnet.lnet, net, poolIds: dnet.poolIds };
   }
 
   private async localEndpoint(lnet: string, networkId: string, endpointId: string): Promise<EndpointRecord> {
