@@ -18,6 +18,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { spawn, ChildProcess } from 'node:child_process';
 import { Host, upHost, downHost, underlayDown, run, describeFailure, REPO_ROOT } from '../test/helpers/hosts';
+import { RawSpec, rawOverlayUp, rawOverlayDown } from './lib/raw-vxlan';
 import { Driver, startDriver, socketFromOutside, MAIN_JS } from '../test/helpers/vxnet-in-host';
 import { etcdDriverEnv } from './lib/etcd-driver';
 import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
@@ -85,16 +86,12 @@ const ETCD_PREFIX = '/vxnet/v1/';
 const SUBNET = '10.232.0.0/24';
 const CONTAINERS = ['vxt-bc1', 'vxt-bc2'];
 /** The hand-made overlay: same two hosts, own VNI (outside vxnet's 256-4095), same UDP port. */
+/** The hand-made reference (bench/lib/raw-vxlan.ts): bridge + VXLAN in the hosts' own namespaces. */
+const RAW_SPEC: RawSpec = { placement: 'host', vni: 10042, tag: 'mr', subnet24: '10.233.0', mtu: 1450 };
 const RAW = {
-  vni: 10042,
-  bridge: 'vxt-rbr',
-  vxlan: 'vxt-rvx',
-  veth: 'vxt-rv0',
-  netns: ['vxt-br1', 'vxt-br2'],
+  ...RAW_SPEC,
+  netns: ['vxt-mrc1', 'vxt-mrc2'],
   ips: ['10.233.0.1', '10.233.0.2'],
-  macs: ['02:42:0a:e9:00:01', '02:42:0a:e9:00:02'],
-  prefix: 24,
-  mtu: 1450,
 };
 const IPAM_POOL = '10.240.0.0/16';
 const TCP_PORT = 5201;
@@ -191,33 +188,9 @@ async function setUp(env: Partial<Env>): Promise<Env> {
     await deleteNetns(CONTAINERS[i]);
     env.containers.push(await startFakeContainer(env.hosts[i].name, env.socks[i], env.nets[i], CONTAINERS[i]));
   }
-  await rawUp(env.hosts);
+  const raw = await rawOverlayUp([env.hosts[0], env.hosts[1]], RAW_SPEC);
+  if (raw.netns.join() !== RAW.netns.join() || raw.ips.join() !== RAW.ips.join()) throw new Error(`raw overlay names changed: ${raw.netns.join()} ${raw.ips.join()}`);
   return env as Env;
-}
-
-/** The hand-made overlay on host1 and host2: bridge + VXLAN (static FDB) + a namespace on a veth. */
-async function rawUp(hosts: Host[]): Promise<void> {
-  for (let i = 0; i < 2; i++) {
-    const h = hosts[i].name;
-    const peer = hosts[1 - i];
-    const ns = RAW.netns[i];
-    await deleteNetns(ns);
-    await sh('ip', ['netns', 'add', ns]);
-    await inNetns(ns, ['sysctl', '-qw', 'net.ipv6.conf.default.disable_ipv6=1', 'net.ipv6.conf.all.disable_ipv6=1']);
-    await sh('ip', ['-n', h, 'link', 'add', RAW.bridge, 'type', 'bridge']);
-    await sh('ip', ['-n', h, 'link', 'add', RAW.vxlan, 'type', 'vxlan', 'id', String(RAW.vni), 'dstport', '4789', 'local', hosts[i].ip, 'dev', 'eth0', 'nolearning']);
-    await sh('ip', ['-n', h, 'link', 'set', RAW.vxlan, 'master', RAW.bridge, 'up']);
-    await sh('ip', ['-n', h, 'link', 'add', RAW.veth, 'mtu', String(RAW.mtu), 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', String(RAW.mtu), 'netns', ns]);
-    await sh('ip', ['-n', h, 'link', 'set', RAW.veth, 'master', RAW.bridge, 'up']);
-    await sh('ip', ['-n', h, 'link', 'set', RAW.bridge, 'up']);
-    await sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', RAW.macs[i]]);
-    await sh('ip', ['-n', ns, 'addr', 'add', `${RAW.ips[i]}/${RAW.prefix}`, 'dev', 'eth0']);
-    await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    await sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
-    await sh('bridge', ['-n', h, 'fdb', 'append', '00:00:00:00:00:00', 'dev', RAW.vxlan, 'dst', peer.ip, 'self', 'permanent']);
-    await sh('bridge', ['-n', h, 'fdb', 'add', RAW.macs[1 - i], 'dev', RAW.vxlan, 'dst', peer.ip, 'self', 'permanent']);
-    await hosts[i].execOk(['iptables', '-w', '-I', 'FORWARD', '1', '-i', RAW.bridge, '-o', RAW.bridge, '-j', 'ACCEPT']);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -790,7 +763,9 @@ async function main(): Promise<number> {
     },
     async () => {
       killChildren();
-      for (const ns of [...CONTAINERS, ...RAW.netns]) await deleteNetns(ns);
+      for (const ns of CONTAINERS) await deleteNetns(ns);
+      const hosts = env.hosts ?? [];
+      if (hosts.length >= 2) await rawOverlayDown([hosts[0], hosts[1]], RAW_SPEC).catch((err: unknown) => log(`raw overlay: ${(err as Error).message}`));
       for (const h of [...HOSTS, ETCD_HOST]) await downHost(h.name).catch((err: unknown) => log(`downHost ${h.name}: ${(err as Error).message}`));
       // The underlay goes only if this run made it, and only when no host is left on it.
       if (!underlayExisted) await underlayDown();

@@ -47,6 +47,8 @@ else
   printf 'add table bridge vxnet-antispoof\ndelete table bridge vxnet-antispoof\n' | nft -f - 2>/dev/null || true
   # The policy table (src/dataplane/policy-table.ts): kept by a stopping driver so that rules hold
   # while it is away; with no vxnet network left it polices nothing.
+  # Its bridge-family twin holds the fast path (conntrack skipped between unpoliced containers).
   nft delete table inet vxnet-policy 2>/dev/null || true
+  nft delete table bridge vxnet-policy 2>/dev/null || true
 fi
 exit "$status"

@@ -17,6 +17,29 @@
 // The table is not tied to the driver process: after kill -9 the kernel keeps enforcing, and the
 // next start replaces the sets' content in one transaction (no open window).
 // Counters are named objects: rewriting the chains does not reset them (metrics read them).
+//
+// The fast path, `bridge vxnet-policy` (the same name in the bridge family): conntrack is skipped
+// for frames that the bridge forwards from one container to another of the same network, unless
+// one end is policed. vxnet's bridge lives in the host's namespace, where dockerd has turned on
+// br_netfilter: without this, every such frame (also the ones from the VXLAN port) is tracked —
+// a conntrack lookup, an entry per flow and its confirmation — for nothing, since the isolation
+// rule accepts bridged frames statelessly and unpoliced ends need no state (measured by
+// bench:datapath: this is most of what vxnet cost over a bridge in a namespace of its own).
+//   chain prerouting (hook prerouting, priority -300: before br_netfilter hands the frame to the
+//   IPv4/IPv6 hooks, where conntrack would take it):
+//     iifname "vxe-*" meta pkttype other jump fast   from a container port or a VXLAN port, to a
+//     iifname "vxv-*" meta pkttype other jump fast   MAC that is not the bridge's: the bridge forwards
+//                                                     it (a frame to the gateway's MAC is "host": it
+//                                                     is routed — egress, NAT, published ports —
+//                                                     and stays tracked)
+//   chain fast:
+//     ip  saddr/daddr in none of the policed sets: notrack
+//     ip6 saddr/daddr in none of the policed sets: notrack
+// The policed sets are mirrors of the inet table's, written in the same transaction. A frame with
+// a policed end stays tracked both ways, so the policy's "replies pass" (ct state established)
+// holds; if a mirror ever lacked an address, its ingress checks (stateless) would still apply and
+// only its replies would be dropped: it fails closed, never open. Hairpin NAT to a published port
+// is not affected: its replies go to the gateway's MAC (ports.ts masquerades them).
 import * as ipaddr from 'ipaddr.js';
 import { exclusive, mustRun, runTool } from './xtables';
 import { changeSets, ElementBatch, keyBytes } from './nft-elements';
@@ -24,10 +47,28 @@ import { changeSets, ElementBatch, keyBytes } from './nft-elements';
 export const POLICY_TABLE = 'vxnet-policy';
 export const DROPS_IN = 'drops_in';
 export const DROPS_OUT = 'drops_out';
+/** Before br_netfilter (NF_BR_PRI_BRNF, 0) and before the anti-spoofing table (filter, -200). */
+const FAST_PATH_PRIORITY = -300;
 const DROP_IN = 'drop_in';
 const DROP_OUT = 'drop_out';
-/** Sets that hold the same elements as another (drop counters per policed address). */
-const MIRRORS: Partial<Record<PolicySetName, string>> = { policedIn: DROP_IN, policedOut: DROP_OUT };
+/** The prefixes of the bridge ports the fast path looks at (network/names.ts: veth host ends, VXLAN devices). */
+const FAST_PORTS = ['vxe-*', 'vxv-*'];
+type Family = 'inet' | 'bridge';
+/**
+ * Sets that hold the same elements as another: drop counters per policed address (inet), and the
+ * fast path's copies of the policed sets (bridge: a rule can only name a set of its own table).
+ */
+const MIRRORS: Partial<Record<PolicySetName, Array<{ family: Family; set: string }>>> = {
+  policedIn: [{ family: 'inet', set: DROP_IN }, { family: 'bridge', set: 'policed_in' }],
+  policedOut: [{ family: 'inet', set: DROP_OUT }, { family: 'bridge', set: 'policed_out' }],
+  policedIn6: [{ family: 'bridge', set: 'policed_in6' }],
+  policedOut6: [{ family: 'bridge', set: 'policed_out6' }],
+};
+/** Every set a change of `name` writes: its own, then its mirrors. */
+function targets(name: PolicySetName): Array<{ family: Family; set: string }> {
+  return [{ family: 'inet', set: SETS[name] }, ...(MIRRORS[name] ?? [])];
+}
+const FAST_SETS = Object.values(MIRRORS).flat().filter((m) => m.family === 'bridge').map((m) => m.set);
 const SETS = {
   policedIn: 'policed_in',
   policedOut: 'policed_out',
@@ -103,8 +144,28 @@ export function tableScript(): string {
     `add rule ${t} out_check6 counter name ${DROPS_OUT} drop`,
     `add rule ${t} forward ip6 saddr @${SETS.policedOut6} jump out_check6`,
     `add rule ${t} forward ip6 daddr @${SETS.policedIn6} jump in_check6`,
+    ...fastPathScript(),
     '',
   ].join('\n');
+}
+
+/** The bridge-family table of the fast path (see the header), declared and its chains rewritten. */
+function fastPathScript(): string[] {
+  const b = `bridge ${POLICY_TABLE}`;
+  const type = (set: string): string => (set.endsWith('6') ? 'ipv6_addr' : 'ipv4_addr');
+  const none = (ip: 'ip' | 'ip6', sets: string[]): string => sets.flatMap((set) => [`${ip} saddr != @${set}`, `${ip} daddr != @${set}`]).join(' ');
+  return [
+    `table ${b} {`,
+    ...FAST_SETS.map((set) => `  set ${set} { type ${type(set)}; }`),
+    '  chain fast { }',
+    `  chain prerouting { type filter hook prerouting priority ${FAST_PATH_PRIORITY}; policy accept; }`,
+    '}',
+    `flush chain ${b} fast`,
+    `flush chain ${b} prerouting`,
+    ...FAST_PORTS.map((port) => `add rule ${b} prerouting iifname "${port}" meta pkttype other jump fast`),
+    `add rule ${b} fast ${none('ip', FAST_SETS.filter((x) => !x.endsWith('6')))} notrack`,
+    `add rule ${b} fast ${none('ip6', FAST_SETS.filter((x) => x.endsWith('6')))} notrack`,
+  ];
 }
 
 function checked(elements: string[]): string[] {
@@ -116,14 +177,17 @@ function elementLines(verb: 'add' | 'delete', sets: Partial<PolicySets>): string
   const out: string[] = [];
   for (const [name, elements] of Object.entries(sets) as Array<[PolicySetName, string[]]>) {
     if (elements.length === 0) continue;
-    for (const set of [SETS[name], MIRRORS[name]]) if (set) out.push(`${verb} element inet ${POLICY_TABLE} ${set} { ${checked(elements).join(', ')} }`);
+    for (const t of targets(name)) out.push(`${verb} element ${t.family} ${POLICY_TABLE} ${t.set} { ${checked(elements).join(', ')} }`);
   }
   return out;
 }
 
 /** Pure: the script that makes the table hold exactly `sets` (structure included). */
 export function replaceScript(sets: PolicySets): string {
-  const flush = [...Object.values(SETS), DROP_IN, DROP_OUT].map((s) => `flush set inet ${POLICY_TABLE} ${s}`);
+  const flush = [
+    ...[...Object.values(SETS), DROP_IN, DROP_OUT].map((s) => `flush set inet ${POLICY_TABLE} ${s}`),
+    ...FAST_SETS.map((s) => `flush set bridge ${POLICY_TABLE} ${s}`),
+  ];
   return [tableScript(), ...flush, ...elementLines('add', sets), ''].join('\n');
 }
 
@@ -189,7 +253,7 @@ export function elementBatches(from: PolicySets, to: PolicySets): ElementBatch[]
       const type = PLAIN[x.name];
       if (type) {
         const keys = elements.map((value) => keyBytes([{ type, value }]));
-        for (const set of [SETS[x.name], MIRRORS[x.name]]) if (set) batches.push({ op, family: 'inet', table: POLICY_TABLE, set, keys });
+        for (const t of targets(x.name)) batches.push({ op, family: t.family, table: POLICY_TABLE, set: t.set, keys });
       } else {
         const pairs = elements.map(ruleKeys);
         batches.push({ op, family: 'inet', table: POLICY_TABLE, set: SETS[x.name], keys: pairs.map((p) => p.key), keyEnds: pairs.map((p) => p.end) });
@@ -229,21 +293,27 @@ export function updatePolicySets(from: PolicySets, to: PolicySets, structure = f
   });
 }
 
-/** Whether the table exists (false also when nft is missing: then there is nothing to remove). */
-export async function policyTableExists(): Promise<boolean> {
-  try {
-    return (await runTool('nft', ['list', 'table', 'inet', POLICY_TABLE])).code === 0;
-  } catch {
-    return false;
+/** The families whose `vxnet-policy` table exists (none also when nft is missing: nothing to remove). */
+async function existingTables(): Promise<Family[]> {
+  const out: Family[] = [];
+  for (const family of ['inet', 'bridge'] as const) {
+    const r = await runTool('nft', ['list', 'table', family, POLICY_TABLE]).catch(() => null);
+    if (r?.code === 0) out.push(family);
   }
+  return out;
 }
 
-/** Removes the table (plugin disable, uninstall). Idempotent. */
+/** Whether the table (either family's) exists. */
+export async function policyTableExists(): Promise<boolean> {
+  return (await existingTables()).length > 0;
+}
+
+/** Removes the tables, inet and bridge (plugin disable, uninstall). Idempotent. */
 export function removePolicyTable(): Promise<boolean> {
   return exclusive(async () => {
-    if (!(await policyTableExists())) return false;
-    await mustRun('nft', ['delete', 'table', 'inet', POLICY_TABLE], `remove the ${POLICY_TABLE} table`);
-    return true;
+    const have = await existingTables();
+    for (const family of have) await mustRun('nft', ['delete', 'table', family, POLICY_TABLE], `remove the ${family} ${POLICY_TABLE} table`);
+    return have.length > 0;
   });
 }
 
@@ -311,10 +381,25 @@ const ENFORCING = [
   `ip6 saddr @${SETS.policedOut6} jump out_check6`,
 ];
 
-/** What the kernel holds now: null when the table is missing or incomplete (its chains lack a rule). */
+/** The fast path's rules as nft lists them: without them it is only slower, with them it needs its mirrors. */
+const FAST_RULES = [...FAST_PORTS.map((port) => `iifname "${port}" meta pkttype`), 'jump fast', 'notrack'];
+
+/**
+ * What the kernel holds now: null when the table is missing or incomplete (its chains lack a
+ * rule), or when the fast path's copies of the policed sets differ from the inet table's.
+ */
 export async function listPolicyElements(): Promise<PolicySets | null> {
-  const r = await runTool('nft', ['-nn', '-p', 'list', 'table', 'inet', POLICY_TABLE]).catch(() => null);
-  if (!r || r.code !== 0) return null;
-  if (!ENFORCING.every((rule) => r.stdout.includes(rule))) return null;
-  return parseListing(r.stdout);
+  const list = async (family: Family): Promise<string | null> => {
+    const r = await runTool('nft', ['-nn', '-p', 'list', 'table', family, POLICY_TABLE]).catch(() => null);
+    return r && r.code === 0 ? r.stdout : null;
+  };
+  const inet = await list('inet');
+  if (inet === null || !ENFORCING.every((rule) => inet.includes(rule))) return null;
+  const fast = await list('bridge');
+  if (fast === null || !FAST_RULES.every((rule) => fast.includes(rule))) return null;
+  const sets = parseListing(inet);
+  const copies = parseListing(fast);
+  const same = (a: string[], b: string[]): boolean => a.length === b.length && [...a].sort().join() === [...b].sort().join();
+  for (const name of Object.keys(MIRRORS) as PolicySetName[]) if (!same(sets[name], copies[name])) return null;
+  return sets;
 }

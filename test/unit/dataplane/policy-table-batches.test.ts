@@ -4,26 +4,29 @@ import { keyBytes } from '../../../src/dataplane/nft-elements';
 describe('src/dataplane/policy-table.ts plainBatches (netlink path for address-only changes)', () => {
   const empty = emptyPolicySets();
 
-  it('an endpoint becoming pending / released: its address in policed_in and drop_in, deletions first', () => {
+  it('an endpoint becoming pending / released: its address in policed_in, drop_in and the fast path\'s copy, deletions first', () => {
     const pending = { ...empty, policedIn: ['10.0.0.5'] };
     const add = elementBatches(empty, pending);
-    expect(add?.map((b) => [b.op, b.set, b.keys.length])).toEqual([
-      ['destroy', 'policed_in', 0],
-      ['destroy', 'drop_in', 0],
-      ['add', 'policed_in', 1],
-      ['add', 'drop_in', 1],
+    expect(add?.map((b) => [b.op, b.family, b.set, b.keys.length])).toEqual([
+      ['destroy', 'inet', 'policed_in', 0],
+      ['destroy', 'inet', 'drop_in', 0],
+      ['destroy', 'bridge', 'policed_in', 0],
+      ['add', 'inet', 'policed_in', 1],
+      ['add', 'inet', 'drop_in', 1],
+      ['add', 'bridge', 'policed_in', 1],
     ]);
-    expect(add?.[2].keys[0]).toEqual(keyBytes([{ type: 'ipv4_addr', value: '10.0.0.5' }]));
+    expect(add?.[3].keys[0]).toEqual(keyBytes([{ type: 'ipv4_addr', value: '10.0.0.5' }]));
     const release = elementBatches(pending, empty);
-    expect(release?.filter((b) => b.keys.length > 0).map((b) => [b.op, b.set])).toEqual([
-      ['destroy', 'policed_in'],
-      ['destroy', 'drop_in'],
+    expect(release?.filter((b) => b.keys.length > 0).map((b) => [b.op, b.family, b.set])).toEqual([
+      ['destroy', 'inet', 'policed_in'],
+      ['destroy', 'inet', 'drop_in'],
+      ['destroy', 'bridge', 'policed_in'],
     ]);
   });
 
-  it('IPv6 addresses go to the IPv6 sets', () => {
+  it('IPv6 addresses go to the IPv6 sets (and the fast path\'s copy)', () => {
     const b = elementBatches(empty, { ...empty, policedOut6: ['fd00::5'] });
-    expect(b?.filter((x) => x.keys.length > 0).map((x) => [x.set, x.keys[0].length])).toEqual([['policed_out6', 16]]);
+    expect(b?.filter((x) => x.keys.length > 0).map((x) => [x.family, x.set, x.keys[0].length])).toEqual([['inet', 'policed_out6', 16], ['bridge', 'policed_out6', 16]]);
   });
 
   it('a rule change: the interval element as its first and last key (address . address . proto . port)', () => {
@@ -34,6 +37,7 @@ describe('src/dataplane/policy-table.ts plainBatches (netlink path for address-o
     expect(b?.filter((x) => x.keys.length > 0).map((x) => [x.op, x.set])).toEqual([
       ['add', 'policed_in'],
       ['add', 'drop_in'],
+      ['add', 'policed_in'],
       ['add', 'allow_in'],
     ]);
     // A single value is a range of one: first and last key alike.
