@@ -90,6 +90,17 @@ describe('vxnet across 3 dockerd hosts', () => {
     expect(await hosts[0].dockerOk(['exec', 'x1', 'ping', '-c', '1', '-W', '2', '-s', '1422', ip2])).toMatch(/1 packets received/);
   });
 
+  it('does not track frames between the two containers (fast path), on either host; their way out through the gateway is tracked', async () => {
+    const [ip1, ip2] = [await ipOf(hosts[0], 'x1'), await ipOf(hosts[1], 'x2')];
+    const icmpEntries = async (h: Host, a: string, b: string): Promise<number> =>
+      (await h.execOk(['cat', '/proc/net/nf_conntrack'])).split('\n').filter((l) => / icmp /.test(l) && (l.includes(`src=${a} dst=${b} `) || l.includes(`src=${b} dst=${a} `))).length;
+    expect(await hosts[0].dockerOk(['exec', 'x1', 'ping', '-c', '2', '-W', '2', ip2])).toMatch(/2 packets received/);
+    expect(await hosts[0].dockerOk(['exec', 'x1', 'ping', '-c', '1', '-W', '2', '10.91.0.1'])).toMatch(/1 packets received/);
+    // Host1 sees the frames come from the container's port, host2 from its VXLAN port: both skip conntrack.
+    for (const h of hosts.slice(0, 2)) expect(await icmpEntries(h, ip1, ip2)).toBe(0);
+    expect(await icmpEntries(hosts[0], ip1, '10.91.0.1')).toBe(1);
+  });
+
   it('removes the entry from host1 when the container on host2 stops', async () => {
     const mac = await macOf(hosts[1], 'x2');
     expect(fdbMacs(hosts[0]).some((r) => r.mac === mac)).toBe(true);
