@@ -126,11 +126,17 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   // Docker's resolver has every name there), for the names and labels policy rules name.
   const namesDns = config.names && peers !== null;
   const namesOn = namesDns || (config.names && dockerdPresent(config.dockerHost));
+  const tables = { fastPath: config.fastPath };
   const policy = new PolicyEngine({
     store,
     keys,
     host: config.hostId,
-    kernel: { list: dataplane.listPolicyElements, replace: dataplane.replacePolicySets, update: dataplane.updatePolicySets, drops: dataplane.policyDrops },
+    kernel: {
+      list: () => dataplane.listPolicyElements(tables),
+      replace: (sets) => dataplane.replacePolicySets(sets, tables),
+      update: (from, to, structure) => dataplane.updatePolicySets(from, to, structure, tables),
+      drops: dataplane.policyDrops,
+    },
     lookup: namesOn && dockerdPresent(config.dockerHost) ? endpointLookup(config.dockerHost) : null,
     log: log.child({ mod: 'policy' }),
   });

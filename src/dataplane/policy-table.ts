@@ -90,8 +90,14 @@ export function emptyPolicySets(): PolicySets {
 
 const ELEMENT_RE = /^[0-9a-f.:/]+(-[0-9a-f.:]+)?( \. [0-9a-f.:/]+(-[0-9a-f.:]+)?){0,3}$/;
 
+/** How the tables are written: `fastPath` false leaves the bridge table's hook without rules (`--fast-path off`). */
+export interface PolicyTableOptions {
+  fastPath: boolean;
+}
+const DEFAULTS: PolicyTableOptions = { fastPath: true };
+
 /** The table's structure (no elements): sets, counters and chains as one nft script. Pure. */
-export function tableScript(): string {
+export function tableScript(opts: PolicyTableOptions = DEFAULTS): string {
   const t = `inet ${POLICY_TABLE}`;
   const concat = 'type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags interval;';
   const concat6 = 'type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags interval;';
@@ -144,13 +150,16 @@ export function tableScript(): string {
     `add rule ${t} out_check6 counter name ${DROPS_OUT} drop`,
     `add rule ${t} forward ip6 saddr @${SETS.policedOut6} jump out_check6`,
     `add rule ${t} forward ip6 daddr @${SETS.policedIn6} jump in_check6`,
-    ...fastPathScript(),
+    ...fastPathScript(opts.fastPath),
     '',
   ].join('\n');
 }
 
-/** The bridge-family table of the fast path (see the header), declared and its chains rewritten. */
-function fastPathScript(): string[] {
+/**
+ * The bridge-family table of the fast path (see the header), declared and its chains rewritten;
+ * off: the same table and sets (kept filled, so turning it on needs no other change), no rules.
+ */
+function fastPathScript(on: boolean): string[] {
   const b = `bridge ${POLICY_TABLE}`;
   const type = (set: string): string => (set.endsWith('6') ? 'ipv6_addr' : 'ipv4_addr');
   const none = (ip: 'ip' | 'ip6', sets: string[]): string => sets.flatMap((set) => [`${ip} saddr != @${set}`, `${ip} daddr != @${set}`]).join(' ');
@@ -162,9 +171,13 @@ function fastPathScript(): string[] {
     '}',
     `flush chain ${b} fast`,
     `flush chain ${b} prerouting`,
-    ...FAST_PORTS.map((port) => `add rule ${b} prerouting iifname "${port}" meta pkttype other jump fast`),
-    `add rule ${b} fast ${none('ip', FAST_SETS.filter((x) => !x.endsWith('6')))} notrack`,
-    `add rule ${b} fast ${none('ip6', FAST_SETS.filter((x) => x.endsWith('6')))} notrack`,
+    ...(on
+      ? [
+          ...FAST_PORTS.map((port) => `add rule ${b} prerouting iifname "${port}" meta pkttype other jump fast`),
+          `add rule ${b} fast ${none('ip', FAST_SETS.filter((x) => !x.endsWith('6')))} notrack`,
+          `add rule ${b} fast ${none('ip6', FAST_SETS.filter((x) => x.endsWith('6')))} notrack`,
+        ]
+      : []),
   ];
 }
 
@@ -183,12 +196,12 @@ function elementLines(verb: 'add' | 'delete', sets: Partial<PolicySets>): string
 }
 
 /** Pure: the script that makes the table hold exactly `sets` (structure included). */
-export function replaceScript(sets: PolicySets): string {
+export function replaceScript(sets: PolicySets, opts: PolicyTableOptions = DEFAULTS): string {
   const flush = [
     ...[...Object.values(SETS), DROP_IN, DROP_OUT].map((s) => `flush set inet ${POLICY_TABLE} ${s}`),
     ...FAST_SETS.map((s) => `flush set bridge ${POLICY_TABLE} ${s}`),
   ];
-  return [tableScript(), ...flush, ...elementLines('add', sets), ''].join('\n');
+  return [tableScript(opts), ...flush, ...elementLines('add', sets), ''].join('\n');
 }
 
 /** Pure: per set, what leaves and what comes (only sets that change). */
@@ -264,9 +277,9 @@ export function elementBatches(from: PolicySets, to: PolicySets): ElementBatch[]
 }
 
 /** Puts the table in place and makes its sets hold exactly `sets`, in one transaction. */
-export function replacePolicySets(sets: PolicySets): Promise<void> {
+export function replacePolicySets(sets: PolicySets, opts: PolicyTableOptions = DEFAULTS): Promise<void> {
   return exclusive(async () => {
-    await mustRun('nft', ['-f', '-'], `set the ${POLICY_TABLE} table`, replaceScript(sets));
+    await mustRun('nft', ['-f', '-'], `set the ${POLICY_TABLE} table`, replaceScript(sets, opts));
   });
 }
 
@@ -275,7 +288,7 @@ export function replacePolicySets(sets: PolicySets): Promise<void> {
  * transaction; `structure`: the table's chains are rewritten in it too (a start that finds the
  * table in place keeps its elements, and their drop counters, instead of replacing them).
  */
-export function updatePolicySets(from: PolicySets, to: PolicySets, structure = false): Promise<number> {
+export function updatePolicySets(from: PolicySets, to: PolicySets, structure = false, opts: PolicyTableOptions = DEFAULTS): Promise<number> {
   const batches = structure ? null : elementBatches(from, to);
   if (batches) {
     const n = batches.reduce((a, b) => a + b.keys.length, 0);
@@ -285,7 +298,7 @@ export function updatePolicySets(from: PolicySets, to: PolicySets, structure = f
       return n;
     });
   }
-  const script = (structure ? tableScript() : '') + diffScript(from, to);
+  const script = (structure ? tableScript(opts) : '') + diffScript(from, to);
   if (script === '') return Promise.resolve(0);
   return exclusive(async () => {
     await mustRun('nft', ['-f', '-'], `update the ${POLICY_TABLE} sets`, script);
@@ -386,9 +399,10 @@ const FAST_RULES = [...FAST_PORTS.map((port) => `iifname "${port}" meta pkttype`
 
 /**
  * What the kernel holds now: null when the table is missing or incomplete (its chains lack a
- * rule), or when the fast path's copies of the policed sets differ from the inet table's.
+ * rule), when the fast path's rules are not as `opts` wants, or when its copies of the policed
+ * sets differ from the inet table's.
  */
-export async function listPolicyElements(): Promise<PolicySets | null> {
+export async function listPolicyElements(opts: PolicyTableOptions = DEFAULTS): Promise<PolicySets | null> {
   const list = async (family: Family): Promise<string | null> => {
     const r = await runTool('nft', ['-nn', '-p', 'list', 'table', family, POLICY_TABLE]).catch(() => null);
     return r && r.code === 0 ? r.stdout : null;
@@ -396,7 +410,8 @@ export async function listPolicyElements(): Promise<PolicySets | null> {
   const inet = await list('inet');
   if (inet === null || !ENFORCING.every((rule) => inet.includes(rule))) return null;
   const fast = await list('bridge');
-  if (fast === null || !FAST_RULES.every((rule) => fast.includes(rule))) return null;
+  // On: every rule there. Off: none of them (a table written while it was on is rewritten).
+  if (fast === null || (opts.fastPath ? !FAST_RULES.every((rule) => fast.includes(rule)) : fast.includes('notrack'))) return null;
   const sets = parseListing(inet);
   const copies = parseListing(fast);
   const same = (a: string[], b: string[]): boolean => a.length === b.length && [...a].sort().join() === [...b].sort().join();

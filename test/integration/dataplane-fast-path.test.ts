@@ -3,7 +3,8 @@
 // What it must do: frames the bridge forwards between two unpoliced containers are not tracked
 // (no conntrack entry); a flow with a policed end is tracked both ways, so the policy still
 // refuses what its rules do not allow and a policed container's own connections get their
-// replies; traffic to the gateway (routed: egress, NAT, published ports) stays tracked; and a
+// replies; traffic to the gateway (routed: egress, NAT, published ports) stays tracked; with
+// --fast-path off the hook has no rule and those frames are tracked again; and a
 // fast path whose copy of a policed set differs from the policy's is reported as incomplete.
 import * as fs from 'node:fs';
 import { closeRtnl, ensureBridge, ensureVeth, removeBridge } from '../../src/dataplane';
@@ -118,8 +119,22 @@ describe('src/dataplane/policy-table.ts fast path (kernel: conntrack skipped bet
     expect(tracked(a.ip, c.ip)).toBe(1);
   });
 
+  it('--fast-path off: the hook has no rule, frames between two containers are tracked again; a table written the other way reads as incomplete', async () => {
+    const [, b, c] = ctrs;
+    await replacePolicySets(emptyPolicySets(), { fastPath: false });
+    expect(sh('nft', ['list', 'table', 'bridge', POLICY_TABLE])).not.toMatch(/notrack/);
+    expect(await listPolicyElements({ fastPath: false })).toEqual(emptyPolicySets());
+    expect(await listPolicyElements({ fastPath: true })).toBeNull();
+    expect(pingsSoon(b, c.ip)).toBe(true);
+    expect(tracked(b.ip, c.ip)).toBe(1);
+    await replacePolicySets(emptyPolicySets(), { fastPath: true });
+    expect(await listPolicyElements({ fastPath: false })).toBeNull();
+  });
+
   it('a fast path whose copy of a policed set differs from the policy\'s reads as incomplete (rewritten at the next pass)', async () => {
     const [a] = ctrs;
+    await replacePolicySets({ ...emptyPolicySets(), policedIn: [a.ip] });
+    expect(await listPolicyElements()).toEqual({ ...emptyPolicySets(), policedIn: [a.ip] });
     sh('nft', ['delete', 'element', 'bridge', POLICY_TABLE, 'policed_in', `{ ${a.ip} }`]);
     expect(await listPolicyElements()).toBeNull();
     sh('nft', ['delete', 'table', 'bridge', POLICY_TABLE]);
