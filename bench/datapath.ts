@@ -4,6 +4,8 @@
 //   overlay    two containers on an attachable swarm overlay network (dockerd's own driver)
 //   vxnet-tracked  the same two containers with vxnet's fast path off (policy-table.ts: conntrack
 //              skipped between unpoliced containers), every bridged frame tracked as before it
+//   (--profile) vxnet-no-nft, vxnet-accept-first: the same containers with one part of vxnet's
+//              path taken away while measured (see VARIANTS)
 //   raw-host   hand-made bridge + VXLAN in the host's namespace, with dockerd's rules in force:
 //              what the kernel costs where vxnet's bridge lives
 //   raw-ns     hand-made bridge + VXLAN in a namespace of their own: where the overlay's lives,
@@ -26,7 +28,7 @@ import { Driver, startDriver, MAIN_JS } from '../test/helpers/vxnet-in-host';
 import { containerIp } from '../test/helpers/docker-inspect';
 import { eventually } from '../test/helpers/eventually';
 import { machineInfo, sourceRevision, resultHeader, dockerVersions } from './lib/machine';
-import { summarize, rounded, Summary, textTable, markdownTable, fmt } from './lib/stats';
+import { summarize, rounded, paired, Summary, textTable, markdownTable, fmt } from './lib/stats';
 import { log, intArg, dockerArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
 import { pickTcpTool, startTcpServer, tcpStream, TcpTool } from './lib/tcp-stream';
 import { RawOverlay, RawSpec, rawOverlayUp, rawOverlayDown, sh } from './lib/raw-vxlan';
@@ -36,6 +38,7 @@ interface Options {
   pings: number;
   intervalMs: number;
   tcpSeconds: number;
+  profile: boolean;
   docker: '20' | '26';
   out: string;
 }
@@ -47,6 +50,8 @@ const USAGE = `Usage: node dist/bench/datapath.js [options]     (build first: np
   --interval-ms N   between two pings (default 2: back to back enough that CPUs stay awake and
                     the path, not the wake-up from idle, is what is measured)
   --tcp-seconds N   one iperf3 stream per kind and round (default 5; 0 skips TCP)
+  --profile         also measure vxnet with its nftables tables deleted and with an ACCEPT first
+                    in FORWARD (where its time goes; restored after each measurement)
   --docker 20|26    dockerd of both hosts (default 20)
   --out FILE        results file (default bench/results/datapath.json)
 
@@ -55,13 +60,14 @@ Needs root. Creates hosts vxt-dp0 (etcd, 172.31.254.150), vxt-dp1 and vxt-dp2 (d
 the end.`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 8, pings: 500, intervalMs: 2, tcpSeconds: 5, docker: '20', out: path.join(REPO_ROOT, 'bench/results/datapath.json') };
+  const o: Options = { rounds: 8, pings: 500, intervalMs: 2, tcpSeconds: 5, profile: false, docker: '20', out: path.join(REPO_ROOT, 'bench/results/datapath.json') };
   eachFlag(argv, USAGE, (flag, next) => {
     switch (flag) {
       case '--rounds': o.rounds = intArg(flag, next(), 1); break;
       case '--pings': o.pings = intArg(flag, next(), 10); break;
       case '--interval-ms': o.intervalMs = intArg(flag, next(), 1); break;
       case '--tcp-seconds': o.tcpSeconds = intArg(flag, next(), 0); break;
+      case '--profile': o.profile = true; break;
       case '--docker': o.docker = dockerArg(next()); break;
       case '--out': o.out = path.resolve(next() ?? o.out); break;
       default: throw new Error(`unknown argument ${flag} (see --help)`);
@@ -78,10 +84,58 @@ const HOSTS = [
 const TCP_PORT = 5201;
 const MTU = 1400;
 
-type Kind = 'vxnet' | 'vxnet-tracked' | 'overlay' | 'raw-host' | 'raw-ns';
-const KINDS: Kind[] = ['vxnet', 'vxnet-tracked', 'overlay', 'raw-host', 'raw-ns'];
-/** The fast path's hook (src/dataplane/policy-table.ts), emptied on both hosts while 'vxnet-tracked' is measured. */
-const FAST_CHAIN = ['bridge', 'vxnet-policy', 'prerouting'];
+type Variant = 'vxnet-tracked' | 'vxnet-no-nft' | 'vxnet-accept-first';
+type Kind = 'vxnet' | Variant | 'overlay' | 'raw-host' | 'raw-ns';
+const BASE_KINDS: Kind[] = ['vxnet', 'vxnet-tracked', 'overlay', 'raw-host', 'raw-ns'];
+/** --profile: where vxnet's time goes, by taking one thing away at a time (the same containers). */
+const PROFILE_KINDS: Kind[] = ['vxnet-no-nft', 'vxnet-accept-first'];
+let KINDS: Kind[] = BASE_KINDS;
+
+/**
+ * What a variant takes away on both hosts while it is measured, and how it is put back exactly:
+ *   vxnet-tracked       the fast path's hook chain emptied (policy-table.ts): conntrack again
+ *   vxnet-no-nft        vxnet's three nftables tables (policy, fast path, anti-spoofing) deleted:
+ *                       what their hooks cost every frame
+ *   vxnet-accept-first  an ACCEPT for frames between vxnet bridges first in FORWARD: what the way
+ *                       through DOCKER-USER to vxnet's isolation rule (physdev match) costs
+ */
+const VARIANTS: Record<Variant, { take: (h: Host) => Promise<string[]>; restore: (h: Host, saved: string[]) => Promise<void> }> = {
+  'vxnet-tracked': {
+    take: async (h) => {
+      const chain = await h.execOk(['nft', 'list', 'chain', 'bridge', 'vxnet-policy', 'prerouting']);
+      await h.execOk(['nft', 'flush', 'chain', 'bridge', 'vxnet-policy', 'prerouting']);
+      return [chain];
+    },
+    restore: async (h, [chain]) => {
+      await h.execOk(['sh', '-c', 'nft flush chain bridge vxnet-policy prerouting && printf "%s" "$1" | nft -f -', 'sh', chain]);
+    },
+  },
+  'vxnet-no-nft': {
+    take: async (h) => {
+      const tables = [['inet', 'vxnet-policy'], ['bridge', 'vxnet-policy'], ['bridge', 'vxnet-antispoof']];
+      const saved: string[] = [];
+      for (const t of tables) {
+        saved.push(await h.execOk(['nft', 'list', 'table', ...t]));
+        await h.execOk(['nft', 'delete', 'table', ...t]);
+      }
+      return saved;
+    },
+    restore: async (h, saved) => {
+      for (const text of saved) await h.execOk(['sh', '-c', 'printf "%s" "$1" | nft -f -', 'sh', text]);
+    },
+  },
+  'vxnet-accept-first': {
+    take: async (h) => {
+      await h.execOk(['iptables', '-w', '-I', 'FORWARD', '1', '-i', 'vxb-+', '-o', 'vxb-+', '-j', 'ACCEPT']);
+      return [];
+    },
+    restore: async (h) => {
+      await h.execOk(['iptables', '-w', '-D', 'FORWARD', '-i', 'vxb-+', '-o', 'vxb-+', '-j', 'ACCEPT']);
+    },
+  },
+};
+
+const isVariant = (k: Kind): k is Variant => k in VARIANTS;
 const NET = {
   vxnet: { name: 'vxt-dp-vx', subnet: '10.98.0.0/24' },
   overlay: { name: 'vxt-dp-ov', subnet: '10.98.1.0/24' },
@@ -166,7 +220,7 @@ async function setUp(env: Partial<Env>, opts: Options): Promise<Env> {
     }
     env.sides[kind] = [sides[0], sides[1]];
   }
-  env.sides['vxnet-tracked'] = env.sides.vxnet;
+  for (const k of KINDS) if (isVariant(k)) env.sides[k] = env.sides.vxnet;
   for (const kind of ['raw-host', 'raw-ns'] as const) {
     const r = await rawOverlayUp(env.hosts, RAW[kind]);
     env.raw[kind] = r;
@@ -210,37 +264,30 @@ interface KindResult {
   mtu: number;
 }
 
-/**
- * Runs `body` with vxnet's fast path off on both hosts (its hook chain emptied, then written back
- * exactly as listed): the same containers and devices, every bridged frame tracked again.
- */
-async function withoutFastPath<T>(env: Env, off: boolean, body: () => Promise<T>): Promise<T> {
-  if (!off) return body();
-  const saved: string[] = [];
-  for (const h of env.hosts) {
-    saved.push(await h.execOk(['nft', 'list', 'chain', ...FAST_CHAIN]));
-    await h.execOk(['nft', 'flush', 'chain', ...FAST_CHAIN]);
-  }
+/** Runs `body` with `kind`'s variant in force on both hosts (nothing for the other kinds). */
+async function within<T>(env: Env, kind: Kind, body: () => Promise<T>): Promise<T> {
+  if (!isVariant(kind)) return body();
+  const v = VARIANTS[kind];
+  const saved: string[][] = [];
+  for (const h of env.hosts) saved.push(await v.take(h));
   try {
     return await body();
   } finally {
-    for (const [i, h] of env.hosts.entries()) {
-      await h.execOk(['sh', '-c', 'nft flush chain "$1" "$2" "$3" && printf "%s" "$4" | nft -f -', 'sh', ...FAST_CHAIN, saved[i]]);
-    }
+    for (const [i, h] of env.hosts.entries()) await v.restore(h, saved[i]);
   }
 }
 
 async function measure(env: Env, opts: Options): Promise<Record<Kind, KindResult>> {
   const sides = env.sides as Record<Kind, [Side, Side]>;
   if (opts.tcpSeconds > 0) {
-    for (const kind of KINDS.filter((k) => k !== 'vxnet-tracked')) env.servers.push(await startTcpServer(sides[kind][1].enter, env.tcpTool, sides[kind][1].ip, TCP_PORT));
+    for (const kind of KINDS.filter((k) => !isVariant(k))) env.servers.push(await startTcpServer(sides[kind][1].enter, env.tcpTool, sides[kind][1].ip, TCP_PORT));
   }
   // The first packets pay ARP and the overlay's peer lookup: not measured.
   for (const kind of KINDS) {
     const w = await pingRtts(sides[kind][0], sides[kind][1], 20, 10);
     if (w.rttsUs.length === 0) throw new Error(`${kind}: no ping answered from ${sides[kind][0].enter.join(' ')} to ${sides[kind][1].ip}`);
   }
-  const all: Record<Kind, number[]> = { vxnet: [], 'vxnet-tracked': [], overlay: [], 'raw-host': [], 'raw-ns': [] };
+  const all = Object.fromEntries(KINDS.map((k) => [k, [] as number[]])) as Record<Kind, number[]>;
   const out = {} as Record<Kind, KindResult>;
   for (const kind of KINDS) {
     const mtu = Number(await sh(sides[kind][0].enter[0], [...sides[kind][0].enter.slice(1), 'cat', '/sys/class/net/eth0/mtu']));
@@ -249,14 +296,14 @@ async function measure(env: Env, opts: Options): Promise<Record<Kind, KindResult
   log(`${opts.rounds} rounds: ${opts.pings} pings ${opts.intervalMs} ms apart${opts.tcpSeconds > 0 ? ` + a ${opts.tcpSeconds} s TCP stream (${env.tcpTool})` : ''} per kind`);
   for (let r = 0; r < opts.rounds; r++) {
     for (const kind of order(r)) {
-      const p = await withoutFastPath(env, kind === 'vxnet-tracked', () => pingRtts(sides[kind][0], sides[kind][1], opts.pings, opts.intervalMs));
+      const p = await within(env, kind, () => pingRtts(sides[kind][0], sides[kind][1], opts.pings, opts.intervalMs));
       all[kind].push(...p.rttsUs);
       out[kind].pingRoundP50Us.push(summarize(p.rttsUs).p50);
       out[kind].lost += p.lost;
     }
     if (opts.tcpSeconds > 0) {
       for (const kind of order(r)) {
-        const t = await withoutFastPath(env, kind === 'vxnet-tracked', () => tcpStream(sides[kind][0].enter, env.tcpTool, sides[kind][1].ip, TCP_PORT, opts.tcpSeconds));
+        const t = await within(env, kind, () => tcpStream(sides[kind][0].enter, env.tcpTool, sides[kind][1].ip, TCP_PORT, opts.tcpSeconds));
         out[kind].tcpGbps.push(Math.round(t.gbps * 100) / 100);
         out[kind].retransmits.push(t.retransmits);
       }
@@ -288,27 +335,33 @@ async function hostView(h: Host): Promise<Record<string, unknown>> {
 
 const median = (xs: number[]): number => summarize(xs).p50;
 
+/**
+ * Each kind against the overlay: the ratio of the pooled medians, and the median over rounds of
+ * the ratio within one round (both measured minutes apart at most: drift on a shared machine
+ * cancels there, so that is the column to read).
+ */
 function rows(res: Record<Kind, KindResult>): Array<Array<string | number>> {
   const base = res.overlay;
   return KINDS.map((k) => {
     const r = res[k];
-    const tcp = r.tcpGbps.length ? median(r.tcpGbps) : NaN;
-    const baseTcp = base.tcpGbps.length ? median(base.tcpGbps) : NaN;
+    const ping = paired(r.pingRoundP50Us, base.pingRoundP50Us, 1);
+    const tcp = r.tcpGbps.length ? paired(r.tcpGbps, base.tcpGbps, 2) : null;
     return [
       k,
-      fmt(r.pingUs.p50, 0), fmt(r.pingUs.p90, 0), fmt(r.pingUs.p50 / base.pingUs.p50, 2),
-      r.tcpGbps.length ? fmt(tcp, 2) : '–', r.tcpGbps.length ? fmt(tcp / baseTcp, 2) : '–',
-      r.lost, r.mtu,
+      fmt(r.pingUs.p50, 0), fmt(r.pingUs.p90, 0), fmt(ping.ratioOfMedians, 2), fmt(ping.medianPairedRatio, 2),
+      tcp ? fmt(median(r.tcpGbps), 2) : '–', tcp ? fmt(tcp.medianPairedRatio, 2) : '–',
+      r.lost,
     ];
   });
 }
 
-const HEADER = ['kind', 'ping p50 µs', 'ping p90 µs', 'p50 ÷ overlay', 'TCP Gbit/s (median)', 'TCP ÷ overlay', 'lost', 'MTU'];
+const HEADER = ['kind', 'ping p50 µs', 'ping p90 µs', 'p50 ÷ overlay', 'ping ÷ overlay, paired', 'TCP Gbit/s (median)', 'TCP ÷ overlay, paired', 'lost'];
 
 async function main(): Promise<number> {
   const pre = preflight(parseArgs, USAGE, 'bench:datapath', MAIN_JS);
   if ('code' in pre) return pre.code;
   const opts = pre.opts;
+  if (opts.profile) KINDS = [...BASE_KINDS, ...PROFILE_KINDS];
   const env: Partial<Env> = {};
   const started = Date.now();
   return runWithCleanup(async () => {
@@ -327,7 +380,8 @@ async function main(): Promise<number> {
     fs.mkdirSync(path.dirname(opts.out), { recursive: true });
     fs.writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`);
     const table = rows(res);
-    process.stdout.write(`\n${textTable(HEADER, table)}\n\n${markdownTable(HEADER, table)}\n\nresults: ${opts.out}\n`);
+    const mtus = KINDS.map((k) => `${k} ${res[k].mtu}`).join(', ');
+    process.stdout.write(`\n${textTable(HEADER, table)}\n\n${markdownTable(HEADER, table)}\n\neth0 MTU: ${mtus}\nresults: ${opts.out}\n`);
     return 0;
   }, () => cleanUp(env));
 }
