@@ -27,6 +27,7 @@ import { emptyPolicySets, PolicySets } from '../dataplane/policy-table';
 import { vxError } from '../errors';
 import { explain, Explanation } from './explain';
 import type { Proto } from './parse';
+import type { Family } from '../ipam/cidr';
 
 export type { Explanation } from './explain';
 export type { EndpointPolicy } from './resolve';
@@ -173,9 +174,9 @@ export class PolicyEngine {
   }
 
   /** `vxnet policy explain`: may `from` open a connection to `to` on port/proto, and why. */
-  explain(from: string, to: string, port: number, proto: Proto): Explanation {
+  explain(from: string, to: string, port: number, proto: Proto, family?: Family): Explanation {
     try {
-      return explain(this.input(), from, to, port, proto);
+      return explain(this.input(), from, to, port, proto, family);
     } catch (err) {
       throw vxError('VXNET_ERR_BAD_REQUEST', (err as Error).message);
     }

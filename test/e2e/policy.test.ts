@@ -242,6 +242,16 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     expect(await pings(p1, 's6', c6b)).toBe(true);
     expect(await pings(p1, 'c6b', c6a)).toBe(true);
     expect(await policySets(p1)).toMatch(new RegExp(`${s6} \\. ${c6a} \\. (6|tcp) \\. 8006`));
+    // explain over IPv6, from another host: by names (-6) and by addresses (the family follows).
+    const V6_LNET = 'subnet-10.121.3.0-24';
+    const yes = await cli(p2, ['policy', 'explain', 'c6a', 's6', '8006', '-6']);
+    expect(yes.code).toBe(0);
+    expect(yes.stdout).toContain(`allowed: c6a (${c6a}) -> s6 (${s6} on vxt-pol1, network ${V6_LNET}) port 8006/tcp over IPv6`);
+    expect(yes.stdout).toContain('s6\'s rule "c6a:8006" (label) allows it');
+    const no = await cli(p2, ['policy', 'explain', c6b, s6, '8006']);
+    expect(no.code).toBe(1);
+    expect(no.stdout).toContain(`refused: ${c6b} (${c6b}) -> ${s6} (${s6} on vxt-pol1, network ${V6_LNET}) port 8006/tcp over IPv6`);
+    expect(no.stdout).toContain(`none of ${s6}'s allow rules (c6a:8006) matches ${c6b} on 8006/tcp`);
   });
 
   it('refuses a bad rule with an error naming the entry, and changes nothing', async () => {
