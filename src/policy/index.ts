@@ -153,7 +153,8 @@ export class PolicyEngine {
   async drops(): Promise<Array<{ network: string; direction: 'in' | 'out'; packets: number }>> {
     const counts = await this.deps.kernel.drops();
     if (!counts) return [];
-    const netOf = new Map(this.plan.endpoints.filter((e) => e.ip).map((e) => [e.ip as string, e.lnet]));
+    // Both families: the kernel counts IPv6 drops per address too (drop_in6 / drop_out6).
+    const netOf = new Map(this.plan.endpoints.flatMap((e) => [e.ip, e.ip6].filter((a): a is string => a !== null).map((a) => [a, e.lnet] as const)));
     for (const [direction, perIp] of [['in', counts.in], ['out', counts.out]] as const) {
       for (const [ip, packets] of perIp) {
         const lnet = netOf.get(ip);

@@ -76,7 +76,7 @@ describe('src/cli/status-format.ts', () => {
   });
 
   it('shows each local container\'s policy state and rules, and explains a decision', () => {
-    const base = { lnet: 'n1', endpointId: 'e'.repeat(64), container: 'c1', isolatedNetwork: false, pending: false, error: null, allow: [], egress: [] };
+    const base = { lnet: 'n1', endpointId: 'e'.repeat(64), ip6: null, container: 'c1', isolatedNetwork: false, pending: false, error: null, allow: [], egress: [] };
     const out = formatStatus({
       ...REPORT,
       policy: [

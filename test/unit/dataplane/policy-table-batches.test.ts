@@ -21,9 +21,9 @@ describe('src/dataplane/policy-table.ts plainBatches (netlink path for address-o
     ]);
   });
 
-  it('IPv6 addresses go to the IPv6 sets', () => {
+  it('IPv6 addresses go to the IPv6 sets, and to their drop counting mirror', () => {
     const b = elementBatches(empty, { ...empty, policedOut6: ['fd00::5'] });
-    expect(b?.filter((x) => x.keys.length > 0).map((x) => [x.set, x.keys[0].length])).toEqual([['policed_out6', 16]]);
+    expect(b?.filter((x) => x.keys.length > 0).map((x) => [x.set, x.keys[0].length])).toEqual([['policed_out6', 16], ['drop_out6', 16]]);
   });
 
   it('a rule change: the interval element as its first and last key (address . address . proto . port)', () => {

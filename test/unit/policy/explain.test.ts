@@ -1,6 +1,6 @@
 import { explain } from '../../../src/policy/explain';
 import type { PolicyInput } from '../../../src/policy/resolve';
-import { emptyPolicySets, parseListing, diffScript, replaceScript } from '../../../src/dataplane/policy-table';
+import { emptyPolicySets, parseListing, diffScript, replaceScript, mirrorFillScript } from '../../../src/dataplane/policy-table';
 import type { EndpointRecord, NetworkRecord } from '../../../src/network/records';
 import type { NameRecord } from '../../../src/names/records';
 
@@ -133,5 +133,17 @@ describe('policy table scripts', () => {
     );
     expect(diffScript(sets, sets)).toBe('');
     expect(() => replaceScript({ ...sets, policedIn: ['10.5.0.2; flush ruleset'] })).toThrow('refusing policy set element');
+  });
+
+  it('keeps the drop counting sets in step with the policed ones, IPv6 included', () => {
+    const six = { ...sets, policedIn6: ['fd05::2'], policedOut6: ['fd05::3'] };
+    expect(mirrorFillScript(six)).toBe(
+      'add element inet vxnet-policy drop_in { 10.5.0.2 }\nadd element inet vxnet-policy drop_in6 { fd05::2 }\nadd element inet vxnet-policy drop_out6 { fd05::3 }\n',
+    );
+    expect(diffScript(six, sets)).toBe(
+      'delete element inet vxnet-policy policed_in6 { fd05::2 }\ndelete element inet vxnet-policy drop_in6 { fd05::2 }\n' +
+        'delete element inet vxnet-policy policed_out6 { fd05::3 }\ndelete element inet vxnet-policy drop_out6 { fd05::3 }\n',
+    );
+    expect(replaceScript(six)).toContain('flush set inet vxnet-policy drop_out6');
   });
 });
