@@ -63,6 +63,13 @@ async function runWithOpts(h: Host, name: string, net: string, opts: string[], e
   return containerIp(h, net, name);
 }
 
+/** vxnet_policy_dropped_packets_total of one network and direction, scraped from the host's driver. */
+async function dropped(h: Host, lnet: string, dir: 'in' | 'out'): Promise<number> {
+  const metrics = await h.execOk([process.execPath, '-e', SCRAPE]);
+  const line = metrics.split('\n').find((l) => l.startsWith(`vxnet_policy_dropped_packets_total{network="${lnet}",direction="${dir}"}`));
+  return Number(/ (\d+)$/.exec(line ?? ' 0')?.[1] ?? 0);
+}
+
 async function policySets(h: Host): Promise<string> {
   return h.execOk(['nft', 'list', 'table', 'inet', 'vxnet-policy']);
 }
@@ -207,10 +214,8 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     expect(status.stdout).toContain('POLICY OF LOCAL CONTAINERS');
     expect(status.stdout).toMatch(new RegExp(`${NET_LNET}\\s+db\\s+${ips.db.replace(/\./g, '\\.')}\\s+allow rules only\\s+api:8000 \\(option: ${ips.api.replace(/\./g, '\\.')}\\)`));
     expect(status.stdout).toContain(`${OUT_IP}/32:8000 (option)`);
-    const metrics = await p2.execOk([process.execPath, '-e', SCRAPE]);
-    const value = (dir: string): number => Number(/ (\d+)$/.exec(metrics.split('\n').find((l) => l.startsWith(`vxnet_policy_dropped_packets_total{network="${NET_LNET}",direction="${dir}"}`)) ?? ' 0')?.[1] ?? 0);
-    expect(value('in')).toBeGreaterThan(0);
-    expect(value('out')).toBeGreaterThan(0);
+    expect(await dropped(p2, NET_LNET, 'in')).toBeGreaterThan(0);
+    expect(await dropped(p2, NET_LNET, 'out')).toBeGreaterThan(0);
     for (const h of hosts) {
       const dry = await cli(h, ['reconcile', '--dry-run']);
       expect(dry.stdout).toContain('policy set elements (vxnet-policy table): none');
@@ -236,14 +241,18 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     // socat prints the peer as [full:form:of:the:address]: compared in one spelling.
     const peer = (await tcp6(p2, 'c6a', s6, '8006')) ?? '';
     expect(ipaddr.parse(peer.replace(/^\[|\]$/g, '')).toString()).toBe(c6a);
-    expect(await tcp6(p1, 'c6b', s6, '8006', 1)).toBeNull(); // not named, same host
+    // Not named, same host: refused over IPv6, and counted for s6's network (drop_in6).
+    const V6_LNET = 'subnet-10.121.3.0-24';
+    const droppedBefore = await dropped(p1, V6_LNET, 'in');
+    expect(await tcp6(p1, 'c6b', s6, '8006', 1)).toBeNull();
+    expect(await dropped(p1, V6_LNET, 'in')).toBeGreaterThan(droppedBefore);
+    expect(await p1.execOk(['nft', 'list', 'set', 'inet', 'vxnet-policy', 'drop_in6'])).toMatch(new RegExp(`${s6} counter packets [1-9]`));
     expect(await tcp(p2, 'c6a', await containerIp(p1, V6.name, 's6'), '8000', 1)).toBeNull(); // another port
     // The policed container's own connections get their replies, and a peer without rules stays open.
     expect(await pings(p1, 's6', c6b)).toBe(true);
     expect(await pings(p1, 'c6b', c6a)).toBe(true);
     expect(await policySets(p1)).toMatch(new RegExp(`${s6} \\. ${c6a} \\. (6|tcp) \\. 8006`));
     // explain over IPv6, from another host: by names (-6) and by addresses (the family follows).
-    const V6_LNET = 'subnet-10.121.3.0-24';
     const yes = await cli(p2, ['policy', 'explain', 'c6a', 's6', '8006', '-6']);
     expect(yes.code).toBe(0);
     expect(yes.stdout).toContain(`allowed: c6a (${c6a}) -> s6 (${s6} on vxt-pol1, network ${V6_LNET}) port 8006/tcp over IPv6`);
