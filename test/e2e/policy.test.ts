@@ -341,6 +341,9 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     const start = Date.now();
     const minKills = Math.ceil(CHURN_SECONDS / 15);
     let kills = 0;
+    /** When p2's driver last came back (null while it is down): to tell when an allowed probe failed. */
+    let upSince: number | null = Date.now();
+    const allowedFailures: string[] = [];
     const churning = (): boolean => Date.now() - start < CHURN_SECONDS * 1000 || (kills < minKills && Date.now() - start < 2 * CHURN_SECONDS * 1000);
     const probes = { refused: 0, connected: 0, notRun: 0, allowedOk: 0, allowedFailed: 0 };
     const made = [0, 0];
@@ -351,10 +354,12 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
       while (churning()) {
         await new Promise((r) => setTimeout(r, 3000 + Math.random() * 5000));
         await drivers[1].stop('SIGKILL');
+        upSince = null;
         kills++;
         // Down for a moment: the kernel alone enforces meanwhile.
         await new Promise((r) => setTimeout(r, Math.random() * 2000));
         drivers[1] = await startDriver(p2, churnEnv());
+        upSince = Date.now();
       }
     };
     const prober = async (h: Host, c: string): Promise<void> => {
@@ -366,8 +371,15 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
           else probes.notRun++;
         }
         // The allowed client keeps working too (counted, not asserted: a figure of the run).
+        const sent = Date.now();
+        const wasUp = upSince;
         if ((await probe(p1, 'kok', '8000')) === 'connected') probes.allowedOk++;
-        else probes.allowedFailed++;
+        else {
+          probes.allowedFailed++;
+          // Where it happened, for the log: p2's driver state, and whether kok's element was in place.
+          const held = (await policyElements(p2)).allowIn.includes(`${ips.ksrv} . ${ips.kok} . 6 . 8000`);
+          allowedFailures.push(`${wasUp === null ? 'while down' : `${sent - wasUp} ms after a restart`}, kok's element ${held ? 'in place' : 'missing'} after`);
+        }
       }
     };
     // Containers with rules come and go on both hosts: half by label, half by endpoint option.
@@ -412,7 +424,7 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     console.log(
       `policy churn: ${kills} kills of p2's driver in ${churnS} s; containers with rules made p1 ${made[0]}, p2 ${made[1]} (label ${stats.labelForm}, option ${stats.optionForm}), ` +
         `failed ${stats.startFailed}; removed ${stats.removed}, rm failed ${stats.removeFailed}; probes by refused clients: ${probes.refused} refused, ${probes.connected} connected, ` +
-        `${probes.notRun} not run; allowed client during churn: ${probes.allowedOk} ok, ${probes.allowedFailed} failed\nreconcile after the churn:\n${fixed.stdout}`,
+        `${probes.notRun} not run; allowed client during churn: ${probes.allowedOk} ok, ${probes.allowedFailed} failed${allowedFailures.length ? ` (${allowedFailures.join('; ')})` : ''}\nreconcile after the churn:\n${fixed.stdout}`,
     );
     expect(kills).toBeGreaterThanOrEqual(minKills);
     expect(made[0]).toBeGreaterThan(0);
