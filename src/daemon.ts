@@ -220,7 +220,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     scope: config.scope,
     reconcile: reconciles.runner('on-demand'),
     status,
-    explainPolicy: (from, to, port, proto) => policy.explain(from, to, port, proto),
+    explainPolicy: (from, to, port, proto, family) => policy.explain(from, to, port, proto, family),
     observeCall: metrics.observeCall,
     // Activate can arrive as soon as the socket listens, before the first pass is set up.
     onActivate: () => onActivate(),

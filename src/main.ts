@@ -20,9 +20,10 @@ Commands:
   vxnet status [--json] [--socket PATH]
                                       this host, the hosts and networks in the store, peers programmed here,
                                       the last reconcile (--json: the same as one JSON object)
-  vxnet policy explain A B PORT[/PROTO] [--socket PATH]
+  vxnet policy explain A B PORT[/PROTO] [-4|-6] [--socket PATH]
                                       may container A (name, alias or address) open a connection to
-                                      container B on PORT (tcp or udp), and which rule decides (exit 1: refused)
+                                      container B on PORT (tcp or udp), and which rule decides (exit 1: refused);
+                                      over the family of an address given, else IPv4 (-6: IPv6)
   vxnet doctor [--json] [options]     check this host for what vxnet run with these options needs: kernel,
                                       underlay MTU and path to other hosts, store, dockerd, socket, firewall
                                       (exit 1 if a check failed)
@@ -92,14 +93,16 @@ async function statusCommand(args: string[]): Promise<number> {
 }
 
 async function policyCommand(args: string[]): Promise<number> {
-  const [sub, from, to, portSpec, ...opts] = args;
+  // -4 / -6: the family to explain when A and B are names (an address given decides it itself).
+  const family = args.includes('-6') ? 6 : args.includes('-4') ? 4 : undefined;
+  const [sub, from, to, portSpec, ...opts] = without(without(args, '-4'), '-6');
   const m = /^(\d{1,5})(?:\/(tcp|udp))?$/.exec(portSpec ?? '');
-  if (sub !== 'explain' || !from || !to || !m) {
-    process.stderr.write('usage: vxnet policy explain A B PORT[/PROTO] [--socket PATH]\n');
+  if (sub !== 'explain' || !from || !to || !m || (args.includes('-4') && args.includes('-6'))) {
+    process.stderr.write('usage: vxnet policy explain A B PORT[/PROTO] [-4|-6] [--socket PATH]\n');
     return 2;
   }
   const config = loadConfig(opts, process.env);
-  const body = await adminCall(config.socket, 'Vxnet.PolicyExplain', { From: from, To: to, Port: Number(m[1]), Proto: m[2] ?? 'tcp' }, 'policy explain');
+  const body = await adminCall(config.socket, 'Vxnet.PolicyExplain', { From: from, To: to, Port: Number(m[1]), Proto: m[2] ?? 'tcp', ...(family ? { Family: family } : {}) }, 'policy explain');
   if (!body) return 1;
   const e = body.Explanation as Explanation;
   process.stdout.write(`${formatExplanation(e, `${m[1]}/${m[2] ?? 'tcp'}`)}\n`);

@@ -43,7 +43,8 @@ export function formatPlan(plan: ReconcilePlan, dryRun: boolean): string {
 
 /** `vxnet policy explain`: the verdict, then why. */
 export function formatExplanation(e: Explanation, port: string): string {
-  return `${e.allowed ? 'allowed' : 'refused'}: ${e.from.name} (${e.from.ip}) -> ${e.to.name} (${e.to.ip} on ${e.to.host}, network ${e.to.network}) port ${port}\n  ${e.reason}`;
+  const over = e.family === 6 ? ' over IPv6' : '';
+  return `${e.allowed ? 'allowed' : 'refused'}: ${e.from.name} (${e.from.ip}) -> ${e.to.name} (${e.to.ip} on ${e.to.host}, network ${e.to.network}) port ${port}${over}\n  ${e.reason}`;
 }
 
 /** One local container's policy state, as a word. */

@@ -10,7 +10,8 @@
 //   chain in_check:  ip daddr . ip saddr . meta l4proto . th dport @allow_in return; counted drop
 //   chain out_check: ip saddr . ip daddr . meta l4proto . th dport @allow_out return; counted drop
 // The drop is counted per container: drop_in / drop_out hold the same addresses as policed_in /
-// policed_out in sets with per-element counters (metrics sum them by network).
+// policed_out in sets with per-element counters (metrics sum them by network); drop_in6 /
+// drop_out6 do the same for policed_in6 / policed_out6, so IPv6 drops count per network too.
 //
 // So a packet costs a few hash/pipapo lookups, whatever the number of rules and containers.
 // Traffic to and from the gateway (the host) is not forwarded and is never checked here.
@@ -51,6 +52,10 @@ export const DROPS_OUT = 'drops_out';
 const FAST_PATH_PRIORITY = -300;
 const DROP_IN = 'drop_in';
 const DROP_OUT = 'drop_out';
+const DROP_IN6 = 'drop_in6';
+const DROP_OUT6 = 'drop_out6';
+/** The counting sets, by the direction of the drops they count. */
+const DROP_SETS = [[DROP_IN, 'in'], [DROP_OUT, 'out'], [DROP_IN6, 'in'], [DROP_OUT6, 'out']] as const;
 /** The prefixes of the bridge ports the fast path looks at (network/names.ts: veth host ends, VXLAN devices). */
 const FAST_PORTS = ['vxe-*', 'vxv-*'];
 type Family = 'inet' | 'bridge';
@@ -61,8 +66,8 @@ type Family = 'inet' | 'bridge';
 const MIRRORS: Partial<Record<PolicySetName, Array<{ family: Family; set: string }>>> = {
   policedIn: [{ family: 'inet', set: DROP_IN }, { family: 'bridge', set: 'policed_in' }],
   policedOut: [{ family: 'inet', set: DROP_OUT }, { family: 'bridge', set: 'policed_out' }],
-  policedIn6: [{ family: 'bridge', set: 'policed_in6' }],
-  policedOut6: [{ family: 'bridge', set: 'policed_out6' }],
+  policedIn6: [{ family: 'inet', set: DROP_IN6 }, { family: 'bridge', set: 'policed_in6' }],
+  policedOut6: [{ family: 'inet', set: DROP_OUT6 }, { family: 'bridge', set: 'policed_out6' }],
 };
 /** Every set a change of `name` writes: its own, then its mirrors. */
 function targets(name: PolicySetName): Array<{ family: Family; set: string }> {
@@ -115,6 +120,8 @@ export function tableScript(opts: PolicyTableOptions = DEFAULTS): string {
     `  set ${SETS.allowOut6} { ${concat6} }`,
     `  set ${DROP_IN} { type ipv4_addr; counter; }`,
     `  set ${DROP_OUT} { type ipv4_addr; counter; }`,
+    `  set ${DROP_IN6} { type ipv6_addr; counter; }`,
+    `  set ${DROP_OUT6} { type ipv6_addr; counter; }`,
     `  counter ${DROPS_IN} { }`,
     `  counter ${DROPS_OUT} { }`,
     '  chain in_check { }',
@@ -145,8 +152,10 @@ export function tableScript(opts: PolicyTableOptions = DEFAULTS): string {
     `add rule ${t} forward ip daddr @${SETS.policedIn} jump in_check`,
     // IPv6: the same checks over its own sets (IPv6 sources and CIDRs of the same rules).
     `add rule ${t} in_check6 ip6 daddr . ip6 saddr . meta l4proto . th dport @${SETS.allowIn6} return`,
+    `add rule ${t} in_check6 ip6 daddr @${DROP_IN6} drop`,
     `add rule ${t} in_check6 counter name ${DROPS_IN} drop`,
     `add rule ${t} out_check6 ip6 saddr . ip6 daddr . meta l4proto . th dport @${SETS.allowOut6} return`,
+    `add rule ${t} out_check6 ip6 saddr @${DROP_OUT6} drop`,
     `add rule ${t} out_check6 counter name ${DROPS_OUT} drop`,
     `add rule ${t} forward ip6 saddr @${SETS.policedOut6} jump out_check6`,
     `add rule ${t} forward ip6 daddr @${SETS.policedIn6} jump in_check6`,
@@ -186,20 +195,32 @@ function checked(elements: string[]): string[] {
   return elements;
 }
 
-function elementLines(verb: 'add' | 'delete', sets: Partial<PolicySets>): string[] {
+function elementLines(verb: 'add' | 'delete', sets: Partial<PolicySets>, only: 'all' | 'mirrors' = 'all'): string[] {
   const out: string[] = [];
   for (const [name, elements] of Object.entries(sets) as Array<[PolicySetName, string[]]>) {
     if (elements.length === 0) continue;
-    for (const t of targets(name)) out.push(`${verb} element ${t.family} ${POLICY_TABLE} ${t.set} { ${checked(elements).join(', ')} }`);
+    for (const t of only === 'mirrors' ? MIRRORS[name] ?? [] : targets(name)) {
+      out.push(`${verb} element ${t.family} ${POLICY_TABLE} ${t.set} { ${checked(elements).join(', ')} }`);
+    }
   }
   return out;
+}
+
+/**
+ * Pure: makes the counting sets hold (at least) the policed elements of `sets`. Adding an element
+ * that is there is a no-op that keeps its counter; one that is not (a table of a version without
+ * drop_in6 / drop_out6, whose policed_in6 already had elements) is added, so a later `delete
+ * element` of it cannot fail the transaction.
+ */
+export function mirrorFillScript(sets: PolicySets): string {
+  return elementLines('add', sets, 'mirrors').map((l) => `${l}\n`).join('');
 }
 
 /** Pure: the script that makes the table hold exactly `sets` (structure included). */
 export function replaceScript(sets: PolicySets, opts: PolicyTableOptions = DEFAULTS): string {
   const flush = [
-    ...[...Object.values(SETS), DROP_IN, DROP_OUT].map((s) => `flush set inet ${POLICY_TABLE} ${s}`),
-    ...FAST_SETS.map((s) => `flush set bridge ${POLICY_TABLE} ${s}`),
+    ...[...Object.values(SETS), ...DROP_SETS.map(([set]) => set)].map((set) => `flush set inet ${POLICY_TABLE} ${set}`),
+    ...FAST_SETS.map((set) => `flush set bridge ${POLICY_TABLE} ${set}`),
   ];
   return [tableScript(opts), ...flush, ...elementLines('add', sets), ''].join('\n');
 }
@@ -298,7 +319,7 @@ export function updatePolicySets(from: PolicySets, to: PolicySets, structure = f
       return n;
     });
   }
-  const script = (structure ? tableScript(opts) : '') + diffScript(from, to);
+  const script = (structure ? tableScript(opts) + mirrorFillScript(from) : '') + diffScript(from, to);
   if (script === '') return Promise.resolve(0);
   return exclusive(async () => {
     await mustRun('nft', ['-f', '-'], `update the ${POLICY_TABLE} sets`, script);
@@ -330,10 +351,11 @@ export function removePolicyTable(): Promise<boolean> {
   });
 }
 
-/** Packets dropped per policed address (inbound to it, outbound from it) since its element was added. */
+/** Packets dropped per policed address, IPv4 and IPv6 (inbound to it, outbound from it) since its element was added. */
 export async function policyDrops(): Promise<{ in: Map<string, number>; out: Map<string, number> } | null> {
   const out = { in: new Map<string, number>(), out: new Map<string, number>() };
-  for (const [set, into] of [[DROP_IN, out.in], [DROP_OUT, out.out]] as const) {
+  for (const [set, direction] of DROP_SETS) {
+    const into = out[direction];
     const r = await runTool('nft', ['-j', 'list', 'set', 'inet', POLICY_TABLE, set]).catch(() => null);
     if (!r || r.code !== 0) return null;
     try {

@@ -27,6 +27,7 @@ import { emptyPolicySets, PolicySets } from '../dataplane/policy-table';
 import { vxError } from '../errors';
 import { explain, Explanation } from './explain';
 import type { Proto } from './parse';
+import type { Family } from '../ipam/cidr';
 
 export type { Explanation } from './explain';
 export type { EndpointPolicy } from './resolve';
@@ -152,7 +153,8 @@ export class PolicyEngine {
   async drops(): Promise<Array<{ network: string; direction: 'in' | 'out'; packets: number }>> {
     const counts = await this.deps.kernel.drops();
     if (!counts) return [];
-    const netOf = new Map(this.plan.endpoints.filter((e) => e.ip).map((e) => [e.ip as string, e.lnet]));
+    // Both families: the kernel counts IPv6 drops per address too (drop_in6 / drop_out6).
+    const netOf = new Map(this.plan.endpoints.flatMap((e) => [e.ip, e.ip6].filter((a): a is string => a !== null).map((a) => [a, e.lnet] as const)));
     for (const [direction, perIp] of [['in', counts.in], ['out', counts.out]] as const) {
       for (const [ip, packets] of perIp) {
         const lnet = netOf.get(ip);
@@ -173,9 +175,9 @@ export class PolicyEngine {
   }
 
   /** `vxnet policy explain`: may `from` open a connection to `to` on port/proto, and why. */
-  explain(from: string, to: string, port: number, proto: Proto): Explanation {
+  explain(from: string, to: string, port: number, proto: Proto, family?: Family): Explanation {
     try {
-      return explain(this.input(), from, to, port, proto);
+      return explain(this.input(), from, to, port, proto, family);
     } catch (err) {
       throw vxError('VXNET_ERR_BAD_REQUEST', (err as Error).message);
     }

@@ -41,6 +41,8 @@ export interface EndpointPolicy {
   lnet: string;
   endpointId: string;
   ip: string | null;
+  /** Its IPv6 address, if it has one (drops are counted per address: metrics map them back). */
+  ip6: string | null;
   container: string | null;
   names: string[];
   isolatedNetwork: boolean;
@@ -122,6 +124,7 @@ export function resolvePolicy(input: PolicyInput): PolicyPlan {
     const [lnet, endpointId] = key.split('/');
     const net = input.networks.get(lnet);
     const ip = ep.ipv4?.split('/')[0] ?? null;
+    const ip6 = ep.ipv6?.split('/')[0] ?? null;
     const nameRec = input.names.get(key);
     let parsed: ReturnType<typeof endpointRules>;
     try {
@@ -135,6 +138,7 @@ export function resolvePolicy(input: PolicyInput): PolicyPlan {
       lnet,
       endpointId,
       ip,
+      ip6,
       container: nameRec?.containerId ?? null,
       names: nameRec?.names ?? [],
       isolatedNetwork: isolated(net),
@@ -148,7 +152,7 @@ export function resolvePolicy(input: PolicyInput): PolicyPlan {
     // Each family is decided on its own: the same rules, with that family's sources and CIDRs.
     const families = [
       { ip, family: 4 as const, subnet: net?.ipv4?.subnet, sets: { policedIn: elements.policedIn, allowIn: elements.allowIn, policedOut: elements.policedOut, allowOut: elements.allowOut } },
-      { ip: ep.ipv6?.split('/')[0] ?? null, family: 6 as const, subnet: net?.ipv6?.subnet, sets: { policedIn: elements.policedIn6, allowIn: elements.allowIn6, policedOut: elements.policedOut6, allowOut: elements.allowOut6 } },
+      { ip: ip6, family: 6 as const, subnet: net?.ipv6?.subnet, sets: { policedIn: elements.policedIn6, allowIn: elements.allowIn6, policedOut: elements.policedOut6, allowOut: elements.allowOut6 } },
     ];
     for (const { ip: addr, family, subnet, sets } of families) {
       if (!addr) continue;

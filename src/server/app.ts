@@ -31,7 +31,7 @@ export interface AppDeps {
    */
   onActivate?: () => void;
   /** `vxnet policy explain A B PORT[/PROTO]`. */
-  explainPolicy?: (from: string, to: string, port: number, proto: 'tcp' | 'udp') => unknown;
+  explainPolicy?: (from: string, to: string, port: number, proto: 'tcp' | 'udp', family?: 4 | 6) => unknown;
   /** `vxnet status`: what this host and the store say. */
   status?: () => Promise<unknown>;
   /**
@@ -112,12 +112,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const explainBody = {
     type: 'object',
     required: ['From', 'To', 'Port'],
-    properties: { From: { type: 'string', minLength: 1 }, To: { type: 'string', minLength: 1 }, Port: { type: 'integer', minimum: 1, maximum: 65535 }, Proto: { enum: ['tcp', 'udp'] } },
+    properties: { From: { type: 'string', minLength: 1 }, To: { type: 'string', minLength: 1 }, Port: { type: 'integer', minimum: 1, maximum: 65535 }, Proto: { enum: ['tcp', 'udp'] }, Family: { enum: [4, 6] } },
   };
   app.post('/Vxnet.PolicyExplain', { schema: { body: explainBody } }, async (req) => {
     if (!deps.explainPolicy) throw new VxnetError('VXNET_ERR_BAD_REQUEST', 'policy explain is not available');
-    const b = req.body as { From: string; To: string; Port: number; Proto?: 'tcp' | 'udp' };
-    return { Explanation: deps.explainPolicy(b.From, b.To, b.Port, b.Proto ?? 'tcp') };
+    const b = req.body as { From: string; To: string; Port: number; Proto?: 'tcp' | 'udp'; Family?: 4 | 6 };
+    return { Explanation: deps.explainPolicy(b.From, b.To, b.Port, b.Proto ?? 'tcp', b.Family) };
   });
   // Not Docker's either: the process's memory as V8 and the kernel see it (bench:memory samples
   // it; cheap, reads no store), to tell live objects from heap reserve and native memory.

@@ -7,7 +7,7 @@
 // another type) is rewritten in place, and what the kernel lists reads back as what was written.
 import { execFileSync } from 'node:child_process';
 import { closeRtnl, ensureBridge, ensureVeth, removeBridge } from '../../src/dataplane';
-import { listPolicyElements, removePolicyTable, updatePolicySets, emptyPolicySets, replacePolicySets, POLICY_TABLE } from '../../src/dataplane/policy-table';
+import { listPolicyElements, removePolicyTable, updatePolicySets, emptyPolicySets, replacePolicySets, policyDrops, POLICY_TABLE } from '../../src/dataplane/policy-table';
 import { resolvePolicy } from '../../src/policy/resolve';
 import type { EndpointRecord, NetworkRecord } from '../../src/network/records';
 import { vethNames } from '../../src/network/names';
@@ -77,19 +77,24 @@ describe('src/dataplane/policy-table.ts (kernel, IPv6 rules)', () => {
     closeRtnl();
   });
 
-  it('rewrites a table of an earlier version in place (its IPv6 egress set had another type)', async () => {
-    // What the previous version wrote: allow_out6 as "ipv6_addr . ipv6_addr", used by a rule.
+  it('rewrites a table of an earlier version in place (its IPv6 egress set had another type, it had no IPv6 drop counters)', async () => {
+    // What the previous version wrote: allow_out6 as "ipv6_addr . ipv6_addr", used by a rule, and
+    // no drop_out6 mirror of policed_out6.
     const old = [
       `table inet ${POLICY_TABLE} {`,
-      '  set policed_out6 { type ipv6_addr; }',
+      '  set policed_out6 { type ipv6_addr; elements = { fd77::10 } }',
       '  set allow_out6 { type ipv6_addr . ipv6_addr; flags interval; elements = { fd77::10 . fd77::/64 } }',
       '  chain out_check6 { ip6 saddr . ip6 daddr @allow_out6 return; drop; }',
       '  chain forward { type filter hook forward priority filter; policy accept; ip6 saddr @policed_out6 jump out_check6; }',
       '}',
     ].join('\n');
     execFileSync('nft', ['-f', '-'], { input: old });
-    await updatePolicySets(emptyPolicySets(), emptyPolicySets(), true);
+    // A start that finds it: from what the kernel holds to nothing (removing an element that the
+    // new drop_out6 mirror never had must not fail the transaction).
+    await updatePolicySets({ ...emptyPolicySets(), policedOut6: ['fd77::10'] }, emptyPolicySets(), true);
     const listing = sh('nft', ['list', 'table', 'inet', POLICY_TABLE]);
+    expect(listing).toMatch(/set drop_in6 /);
+    expect(listing).toMatch(/set drop_out6 /);
     expect(listing).not.toMatch(/set allow_out6 /);
     expect(listing).toMatch(/set allow6_in /);
     expect(listing).toMatch(/set allow6_out /);
@@ -118,7 +123,12 @@ describe('src/dataplane/policy-table.ts (kernel, IPv6 rules)', () => {
     expect(await listPolicyElements()).toEqual(plan.elements);
 
     expect(pingsSoon(b, a.ip6)).toBe(true);
+    const before = (await policyDrops())?.in.get(a.ip6) ?? 0;
     expect(pings(c, a.ip6)).toBe(false);
+    // The refused IPv6 packet is counted for A's address, as IPv4 drops are (metrics by network).
+    const drops = await policyDrops();
+    expect(drops?.in.get(a.ip6)).toBeGreaterThan(before);
+    expect(drops?.in.has(b.ip6)).toBe(false); // not policed: no counter
     // The rule names no IPv4 source: A is closed over IPv4.
     expect(pings(b, a.ip)).toBe(false);
     expect(pings(c, a.ip)).toBe(false);

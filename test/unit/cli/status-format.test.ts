@@ -76,7 +76,7 @@ describe('src/cli/status-format.ts', () => {
   });
 
   it('shows each local container\'s policy state and rules, and explains a decision', () => {
-    const base = { lnet: 'n1', endpointId: 'e'.repeat(64), container: 'c1', isolatedNetwork: false, pending: false, error: null, allow: [], egress: [] };
+    const base = { lnet: 'n1', endpointId: 'e'.repeat(64), ip6: null, container: 'c1', isolatedNetwork: false, pending: false, error: null, allow: [], egress: [] };
     const out = formatStatus({
       ...REPORT,
       policy: [
@@ -98,10 +98,16 @@ describe('src/cli/status-format.ts', () => {
     );
     expect(
       formatExplanation(
-        { allowed: false, reason: 'network n1 is isolated (enable_icc=false) and db has no allow rule', rule: null, from: { name: 'web', ip: '10.5.0.4' }, to: { name: 'db', ip: '10.5.0.2', host: 'h2', network: 'n1' } },
+        { allowed: false, reason: 'network n1 is isolated (enable_icc=false) and db has no allow rule', rule: null, family: 4, from: { name: 'web', ip: '10.5.0.4' }, to: { name: 'db', ip: '10.5.0.2', host: 'h2', network: 'n1' } },
         '80/tcp',
       ),
     ).toBe('refused: web (10.5.0.4) -> db (10.5.0.2 on h2, network n1) port 80/tcp\n  network n1 is isolated (enable_icc=false) and db has no allow rule');
+    expect(
+      formatExplanation(
+        { allowed: true, reason: 'db\'s rule "web:80" (label) allows it', rule: 'web:80', family: 6, from: { name: 'web', ip: 'fd00::4' }, to: { name: 'db', ip: 'fd00::2', host: 'h2', network: 'n1' } },
+        '80/tcp',
+      ),
+    ).toBe('allowed: web (fd00::4) -> db (fd00::2 on h2, network n1) port 80/tcp over IPv6\n  db\'s rule "web:80" (label) allows it');
   });
 
   it('says so when there is nothing to show', () => {

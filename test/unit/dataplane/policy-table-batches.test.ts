@@ -24,9 +24,13 @@ describe('src/dataplane/policy-table.ts plainBatches (netlink path for address-o
     ]);
   });
 
-  it('IPv6 addresses go to the IPv6 sets (and the fast path\'s copy)', () => {
+  it('IPv6 addresses go to the IPv6 sets, their drop counting mirror and the fast path\'s copy', () => {
     const b = elementBatches(empty, { ...empty, policedOut6: ['fd00::5'] });
-    expect(b?.filter((x) => x.keys.length > 0).map((x) => [x.family, x.set, x.keys[0].length])).toEqual([['inet', 'policed_out6', 16], ['bridge', 'policed_out6', 16]]);
+    expect(b?.filter((x) => x.keys.length > 0).map((x) => [x.family, x.set, x.keys[0].length])).toEqual([
+      ['inet', 'policed_out6', 16],
+      ['inet', 'drop_out6', 16],
+      ['bridge', 'policed_out6', 16],
+    ]);
   });
 
   it('a rule change: the interval element as its first and last key (address . address . proto . port)', () => {

@@ -24,8 +24,10 @@ class RecordingKernel {
     this.sets = to;
     return 1;
   }
-  async drops(): Promise<null> {
-    return null;
+  /** What the kernel's counting sets say (per address, both families). */
+  counts: { in: Map<string, number>; out: Map<string, number> } | null = null;
+  async drops(): Promise<{ in: Map<string, number>; out: Map<string, number> } | null> {
+    return this.counts;
   }
 }
 
@@ -38,6 +40,7 @@ describe('policy engine: fail closed, scoped', () => {
   beforeEach(async () => {
     store = tmpEmbeddedStore();
     kernel.sets = emptyPolicySets();
+    kernel.counts = null;
     await store.createIfAbsent(TEST_KEYS.network('n1'), JSON.stringify(NET));
   });
   afterEach(async () => {
@@ -83,5 +86,39 @@ describe('policy engine: fail closed, scoped', () => {
   it('never closes anything without a dockerd to ask', async () => {
     await start(null);
     expect(kernel.sets.policedIn).toEqual([]);
+  });
+});
+
+describe('policy engine: drops by network, both families', () => {
+  it('sums the per-address counters of IPv4 and IPv6 addresses into their network, by direction', async () => {
+    const store = tmpEmbeddedStore();
+    const kernel = new RecordingKernel();
+    const net6 = { ...NET, lnet: 'n6', ipv6: { subnet: 'fd05::/64', gateway: 'fd05::1', poolId: null }, icc: false };
+    await store.createIfAbsent(TEST_KEYS.network('n6'), JSON.stringify(net6));
+    const engine = new PolicyEngine({ store, keys: TEST_KEYS, host: 'h1', kernel, lookup: null, log: silent });
+    try {
+      await engine.start();
+      const rec = { networkId: 'd6', host: 'h1', vtep: null, mac: '02:00:00:00:00:02', ipv4: '10.5.0.2/24', ipv6: 'fd05::2/64', at: Date.now() };
+      const key = TEST_KEYS.endpoint('n6', 'e6');
+      await store.createIfAbsent(key, JSON.stringify(rec));
+      await engine.endpointJoined(key, rec, net6);
+      // Isolated network: both addresses are policed (and counted) in their own family's sets.
+      expect(kernel.sets.policedIn).toEqual(['10.5.0.2']);
+      expect(kernel.sets.policedIn6).toEqual(['fd05::2']);
+      expect(engine.endpoints()[0].ip6).toBe('fd05::2');
+      kernel.counts = { in: new Map([['10.5.0.2', 3], ['fd05::2', 4], ['fd99::9', 50]]), out: new Map([['fd05::2', 2]]) };
+      expect(await engine.drops()).toEqual([
+        { network: 'n6', direction: 'in', packets: 7 },
+        { network: 'n6', direction: 'out', packets: 2 },
+      ]);
+      kernel.counts = { in: new Map([['10.5.0.2', 3], ['fd05::2', 10]]), out: new Map([['fd05::2', 2]]) };
+      expect(await engine.drops()).toEqual([
+        { network: 'n6', direction: 'in', packets: 13 },
+        { network: 'n6', direction: 'out', packets: 2 },
+      ]);
+    } finally {
+      engine.close();
+      await store.close();
+    }
   });
 });
