@@ -63,7 +63,8 @@ export interface PolicyReconciler {
 
 /** The published-ports step; absent where ports are not served. */
 export interface PortReconciler {
-  reconcile(liveEndpoints: Set<string>, dryRun: boolean): Promise<PortsPlan>;
+  /** `liveEndpoints` is read after the step has listed its records (see publisher.ts). */
+  reconcile(liveEndpoints: () => Promise<Set<string>>, dryRun: boolean): Promise<PortsPlan>;
 }
 
 export interface ReconcileDeps {
@@ -171,11 +172,20 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
   if (!opts.dryRun) present = new Set((await dataplane.listLinks(LINK_PREFIX)).map((l) => l.name));
 
   if (deps.ports) {
-    const live = new Set(state.endpoints.map((e) => e.endpointId).filter((id) => !dropped.has(id)));
+    const live = async (): Promise<Set<string>> => {
+      const endpoints = opts.dryRun ? state.endpoints : (await driver.localState()).endpoints;
+      return new Set(endpoints.map((e) => e.endpointId).filter((id) => !dropped.has(id)));
+    };
     Object.assign(plan, await deps.ports.reconcile(live, opts.dryRun));
   }
 
-  const expected = driver.expectedLinks(state);
+  // The state read above is older than the links just listed: a docker run that dockerd was
+  // retrying through a restart may have written its records and built its bridge and veth since.
+  // Records are written before their kernel objects (CreateEndpoint before Join), so a state read
+  // after the listing covers every link in it; the older one would take a live container's
+  // interface away (seen in the kill -9 churn test).
+  const current = opts.dryRun ? state : await driver.localState();
+  const expected = driver.expectedLinks(current);
   const ours = [BRIDGE_PREFIX, VXLAN_PREFIX, VETH_HOST_PREFIX, VETH_PEER_PREFIX];
   for (const name of [...present].sort()) {
     if (expected.has(name) || !ours.some((p) => name.startsWith(p))) continue;
@@ -183,8 +193,11 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     plan.orphanLinks.push(name);
     if (!opts.dryRun) await removeLink(dataplane, name);
   }
-  const wantedEntries = new Set(driver.expectedFirewall(state).map((e) => `${e.set} ${e.member}`));
-  const orphanEntries = (await dataplane.listFirewallEntries()).filter((e) => !wantedEntries.has(`${e.set} ${e.member}`));
+  // Listed before the state is read again, for the same reason as the links.
+  const entries = await dataplane.listFirewallEntries();
+  const afterEntries = opts.dryRun ? state : await driver.localState();
+  const wantedEntries = new Set(driver.expectedFirewall(afterEntries).map((e) => `${e.set} ${e.member}`));
+  const orphanEntries = entries.filter((e) => !wantedEntries.has(`${e.set} ${e.member}`));
   plan.orphanRules = orphanEntries.map((e) => `${e.set} ${e.member}`);
   if (!opts.dryRun && orphanEntries.length > 0) await dataplane.removeFirewallEntries(orphanEntries);
 

@@ -165,14 +165,17 @@ export class PortPublisher {
   /**
    * Reconcile: records of endpoints that are gone lose their rules and records; live ones get
    * their rules and reservations back (after a restart or a flushed nat table); rules that no
-   * record names are removed. `liveEndpoints`: the endpoints this host's store still has.
+   * record names are removed. `readLive`: the endpoints this host's store still has, read after
+   * the records: an endpoint created and published since the caller's pass began (a docker run
+   * dockerd retried through a restart) has its port record only if its endpoint record came first.
    */
-  async reconcile(liveEndpoints: Set<string>, dryRun: boolean): Promise<PortsPlan> {
+  async reconcile(readLive: () => Promise<Set<string>>, dryRun: boolean): Promise<PortsPlan> {
     return this.lock.run(ALL, async () => {
       const plan: PortsPlan = { stalePorts: [], repairPorts: [], orphanPortRules: [] };
       const prefix = this.deps.keys.ports(this.deps.host);
       const records = new Map((await listJson<PortRecord>(this.deps.store, prefix)).map((r) => [r.key.slice(prefix.length), r.value] as [string, PortRecord]));
       this.recorded = new Set(records.keys());
+      const liveEndpoints = await readLive();
       if (records.size > 0 && !dryRun) await this.ensureChains(true);
       const owners = await this.deps.dataplane.listPortRuleOwners();
       for (const [endpointId, rec] of records) {

@@ -6,7 +6,7 @@ import type { NetworkDriver } from '../../../src/network/network-driver';
 import { createLogger } from '../../../src/log';
 import { recordingDataplane, RecordingDataplane } from '../../helpers/recording-dataplane';
 import { tmpEmbeddedStore } from '../../helpers/tmp-store';
-import { pluginApp, PluginApp, testDomain, TEST_KEYS, NET_ID, EP_ID, EP_ID2 } from '../../helpers/plugin-app';
+import { pluginApp, PluginApp, testDomain, TEST_KEYS, NET_ID, NET_ID2, EP_ID, EP_ID2 } from '../../helpers/plugin-app';
 import { createNetwork, runContainer } from '../../helpers/docker-flow';
 import type { Store } from '../../../src/store/types';
 
@@ -108,8 +108,8 @@ describe('src/network/reconcile.ts', () => {
     await runContainer(p, net, EP_ID2);
     const seen: Array<{ live: string[]; dryRun: boolean }> = [];
     const ports = {
-      async reconcile(live: Set<string>, dryRun: boolean) {
-        seen.push({ live: [...live].sort(), dryRun });
+      async reconcile(readLive: () => Promise<Set<string>>, dryRun: boolean) {
+        seen.push({ live: [...(await readLive())].sort(), dryRun });
         return { stalePorts: ['x (0.0.0.0:8080/tcp)'], repairPorts: [], orphanPortRules: ['aaaaaaaaaaaa'] };
       },
     };
@@ -119,5 +119,32 @@ describe('src/network/reconcile.ts', () => {
     expect(dry).toMatchObject({ stalePorts: ['x (0.0.0.0:8080/tcp)'], repairPorts: [], orphanPortRules: ['aaaaaaaaaaaa'] });
     await go(false);
     expect(seen).toEqual([{ live: [EP_ID], dryRun: true }, { live: [EP_ID], dryRun: false }]);
+  });
+
+  it('keeps the bridge and veth of a docker run that lands while the pass runs', async () => {
+    // dockerd retries a docker run through a driver restart; its CreateEndpoint and Join can
+    // land after the pass read the store and before it lists the links (here: in the ports
+    // step). Found by the kill -9 churn test: a running container lost its interface.
+    const net = await createNetwork(p, { subnet: '10.1.0.0/24' });
+    await runContainer(p, net, EP_ID);
+    const net2 = await createNetwork(p, { networkId: NET_ID2, subnet: '10.2.0.0/24' });
+    let built: string[] = [];
+    const seen: string[][] = [];
+    const ports = {
+      async reconcile(readLive: () => Promise<Set<string>>) {
+        const before = new Set(dp.links.keys());
+        await runContainer(p, net2, EP_ID2);
+        built = [...dp.links.keys()].filter((n) => !before.has(n));
+        seen.push([...(await readLive())].sort());
+        return { stalePorts: [], repairPorts: [], orphanPortRules: [] };
+      },
+    };
+    const docker = dockerSays({ networks: new Set([NET_ID, NET_ID2]), endpoints: new Set([EP_ID]) });
+    const plan = await reconcile({ driver: p.driver, ports, ipam: p.ipam, dataplane: dp, docker, host: 'h1', log, now: () => Date.now() + 120_000 }, { dryRun: false });
+    expect(built).toEqual(expect.arrayContaining([expect.stringMatching(/^vxb-/), expect.stringMatching(/^vxe-/)]));
+    expect(plan.orphanLinks).toEqual([]);
+    for (const name of built) expect(dp.links.has(name)).toBe(true);
+    // The ports step is told about the new endpoint too (its published ports stay).
+    expect(seen).toEqual([[EP_ID, EP_ID2].sort()]);
   });
 });

@@ -174,16 +174,16 @@ describe('src/ports/publisher.ts', () => {
     pub = make();
     expect((await pub.published()).map((p) => p.reserved)).toEqual([false, false]);
 
-    const dry = await pub.reconcile(new Set([EP_ID]), true);
+    const dry = await pub.reconcile(async () => new Set([EP_ID]), true);
     expect(dry).toEqual({ stalePorts: [`${EP_ID2.slice(0, 12)} (0.0.0.0:8081/tcp)`], repairPorts: [`${EP_ID.slice(0, 12)} (0.0.0.0:8080/tcp)`], orphanPortRules: ['aaaaaaaaaaaa'] });
     expect(k.open.size).toBe(0);
 
-    expect(await pub.reconcile(new Set([EP_ID]), false)).toEqual(dry);
+    expect(await pub.reconcile(async () => new Set([EP_ID]), false)).toEqual(dry);
     expect([...k.open]).toEqual(['tcp/0.0.0.0:8080']);
     expect([...k.rules]).toEqual([[EP_ID, 2]]);
     expect(await record(EP_ID2)).toBeNull();
     expect((await pub.published()).map((p) => [p.hostPort, p.reserved])).toEqual([[8080, true]]);
-    expect(await pub.reconcile(new Set([EP_ID]), false)).toEqual({ stalePorts: [], repairPorts: [], orphanPortRules: [] });
+    expect(await pub.reconcile(async () => new Set([EP_ID]), false)).toEqual({ stalePorts: [], repairPorts: [], orphanPortRules: [] });
   });
 
   it('reconcile reports a port another process took while the driver was away, and keeps the binding', async () => {
@@ -191,7 +191,7 @@ describe('src/ports/publisher.ts', () => {
     await pub.close();
     k.taken.add('tcp/0.0.0.0:8080');
     pub = make();
-    await pub.reconcile(new Set([EP_ID]), false);
+    await pub.reconcile(async () => new Set([EP_ID]), false);
     expect((await pub.published()).map((p) => [p.hostPort, p.reserved])).toEqual([[8080, false]]);
     expect(k.rules.get(EP_ID)).toBe(2);
   });
