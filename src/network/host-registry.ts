@@ -10,11 +10,15 @@ export async function registerHost(store: Store, keys: Keys, host: string, rec: 
   if (!store.grantLease) throw vxError('VXNET_ERR_STORE', 'this store cannot hold host leases');
   const lease = await store.grantLease(ttlSeconds);
   const key = keys.host(host);
-  // A record left by this host's previous process still carries that process's lease: replace
-  // it, so the new lease is the one that keeps this host alive.
+  const value = JSON.stringify(rec);
+  // A record left by this host's previous process still carries that process's lease: it moves
+  // to the new lease in one write. Deleting and creating it again would show every other host
+  // this host leaving: they drop its peers' tunnel entries and traffic to its running
+  // containers stops until the create (frames lost across a driver restart; peers.ts).
   for (let i = 0; i < 5; i++) {
-    if (await store.createIfAbsent(key, JSON.stringify(rec), { lease })) return;
-    await store.delete(key);
+    const cur = await store.get(key);
+    const written = cur ? await store.compareAndSwap(key, value, cur.modRevision, { lease }) : await store.createIfAbsent(key, value, { lease });
+    if (written) return;
   }
   throw vxError('VXNET_ERR_STORE_CONFLICT', `could not register host ${host}: ${key} keeps coming back`);
 }

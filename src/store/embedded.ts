@@ -204,10 +204,11 @@ export class EmbeddedStore implements Store {
     return true;
   }
 
-  async compareAndSwap(key: string, value: string, modRevision: number): Promise<boolean> {
+  async compareAndSwap(key: string, value: string, modRevision: number, opts?: { lease?: string }): Promise<boolean> {
     const cur = this.entries.get(key);
     if ((cur?.modRevision ?? 0) !== modRevision) return false;
-    this.write({ op: 'put', k: key, v: value, ...(cur?.lease ? { l: cur.lease } : {}) });
+    const lease = opts?.lease ?? cur?.lease;
+    this.write({ op: 'put', k: key, v: value, ...(lease ? { l: lease } : {}) });
     return true;
   }
 

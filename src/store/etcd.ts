@@ -193,16 +193,18 @@ export class EtcdStore implements Store {
     return out;
   }
 
-  async compareAndSwap(key: string, value: string, modRevision: number): Promise<boolean> {
+  async compareAndSwap(key: string, value: string, modRevision: number, opts?: { lease?: string }): Promise<boolean> {
+    const entry = opts?.lease !== undefined ? this.leaseEntry(opts.lease, key) : null;
+    const etcdLease = entry?.etcdLease;
     const swapped = await this.write(
       'update',
       key,
       async (o) => {
-        const txn =
-          modRevision === 0
-            ? this.client.if(key, 'Create', '==', 0).then(this.client.put(key).value(value))
-            : // ignore_lease: a key written under a lease keeps it (a plain put would detach it).
-              this.client.if(key, 'Mod', '==', modRevision).then(this.client.put(key).value(value).ignoreLease());
+        const put = this.client.put(key).value(value);
+        if (etcdLease !== undefined) put.lease(etcdLease);
+        // ignore_lease: a key written under a lease keeps it (a plain put would detach it).
+        else if (modRevision !== 0) put.ignoreLease();
+        const txn = modRevision === 0 ? this.client.if(key, 'Create', '==', 0).then(put) : this.client.if(key, 'Mod', '==', modRevision).then(put);
         return (await txn.options(o).commit()).succeeded;
       },
       async (o) => {
@@ -212,9 +214,11 @@ export class EtcdStore implements Store {
     );
     if (swapped) {
       for (const e of this.leases.values()) {
+        if (entry && e !== entry) e.keys.delete(key);
         const k = e.keys.get(key);
         if (k) k.value = value;
       }
+      if (entry && etcdLease !== undefined) entry.keys.set(key, { value, etcdLease });
     }
     return swapped;
   }

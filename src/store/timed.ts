@@ -24,7 +24,7 @@ export function timedStore(inner: Store, observe: StoreCallObserver): Store {
     get: (key) => timed('get', () => inner.get(key)),
     list: (prefix) => timed('list', () => inner.list(prefix)),
     createIfAbsent: (key, value, opts) => timed('createIfAbsent', () => inner.createIfAbsent(key, value, opts)),
-    compareAndSwap: (key, value, rev) => timed('compareAndSwap', () => inner.compareAndSwap(key, value, rev)),
+    compareAndSwap: (key, value, rev, opts) => timed('compareAndSwap', () => inner.compareAndSwap(key, value, rev, opts)),
     delete: (key, rev) => timed('delete', () => inner.delete(key, rev)),
     revision: () => timed('revision', () => inner.revision()),
     // A watch is one long-lived stream, not a call with a latency.

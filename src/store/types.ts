@@ -36,8 +36,12 @@ export interface Store {
    * createIfAbsent one by one.
    */
   createEach?(entries: Array<{ key: string; value: string }>): Promise<boolean[]>;
-  /** Writes key only if its modRevision is still `modRevision` (0 = key absent). */
-  compareAndSwap(key: string, value: string, modRevision: number): Promise<boolean>;
+  /**
+   * Writes key only if its modRevision is still `modRevision` (0 = key absent). The key keeps the
+   * lease it has unless `opts.lease` names one this store granted: then it moves to that lease in
+   * the same write (watchers see a put, never a delete).
+   */
+  compareAndSwap(key: string, value: string, modRevision: number, opts?: { lease?: string }): Promise<boolean>;
   /** Deletes key (only if its modRevision matches, when given). false: no such key, or it changed. */
   delete(key: string, modRevision?: number): Promise<boolean>;
   /** The store's current revision. */

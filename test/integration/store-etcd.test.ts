@@ -8,6 +8,8 @@ import type { WatchEvent } from '../../src/store/types';
 import { startEtcd, sleep } from '../helpers/etcd';
 import type { EtcdProcess } from '../helpers/etcd';
 import { storeConformance } from '../helpers/store-conformance';
+import { Keys } from '../../src/store/json';
+import { registerHost } from '../../src/network/host-registry';
 
 const SLOW = 60000;
 let etcd: EtcdProcess;
@@ -213,6 +215,27 @@ describe('src/store/etcd.ts', () => {
     console.log(`leased key (ttl 2 s) gone ${gone.ms} ms after its holder closed`);
     expect(Date.now() - t0).toBeGreaterThan(1000);
     expect(await reader.get('/t/l/plain')).not.toBeNull();
+  }, SLOW);
+
+  it('a restarted process takes its host key over under its new lease: no delete for the watchers, and the old lease\'s expiry leaves it', async () => {
+    // registerHost after kill -9: the key still carries the dead process's lease. A delete and
+    // create would tell every other host that this host left (they drop its tunnel entries).
+    const keys = new Keys('/t/');
+    const dead = await store();
+    await registerHost(dead, keys, 'h1', { vtep: '10.0.0.1', version: 'old' }, 2);
+    const watcher = await store();
+    const events: WatchEvent[] = [];
+    const w = watcher.watch(keys.hosts(), await watcher.revision(), { onEvents: (evs) => events.push(...evs) });
+    const restarted = await store();
+    await registerHost(restarted, keys, 'h1', { vtep: '10.0.0.1', version: 'new' }, 2);
+    await dead.close(); // keep-alives of the old lease stop: it expires 2 s later
+    await sleep(5000);
+    w.close();
+    expect(events.map((e) => e.type)).toEqual(['put']);
+    expect(JSON.parse((await watcher.get(keys.host('h1')))!.value)).toEqual({ vtep: '10.0.0.1', version: 'new' });
+    // The key lives on the new lease: it goes when that one's holder stops.
+    await restarted.close();
+    await until('host key gone with the new lease', async () => (await watcher.get(keys.host('h1'))) === null, 6000);
   }, SLOW);
 
   it('grants a new lease after losing one and writes its keys again', async () => {
