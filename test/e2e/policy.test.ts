@@ -387,7 +387,7 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
           const held = (await policyElements(p2)).allowIn.includes(`${ips.ksrv} . ${ips.kok} . 6 . 8000`);
           const spoof = (await Promise.all([p1, p2].map(antispoofDrops))).map((n, i) => n - spoofBefore[i]);
           const retry = await probe(p1, 'kok', '8000');
-          allowedFailures.push(`${wasUp === null ? 'while down' : `${sent - wasUp} ms after a restart`}, kok's element ${held ? 'in place' : 'missing'} after, ` +
+          allowedFailures.push(`at ${new Date(sent).toISOString()} ${wasUp === null ? 'while down' : `${sent - wasUp} ms after a restart`}, kok's element ${held ? 'in place' : 'missing'} after, ` +
             `anti-spoofing drops meanwhile p1 ${spoof[0]} p2 ${spoof[1]}, retry ${retry}`);
         }
       }
