@@ -97,6 +97,13 @@ export class PolicyEngine {
       onChange: () => {
         if (this.started) void this.sync();
       },
+      // The sets are decided from this host's endpoints, the networks and the names records only:
+      // another host's endpoint record changes none of them (explain() reads those through
+      // input() when asked). With thousands of endpoints, recomputing on each of their events
+      // kept a driver busy for the whole burst. After a failed apply any event retries it, as
+      // before.
+      matters: (_key, before, after) =>
+        this.applied === null || [before, after].some((r) => r !== undefined && (r.kind !== 'endpoint' || r.rec.host === deps.host)),
     });
   }
 
