@@ -5,7 +5,7 @@
 import type { Logger } from '../log';
 import type { Store } from '../store/types';
 import { decode, Keys } from '../store/json';
-import type { DockerNetworkRecord, EndpointRecord, NetworkRecord } from './records';
+import { decodeEndpoint, DockerNetworkRecord, EndpointRecord, NetworkRecord } from './records';
 import { StoreMirror } from './store-mirror';
 import { canonicalIp } from './address-claims';
 
@@ -39,7 +39,7 @@ export class RecordCache {
         if (kv.key.startsWith(keys.networks())) return { kind: 'network', rec: decode<NetworkRecord>(kv) };
         if (kv.key.startsWith(keys.hostDockerNetworks(host))) return { kind: 'dnet', rec: decode<DockerNetworkRecord>(kv) };
         if (!kv.value.includes(hostText)) return null;
-        const ep = decode<EndpointRecord>(kv);
+        const ep = decodeEndpoint(kv);
         return ep.host === host ? { kind: 'endpoint', rec: ep, ips: [canonicalIp(ep.ipv4), canonicalIp(ep.ipv6)] } : null;
       },
       log: deps.log,

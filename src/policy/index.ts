@@ -19,7 +19,7 @@
 import type { Logger } from '../log';
 import type { Store } from '../store/types';
 import { decode, Keys } from '../store/json';
-import type { EndpointRecord, NetworkRecord } from '../network/records';
+import { decodeEndpoint, EndpointRecord, NetworkRecord } from '../network/records';
 import { StoreMirror } from '../network/store-mirror';
 import { NameRecord, namesPrefix, splitKey } from '../names/records';
 import { isolated, resolvePolicy, EndpointPolicy, PolicyPlan } from './resolve';
@@ -91,7 +91,7 @@ export class PolicyEngine {
       parse: (kv) => {
         if (kv.key.startsWith(keys.networks())) return { kind: 'network', rec: decode<NetworkRecord>(kv) };
         if (kv.key.startsWith(names)) return { kind: 'name', rec: decode<NameRecord>(kv) };
-        return { kind: 'endpoint', rec: decode<EndpointRecord>(kv) };
+        return { kind: 'endpoint', rec: decodeEndpoint(kv) };
       },
       log: deps.log,
       onChange: () => {
