@@ -101,6 +101,16 @@ export class StoreMirror<T> {
     return out;
   }
 
+  /**
+   * Calls fn for every mirrored record whose key starts with prefix, without building a list;
+   * false when not ready (fn not called).
+   */
+  each(prefix: string, fn: (key: string, value: T) => void): boolean {
+    if (!this.ready) return false;
+    for (const [key, e] of this.entries) if (key.startsWith(prefix)) fn(key, e.value);
+    return true;
+  }
+
   /** This process wrote `raw` to key (the store accepted it). */
   noteWrite(key: string, raw: string): void {
     if (!this.covers(key)) return;

@@ -184,7 +184,7 @@ export class PolicyEngine {
   /** `vxnet policy explain`: may `from` open a connection to `to` on port/proto, and why. */
   explain(from: string, to: string, port: number, proto: Proto, family?: Family): Explanation {
     try {
-      return explain(this.input(), from, to, port, proto, family);
+      return explain(this.input(true), from, to, port, proto, family);
     } catch (err) {
       throw vxError('VXNET_ERR_BAD_REQUEST', (err as Error).message);
     }
@@ -247,22 +247,28 @@ export class PolicyEngine {
     if (input.pending.size > 0) this.scheduleCheck();
   }
 
-  private input(): Parameters<typeof resolvePolicy>[0] {
+  /**
+   * The records resolvePolicy decides from. Only this host's endpoints unless `everyHost`
+   * (explain): resolvePolicy skips the others, and this runs after every local change, so
+   * keying thousands of other hosts' records anew each time was most of the engine's work.
+   */
+  private input(everyHost = false): Parameters<typeof resolvePolicy>[0] {
     const { keys, host } = this.deps;
     const networks = new Map<string, NetworkRecord>();
     const endpoints = new Map<string, EndpointRecord>();
     const names = new Map<string, NameRecord>();
     const np = namesPrefix(keys);
-    for (const { key, value } of this.mirror.list('') ?? []) {
+    this.mirror.each('', (key, value) => {
       if (value.kind === 'network') networks.set(value.rec.lnet, value.rec);
       else if (value.kind === 'endpoint') {
+        if (!everyHost && value.rec.host !== host) return;
         const k = splitKey(key, keys.endpoints());
         if (k) endpoints.set(k.join('/'), value.rec);
       } else {
         const k = splitKey(key, np);
         if (k) names.set(k.join('/'), value.rec);
       }
-    }
+    });
     const pending = new Set<string>();
     for (const [key, ep] of endpoints) {
       if (ep.host !== host) continue;
