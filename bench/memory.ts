@@ -328,9 +328,9 @@ function report(r: Results, md: boolean): string {
   if (r.endpoints.length > 0) {
     t(
       `2. ${r.options.endpoints} endpoint records over 3 hosts, one network with a container on every host`,
-      ['build', 'RSS start MB', `RSS with endpoints`, 'of it anon', 'V8 heap used / total, external', 'live heap MB', 'peak MB', 'threads', 'peer passes', 'pass p50 / max ms', 'peers at end', 'failed calls', 'seconds'],
+      ['build', 'RSS start MB', `RSS with endpoints`, 'of it anon', 'RSS 30 s later', 'V8 heap used / total, external', 'live heap MB', 'peak MB', 'threads', 'peer passes', 'pass p50 / max ms', 'peers at end', 'failed calls', 'seconds'],
       r.endpoints.map((e) => [
-        e.build, e.rssMb.atStart.join(' / '), e.rssMb.afterEndpoints.join(' / '), e.rssMb.anonAfterEndpoints.join(' / '),
+        e.build, e.rssMb.atStart.join(' / '), e.rssMb.afterEndpoints.join(' / '), e.rssMb.anonAfterEndpoints.join(' / '), (e.rssMb.settled ?? []).join(' / '),
         e.v8Mb.map((v) => (v ? `${v.heapUsed}/${v.heapTotal}, ${v.external}` : '-')).join(' · '),
         e.heapMb.join(' / '), e.rssMb.peak.join(' / '), e.threads.join(' / '),
         e.peerSyncMs.map((s) => s.n).join(' / '), e.peerSyncMs.map((s) => `${s.p50} / ${s.max}`).join(', '), e.peersAtEnd.join(' / '), e.failedPerHost.join(' / '), e.seconds,

@@ -28,8 +28,9 @@ export interface EndpointMemory {
    * peak: VmHWM before any heap snapshot (the burst itself); peakWithSnapshot: after them (writing
    * a snapshot costs ~80 MB that the process keeps, so this one is the bench's, not the driver's).
    * anonAfterEndpoints: RssAnon (the rest of VmRSS is node's binary mapped from disk, ~42 MB).
+   * settled: VmRSS again after SETTLE_MS idle.
    */
-  rssMb: { atStart: number[]; afterNetwork: number[]; afterEndpoints: number[]; anonAfterEndpoints: number[]; peak: number[]; peakWithSnapshot: number[] };
+  rssMb: { atStart: number[]; afterNetwork: number[]; afterEndpoints: number[]; anonAfterEndpoints: number[]; settled: number[]; peak: number[]; peakWithSnapshot: number[] };
   /** the driver's own view after the records (Vxnet.Memory, MB), null for a build without the route */
   v8Mb: Array<{ heapUsed: number; heapTotal: number; external: number; arrayBuffers: number } | null>;
   /** threads of each driver process after the records (node's own + the link reaper's when started) */
@@ -54,6 +55,8 @@ export interface EndpointMemoryEnv {
 }
 
 const mb = (kb: number): number => Math.round(kb / 102.4) / 10;
+/** Idle time before the second RSS sample after the records. */
+const SETTLE_MS = 30_000;
 
 async function ok(client: PluginClient, method: string, body: unknown): Promise<Record<string, unknown>> {
   const r = await client.raw(method, body);
@@ -114,6 +117,10 @@ export async function endpointMemory(env: EndpointMemoryEnv, heapMb?: (h: number
   for (let i = 0; i < 120 && hosts.some((_, h) => (lastPeers(h) ?? 0) < remote(h) - 1); i++) await sleep(1000);
   await sleep(3000);
   const afterEndpoints = rss();
+  // V8 gives heap back only once allocation has slowed down for a while (its memory reducer
+  // starts 8 s after that): the same drivers again, idle, before any heap snapshot.
+  await sleep(SETTLE_MS);
+  const settled = rss();
   const v8Mb = await Promise.all(socks.map(async (s) => {
     const c = new PluginClient(s, 1);
     try {
@@ -154,6 +161,7 @@ export async function endpointMemory(env: EndpointMemoryEnv, heapMb?: (h: number
       afterNetwork: afterNetwork.map((m) => mb(m.rssKb)),
       afterEndpoints: afterEndpoints.map((m) => mb(m.rssKb)),
       anonAfterEndpoints: afterEndpoints.map((m) => mb(m.anonKb)),
+      settled: settled.map((m) => mb(m.rssKb)),
       peak: afterEndpoints.map((m) => mb(m.peakKb)),
       peakWithSnapshot: peak.map((m) => mb(m.peakKb)),
     },
