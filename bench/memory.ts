@@ -34,6 +34,8 @@ interface Options {
   keepSnapshots: string | null;
   /** extra environment for every driver (e.g. MALLOC_ARENA_MAX=2 to try an allocator setting) */
   driverEnv: Record<string, string>;
+  /** node flags for every driver, before main.js (V8 flags NODE_OPTIONS refuses, e.g. --heap-growing-percent=N) */
+  nodeArgs: string[];
   out: string;
 }
 
@@ -44,13 +46,14 @@ const USAGE = `Usage: node dist/bench/memory.js [options]     (build first: npm 
   --baseline FILE     another build's main.js (e.g. main's dist/src/main.js), run the same way
   --keep-snapshots DIR  keep the .heapsnapshot files there (to open in DevTools)
   --driver-env K=V    extra environment for every driver (repeatable)
+  --node-arg FLAG     a node/V8 flag for every driver, e.g. --node-arg=--optimize-for-size (repeatable)
   --out FILE          results file (default bench/results/memory.json)
 
 Needs root. Creates hosts vxt-b40 (etcd) and vxt-b41..43 (172.31.254.140-143) without dockerd,
 runs the driver in them, removes everything at the end.`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { networks: 1000, endpoints: 10000, baseline: null, keepSnapshots: null, driverEnv: {}, out: path.join(REPO_ROOT, 'bench/results/memory.json') };
+  const o: Options = { networks: 1000, endpoints: 10000, baseline: null, keepSnapshots: null, driverEnv: {}, nodeArgs: [], out: path.join(REPO_ROOT, 'bench/results/memory.json') };
   eachFlag(argv, USAGE, (flag, next) => {
     switch (flag) {
       case '--networks': o.networks = intArg(flag, next(), 0); break;
@@ -64,6 +67,7 @@ function parseArgs(argv: string[]): Options {
         o.driverEnv[v.slice(0, eq)] = v.slice(eq + 1);
         break;
       }
+      case '--node-arg': o.nodeArgs.push(next() ?? ''); break;
       case '--out': o.out = path.resolve(next() ?? o.out); break;
       default: throw new Error(`unknown argument ${flag} (see --help)`);
     }
@@ -120,7 +124,7 @@ function snapshotDir(host: Host): string {
   return path.join(host.stateDir, 'heap');
 }
 
-async function startBuildDrivers(env: Env, mainJs: string, prefix: string, extra: Record<string, string>): Promise<Driver[]> {
+async function startBuildDrivers(env: Env, mainJs: string, prefix: string, extra: Record<string, string>, nodeArgs: string[]): Promise<Driver[]> {
   const drivers: Driver[] = [];
   for (const h of env.hosts) {
     fs.rmSync(path.join(h.stateDir, 'vxnet-data'), { recursive: true, force: true });
@@ -132,7 +136,7 @@ async function startBuildDrivers(env: Env, mainJs: string, prefix: string, extra
       ...extra,
       // --driver-env NODE_OPTIONS=… adds to these instead of replacing them.
       NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir(h)} ${extra.NODE_OPTIONS ?? ''}`.trim(),
-    }, mainJs));
+    }, mainJs, nodeArgs));
   }
   env.drivers = drivers;
   return drivers;
@@ -215,12 +219,12 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
   const host = env.hosts[0];
   // Writing a heap snapshot takes ~80 MB of RSS that the process keeps: the RSS curve is taken
   // without any, the live heap from one snapshot of a fresh driver (0 networks) and one at the end.
-  const fresh = (await startBuildDrivers(env, mainJs, `/vxm-net0-${build}/`, opts.driverEnv))[0];
+  const fresh = (await startBuildDrivers(env, mainJs, `/vxm-net0-${build}/`, opts.driverEnv, opts.nodeArgs))[0];
   const freshClient = new PluginClient(socketFromOutside(host), 1);
   await sleep(1000);
   const heap0 = await heapOf(host, fresh, freshClient, opts.keepSnapshots, `${build}-networks-0`).finally(() => freshClient.close());
   await stopDrivers(env);
-  const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, opts.driverEnv);
+  const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, opts.driverEnv, opts.nodeArgs);
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: NetworkSample[] = [];
   const sample = async (n: number): Promise<void> => {
@@ -284,11 +288,11 @@ async function endpointsPart(env: Env, opts: Options, build: Build): Promise<End
   const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
   await upHosts(env, 3);
   const prefix = `/vxm-ep-${build}/`;
-  const drivers = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv);
+  const drivers = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, opts.nodeArgs);
   const clients = env.hosts.map((h) => new PluginClient(socketFromOutside(h), 1));
   try {
     const r = await endpointMemory(
-      { hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, { ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix), ...opts.driverEnv }, mainJs) },
+      { hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, { ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix), ...opts.driverEnv }, mainJs, opts.nodeArgs) },
       async (h) => mb((await heapOf(env.hosts[h], drivers[h], clients[h], opts.keepSnapshots, `${build}-endpoints-${env.hosts[h].name}`)).totalBytes),
     );
     return { build, ...r };
@@ -324,10 +328,12 @@ function report(r: Results, md: boolean): string {
   if (r.endpoints.length > 0) {
     t(
       `2. ${r.options.endpoints} endpoint records over 3 hosts, one network with a container on every host`,
-      ['build', 'RSS start MB', `RSS with endpoints`, 'live heap MB', 'peak MB', 'peer passes', 'pass p50 / max ms', 'peers at end', 'seconds'],
+      ['build', 'RSS start MB', `RSS with endpoints`, 'of it anon', 'RSS 30 s later', 'V8 heap used / total, external', 'live heap MB', 'peak MB', 'threads', 'peer passes', 'pass p50 / max ms', 'peers at end', 'failed calls', 'seconds'],
       r.endpoints.map((e) => [
-        e.build, e.rssMb.atStart.join(' / '), e.rssMb.afterEndpoints.join(' / '), e.heapMb.join(' / '), e.rssMb.peak.join(' / '),
-        e.peerSyncMs.map((s) => s.n).join(' / '), e.peerSyncMs.map((s) => `${s.p50} / ${s.max}`).join(', '), e.peersAtEnd.join(' / '), e.seconds,
+        e.build, e.rssMb.atStart.join(' / '), e.rssMb.afterEndpoints.join(' / '), e.rssMb.anonAfterEndpoints.join(' / '), (e.rssMb.settled ?? []).join(' / '),
+        e.v8Mb.map((v) => (v ? `${v.heapUsed}/${v.heapTotal}, ${v.external}` : '-')).join(' · '),
+        e.heapMb.join(' / '), e.rssMb.peak.join(' / '), e.threads.join(' / '),
+        e.peerSyncMs.map((s) => s.n).join(' / '), e.peerSyncMs.map((s) => `${s.p50} / ${s.max}`).join(', '), e.peersAtEnd.join(' / '), e.failedPerHost.join(' / '), e.seconds,
       ]),
     );
   }

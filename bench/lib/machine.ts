@@ -9,6 +9,9 @@ export interface MemoryKb {
   rssKb: number;
   /** peak resident set size so far (VmHWM) */
   peakKb: number;
+  /** RssAnon: the process's own pages (heap, stacks, malloc); the rest is mapped files (node's binary) and shmem */
+  anonKb: number;
+  threads: number;
 }
 
 /** VmRSS and VmHWM of a process, from /proc/<pid>/status. */
@@ -19,7 +22,8 @@ export function memoryOf(pid: number): MemoryKb {
     if (!m) throw new Error(`/proc/${pid}/status has no ${name}`);
     return Number(m[1]);
   };
-  return { rssKb: field('VmRSS'), peakKb: field('VmHWM') };
+  const threads = /^Threads:\s+(\d+)/m.exec(text);
+  return { rssKb: field('VmRSS'), peakKb: field('VmHWM'), anonKb: field('RssAnon'), threads: threads ? Number(threads[1]) : 0 };
 }
 
 export interface DockerVersions {

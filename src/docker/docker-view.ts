@@ -2,7 +2,19 @@
 // still has, and which endpoints (containers) are attached to them. dockerd may be down or not
 // up yet: then the answer is null, and reconcile deletes nothing on missing information.
 import { existsSync } from 'node:fs';
-import Docker from 'dockerode';
+import type Dockerode from 'dockerode';
+
+/**
+ * A dockerode client; the package is loaded at the first one, not at start. Loading it loads
+ * docker-modem's ssh2 (for ssh:// daemons, which vxnet never uses) with its WebAssembly
+ * poly1305: +3 MB of RSS and +16 MB of external memory in a process that never asks dockerd
+ * anything, as on a host without a dockerd socket (callers check for the socket first).
+ */
+export function newDocker(opts: Dockerode.DockerOptions): Dockerode {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Docker = require('dockerode') as typeof Dockerode;
+  return new Docker(opts);
+}
 
 /** dockerd answering slower than this is treated as not there (reconcile retries later). */
 const DOCKER_TIMEOUT_MS = 5000;
@@ -30,15 +42,19 @@ export interface DockerVersion {
 
 /** What dockerd says it is (`vxnet doctor`); rejects when it does not answer within timeoutMs. */
 export async function dockerVersion(dockerHost: string | null, timeoutMs = DOCKER_TIMEOUT_MS): Promise<DockerVersion> {
-  const v = await new Docker({ socketPath: dockerSocketPath(dockerHost), timeout: timeoutMs }).version();
+  const v = await newDocker({ socketPath: dockerSocketPath(dockerHost), timeout: timeoutMs }).version();
   return { version: v.Version, apiVersion: v.ApiVersion };
 }
 
 export function dockerClient(dockerHost: string | null): DockerClient {
-  const docker = new Docker({ socketPath: dockerSocketPath(dockerHost), timeout: DOCKER_TIMEOUT_MS });
+  const socketPath = dockerSocketPath(dockerHost);
+  let docker: Dockerode | null = null;
   return {
     async view(networkIds) {
       const view: DockerView = { networks: new Set(), endpoints: new Set() };
+      // No socket: the ping below could only fail (and would load dockerode for nothing).
+      if (!docker && !existsSync(socketPath)) return null;
+      docker ??= newDocker({ socketPath, timeout: DOCKER_TIMEOUT_MS });
       try {
         await docker.ping();
       } catch {
@@ -66,10 +82,11 @@ export function dockerClient(dockerHost: string | null): DockerClient {
  * answer (then nothing is concluded).
  */
 export function endpointLookup(dockerHost: string | null): (networkId: string, endpointId: string) => Promise<'listed' | 'unlisted' | 'no-network' | 'unreachable'> {
-  const docker = new Docker({ socketPath: dockerSocketPath(dockerHost), timeout: DOCKER_TIMEOUT_MS });
+  let docker: Dockerode | null = null;
   return async (networkId, endpointId) => {
     let info: { Containers?: Record<string, { EndpointID?: string }> };
     try {
+      docker ??= newDocker({ socketPath: dockerSocketPath(dockerHost), timeout: DOCKER_TIMEOUT_MS });
       info = (await docker.getNetwork(networkId).inspect()) as typeof info;
     } catch (err) {
       return (err as { statusCode?: number }).statusCode === 404 ? 'no-network' : 'unreachable';

@@ -32,7 +32,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../log';
 import type { Store, WatchEvent, Watcher } from '../store/types';
 import type { Keys } from '../store/json';
-import type { EndpointRecord } from '../network/records';
+import { decodeEndpoint } from '../network/records';
 import { removeDnsIntercept, syncDnsIntercept } from '../dataplane/dns-intercept';
 import { nameMetrics, NameMetrics } from './metrics';
 import { namesPrefix, NameRecord, splitKey } from './records';
@@ -180,7 +180,7 @@ export class NameService {
           if (ev.type === 'put') this.table.putName(names[0], names[1], JSON.parse(ev.kv.value) as NameRecord);
           else this.table.deleteName(names[0], names[1]);
         } else if (endpoint) {
-          if (ev.type === 'put') this.table.putEndpoint(endpoint[0], endpoint[1], JSON.parse(ev.kv.value) as EndpointRecord);
+          if (ev.type === 'put') this.table.putEndpoint(endpoint[0], endpoint[1], decodeEndpoint(ev.kv));
           else this.table.deleteEndpoint(endpoint[0], endpoint[1]);
         }
       } catch (err) {

@@ -14,7 +14,8 @@
 // After (re)connecting to the event stream, a resync publishes every running container and
 // deletes this host's records of containers that are no longer running (events missed while
 // vxnet or dockerd was down).
-import Docker from 'dockerode';
+import { existsSync } from 'node:fs';
+import type Docker from 'dockerode';
 import type { Logger } from '../log';
 import type { Store } from '../store/types';
 import { getJson, Keys, updateJson } from '../store/json';
@@ -23,6 +24,7 @@ import { KeyedLock } from '../network/keyed-lock';
 import { nameKey, NameRecord, namesPrefix, normalName } from './records';
 import type { NameTable } from './table';
 import type { RunningContainer } from './container-redirect';
+import { newDocker } from '../docker/docker-view';
 
 /** Wait before reconnecting to dockerd's event stream (dockerd restarting, not up yet). */
 const RECONNECT_MS = 1000;
@@ -68,8 +70,8 @@ interface Inspect {
 }
 
 export class NamePublisher {
-  private readonly docker: Docker;
-  private readonly events: Docker;
+  /** Made at the first connect to a socket that exists (docker-view.ts newDocker: why). */
+  private clients: { docker: Docker; events: Docker } | null = null;
   private readonly lock = new KeyedLock();
   /** Keys this process wrote per container: the watch may not have fed them to the table yet. */
   private readonly written = new Map<string, Set<string>>();
@@ -77,10 +79,19 @@ export class NamePublisher {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
 
-  constructor(private readonly deps: PublisherDeps) {
-    this.docker = new Docker({ socketPath: deps.socketPath, timeout: INSPECT_TIMEOUT_MS });
-    // No timeout on the event stream: it is idle for as long as nothing happens.
-    this.events = new Docker({ socketPath: deps.socketPath });
+  constructor(private readonly deps: PublisherDeps) {}
+
+  private get docker(): Docker {
+    return this.dockerClients().docker;
+  }
+
+  private dockerClients(): { docker: Docker; events: Docker } {
+    this.clients ??= {
+      docker: newDocker({ socketPath: this.deps.socketPath, timeout: INSPECT_TIMEOUT_MS }),
+      // No timeout on the event stream: it is idle for as long as nothing happens.
+      events: newDocker({ socketPath: this.deps.socketPath }),
+    };
+    return this.clients;
   }
 
   start(): void {
@@ -104,8 +115,10 @@ export class NamePublisher {
 
   private async connect(): Promise<void> {
     const { log } = this.deps;
+    // No socket (yet): the attempt could only fail; try again later, as after a failure.
+    if (!this.clients && !existsSync(this.deps.socketPath)) return this.retry();
     try {
-      const stream = (await this.events.getEvents({
+      const stream = (await this.dockerClients().events.getEvents({
         filters: { type: ['container', 'network'], event: ['start', 'die', 'destroy', 'rename', 'connect', 'disconnect'] },
       })) as NodeJS.ReadableStream;
       if (this.closed) return void (stream as unknown as { destroy(): void }).destroy();

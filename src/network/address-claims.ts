@@ -51,7 +51,7 @@ export class AddressClaims {
    * Docker network networkId), other than `except`; null if none.
    */
   async holder(ip: string, where: { poolId: string } | { networkId: string }, except?: string): Promise<string | null> {
-    for (const ep of await this.localEndpoints()) {
+    for (const ep of await this.localEndpoints(ip)) {
       if (ep.endpointId === except || (canonicalIp(ep.rec.ipv4) !== ip && canonicalIp(ep.rec.ipv6) !== ip)) continue;
       if ('networkId' in where) {
         if (ep.rec.networkId === where.networkId) return ep.endpointId;
@@ -71,9 +71,10 @@ export class AddressClaims {
     });
   }
 
-  private async localEndpoints(): Promise<Array<{ endpointId: string; rec: EndpointRecord }>> {
+  /** This host's endpoints; from the cache only those holding ip (the rest would be skipped). */
+  private async localEndpoints(ip: string): Promise<Array<{ endpointId: string; rec: EndpointRecord }>> {
     const { store, keys, host, records } = this.deps;
-    const cached = records?.localEndpoints();
+    const cached = records?.localHolders(ip);
     const all = cached ?? (await listJson<EndpointRecord>(store, keys.endpoints())).map((kv) => ({ key: kv.key, rec: kv.value }));
     return all.filter((e) => e.rec.host === host).map((e) => ({ endpointId: e.key.slice(e.key.lastIndexOf('/') + 1), rec: e.rec }));
   }

@@ -23,7 +23,7 @@ import type { Logger } from '../log';
 import type { Store, KeyValue, WatchEvent, Watcher } from '../store/types';
 import { decode, Keys } from '../store/json';
 import type { Dataplane } from './dataplane-port';
-import type { EndpointRecord, NetworkRecord } from './records';
+import { decodeEndpoint, EndpointRecord, NetworkRecord } from './records';
 import { vxlanName } from './names';
 import { Claim, PeerTable, claimIps, newerClaim } from './peer-table';
 
@@ -190,7 +190,7 @@ export class PeerSync {
       // Another network's record is not even parsed. A replayed event (the list that activated
       // the network already had this revision or a newer one) changes nothing.
       if (!a || (a.table.get(id)?.rev ?? -1) >= kv.modRevision) return [];
-      a.table.put({ id, rec: decode<EndpointRecord>(kv), rev: kv.modRevision });
+      a.table.put({ id, rec: decodeEndpoint(kv), rev: kv.modRevision });
       return [lnet];
     }
     if (kv.key.startsWith(keys.hosts())) {

@@ -5,10 +5,17 @@
 import type { Logger } from '../log';
 import type { Store } from '../store/types';
 import { decode, Keys } from '../store/json';
-import type { DockerNetworkRecord, EndpointRecord, NetworkRecord } from './records';
+import { decodeEndpoint, DockerNetworkRecord, EndpointRecord, NetworkRecord } from './records';
 import { StoreMirror } from './store-mirror';
+import { canonicalIp } from './address-claims';
 
-type Rec = { kind: 'network'; rec: NetworkRecord } | { kind: 'dnet'; rec: DockerNetworkRecord } | { kind: 'endpoint'; rec: EndpointRecord };
+/**
+ * An endpoint keeps its addresses in canonical form (canonicalIp), computed once per record:
+ * AddressClaims asks which endpoint holds an address on every CreateEndpoint, and parsing every
+ * local record's addresses again per call cost O(endpoints) parses per call (with 3,000
+ * endpoints on a host, most of a burst's CPU and garbage).
+ */
+type Rec = { kind: 'network'; rec: NetworkRecord } | { kind: 'dnet'; rec: DockerNetworkRecord } | { kind: 'endpoint'; rec: EndpointRecord; ips: Array<string | null> };
 
 export interface RecordCacheDeps {
   store: Store;
@@ -32,8 +39,8 @@ export class RecordCache {
         if (kv.key.startsWith(keys.networks())) return { kind: 'network', rec: decode<NetworkRecord>(kv) };
         if (kv.key.startsWith(keys.hostDockerNetworks(host))) return { kind: 'dnet', rec: decode<DockerNetworkRecord>(kv) };
         if (!kv.value.includes(hostText)) return null;
-        const ep = decode<EndpointRecord>(kv);
-        return ep.host === host ? { kind: 'endpoint', rec: ep } : null;
+        const ep = decodeEndpoint(kv);
+        return ep.host === host ? { kind: 'endpoint', rec: ep, ips: [canonicalIp(ep.ipv4), canonicalIp(ep.ipv6)] } : null;
       },
       log: deps.log,
     });
@@ -63,12 +70,15 @@ export class RecordCache {
     return r?.kind === 'endpoint' ? r.rec : undefined;
   }
 
-  /** This host's endpoints (key and record), or null before the cache is loaded. */
-  localEndpoints(): Array<{ key: string; rec: EndpointRecord }> | null {
+  /**
+   * This host's endpoints with ip (canonical) as their IPv4 or IPv6 address, in the store
+   * mirror's order; null before the cache is loaded.
+   */
+  localHolders(ip: string): Array<{ key: string; rec: EndpointRecord }> | null {
     const all = this.mirror.list(this.deps.keys.endpoints());
     if (!all) return null;
     const out: Array<{ key: string; rec: EndpointRecord }> = [];
-    for (const { key, value } of all) if (value.kind === 'endpoint') out.push({ key, rec: value.rec });
+    for (const { key, value } of all) if (value.kind === 'endpoint' && value.ips.includes(ip)) out.push({ key, rec: value.rec });
     return out;
   }
 

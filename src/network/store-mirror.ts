@@ -42,6 +42,12 @@ export interface MirrorDeps<T> {
   log: Logger;
   /** Called after watch events or a (re)load changed what is held (e.g. to recompute derived state). */
   onChange?(): void;
+  /**
+   * Whether a change of one key (before/after: the record held, undefined when absent) can change
+   * what onChange derives. Watch events that change only keys it says no to do not call onChange:
+   * every host sees every endpoint event, and most of them are other hosts' (default: all count).
+   */
+  matters?(key: string, before: T | undefined, after: T | undefined): boolean;
 }
 
 export class StoreMirror<T> {
@@ -95,6 +101,16 @@ export class StoreMirror<T> {
     return out;
   }
 
+  /**
+   * Calls fn for every mirrored record whose key starts with prefix, without building a list;
+   * false when not ready (fn not called).
+   */
+  each(prefix: string, fn: (key: string, value: T) => void): boolean {
+    if (!this.ready) return false;
+    for (const [key, e] of this.entries) if (key.startsWith(prefix)) fn(key, e.value);
+    return true;
+  }
+
   /** This process wrote `raw` to key (the store accepted it). */
   noteWrite(key: string, raw: string): void {
     if (!this.covers(key)) return;
@@ -129,33 +145,42 @@ export class StoreMirror<T> {
 
   /** Applies watch events (exposed for unit tests; the watch calls it). */
   onEvents(events: WatchEvent[]): void {
+    let changed = false;
     for (const ev of events) {
-      if (ev.type === 'put') this.applyPut(ev.kv);
-      else this.applyDelete(ev.key, ev.modRevision);
+      if (ev.type === 'put') changed = this.applyPut(ev.kv) || changed;
+      else changed = this.applyDelete(ev.key, ev.modRevision) || changed;
     }
-    this.deps.onChange?.();
+    if (changed) this.deps.onChange?.();
   }
 
-  private applyPut(kv: KeyValue): void {
-    if (this.pendingDeletes.has(kv.key)) return; // older than our delete
+  /** The watch-side change of one key: whether onChange must hear of it. */
+  private changedKey(key: string, before: T | undefined, after: T | undefined): boolean {
+    if (before === undefined && after === undefined) return false;
+    return this.deps.matters ? this.deps.matters(key, before, after) : true;
+  }
+
+  private applyPut(kv: KeyValue): boolean {
+    if (this.pendingDeletes.has(kv.key)) return false; // older than our delete
     this.recentDeletes.delete(kv.key);
     const cur = this.entries.get(kv.key);
     if (cur) {
-      if (cur.rev === 0 && cur.raw !== kv.value) return; // older than our write
-      if (cur.rev !== 0 && kv.modRevision <= cur.rev) return; // replayed
+      if (cur.rev === 0 && cur.raw !== kv.value) return false; // older than our write
+      if (cur.rev !== 0 && kv.modRevision <= cur.rev) return false; // replayed
     }
     const value = this.parseOrNull(kv);
     if (value === null) this.entries.delete(kv.key);
     else this.entries.set(kv.key, { value, raw: kv.value, rev: kv.modRevision });
+    return this.changedKey(kv.key, cur?.value, value ?? undefined);
   }
 
-  private applyDelete(key: string, rev: number): void {
+  private applyDelete(key: string, rev: number): boolean {
     this.rememberDelete(key);
-    if (this.pendingDeletes.delete(key)) return; // our own delete (the entry is already gone)
+    if (this.pendingDeletes.delete(key)) return false; // our own delete (the entry is already gone)
     const cur = this.entries.get(key);
-    if (!cur) return;
-    if (cur.rev === 0 || rev < cur.rev) return; // older than what we hold
+    if (!cur) return false;
+    if (cur.rev === 0 || rev < cur.rev) return false; // older than what we hold
     this.entries.delete(key);
+    return this.changedKey(key, cur.value, undefined);
   }
 
   private rememberDelete(key: string): void {

@@ -19,7 +19,7 @@
 import type { Logger } from '../log';
 import type { Store } from '../store/types';
 import { decode, Keys } from '../store/json';
-import type { EndpointRecord, NetworkRecord } from '../network/records';
+import { decodeEndpoint, EndpointRecord, NetworkRecord } from '../network/records';
 import { StoreMirror } from '../network/store-mirror';
 import { NameRecord, namesPrefix, splitKey } from '../names/records';
 import { isolated, resolvePolicy, EndpointPolicy, PolicyPlan } from './resolve';
@@ -91,12 +91,19 @@ export class PolicyEngine {
       parse: (kv) => {
         if (kv.key.startsWith(keys.networks())) return { kind: 'network', rec: decode<NetworkRecord>(kv) };
         if (kv.key.startsWith(names)) return { kind: 'name', rec: decode<NameRecord>(kv) };
-        return { kind: 'endpoint', rec: decode<EndpointRecord>(kv) };
+        return { kind: 'endpoint', rec: decodeEndpoint(kv) };
       },
       log: deps.log,
       onChange: () => {
         if (this.started) void this.sync();
       },
+      // The sets are decided from this host's endpoints, the networks and the names records only:
+      // another host's endpoint record changes none of them (explain() reads those through
+      // input() when asked). With thousands of endpoints, recomputing on each of their events
+      // kept a driver busy for the whole burst. After a failed apply any event retries it, as
+      // before.
+      matters: (_key, before, after) =>
+        this.applied === null || [before, after].some((r) => r !== undefined && (r.kind !== 'endpoint' || r.rec.host === deps.host)),
     });
   }
 
@@ -177,7 +184,7 @@ export class PolicyEngine {
   /** `vxnet policy explain`: may `from` open a connection to `to` on port/proto, and why. */
   explain(from: string, to: string, port: number, proto: Proto, family?: Family): Explanation {
     try {
-      return explain(this.input(), from, to, port, proto, family);
+      return explain(this.input(true), from, to, port, proto, family);
     } catch (err) {
       throw vxError('VXNET_ERR_BAD_REQUEST', (err as Error).message);
     }
@@ -240,22 +247,28 @@ export class PolicyEngine {
     if (input.pending.size > 0) this.scheduleCheck();
   }
 
-  private input(): Parameters<typeof resolvePolicy>[0] {
+  /**
+   * The records resolvePolicy decides from. Only this host's endpoints unless `everyHost`
+   * (explain): resolvePolicy skips the others, and this runs after every local change, so
+   * keying thousands of other hosts' records anew each time was most of the engine's work.
+   */
+  private input(everyHost = false): Parameters<typeof resolvePolicy>[0] {
     const { keys, host } = this.deps;
     const networks = new Map<string, NetworkRecord>();
     const endpoints = new Map<string, EndpointRecord>();
     const names = new Map<string, NameRecord>();
     const np = namesPrefix(keys);
-    for (const { key, value } of this.mirror.list('') ?? []) {
+    this.mirror.each('', (key, value) => {
       if (value.kind === 'network') networks.set(value.rec.lnet, value.rec);
       else if (value.kind === 'endpoint') {
+        if (!everyHost && value.rec.host !== host) return;
         const k = splitKey(key, keys.endpoints());
         if (k) endpoints.set(k.join('/'), value.rec);
       } else {
         const k = splitKey(key, np);
         if (k) names.set(k.join('/'), value.rec);
       }
-    }
+    });
     const pending = new Set<string>();
     for (const [key, ep] of endpoints) {
       if (ep.host !== host) continue;

@@ -119,8 +119,10 @@ function familyOf(text: string): 4 | 6 {
 export function resolvePolicy(input: PolicyInput): PolicyPlan {
   const elements: PolicyElements = emptyPolicySets();
   const endpoints: EndpointPolicy[] = [];
-  for (const [key, ep] of [...input.endpoints].sort(([a], [b]) => a.localeCompare(b))) {
-    if (ep.host !== input.host) continue;
+  // Only this host's endpoints are decided here: filtered before the sort, which is the same
+  // order for a fraction of the comparisons.
+  const local = [...input.endpoints].filter(([, ep]) => ep.host === input.host);
+  for (const [key, ep] of local.sort(([a], [b]) => a.localeCompare(b))) {
     const [lnet, endpointId] = key.split('/');
     const net = input.networks.get(lnet);
     const ip = ep.ipv4?.split('/')[0] ?? null;

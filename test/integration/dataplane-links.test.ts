@@ -17,7 +17,9 @@ import {
   setUp,
 } from '../../src/dataplane';
 import type { BridgeSpec, VethSpec } from '../../src/dataplane';
+import { reaperThreadRunning, setReaperIdleStop } from '../../src/dataplane/link-reaper';
 import { deleteLinks, globalAddrs, linkDetails, sh, suffix } from '../helpers/netns';
+import { eventually } from '../helpers/eventually';
 
 afterAll(async () => {
   await closeReaper();
@@ -221,6 +223,28 @@ describe('src/dataplane/veth', () => {
     await releaseVeth(spec.hostName);
     await drainReleasedVeths();
     expect(failures).toEqual([]);
+  });
+
+  it('the reaper thread ends when idle and the next release starts it again', async () => {
+    setReaperIdleStop(50);
+    try {
+      await ensureVeth(spec);
+      await releaseVeth(spec.hostName);
+      await drainReleasedVeths();
+      expect(linkDetails(spec.hostName)).toBeNull();
+      await eventually('idle thread ended', () => !reaperThreadRunning(), 5000);
+      const failures: string[] = [];
+      onReapFailure((name) => failures.push(name));
+      await ensureVeth(spec);
+      await releaseVeth(spec.hostName);
+      expect(reaperThreadRunning()).toBe(true);
+      await drainReleasedVeths();
+      expect(linkDetails(spec.hostName)).toBeNull();
+      expect(linkDetails(spec.peerName)).toBeNull();
+      expect(failures).toEqual([]);
+    } finally {
+      setReaperIdleStop(60_000);
+    }
   });
 
   it('fails with LinkNotFoundError when the bridge does not exist', async () => {

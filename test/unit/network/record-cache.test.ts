@@ -85,6 +85,25 @@ describe('record cache in the driver', () => {
     expect(String(r.body.Err)).toMatch(/unknown (endpoint|network)/);
   });
 
+  it('finds the local endpoint holding an address in any spelling, not another host\'s, not a removed one', async () => {
+    const records = new RecordCache({ store, keys: TEST_KEYS, host: 'h-a', log: silent });
+    await records.start();
+    try {
+      const ep = (host: string, ipv4: string, ipv6: string | null) => JSON.stringify({ networkId: 'd1', host, vtep: null, mac: '02:00:00:00:00:01', ipv4, ipv6 });
+      await store.createIfAbsent(TEST_KEYS.endpoint('n1', 'e1'), ep('h-a', '10.9.0.5/24', 'fd00:0:0::5/64'));
+      await store.createIfAbsent(TEST_KEYS.endpoint('n1', 'e2'), ep('h-b', '10.9.0.5/24', null));
+      records.wrote(TEST_KEYS.endpoint('n1', 'e3'), ep('h-a', '10.9.0.6/24', null));
+      await eventually('records seen', () => (records.localHolders('10.9.0.5') ?? []).length === 1, 2000);
+      expect(records.localHolders('10.9.0.5')?.map((e) => e.key)).toEqual([TEST_KEYS.endpoint('n1', 'e1')]);
+      expect(records.localHolders('fd00::5')?.map((e) => e.key)).toEqual([TEST_KEYS.endpoint('n1', 'e1')]);
+      expect(records.localHolders('10.9.0.6')?.map((e) => e.key)).toEqual([TEST_KEYS.endpoint('n1', 'e3')]);
+      records.removed(TEST_KEYS.endpoint('n1', 'e3'), false);
+      expect(records.localHolders('10.9.0.6')).toEqual([]);
+    } finally {
+      records.close();
+    }
+  });
+
   it('a network created on another host is read through, then served from memory', async () => {
     const a = await hostOn(store, 'h-a');
     const b = await hostOn(store, 'h-b');

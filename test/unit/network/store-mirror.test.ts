@@ -160,6 +160,31 @@ describe('StoreMirror', () => {
     expect(m.get(`${P}mine`)).toBe('M');
   });
 
+  it('tells onChange only of changes that matter to it, and never of replays', async () => {
+    const { store } = fakeStore([kv(`${P}a`, 'A', 3)]);
+    const heard: number[] = [];
+    const m = new StoreMirror<string>({
+      store,
+      prefixes: [P],
+      parse: (k) => k.value,
+      log: createLogger('silent'),
+      onChange: () => heard.push(heard.length),
+      matters: (key, before, after) => key.endsWith('/mine') || before === 'watched' || after === 'watched',
+    });
+    await m.start();
+    const loaded = heard.length;
+    m.onEvents([{ type: 'put', kv: kv(`${P}other`, 'x', 11) }, { type: 'put', kv: kv(`${P}a`, 'A', 3) }]);
+    expect(heard.length).toBe(loaded);
+    expect(m.get(`${P}other`)).toBe('x'); // held all the same
+    m.onEvents([{ type: 'put', kv: kv(`${P}mine`, 'm', 12) }]);
+    expect(heard.length).toBe(loaded + 1);
+    m.onEvents([{ type: 'put', kv: kv(`${P}other`, 'watched', 13) }]);
+    m.onEvents([{ type: 'delete', key: `${P}other`, modRevision: 14 }]);
+    expect(heard.length).toBe(loaded + 3);
+    m.onEvents([{ type: 'delete', key: `${P}other`, modRevision: 15 }]); // nothing held any more
+    expect(heard.length).toBe(loaded + 3);
+  });
+
   it('serves nothing after close', async () => {
     const { store } = fakeStore([kv(`${P}a`, 'A', 3)]);
     const m = mirror(store);

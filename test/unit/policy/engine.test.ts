@@ -87,6 +87,25 @@ describe('policy engine: fail closed, scoped', () => {
     await start(null);
     expect(kernel.sets.policedIn).toEqual([]);
   });
+
+  it('does not recompute for another host\'s endpoints, but still explains them', async () => {
+    await start(null);
+    const passes = jest.spyOn(kernel, 'update');
+    const remote = { networkId: 'd1', host: 'h2', vtep: '192.0.2.2', mac: '02:00:00:00:00:09', ipv4: '10.5.0.9/24', ipv6: null };
+    await store.createIfAbsent(TEST_KEYS.endpoint('n1', 'e9'), JSON.stringify(remote));
+    await eventually('remote endpoint seen', () => {
+      try {
+        return engine!.explain('10.5.0.2', '10.5.0.9', 80, 'tcp').to.host === 'h2';
+      } catch {
+        return false;
+      }
+    }, 2000);
+    // A local endpoint after it: the watch is ordered, so this one pass is the only one.
+    const local = { networkId: 'd1', host: 'h1', vtep: null, mac: '02:00:00:00:00:03', ipv4: '10.5.0.3/24', ipv6: null };
+    await store.createIfAbsent(TEST_KEYS.endpoint('n1', 'e3'), JSON.stringify(local));
+    await eventually('local endpoint applied', () => engine!.endpoints().some((e) => e.endpointId === 'e3'), 2000);
+    expect(passes).toHaveBeenCalledTimes(1);
+  });
 });
 
 describe('policy engine: drops by network, both families', () => {
