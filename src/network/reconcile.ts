@@ -179,11 +179,13 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     Object.assign(plan, await deps.ports.reconcile(live, opts.dryRun));
   }
 
-  // The state read above is older than the links just listed: a docker run that dockerd was
-  // retrying through a restart may have written its records and built its bridge and veth since.
-  // Records are written before their kernel objects (CreateEndpoint before Join), so a state read
-  // after the listing covers every link in it; the older one would take a live container's
-  // interface away (seen in the kill -9 churn test).
+  // The state read above is older than the links and firewall entries listed now: a docker run
+  // that dockerd was retrying through a restart may have written its records and built its
+  // bridge, entries and veth since. Records are written before their kernel objects
+  // (CreateEndpoint before Join), so one state read after both listings covers everything in
+  // them; the older one would take a live container's interface away (seen in the kill -9 churn
+  // test).
+  const entries = await dataplane.listFirewallEntries();
   const current = opts.dryRun ? state : await driver.localState();
   const expected = driver.expectedLinks(current);
   const ours = [BRIDGE_PREFIX, VXLAN_PREFIX, VETH_HOST_PREFIX, VETH_PEER_PREFIX];
@@ -193,10 +195,7 @@ export async function reconcile(deps: ReconcileDeps, opts: { dryRun: boolean }):
     plan.orphanLinks.push(name);
     if (!opts.dryRun) await removeLink(dataplane, name);
   }
-  // Listed before the state is read again, for the same reason as the links.
-  const entries = await dataplane.listFirewallEntries();
-  const afterEntries = opts.dryRun ? state : await driver.localState();
-  const wantedEntries = new Set(driver.expectedFirewall(afterEntries).map((e) => `${e.set} ${e.member}`));
+  const wantedEntries = new Set(driver.expectedFirewall(current).map((e) => `${e.set} ${e.member}`));
   const orphanEntries = entries.filter((e) => !wantedEntries.has(`${e.set} ${e.member}`));
   plan.orphanRules = orphanEntries.map((e) => `${e.set} ${e.member}`);
   if (!opts.dryRun && orphanEntries.length > 0) await dataplane.removeFirewallEntries(orphanEntries);
