@@ -69,19 +69,23 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
   });
   // Calls with nothing to parse (Activate, GetCapabilities) arrive with no body at all.
-  app.addHook('preValidation', async (req) => {
+  // The hooks run on every call: callback hooks, not async ones, so a call does not pay a promise
+  // and its microtasks per hook (issue 13: a driver is CPU-bound under a RequestAddress burst).
+  app.addHook('preValidation', (req, _reply, done) => {
     if (req.body === undefined || req.body === null) req.body = {};
+    done();
   });
-  app.addHook('onSend', async (_req, reply, payload) => {
+  app.addHook('onSend', (_req, reply, payload, done) => {
     reply.header('content-type', PLUGIN_CONTENT_TYPE);
-    return payload;
+    done(null, payload);
   });
-  app.addHook('onResponse', async (req, reply) => {
+  app.addHook('onResponse', (req, reply, done) => {
     const failure = (req as { vxnetError?: CallFailure }).vxnetError;
     const line = { call: req.url.slice(1), ms: Math.round(reply.elapsedTime * 100) / 100, status: reply.statusCode };
     if (failure) deps.log.warn({ ...line, err: failure.msg, code: failure.code }, 'plugin call failed');
     else deps.log.info(line, 'plugin call');
     deps.observeCall?.(req.routeOptions.url?.slice(1) ?? UNKNOWN_METHOD, reply.elapsedTime / 1000, failure?.code ?? null);
+    done();
   });
   app.setErrorHandler((err: FastifyError | VxnetError, req, reply) => {
     const msg = errorMessage(err, req.url.slice(1));
