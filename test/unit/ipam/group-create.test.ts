@@ -76,6 +76,29 @@ describe('src/ipam/group-create.ts', () => {
     }
   });
 
+  it('after a batch of several, waits for its callers to ask again even when nothing else is queued', async () => {
+    const { store, batches } = batchingStore();
+    try {
+      const g = new GroupCreate(store);
+      const turns = async (n: number): Promise<void> => {
+        for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+      };
+      // Three callers with one write each in flight; each asks again as soon as it is answered,
+      // one turn of the event loop later than the one before it.
+      const callers = [0, 1, 2].map((i) =>
+        g.create(`/g/${i}`, 'v').then(async (ok) => {
+          await turns(i + 1);
+          return [ok, await g.create(`/g/${i + 3}`, 'v')];
+        }),
+      );
+      expect(await Promise.all(callers)).toEqual([[true, true], [true, true], [true, true]]);
+      // Without the wait the first to come back would have gone alone, ahead of the others.
+      expect(batches).toEqual([['/g/0', '/g/1', '/g/2'], ['/g/3', '/g/4', '/g/5']]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('never puts one key twice in a batch and caps a batch at MAX_BATCH', async () => {
     const { store, batches } = batchingStore();
     try {
