@@ -115,11 +115,23 @@ interface PoolRef {
   pool: string;
 }
 
+/** Where "any free address" of a pool is looked for, parsed once per pool (see Ipam.rangeOf). */
+interface FreeRange {
+  pool: string;
+  subPool: string | null;
+  cidr: Cidr;
+  first: bigint;
+  last: bigint;
+  span: bigint;
+}
+
 export class Ipam {
   /** Where the next free-address scan starts per pool: a hint, so a freed address is not reused at once. */
   private readonly cursors = new Map<string, bigint>();
   /** Addresses this process knows to be taken, per pool: a hint; the store's create-if-absent decides. */
   private readonly taken = new Map<string, Set<string>>();
+  /** Each pool's free-address range, for as long as its record names the same subnet and ip-range. */
+  private readonly ranges = new Map<string, FreeRange>();
 
   /** Every pool's subnet, from a watch: overlap checks do not grow with the number of pools. */
   private readonly index: PoolIndex;
@@ -263,6 +275,7 @@ export class Ipam {
       for (const kv of await store.list(keys.addresses(ref.space, ref.pool))) await store.delete(kv.key, kv.modRevision);
       this.cursors.delete(poolId);
       this.taken.delete(poolId);
+      this.ranges.delete(poolId);
     }
   }
 
@@ -298,12 +311,13 @@ export class Ipam {
     const hinted = req.address === '' && req.options?.RequestAddressType !== GATEWAY_REQUEST ? this.index.peek(this.deps.keys.pool(ref.space, ref.pool)) : null;
     const rec = (hinted?.value as PoolRecord | null | undefined) ?? (await this.getPool(req.poolId));
     if (!rec) throw unknownPool(req.poolId);
-    const pool = parseCidr(rec.pool) as Cidr;
     const kind = this.kindOf(req, rec);
     if (kind === 'container' && req.address === '') {
-      const ip = await this.allocateNext(req.poolId, ref, rec, pool);
-      return { address: `${ip}/${pool.prefix}`, kind };
+      const range = this.rangeOf(req.poolId, rec);
+      const ip = await this.allocateNext(req.poolId, ref, rec, range);
+      return { address: `${ip}/${range.cidr.prefix}`, kind };
     }
+    const pool = parseCidr(rec.pool) as Cidr;
     const ip = kind === 'gateway' && req.address === '' ? bigIntToIp(usableRange(pool).first, pool.family) : req.address;
     if (ip === '') throw badRequest(`aux address request for pool ${req.poolId} names no address`);
     const parsed = parseIp(ip);
@@ -367,13 +381,28 @@ export class Ipam {
     });
   }
 
-  private async allocateNext(poolId: string, ref: PoolRef, rec: PoolRecord, pool: Cidr): Promise<string> {
+  /**
+   * The pool's subnet and the usable addresses of its ip-range (or subnet), parsed when the pool
+   * is first asked for an address, not on every RequestAddress (issue 13: parsing them again was
+   * a few percent of a driver's CPU under a burst). A record naming another subnet or ip-range
+   * (the pool was given back and asked for again differently) is parsed again.
+   */
+  private rangeOf(poolId: string, rec: PoolRecord): FreeRange {
+    const known = this.ranges.get(poolId);
+    if (known && known.pool === rec.pool && known.subPool === rec.subPool) return known;
+    const cidr = parseCidr(rec.pool) as Cidr;
     const range = parseCidr(rec.subPool ?? rec.pool) as Cidr;
-    const poolRange = usableRange(pool);
+    const poolRange = usableRange(cidr);
     const first = range.base > poolRange.first ? range.base : poolRange.first;
     const lastOfRange = range.base + size(range) - 1n;
     const last = lastOfRange < poolRange.last ? lastOfRange : poolRange.last;
-    const span = last - first + 1n;
+    const fresh: FreeRange = { pool: rec.pool, subPool: rec.subPool, cidr, first, last, span: last - first + 1n };
+    this.ranges.set(poolId, fresh);
+    return fresh;
+  }
+
+  private async allocateNext(poolId: string, ref: PoolRef, rec: PoolRecord, range: FreeRange): Promise<string> {
+    const { cidr: pool, first, last, span } = range;
     // Pass 0 trusts this process's picture of what is taken; only when that finds nothing is the
     // pool listed from the store again (addresses other hosts released since). Listing on every
     // request made allocation O(pool size): 157/s across 3 hosts with etcd (bench/).
@@ -594,7 +623,24 @@ function addHostRef(rec: PoolRecord, host: string): PoolRecord {
   return { ...rec, hosts: { ...rec.hosts, [host]: { ...mine, refs: mine.refs + 1 } } };
 }
 
+/**
+ * Pool IDs already parsed: every IPAM call names one, and parsing (a CIDR and its text again) was
+ * a few percent of a driver's CPU under a RequestAddress burst (issue 13). Only valid IDs are
+ * kept, and the memo is emptied when it is full: IDs come from callers, so it must stay bounded.
+ */
+const parsedPoolIds = new Map<string, PoolRef>();
+const PARSED_POOL_IDS_MAX = 1024;
+
 export function parsePoolId(poolId: string): PoolRef {
+  const known = parsedPoolIds.get(poolId);
+  if (known) return { ...known };
+  const ref = parsePoolIdText(poolId);
+  if (parsedPoolIds.size >= PARSED_POOL_IDS_MAX) parsedPoolIds.clear();
+  parsedPoolIds.set(poolId, ref);
+  return { ...ref };
+}
+
+function parsePoolIdText(poolId: string): PoolRef {
   const slash = typeof poolId === 'string' ? poolId.indexOf('/') : -1;
   const space = slash > 0 ? poolId.slice(0, slash) : '';
   const pool = slash > 0 ? poolId.slice(slash + 1) : '';

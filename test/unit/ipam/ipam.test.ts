@@ -108,6 +108,23 @@ describe('src/ipam/ipam.ts', () => {
     expect(await ipam.requestAddress({ poolId: id, address: '10.1.0.20', options: null })).toEqual({ address: '10.1.0.20/24', kind: 'container' });
   });
 
+  it('allocates from the new ip-range when the pool is given back elsewhere and asked for again with another', async () => {
+    const id = await pool('10.1.0.0/24', '10.1.0.128/25');
+    await ipam.bindPool(id, true);
+    expect((await ipam.requestAddress({ poolId: id, address: '', options: null })).address).toBe('10.1.0.128/24');
+    // The same host's pool released and asked for again through another instance (a restart):
+    // this instance saw the old ip-range and must not keep allocating from it.
+    const other = ipamOn(store);
+    await other.releasePool(id);
+    expect(await other.getPool(id)).toBeNull();
+    await other.requestPool({ addressSpace: L, pool: '10.1.0.0/24', subPool: '10.1.0.0/26', options: {}, v6: false });
+    await other.bindPool(id, true);
+    const got = (await ipam.requestAddress({ poolId: id, address: '', options: null })).address;
+    expect(got).toMatch(/^10\.1\.0\.\d+\/24$/);
+    expect(Number(got.split('/')[0].split('.')[3])).toBeLessThan(64);
+    other.close();
+  });
+
   it('refuses a static address in use, outside the pool, or not an address', async () => {
     const id = await pool('10.1.0.0/24');
     await ipam.bindPool(id, true);
