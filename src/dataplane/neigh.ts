@@ -1,7 +1,7 @@
 // Permanent neighbour (ARP/NDP) entries: `IP -> MAC` for remote endpoints, so the VXLAN
 // device answers ARP itself (proxy) and nothing is flooded across hosts to resolve them.
 import { FlagsNew, rt } from 'netlink';
-import { AF_INET, AF_INET6, AF_UNSPEC, NDA_DST, NDA_LLADDR, NUD_PERMANENT, attr, bufferToIp, bufferToMac, ipToBuffer, macToBuffer, ndmsg } from './nlmsg';
+import { AF_INET, AF_INET6, AF_UNSPEC, NDA_DST, NDA_IFINDEX, NDA_LLADDR, NUD_PERMANENT, attr, bufferToIp, bufferToMac, ipToBuffer, macToBuffer, ndmsg, u32 } from './nlmsg';
 import { RTM, dump, getLinkByName, isErrno, kernelError, request, requireLink } from './rtnl';
 
 export interface NeighSpec {
@@ -50,7 +50,9 @@ export async function listNeigh(dev: string): Promise<NeighEntry[]> {
   const link = await requireLink(dev);
   let msgs: rt.Message[];
   try {
-    msgs = await dump(RTM.GETNEIGH, ndmsg({ family: AF_UNSPEC, index: 0, state: 0, flags: 0 }));
+    // NDA_IFINDEX: the kernel dumps only this device's entries (neigh_valid_dump_req reads it in
+    // strict and legacy mode alike), not every link's (~7 per vxnet network, mostly IPv6 multicast).
+    msgs = await dump(RTM.GETNEIGH, Buffer.concat([ndmsg({ family: AF_UNSPEC, index: 0, state: 0, flags: 0 }), attr(NDA_IFINDEX, u32(link.index))]));
   } catch (err) {
     throw kernelError(err, 'list', `neighbours of ${dev}`, dev);
   }

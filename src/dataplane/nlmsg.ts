@@ -32,6 +32,7 @@ export const NTF_SELF = 0x02;
 export const NTF_MASTER = 0x04;
 export const NDA_DST = 1;
 export const NDA_LLADDR = 2;
+export const NDA_IFINDEX = 8;
 
 function align(n: number): number {
   return (n + NLA_ALIGN - 1) & ~(NLA_ALIGN - 1);
