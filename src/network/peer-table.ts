@@ -94,7 +94,12 @@ export class PeerTable {
   private readonly vtepUsers = new Map<string, number>();
   /** Claims to look at again in the next settle(). */
   private readonly pending = new Set<string>();
-  private changes: PeerChanges = { macs: new Set(), ips: new Set(), vteps: new Set() };
+  /**
+   * Made on the first entry that changes after takeChanges(): a network whose endpoints are all
+   * local (most networks on most hosts) never has one, and it kept three empty Sets per network
+   * (bench:memory --networks, heap snapshot).
+   */
+  private changes: PeerChanges | null = null;
 
   constructor(private readonly me: string) {}
 
@@ -154,36 +159,42 @@ export class PeerTable {
     for (const id of next.keys()) {
       const old = this.contrib.get(id);
       if (!old) continue;
+      const changes = this.changesToFill();
       this.contrib.delete(id);
       this.fdb.delete(old.mac);
-      this.changes.macs.add(old.mac);
+      changes.macs.add(old.mac);
       for (const ip of old.ips) {
         this.neigh.delete(ip);
-        this.changes.ips.add(ip);
+        changes.ips.add(ip);
       }
       const users = (this.vtepUsers.get(old.dst) ?? 1) - 1;
       if (users === 0) this.vtepUsers.delete(old.dst);
       else this.vtepUsers.set(old.dst, users);
-      this.changes.vteps.add(old.dst);
+      changes.vteps.add(old.dst);
     }
     for (const [id, c] of next) {
       if (!c) continue;
+      const changes = this.changesToFill();
       this.contrib.set(id, c);
       this.fdb.set(c.mac, c.dst);
-      this.changes.macs.add(c.mac);
+      changes.macs.add(c.mac);
       for (const ip of c.ips) {
         this.neigh.set(ip, c.mac);
-        this.changes.ips.add(ip);
+        changes.ips.add(ip);
       }
       this.vtepUsers.set(c.dst, (this.vtepUsers.get(c.dst) ?? 0) + 1);
-      this.changes.vteps.add(c.dst);
+      changes.vteps.add(c.dst);
     }
+  }
+
+  private changesToFill(): PeerChanges {
+    return (this.changes ??= { macs: new Set(), ips: new Set(), vteps: new Set() });
   }
 
   /** Keys touched since the last call (then forgotten). */
   takeChanges(): PeerChanges {
-    const c = this.changes;
-    this.changes = { macs: new Set(), ips: new Set(), vteps: new Set() };
+    const c = this.changes ?? { macs: new Set(), ips: new Set(), vteps: new Set() };
+    this.changes = null;
     return c;
   }
 
