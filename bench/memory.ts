@@ -177,8 +177,11 @@ async function heapOf(host: Host, driver: Driver, client: PluginClient, keep: st
 interface NetworkSample {
   networks: number;
   rssMb: number;
+  /** of rssMb: anonymous memory (V8 heap, malloc, thread stacks) and the process's thread count */
+  anonMb: number;
+  threads: number;
   /** the driver's own view (Vxnet.Memory), MB; null for a build without that route */
-  v8: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number } | null;
+  v8: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; spaces?: Record<string, { size: number; used: number }> } | null;
 }
 
 /** Vxnet.Memory of a driver in MB, or null when the build does not have the route. */
@@ -186,7 +189,11 @@ async function processMemoryMb(client: PluginClient): Promise<NetworkSample['v8'
   const r = await client.raw('Vxnet.Memory', {});
   const m = r.body.Memory as Record<string, number> | undefined;
   if (r.status !== 200 || !m) return null;
-  return { heapUsed: mb(m.heapUsed), heapTotal: mb(m.heapTotal), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers) };
+  const spaces = (r.body.Memory as { spaces?: Record<string, { size: number; used: number }> }).spaces;
+  return {
+    heapUsed: mb(m.heapUsed), heapTotal: mb(m.heapTotal), external: mb(m.external), arrayBuffers: mb(m.arrayBuffers),
+    ...(spaces ? { spaces: Object.fromEntries(Object.entries(spaces).map(([k, v]) => [k, { size: mb(v.size), used: mb(v.used) }])) } : {}),
+  };
 }
 
 interface NetworksResult {
@@ -228,9 +235,10 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: NetworkSample[] = [];
   const sample = async (n: number): Promise<void> => {
-    const s: NetworkSample = { networks: n, rssMb: mb(memoryOf(driver.proc.pid as number).rssKb * 1024), v8: await processMemoryMb(client) };
+    const m = memoryOf(driver.proc.pid as number);
+    const s: NetworkSample = { networks: n, rssMb: mb(m.rssKb * 1024), anonMb: mb(m.anonKb * 1024), threads: m.threads, v8: await processMemoryMb(client) };
     samples.push(s);
-    log(`  ${build}: ${n} networks, RSS ${s.rssMb} MB${s.v8 ? `, V8 heap used/total ${s.v8.heapUsed}/${s.v8.heapTotal} MB, external ${s.v8.external} MB` : ''}`);
+    log(`  ${build}: ${n} networks, RSS ${s.rssMb} MB (anonymous ${s.anonMb} MB, ${s.threads} threads)${s.v8 ? `, V8 heap used/total ${s.v8.heapUsed}/${s.v8.heapTotal} MB, external ${s.v8.external} MB` : ''}`);
   };
   const t0 = Date.now();
   try {
@@ -254,7 +262,7 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
       // The veth stays in the host (no sandbox is needed for what the driver holds).
       await ok(client, 'NetworkDriver.Join', { ...ids, SandboxKey: `/run/netns/vxm-${i}`, Options: {} });
       await ok(client, 'NetworkDriver.ProgramExternalConnectivity', { ...ids, Options: {} });
-      if (i % 100 === 0 || i === opts.networks) await sample(i);
+      if (i % 100 === 0 || i === 10 || i === 50 || i === opts.networks) await sample(i);
     }
     await sleep(2000);
     await sample(opts.networks);
