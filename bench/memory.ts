@@ -8,6 +8,11 @@
 //   2. endpoints: --endpoints endpoint records over 3 hosts on one network with a joined
 //      container on every host, so each driver programs a peer entry for every remote one
 //      (bench/lib/endpoint-memory.ts, shared with bench:alloc): RSS, live heap, peer passes.
+//   3. churn (--churn-cycles): what a CI runner does all day. Each cycle creates
+//      --churn-networks networks with a joined endpoint, then takes every one down in dockerd's
+//      order (RevokeExternalConnectivity, Leave, DeleteEndpoint, ReleaseAddress; ReleaseAddress of
+//      the gateway, ReleasePool, DeleteNetwork). After each cycle: RSS, V8 heap, the host's vxnet
+//      links and the store's keys; the live heap of a fresh driver and after the last cycle.
 // Both parts run for the built driver and, with --baseline, for another build (main's dist/),
 // one after the other on fresh hosts and a fresh etcd prefix: the same work, side by side.
 // A benchmark, not a test: nothing is asserted.
@@ -24,6 +29,7 @@ import { logTail } from './lib/driver-log';
 import { memoryOf, machineInfo, sourceRevision, resultHeader } from './lib/machine';
 import { HeapSummary, heapGrowth, readHeapSnapshot } from './lib/heap-snapshot';
 import { EndpointMemory, endpointMemory, ENDPOINT_CONTAINERS } from './lib/endpoint-memory';
+import { etcdKeys } from '../test/helpers/leftovers';
 import { textTable, markdownTable } from './lib/stats';
 import { log, sleep, intArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
 
@@ -36,6 +42,8 @@ interface Options {
   driverEnv: Record<string, string>;
   /** node flags for every driver, before main.js (V8 flags NODE_OPTIONS refuses, e.g. --heap-growing-percent=N) */
   nodeArgs: string[];
+  churnCycles: number;
+  churnNetworks: number;
   out: string;
 }
 
@@ -43,6 +51,8 @@ const USAGE = `Usage: node dist/bench/memory.js [options]     (build first: npm 
 
   --networks N        networks with one joined endpoint each, on one host (default 1000; 0 skips)
   --endpoints N       endpoint records over 3 hosts in part 2 (default 10000; 0 skips it)
+  --churn-cycles N    part 3: N cycles of creating and removing networks (default 0: skipped)
+  --churn-networks N  networks per churn cycle, each with a joined endpoint (default 100)
   --baseline FILE     another build's main.js (e.g. main's dist/src/main.js), run the same way
   --keep-snapshots DIR  keep the .heapsnapshot files there (to open in DevTools)
   --driver-env K=V    extra environment for every driver (repeatable)
@@ -53,7 +63,7 @@ Needs root. Creates hosts vxt-b40 (etcd) and vxt-b41..43 (172.31.254.140-143) wi
 runs the driver in them, removes everything at the end.`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { networks: 1000, endpoints: 10000, baseline: null, keepSnapshots: null, driverEnv: {}, nodeArgs: [], out: path.join(REPO_ROOT, 'bench/results/memory.json') };
+  const o: Options = { networks: 1000, endpoints: 10000, baseline: null, keepSnapshots: null, driverEnv: {}, nodeArgs: [], churnCycles: 0, churnNetworks: 100, out: path.join(REPO_ROOT, 'bench/results/memory.json') };
   eachFlag(argv, USAGE, (flag, next) => {
     switch (flag) {
       case '--networks': o.networks = intArg(flag, next(), 0); break;
@@ -68,11 +78,14 @@ function parseArgs(argv: string[]): Options {
         break;
       }
       case '--node-arg': o.nodeArgs.push(next() ?? ''); break;
+      case '--churn-cycles': o.churnCycles = intArg(flag, next(), 0); break;
+      case '--churn-networks': o.churnNetworks = intArg(flag, next(), 1); break;
       case '--out': o.out = path.resolve(next() ?? o.out); break;
       default: throw new Error(`unknown argument ${flag} (see --help)`);
     }
   });
   if (o.networks > 4000) throw new Error('--networks: at most 4000 (/24s of 10.160.0.0/12, VNIs 256-4095)');
+  if (o.churnNetworks > 4000) throw new Error('--churn-networks: at most 4000 (/24s of 10.160.0.0/12, VNIs 256-4095)');
   if (o.endpoints > 65000) throw new Error('--endpoints: at most 65000 fit in the /16');
   if (o.baseline && !fs.existsSync(o.baseline)) throw new Error(`--baseline ${o.baseline} does not exist`);
   return o;
@@ -184,6 +197,11 @@ interface NetworkSample {
   v8: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; spaces?: Record<string, { size: number; used: number }> } | null;
 }
 
+async function memorySample(driver: Driver, client: PluginClient): Promise<Omit<NetworkSample, 'networks'>> {
+  const m = memoryOf(driver.proc.pid as number);
+  return { rssMb: mb(m.rssKb * 1024), anonMb: mb(m.anonKb * 1024), threads: m.threads, v8: await processMemoryMb(client) };
+}
+
 /** Vxnet.Memory of a driver in MB, or null when the build does not have the route. */
 async function processMemoryMb(client: PluginClient): Promise<NetworkSample['v8']> {
   const r = await client.raw('Vxnet.Memory', {});
@@ -220,23 +238,81 @@ function slope(points: Array<[number, number]>): number {
   return den === 0 ? 0 : num / den;
 }
 
+interface JoinedNetwork {
+  poolId: string;
+  gateway: string;
+  address: string;
+  ids: { NetworkID: string; EndpointID: string };
+}
+
+/** Network i (subnetOf(i - 1)) with one joined endpoint: the calls of `network create` + `docker run`. */
+async function createJoined(client: PluginClient, i: number): Promise<JoinedNetwork> {
+  const pool = await ok(client, 'IpamDriver.RequestPool', { AddressSpace: SPACE, Pool: subnetOf(i - 1), SubPool: '', Options: {}, V6: false });
+  const poolId = String(pool.PoolID);
+  const gw = await ok(client, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
+  const networkId = dockerId();
+  await ok(client, 'NetworkDriver.CreateNetwork', {
+    NetworkID: networkId,
+    Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': {} },
+    IPv4Data: [{ AddressSpace: SPACE, Pool: pool.Pool, Gateway: gw.Address }],
+    IPv6Data: [],
+  });
+  const addr = await ok(client, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: null });
+  const ids = { NetworkID: networkId, EndpointID: dockerId() };
+  await ok(client, 'NetworkDriver.CreateEndpoint', { ...ids, Interface: { Address: addr.Address, AddressIPv6: '', MacAddress: '' }, Options: {} });
+  // The veth stays in the host (no sandbox is needed for what the driver holds).
+  await ok(client, 'NetworkDriver.Join', { ...ids, SandboxKey: `/run/netns/vxm-${i}`, Options: {} });
+  await ok(client, 'NetworkDriver.ProgramExternalConnectivity', { ...ids, Options: {} });
+  return { poolId, gateway: String(gw.Address), address: String(addr.Address), ids };
+}
+
+/** `docker rm -f` then `docker network rm`, in the order dockerd calls them (PROTOCOL.md §4). */
+async function removeJoined(client: PluginClient, n: JoinedNetwork): Promise<void> {
+  await ok(client, 'NetworkDriver.RevokeExternalConnectivity', n.ids);
+  await ok(client, 'NetworkDriver.Leave', n.ids);
+  await ok(client, 'NetworkDriver.DeleteEndpoint', n.ids);
+  await ok(client, 'IpamDriver.ReleaseAddress', { PoolID: n.poolId, Address: n.address.split('/')[0] });
+  await ok(client, 'IpamDriver.ReleaseAddress', { PoolID: n.poolId, Address: n.gateway.split('/')[0] });
+  await ok(client, 'IpamDriver.ReleasePool', { PoolID: n.poolId });
+  await ok(client, 'NetworkDriver.DeleteNetwork', { NetworkID: n.ids.NetworkID });
+}
+
+/**
+ * Live heap of a fresh driver, in a process of its own: writing a heap snapshot takes ~80 MB of
+ * RSS that the process keeps (110 MB measured after a churn cycle), so an RSS curve is taken
+ * without any, and compared with this and one snapshot at its end.
+ */
+async function freshHeap(env: Env, opts: Options, mainJs: string, prefix: string, label: string): Promise<HeapSummary> {
+  const fresh = (await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, opts.nodeArgs))[0];
+  const client = new PluginClient(socketFromOutside(env.hosts[0]), 1);
+  await sleep(1000);
+  const heap = await heapOf(env.hosts[0], fresh, client, opts.keepSnapshots, label).finally(() => client.close());
+  await stopDrivers(env);
+  return heap;
+}
+
+/** The live heap at the end of a part, then its drivers stop. */
+async function lastHeap(env: Env, driver: Driver, client: PluginClient, opts: Options, label: string): Promise<HeapSummary> {
+  const heap = await heapOf(env.hosts[0], driver, client, opts.keepSnapshots, label).finally(() => client.close());
+  await stopDrivers(env);
+  return heap;
+}
+
+/** The constructor groups that grew most between two snapshots, in KB. */
+function growthRows(from: HeapSummary, to: HeapSummary): Array<{ name: string; kb: number; count: number }> {
+  return heapGrowth(from, to, 12).map((g) => ({ name: g.name, kb: Math.round(g.bytes / 1024), count: g.count }));
+}
+
 async function networksPart(env: Env, opts: Options, build: Build): Promise<NetworksResult> {
   const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
   await upHosts(env, 1);
   const host = env.hosts[0];
-  // Writing a heap snapshot takes ~80 MB of RSS that the process keeps: the RSS curve is taken
-  // without any, the live heap from one snapshot of a fresh driver (0 networks) and one at the end.
-  const fresh = (await startBuildDrivers(env, mainJs, `/vxm-net0-${build}/`, opts.driverEnv, opts.nodeArgs))[0];
-  const freshClient = new PluginClient(socketFromOutside(host), 1);
-  await sleep(1000);
-  const heap0 = await heapOf(host, fresh, freshClient, opts.keepSnapshots, `${build}-networks-0`).finally(() => freshClient.close());
-  await stopDrivers(env);
+  const heap0 = await freshHeap(env, opts, mainJs, `/vxm-net0-${build}/`, `${build}-networks-0`);
   const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, opts.driverEnv, opts.nodeArgs);
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: NetworkSample[] = [];
   const sample = async (n: number): Promise<void> => {
-    const m = memoryOf(driver.proc.pid as number);
-    const s: NetworkSample = { networks: n, rssMb: mb(m.rssKb * 1024), anonMb: mb(m.anonKb * 1024), threads: m.threads, v8: await processMemoryMb(client) };
+    const s: NetworkSample = { networks: n, ...(await memorySample(driver, client)) };
     samples.push(s);
     log(`  ${build}: ${n} networks, RSS ${s.rssMb} MB (anonymous ${s.anonMb} MB, ${s.threads} threads)${s.v8 ? `, V8 heap used/total ${s.v8.heapUsed}/${s.v8.heapTotal} MB, external ${s.v8.external} MB` : ''}`);
   };
@@ -246,22 +322,7 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
     await sample(0);
     for (let i = 1; i <= opts.networks; i++) {
       if (i % 10 === 0) log(`    ${i}`);
-      const pool = await ok(client, 'IpamDriver.RequestPool', { AddressSpace: SPACE, Pool: subnetOf(i - 1), SubPool: '', Options: {}, V6: false });
-      const poolId = String(pool.PoolID);
-      const gw = await ok(client, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
-      const networkId = dockerId();
-      await ok(client, 'NetworkDriver.CreateNetwork', {
-        NetworkID: networkId,
-        Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': {} },
-        IPv4Data: [{ AddressSpace: SPACE, Pool: pool.Pool, Gateway: gw.Address }],
-        IPv6Data: [],
-      });
-      const addr = await ok(client, 'IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: null });
-      const ids = { NetworkID: networkId, EndpointID: dockerId() };
-      await ok(client, 'NetworkDriver.CreateEndpoint', { ...ids, Interface: { Address: addr.Address, AddressIPv6: '', MacAddress: '' }, Options: {} });
-      // The veth stays in the host (no sandbox is needed for what the driver holds).
-      await ok(client, 'NetworkDriver.Join', { ...ids, SandboxKey: `/run/netns/vxm-${i}`, Options: {} });
-      await ok(client, 'NetworkDriver.ProgramExternalConnectivity', { ...ids, Options: {} });
+      await createJoined(client, i);
       if (i % 100 === 0 || i === 10 || i === 50 || i === opts.networks) await sample(i);
     }
     await sleep(2000);
@@ -271,8 +332,7 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
     throw err;
   }
   const seconds = (Date.now() - t0) / 1000;
-  const heapN = await heapOf(host, driver, client, opts.keepSnapshots, `${build}-networks-${opts.networks}`).finally(() => client.close());
-  await stopDrivers(env);
+  const heapN = await lastHeap(env, driver, client, opts, `${build}-networks-${opts.networks}`);
   return {
     build,
     networks: opts.networks,
@@ -281,7 +341,7 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
     rssKbPerNetwork: Math.round(slope(samples.map((s) => [s.networks, s.rssMb * 1024]))),
     heapMb: { atStart: mb(heap0.totalBytes), atEnd: mb(heapN.totalBytes) },
     heapKbPerNetwork: Math.round(((heapN.totalBytes - heap0.totalBytes) / 1024 / opts.networks) * 10) / 10,
-    heapGrowth: heapGrowth(heap0, heapN, 12).map((g) => ({ name: g.name, kb: Math.round(g.bytes / 1024), count: g.count })),
+    heapGrowth: growthRows(heap0, heapN),
   };
 }
 
@@ -309,6 +369,74 @@ async function endpointsPart(env: Env, opts: Options, build: Build): Promise<End
     await stopDrivers(env);
     for (const ns of ENDPOINT_CONTAINERS) if (fs.existsSync(`/run/netns/${ns}`)) await run('ip', ['netns', 'del', ns]);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. churn
+
+interface ChurnSample extends Omit<NetworkSample, 'networks'> {
+  cycle: number;
+  /** what is left after the cycle: the host's vxnet links and the store's keys under the prefix */
+  links: number;
+  storeKeys: number;
+}
+
+interface ChurnResult {
+  build: Build;
+  cycles: number;
+  networksPerCycle: number;
+  seconds: number;
+  samples: ChurnSample[];
+  /** least-squares slope of RSS over cycles 2..N (cycle 1 warms the process up), KB per cycle */
+  rssKbPerCycle: number;
+  /** live heap (MB) of a fresh driver and after the last cycle */
+  heapMb: { fresh: number; afterLast: number };
+  heapGrowth: Array<{ name: string; kb: number; count: number }>;
+}
+
+async function churnPart(env: Env, opts: Options, build: Build): Promise<ChurnResult> {
+  const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
+  await upHosts(env, 1);
+  const host = env.hosts[0];
+  const prefix = `/vxm-churn-${build}/`;
+  const heap0 = await freshHeap(env, opts, mainJs, `/vxm-churn0-${build}/`, `${build}-churn-0`);
+  const [driver] = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, opts.nodeArgs);
+  const client = new PluginClient(socketFromOutside(host), 1);
+  const samples: ChurnSample[] = [];
+  const sample = async (cycle: number): Promise<void> => {
+    const links = (await host.execOk(['ip', '-o', 'link', 'show'])).split('\n').filter((l) => /^\d+: vx/.test(l)).length;
+    const storeKeys = (await etcdKeys(host, (env.etcd as HostEtcd).endpoint, prefix)).length;
+    const s: ChurnSample = { cycle, ...(await memorySample(driver, client)), links, storeKeys };
+    samples.push(s);
+    log(`  ${build}: after cycle ${cycle}, RSS ${s.rssMb} MB${s.v8 ? `, V8 heap used/total ${s.v8.heapUsed}/${s.v8.heapTotal} MB` : ''}, ${links} vxnet links, ${storeKeys} store keys`);
+  };
+  const t0 = Date.now();
+  try {
+    await sleep(1000);
+    await sample(0);
+    for (let c = 1; c <= opts.churnCycles; c++) {
+      const made: JoinedNetwork[] = [];
+      for (let i = 1; i <= opts.churnNetworks; i++) made.push(await createJoined(client, i));
+      for (const n of made) await removeJoined(client, n);
+      await sleep(1000);
+      await sample(c);
+    }
+  } catch (err) {
+    process.stderr.write(`in churn cycle ${samples.length}; last log lines of ${driver.logFile}:\n${logTail(driver.logFile, 10)}\n`);
+    throw err;
+  }
+  const seconds = (Date.now() - t0) / 1000;
+  const heapLast = await lastHeap(env, driver, client, opts, `${build}-churn-${opts.churnCycles}`);
+  return {
+    build,
+    cycles: opts.churnCycles,
+    networksPerCycle: opts.churnNetworks,
+    seconds: Math.round(seconds),
+    samples,
+    rssKbPerCycle: Math.round(slope(samples.filter((x) => x.cycle > 1).map((x) => [x.cycle, x.rssMb * 1024]))),
+    heapMb: { fresh: mb(heap0.totalBytes), afterLast: mb(heapLast.totalBytes) },
+    heapGrowth: growthRows(heap0, heapLast),
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -345,6 +473,18 @@ function report(r: Results, md: boolean): string {
       ]),
     );
   }
+  if (r.churn.length > 0) {
+    const cs = r.churn[0].samples.map((x) => x.cycle);
+    t(
+      `3. churn: ${r.options.churnCycles} cycles of ${r.options.churnNetworks} networks created (one joined endpoint each) and removed, one host over etcd: VmRSS MB / vxnet links / store keys after each cycle`,
+      ['cycle', ...r.churn.map((c) => c.build)],
+      cs.map((c, k) => [c, ...r.churn.map((x) => { const v = x.samples[k]; return v ? `${v.rssMb} / ${v.links} / ${v.storeKeys}` : '-'; })]),
+    );
+    t('per cycle', ['build', 'RSS KB/cycle (slope, cycles 2..N)', 'live heap MB fresh → after the last cycle', 'seconds'], r.churn.map((c) => [c.build, c.rssKbPerCycle, `${c.heapMb.fresh} → ${c.heapMb.afterLast}`, c.seconds]));
+    for (const c of r.churn) {
+      t(`heap growth by constructor, ${c.build}, fresh driver → after the last cycle`, ['group', 'KB', 'objects'], c.heapGrowth.map((g) => [g.name, g.kb, g.count]));
+    }
+  }
   return lines.join('\n');
 }
 
@@ -365,12 +505,18 @@ async function runBench(opts: Options, env: Env) {
     log(`2. ${opts.endpoints} endpoints, ${b} build`);
     endpoints.push(await endpointsPart(env, opts, b));
   }
+  const churn: ChurnResult[] = [];
+  if (opts.churnCycles > 0) for (const b of builds) {
+    log(`3. churn: ${opts.churnCycles} cycles of ${opts.churnNetworks} networks, ${b} build`);
+    churn.push(await churnPart(env, opts, b));
+  }
   return {
     ...resultHeader('memory', started, opts, machine),
     source,
     driver: { main: path.relative(REPO_ROOT, MAIN_JS), baseline: opts.baseline, logLevel: 'info', store: 'etcd' },
     networks,
     endpoints,
+    churn,
   };
 }
 
