@@ -13,7 +13,7 @@
 //      order (RevokeExternalConnectivity, Leave, DeleteEndpoint, ReleaseAddress; ReleaseAddress of
 //      the gateway, ReleasePool, DeleteNetwork). After each cycle: RSS, V8 heap, the host's vxnet
 //      links and the store's keys; the live heap of a fresh driver and after the last cycle.
-// Both parts run for the built driver and, with --baseline, for another build (main's dist/),
+// Every part runs for the built driver and, with --baseline, for another build (main's dist/),
 // one after the other on fresh hosts and a fresh etcd prefix: the same work, side by side.
 // A benchmark, not a test: nothing is asserted.
 //
@@ -30,6 +30,7 @@ import { memoryOf, machineInfo, sourceRevision, resultHeader } from './lib/machi
 import { HeapSummary, heapGrowth, readHeapSnapshot } from './lib/heap-snapshot';
 import { EndpointMemory, endpointMemory, ENDPOINT_CONTAINERS } from './lib/endpoint-memory';
 import { etcdKeys } from '../test/helpers/leftovers';
+import { vxLinks } from '../test/helpers/docker-inspect';
 import { textTable, markdownTable } from './lib/stats';
 import { log, sleep, intArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
 
@@ -84,8 +85,9 @@ function parseArgs(argv: string[]): Options {
       default: throw new Error(`unknown argument ${flag} (see --help)`);
     }
   });
-  if (o.networks > 4000) throw new Error('--networks: at most 4000 (/24s of 10.160.0.0/12, VNIs 256-4095)');
-  if (o.churnNetworks > 4000) throw new Error('--churn-networks: at most 4000 (/24s of 10.160.0.0/12, VNIs 256-4095)');
+  for (const [flag, n] of [['--networks', o.networks], ['--churn-networks', o.churnNetworks]] as const) {
+    if (n > 4000) throw new Error(`${flag}: at most 4000 (/24s of 10.160.0.0/12, VNIs 256-4095)`);
+  }
   if (o.endpoints > 65000) throw new Error('--endpoints: at most 65000 fit in the /16');
   if (o.baseline && !fs.existsSync(o.baseline)) throw new Error(`--baseline ${o.baseline} does not exist`);
   return o;
@@ -100,6 +102,10 @@ const HOSTS = [
 const SPACE = 'vxnet-local';
 
 type Build = 'new' | 'baseline';
+
+function mainOf(opts: Options, build: Build): string {
+  return build === 'new' ? MAIN_JS : (opts.baseline as string);
+}
 
 interface Env {
   etcdHost: Host | null;
@@ -304,7 +310,7 @@ function growthRows(from: HeapSummary, to: HeapSummary): Array<{ name: string; k
 }
 
 async function networksPart(env: Env, opts: Options, build: Build): Promise<NetworksResult> {
-  const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
+  const mainJs = mainOf(opts, build);
   await upHosts(env, 1);
   const host = env.hosts[0];
   const heap0 = await freshHeap(env, opts, mainJs, `/vxm-net0-${build}/`, `${build}-networks-0`);
@@ -353,7 +359,7 @@ interface EndpointsResult extends EndpointMemory {
 }
 
 async function endpointsPart(env: Env, opts: Options, build: Build): Promise<EndpointsResult> {
-  const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
+  const mainJs = mainOf(opts, build);
   await upHosts(env, 3);
   const prefix = `/vxm-ep-${build}/`;
   const drivers = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, opts.nodeArgs);
@@ -395,7 +401,7 @@ interface ChurnResult {
 }
 
 async function churnPart(env: Env, opts: Options, build: Build): Promise<ChurnResult> {
-  const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
+  const mainJs = mainOf(opts, build);
   await upHosts(env, 1);
   const host = env.hosts[0];
   const prefix = `/vxm-churn-${build}/`;
@@ -404,7 +410,7 @@ async function churnPart(env: Env, opts: Options, build: Build): Promise<ChurnRe
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: ChurnSample[] = [];
   const sample = async (cycle: number): Promise<void> => {
-    const links = (await host.execOk(['ip', '-o', 'link', 'show'])).split('\n').filter((l) => /^\d+: vx/.test(l)).length;
+    const links = (await vxLinks(host)).length;
     const storeKeys = (await etcdKeys(host, (env.etcd as HostEtcd).endpoint, prefix)).length;
     const s: ChurnSample = { cycle, ...(await memorySample(driver, client)), links, storeKeys };
     samples.push(s);

@@ -80,6 +80,10 @@ function claimantsOf(index: Map<string, Claimants>, key: string): Iterable<strin
   return s === undefined ? [] : typeof s === 'string' ? [s] : s;
 }
 
+function noChanges(): PeerChanges {
+  return { macs: new Set(), ips: new Set(), vteps: new Set() };
+}
+
 export class PeerTable {
   private readonly claims = new Map<string, Claim>();
   private readonly byMac = new Map<string, Claimants>();
@@ -188,12 +192,12 @@ export class PeerTable {
   }
 
   private changesToFill(): PeerChanges {
-    return (this.changes ??= { macs: new Set(), ips: new Set(), vteps: new Set() });
+    return (this.changes ??= noChanges());
   }
 
   /** Keys touched since the last call (then forgotten). */
   takeChanges(): PeerChanges {
-    const c = this.changes ?? { macs: new Set(), ips: new Set(), vteps: new Set() };
+    const c = this.changes ?? noChanges();
     this.changes = null;
     return c;
   }
