@@ -2,7 +2,8 @@
 //   1. networks: one simulated host over etcd gets --networks networks, each with one endpoint
 //      joined (RequestPool, gateway, CreateNetwork, RequestAddress, CreateEndpoint, Join: the
 //      calls dockerd makes for `docker network create` + `docker run`; the bridge, VXLAN device
-//      and veth are real). VmRSS every 100 networks (its least-squares slope: bytes per network), and
+//      and veth are real). VmRSS every 100 networks (its least-squares slope: bytes per network);
+//      VmRSS at rest (20 s without calls) at 0, 1/4, 1/2, 3/4 and all of the networks; and
 //      the live V8 heap (a heap snapshot, taken after a full GC) of a fresh driver and after the
 //      last network: which constructors grew.
 //   2. endpoints: --endpoints endpoint records over 3 hosts on one network with a joined
@@ -220,6 +221,10 @@ async function processMemoryMb(client: PluginClient): Promise<NetworkSample['v8'
   };
 }
 
+/** Idle time after the last network before the at-rest sample (the driver trims its heap once
+ * idle for ~6 s after a burst: src/server/memory-trim.ts). */
+const REST_MS = 20_000;
+
 interface NetworksResult {
   build: Build;
   networks: number;
@@ -227,6 +232,10 @@ interface NetworksResult {
   samples: NetworkSample[];
   /** least-squares slope over the samples, KB per network */
   rssKbPerNetwork: number;
+  /** at 0, ¼, ½, ¾ and all of the networks, after REST_MS without calls: what the driver holds at rest */
+  atRest: NetworkSample[];
+  /** least-squares slope over atRest, KB per network */
+  restKbPerNetwork: number;
   /** live heap (MB) of a fresh driver and after the last network */
   heapMb: { atStart: number; atEnd: number };
   heapKbPerNetwork: number;
@@ -317,6 +326,16 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
   const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, opts.driverEnv, opts.nodeArgs);
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: NetworkSample[] = [];
+  const atRest: NetworkSample[] = [];
+  const restAt = new Set([1, 2, 3, 4].map((k) => Math.round((opts.networks * k) / 4)));
+  let restedMs = 0;
+  const rest = async (n: number): Promise<void> => {
+    await sleep(REST_MS);
+    restedMs += REST_MS;
+    const s: NetworkSample = { networks: n, ...(await memorySample(driver, client)) };
+    atRest.push(s);
+    log(`  ${build}: ${n} networks at rest, RSS ${s.rssMb} MB${s.v8 ? `, V8 heap used/total ${s.v8.heapUsed}/${s.v8.heapTotal} MB` : ''}`);
+  };
   const sample = async (n: number): Promise<void> => {
     const s: NetworkSample = { networks: n, ...(await memorySample(driver, client)) };
     samples.push(s);
@@ -326,18 +345,21 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
   try {
     await sleep(1000);
     await sample(0);
+    await rest(0);
     for (let i = 1; i <= opts.networks; i++) {
       if (i % 10 === 0) log(`    ${i}`);
       await createJoined(client, i);
       if (i % 100 === 0 || i === 10 || i === 50 || i === opts.networks) await sample(i);
+      if (restAt.has(i) && i < opts.networks) await rest(i);
     }
     await sleep(2000);
     await sample(opts.networks);
+    await rest(opts.networks);
   } catch (err) {
     process.stderr.write(`after ${samples[samples.length - 1].networks} networks; last log lines of ${driver.logFile}:\n${logTail(driver.logFile, 10)}\n`);
     throw err;
   }
-  const seconds = (Date.now() - t0) / 1000;
+  const seconds = (Date.now() - t0 - restedMs) / 1000;
   const heapN = await lastHeap(env, driver, client, opts, `${build}-networks-${opts.networks}`);
   return {
     build,
@@ -345,6 +367,8 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
     seconds: Math.round(seconds),
     samples,
     rssKbPerNetwork: Math.round(slope(samples.map((s) => [s.networks, s.rssMb * 1024]))),
+    atRest,
+    restKbPerNetwork: Math.round(slope(atRest.map((s) => [s.networks, s.rssMb * 1024]))),
     heapMb: { atStart: mb(heap0.totalBytes), atEnd: mb(heapN.totalBytes) },
     heapKbPerNetwork: Math.round(((heapN.totalBytes - heap0.totalBytes) / 1024 / opts.networks) * 10) / 10,
     heapGrowth: growthRows(heap0, heapN),
@@ -462,7 +486,15 @@ function report(r: Results, md: boolean): string {
       ['networks', ...r.networks.map((n) => n.build)],
       ns.map((n, k) => [n, ...r.networks.map((x) => x.samples[k]?.rssMb ?? '-')]),
     );
-    t('per network', ['build', 'RSS KB/network (slope)', 'live heap MB start → end', 'live heap KB/network', 'seconds'], r.networks.map((n) => [n.build, n.rssKbPerNetwork, `${n.heapMb.atStart} → ${n.heapMb.atEnd}`, n.heapKbPerNetwork, n.seconds]));
+    const rs = r.networks[0].atRest.map((s) => s.networks);
+    t(
+      `at rest (${REST_MS / 1000} s without calls): VmRSS MB, V8 heap used / total MB`,
+      ['networks', ...r.networks.map((n) => n.build)],
+      rs.map((n, k) => [n, ...r.networks.map((x) => { const s = x.atRest[k]; return s ? `${s.rssMb}${s.v8 ? ` (${s.v8.heapUsed} / ${s.v8.heapTotal})` : ''}` : '-'; })]),
+    );
+    t('per network', ['build', 'RSS KB/network (slope)', 'at rest: RSS KB/network (slope)', 'live heap MB start → end', 'live heap KB/network', 'seconds'], r.networks.map((n) => [
+      n.build, n.rssKbPerNetwork, n.restKbPerNetwork, `${n.heapMb.atStart} → ${n.heapMb.atEnd}`, n.heapKbPerNetwork, n.seconds,
+    ]));
     for (const n of r.networks) {
       t(`heap growth by constructor, ${n.build}, first → last snapshot`, ['group', 'KB', 'objects'], n.heapGrowth.map((g) => [g.name, g.kb, g.count]));
     }

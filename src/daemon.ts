@@ -17,6 +17,7 @@ import { RecordCache } from './network/record-cache';
 import { PortPublisher } from './ports';
 import { registerHost } from './network/host-registry';
 import { reconcile } from './network/reconcile';
+import { reconcileUntilDockerd } from './network/reconcile-until-dockerd';
 import { ReconcileHistory } from './network/reconcile-history';
 import { gatherStatus } from './network/status';
 import { startDeadHostSweeper } from './network/dead-hosts';
@@ -54,41 +55,6 @@ async function openStore(config: Config, log: Logger): Promise<Store> {
 /** How often a host looks for dead hosts: a quarter of the grace, within these bounds. */
 const MIN_SWEEP_EVERY_MS = 1000;
 const MAX_SWEEP_EVERY_MS = 60_000;
-
-/** How often the start-up reconcile retries while dockerd does not answer, and for how long. */
-const RECONCILE_RETRY_MS = 10_000;
-const RECONCILE_RETRY_FOR_MS = 10 * 60_000;
-
-/**
- * Reconcile runs after the socket is up: at boot dockerd may be waiting on this plugin, and a
- * reconcile that waited for dockerd first would wait on itself. Until dockerd answers, only the
- * kernel is repaired; the pass is repeated until it does (or the retry window closes). The same
- * runs again whenever dockerd activates the plugin (a dockerd restart: containers it stopped or
- * lost meanwhile may have endpoints it will never delete).
- */
-function reconcileUntilDockerd(run: (dryRun: boolean) => Promise<{ dockerdAnswered: boolean }>, log: Logger): { stop(): void } {
-  let timer: NodeJS.Timeout | null = null;
-  let stopped = false;
-  const started = Date.now();
-  const attempt = async (): Promise<void> => {
-    try {
-      const plan = await run(false);
-      if (plan.dockerdAnswered || stopped || Date.now() - started > RECONCILE_RETRY_FOR_MS) return;
-    } catch (err) {
-      log.warn({ err }, 'reconcile failed');
-    }
-    if (stopped) return;
-    timer = setTimeout(() => void attempt(), RECONCILE_RETRY_MS);
-    timer.unref();
-  };
-  void attempt();
-  return {
-    stop() {
-      stopped = true;
-      if (timer) clearTimeout(timer);
-    },
-  };
-}
 
 export async function startDaemon(config: Config, log: Logger): Promise<Daemon> {
   // Before the store: a start that cannot listen must not register this host first.
@@ -243,10 +209,11 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     log.warn({ err }, 'name service did not start; names across hosts are off');
   }
   log.info({ socket: config.socket, store: config.store, host: config.hostId, mtu: defaultMtu, maxMtu: mtu.max, vtep: vtep?.ip ?? null }, 'vxnet listening');
-  let pass = reconcileUntilDockerd(reconciles.runner('startup'), reconcileLog);
+  const dockerdAnswers = async (): Promise<boolean> => (await docker.view([])) !== null;
+  let pass = reconcileUntilDockerd(reconciles.runner('startup'), dockerdAnswers, reconcileLog);
   onActivate = () => {
     pass.stop();
-    pass = reconcileUntilDockerd(reconciles.runner('dockerd-start'), reconcileLog);
+    pass = reconcileUntilDockerd(reconciles.runner('dockerd-start'), dockerdAnswers, reconcileLog);
   };
   // Only hosts that register under a lease can tell a dead host from a live one.
   const sweeper = peers

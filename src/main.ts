@@ -9,6 +9,7 @@ import { pluginCall } from './cli/socket-client';
 import { formatExplanation, formatPlan, formatStatus } from './cli/status-format';
 import type { Explanation } from './policy';
 import { doctorCommand } from './cli/doctor';
+import { startMemoryTrim } from './server/memory-trim';
 import type { ReconcilePlan } from './network/reconcile';
 import type { StatusReport } from './network/status';
 
@@ -48,6 +49,7 @@ async function main(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   limitHeapGrowth();
   const daemon = await startDaemon(config, log);
+  const trim = startMemoryTrim(log);
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       log.info({ signal }, 'stopping');
@@ -58,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
   });
   // dockerd SIGKILLs a managed plugin 10 s after its SIGTERM, and the plugin's entrypoint cleans
   // up only after the driver exits: a stop that hangs on one step must not take that away.
+  trim.stop();
   const started = Date.now();
   let timer: NodeJS.Timeout | undefined;
   const closed = await Promise.race([

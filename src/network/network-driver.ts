@@ -588,15 +588,19 @@ export class NetworkDriver {
     await this.lock.run(net.lnet, async () => {
       const bridge = await this.ensureNetworkDevices(net, new Undo(this.deps.log), 'always');
       const present = new Set((await this.deps.dataplane.listLinks(VETH_HOST_PREFIX)).map((l) => l.name));
+      // One line per network and pass: reconcile repeats every 10 s while dockerd does not answer,
+      // and a line per endpoint was thousands of lines each time on a busy host.
+      const gone: string[] = [];
       for (const { endpointId, rec } of endpoints) {
         const names = vethNames(endpointId);
         if (!present.has(names.host)) {
-          this.deps.log.warn({ endpoint: endpointId, veth: names.host }, 'veth of a live endpoint is gone');
+          gone.push(names.host);
           continue;
         }
         await this.deps.dataplane.ensureVeth({ hostName: names.host, peerName: names.peer, mtu: net.mtu, peerMac: rec.mac, bridge });
         await this.deps.dataplane.ensureFdb({ dev: names.host, mac: rec.mac, master: true });
       }
+      if (gone.length > 0) this.deps.log.warn({ lnet: net.lnet, count: gone.length, veths: gone.slice(0, 10) }, 'veths of live endpoints are gone');
     });
   }
 
