@@ -26,11 +26,15 @@ describe('src/server/memory-trim.ts', () => {
     ]);
   });
 
-  it('collects up to maxTrims times per burst, one per idle check, while the unused heap stays above the bar', () => {
+  it('collects up to maxTrims times per burst, quietChecks idle checks apart, while the unused heap stays above the bar', () => {
     const three = { ...settings, maxTrims: 3 };
     const idle = (unused: number): [number, number] => [0, unused * MB];
-    expect(run([[0.3, 60 * MB], idle(60), idle(60), idle(60), idle(50), idle(40), idle(40), idle(40)], undefined, three)).toEqual([false, false, false, true, true, true, false, false]);
-    expect(run([[0.3, 60 * MB], idle(60), idle(60), idle(60), idle(10), idle(10)], undefined, three)).toEqual([false, false, false, true, false, false]);
+    const burst: [number, number] = [0.3, 60 * MB];
+    const nine = [idle(60), idle(60), idle(60), idle(50), idle(50), idle(50), idle(40), idle(40), idle(40)];
+    expect(run([burst, ...nine, idle(40), idle(40), idle(40)], undefined, three)).toEqual([
+      false, false, false, true, false, false, true, false, false, true, false, false, false,
+    ]);
+    expect(run([burst, idle(60), idle(60), idle(60), idle(10), idle(10), idle(10)], undefined, three)).toEqual([false, false, false, true, false, false, false]);
   });
 
   it('small work between bursts (a retry, a scrape) delays the collection but does not arm it', () => {
@@ -40,8 +44,8 @@ describe('src/server/memory-trim.ts', () => {
     expect(run([small, idle, idle, idle, small, idle, idle, idle])).toEqual([false, false, false, false, false, false, false, false]);
   });
 
-  it('leaves a heap with little unused space alone, and collects when it has grown past the bar later', () => {
-    expect(run([[0.3, 4 * MB], [0, 4 * MB], [0, 4 * MB], [0, 4 * MB], [0, 20 * MB]])).toEqual([false, false, false, false, true]);
+  it('leaves a heap with little unused space alone, and collects at a later turn when it has grown past the bar', () => {
+    expect(run([[0.3, 4 * MB], [0, 4 * MB], [0, 4 * MB], [0, 4 * MB], [0, 20 * MB], [0, 20 * MB], [0, 20 * MB]])).toEqual([false, false, false, false, false, false, true]);
   });
 
   it('a driver that never worked since its last collection is left alone', () => {
