@@ -3,9 +3,9 @@
 //      joined (RequestPool, gateway, CreateNetwork, RequestAddress, CreateEndpoint, Join: the
 //      calls dockerd makes for `docker network create` + `docker run`; the bridge, VXLAN device
 //      and veth are real). VmRSS every 100 networks (its least-squares slope: bytes per network);
-//      VmRSS at rest (20 s without calls) at 0, 1/4, 1/2, 3/4 and all of the networks; and
-//      the live V8 heap (a heap snapshot, taken after a full GC) of a fresh driver and after the
-//      last network: which constructors grew.
+//      VmRSS at rest (20 s without calls) at 0, 10, 1/4, 1/2, 3/4 and all of the networks; and
+//      the live V8 heap (a heap snapshot, taken after a full GC) of a fresh driver, of one that
+//      made 10 networks (warm code and caches) and after the last network: which constructors grew.
 //   2. endpoints: --endpoints endpoint records over 3 hosts on one network with a joined
 //      container on every host, so each driver programs a peer entry for every remote one
 //      (bench/lib/endpoint-memory.ts, shared with bench:alloc): RSS, live heap, peer passes.
@@ -225,6 +225,12 @@ async function processMemoryMb(client: PluginClient): Promise<NetworkSample['v8'
  * idle for ~6 s after a burst: src/server/memory-trim.ts). */
 const REST_MS = 20_000;
 
+/**
+ * Networks a driver has made before its heap counts as warm: the first calls compile code and
+ * fill caches (~4 MB of (code) alone) that any use of the driver pays once, not per network.
+ */
+const WARM_NETWORKS = 10;
+
 interface NetworksResult {
   build: Build;
   networks: number;
@@ -236,10 +242,13 @@ interface NetworksResult {
   atRest: NetworkSample[];
   /** least-squares slope over atRest, KB per network */
   restKbPerNetwork: number;
-  /** live heap (MB) of a fresh driver and after the last network */
-  heapMb: { atStart: number; atEnd: number };
+  /** the same over the samples from WARM_NETWORKS networks on (what one more network costs a warm driver) */
+  restKbPerNetworkWarm: number;
+  /** live heap (MB) of a fresh driver, of one after WARM_NETWORKS networks, and after the last network */
+  heapMb: { atStart: number; atWarm: number; atEnd: number };
+  /** (atEnd - atWarm) / (networks - WARM_NETWORKS): what each network adds once the code is warm */
   heapKbPerNetwork: number;
-  /** constructor groups that grew most between the first and the last snapshot */
+  /** constructor groups that grew most from WARM_NETWORKS networks to the last */
   heapGrowth: Array<{ name: string; kb: number; count: number }>;
 }
 
@@ -297,13 +306,21 @@ async function removeJoined(client: PluginClient, n: JoinedNetwork): Promise<voi
  * RSS that the process keeps (110 MB measured after a churn cycle), so an RSS curve is taken
  * without any, and compared with this and one snapshot at its end.
  */
-async function freshHeap(env: Env, opts: Options, mainJs: string, prefix: string, label: string): Promise<HeapSummary> {
+async function freshHeap(env: Env, opts: Options, mainJs: string, prefix: string, label: string, networks = 0): Promise<HeapSummary> {
   const fresh = (await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, opts.nodeArgs))[0];
   const client = new PluginClient(socketFromOutside(env.hosts[0]), 1);
-  await sleep(1000);
-  const heap = await heapOf(env.hosts[0], fresh, client, opts.keepSnapshots, label).finally(() => client.close());
-  await stopDrivers(env);
-  return heap;
+  try {
+    await sleep(1000);
+    const made: JoinedNetwork[] = [];
+    for (let i = 1; i <= networks; i++) made.push(await createJoined(client, i));
+    const heap = await heapOf(env.hosts[0], fresh, client, opts.keepSnapshots, label);
+    // Its networks go again: the measured run creates the same subnets.
+    for (const n of made) await removeJoined(client, n);
+    return heap;
+  } finally {
+    client.close();
+    await stopDrivers(env);
+  }
 }
 
 /** The live heap at the end of a part, then its drivers stop. */
@@ -323,11 +340,13 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
   await upHosts(env, 1);
   const host = env.hosts[0];
   const heap0 = await freshHeap(env, opts, mainJs, `/vxm-net0-${build}/`, `${build}-networks-0`);
+  const warm = Math.min(WARM_NETWORKS, opts.networks);
+  const heapWarm = await freshHeap(env, opts, mainJs, `/vxm-netw-${build}/`, `${build}-networks-${warm}`, warm);
   const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, opts.driverEnv, opts.nodeArgs);
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: NetworkSample[] = [];
   const atRest: NetworkSample[] = [];
-  const restAt = new Set([1, 2, 3, 4].map((k) => Math.round((opts.networks * k) / 4)));
+  const restAt = new Set([warm, ...[1, 2, 3, 4].map((k) => Math.round((opts.networks * k) / 4))]);
   let restedMs = 0;
   const rest = async (n: number): Promise<void> => {
     await sleep(REST_MS);
@@ -369,9 +388,10 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
     rssKbPerNetwork: Math.round(slope(samples.map((s) => [s.networks, s.rssMb * 1024]))),
     atRest,
     restKbPerNetwork: Math.round(slope(atRest.map((s) => [s.networks, s.rssMb * 1024]))),
-    heapMb: { atStart: mb(heap0.totalBytes), atEnd: mb(heapN.totalBytes) },
-    heapKbPerNetwork: Math.round(((heapN.totalBytes - heap0.totalBytes) / 1024 / opts.networks) * 10) / 10,
-    heapGrowth: growthRows(heap0, heapN),
+    restKbPerNetworkWarm: Math.round(slope(atRest.filter((s) => s.networks >= warm).map((s) => [s.networks, s.rssMb * 1024]))),
+    heapMb: { atStart: mb(heap0.totalBytes), atWarm: mb(heapWarm.totalBytes), atEnd: mb(heapN.totalBytes) },
+    heapKbPerNetwork: Math.round(((heapN.totalBytes - heapWarm.totalBytes) / 1024 / Math.max(1, opts.networks - warm)) * 10) / 10,
+    heapGrowth: growthRows(heapWarm, heapN),
   };
 }
 
@@ -492,11 +512,11 @@ function report(r: Results, md: boolean): string {
       ['networks', ...r.networks.map((n) => n.build)],
       rs.map((n, k) => [n, ...r.networks.map((x) => { const s = x.atRest[k]; return s ? `${s.rssMb}${s.v8 ? ` (${s.v8.heapUsed} / ${s.v8.heapTotal})` : ''}` : '-'; })]),
     );
-    t('per network', ['build', 'RSS KB/network (slope)', 'at rest: RSS KB/network (slope)', 'live heap MB start → end', 'live heap KB/network', 'seconds'], r.networks.map((n) => [
-      n.build, n.rssKbPerNetwork, n.restKbPerNetwork, `${n.heapMb.atStart} → ${n.heapMb.atEnd}`, n.heapKbPerNetwork, n.seconds,
+    t('per network', ['build', 'RSS KB/network (slope)', 'at rest: RSS KB/network (slope)', `at rest from ${WARM_NETWORKS} networks (slope)`, `live heap MB start → ${WARM_NETWORKS} networks → end`, `live heap KB/network (from ${WARM_NETWORKS})`, 'seconds'], r.networks.map((n) => [
+      n.build, n.rssKbPerNetwork, n.restKbPerNetwork, n.restKbPerNetworkWarm, `${n.heapMb.atStart} → ${n.heapMb.atWarm} → ${n.heapMb.atEnd}`, n.heapKbPerNetwork, n.seconds,
     ]));
     for (const n of r.networks) {
-      t(`heap growth by constructor, ${n.build}, first → last snapshot`, ['group', 'KB', 'objects'], n.heapGrowth.map((g) => [g.name, g.kb, g.count]));
+      t(`heap growth by constructor, ${n.build}, ${WARM_NETWORKS} networks → last`, ['group', 'KB', 'objects'], n.heapGrowth.map((g) => [g.name, g.kb, g.count]));
     }
   }
   if (r.endpoints.length > 0) {

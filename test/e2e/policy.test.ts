@@ -143,7 +143,11 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     }
     for (const [h, c] of [[p1, 'i1'], [p2, 'i2']] as const) {
       expect(await pings(h, c, ISO.gateway)).toBe(true);
-      expect(await tcp(h, c, OUT_IP, '8000')).not.toBeNull(); // egress (through NAT: the host's address)
+      // Egress (through NAT: the host's address). Probed until it works, within 10 s: a single
+      // 2 s probe failed once in three full runs (b3329c9, the rerun of this file passed); its
+      // cause was not found, and the retry is logged so a slow start stays visible.
+      const ms = await eventually(`${c} reaches the outside`, async () => (await tcp(h, c, OUT_IP, '8000', 1)) !== null, 10_000, 200);
+      if (ms > 1000) console.log(`${c}: egress worked after ${ms} ms`);
     }
   });
 

@@ -106,4 +106,27 @@ describe('src/network/peer-table.ts PeerTable', () => {
     expect([...table.fdb]).toEqual([['02:42:0a:00:00:03', '172.31.0.2']]);
     expect(table.vteps()).toEqual(['172.31.0.2']);
   });
+
+  it('wants nothing for local endpoints, then the remote one\'s entries, then nothing again when it goes', () => {
+    const table = new PeerTable('h1');
+    const alive = (): boolean => true;
+    table.put({ id: 'l1', rec: rec('h1', 2, 2), rev: 1 });
+    table.put({ id: 'l2', rec: rec('h1', 3, 3), rev: 2 });
+    table.settle(alive);
+    expect([table.fdb.size, table.neigh.size, table.vteps()]).toEqual([0, 0, []]);
+    expect(table.takeChanges()).toEqual({ macs: new Set(), ips: new Set(), vteps: new Set() });
+    table.put({ id: 'r', rec: rec('h2', 4, 4), rev: 3 });
+    table.settle(alive);
+    expect([...table.fdb]).toEqual([['02:42:0a:00:00:04', '172.31.0.2']]);
+    expect(table.takeChanges().macs).toEqual(new Set(['02:42:0a:00:00:04']));
+    table.delete('r');
+    table.settle(alive);
+    expect([table.fdb.size, table.neigh.size, table.vteps()]).toEqual([0, 0, []]);
+    expect(table.takeChanges()).toEqual({ macs: new Set(['02:42:0a:00:00:04']), ips: new Set(['10.0.0.4']), vteps: new Set(['172.31.0.2']) });
+    // And again after the table went back to holding nothing.
+    table.put({ id: 'r2', rec: rec('h3', 5, 5), rev: 4 });
+    table.settle(alive);
+    expect([...table.neigh]).toEqual([['10.0.0.5', '02:42:0a:00:00:05']]);
+    expect(table.vteps()).toEqual(['172.31.0.3']);
+  });
 });
