@@ -238,11 +238,13 @@ interface NetworksResult {
   samples: NetworkSample[];
   /** least-squares slope over the samples, KB per network */
   rssKbPerNetwork: number;
-  /** at 0, ¼, ½, ¾ and all of the networks, after REST_MS without calls: what the driver holds at rest */
+  /** at 0, WARM_NETWORKS, ¼, ½, ¾ and all of the networks, after REST_MS without calls: what the driver holds at rest */
   atRest: NetworkSample[];
   /** least-squares slope over atRest, KB per network */
   restKbPerNetwork: number;
-  /** the same over the samples from WARM_NETWORKS networks on (what one more network costs a warm driver) */
+  /** networks made before the warm heap snapshot: WARM_NETWORKS, or all of them when fewer */
+  warm: number;
+  /** the same over the samples from `warm` networks on (what one more network costs a warm driver) */
   restKbPerNetworkWarm: number;
   /** live heap (MB) of a fresh driver, of one after WARM_NETWORKS networks, and after the last network */
   heapMb: { atStart: number; atWarm: number; atEnd: number };
@@ -348,16 +350,19 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
   const atRest: NetworkSample[] = [];
   const restAt = new Set([warm, ...[1, 2, 3, 4].map((k) => Math.round((opts.networks * k) / 4))]);
   let restedMs = 0;
+  const measure = async (n: number, into: NetworkSample[]): Promise<NetworkSample> => {
+    const s: NetworkSample = { networks: n, ...(await memorySample(driver, client)) };
+    into.push(s);
+    return s;
+  };
   const rest = async (n: number): Promise<void> => {
     await sleep(REST_MS);
     restedMs += REST_MS;
-    const s: NetworkSample = { networks: n, ...(await memorySample(driver, client)) };
-    atRest.push(s);
+    const s = await measure(n, atRest);
     log(`  ${build}: ${n} networks at rest, RSS ${s.rssMb} MB${s.v8 ? `, V8 heap used/total ${s.v8.heapUsed}/${s.v8.heapTotal} MB` : ''}`);
   };
   const sample = async (n: number): Promise<void> => {
-    const s: NetworkSample = { networks: n, ...(await memorySample(driver, client)) };
-    samples.push(s);
+    const s = await measure(n, samples);
     log(`  ${build}: ${n} networks, RSS ${s.rssMb} MB (anonymous ${s.anonMb} MB, ${s.threads} threads)${s.v8 ? `, V8 heap used/total ${s.v8.heapUsed}/${s.v8.heapTotal} MB, external ${s.v8.external} MB` : ''}`);
   };
   const t0 = Date.now();
@@ -388,6 +393,7 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
     rssKbPerNetwork: Math.round(slope(samples.map((s) => [s.networks, s.rssMb * 1024]))),
     atRest,
     restKbPerNetwork: Math.round(slope(atRest.map((s) => [s.networks, s.rssMb * 1024]))),
+    warm,
     restKbPerNetworkWarm: Math.round(slope(atRest.filter((s) => s.networks >= warm).map((s) => [s.networks, s.rssMb * 1024]))),
     heapMb: { atStart: mb(heap0.totalBytes), atWarm: mb(heapWarm.totalBytes), atEnd: mb(heapN.totalBytes) },
     heapKbPerNetwork: Math.round(((heapN.totalBytes - heapWarm.totalBytes) / 1024 / Math.max(1, opts.networks - warm)) * 10) / 10,
@@ -512,11 +518,12 @@ function report(r: Results, md: boolean): string {
       ['networks', ...r.networks.map((n) => n.build)],
       rs.map((n, k) => [n, ...r.networks.map((x) => { const s = x.atRest[k]; return s ? `${s.rssMb}${s.v8 ? ` (${s.v8.heapUsed} / ${s.v8.heapTotal})` : ''}` : '-'; })]),
     );
-    t('per network', ['build', 'RSS KB/network (slope)', 'at rest: RSS KB/network (slope)', `at rest from ${WARM_NETWORKS} networks (slope)`, `live heap MB start → ${WARM_NETWORKS} networks → end`, `live heap KB/network (from ${WARM_NETWORKS})`, 'seconds'], r.networks.map((n) => [
+    const warm = r.networks[0].warm;
+    t('per network', ['build', 'RSS KB/network (slope)', 'at rest: RSS KB/network (slope)', `at rest from ${warm} networks (slope)`, `live heap MB start → ${warm} networks → end`, `live heap KB/network (from ${warm})`, 'seconds'], r.networks.map((n) => [
       n.build, n.rssKbPerNetwork, n.restKbPerNetwork, n.restKbPerNetworkWarm, `${n.heapMb.atStart} → ${n.heapMb.atWarm} → ${n.heapMb.atEnd}`, n.heapKbPerNetwork, n.seconds,
     ]));
     for (const n of r.networks) {
-      t(`heap growth by constructor, ${n.build}, ${WARM_NETWORKS} networks → last`, ['group', 'KB', 'objects'], n.heapGrowth.map((g) => [g.name, g.kb, g.count]));
+      t(`heap growth by constructor, ${n.build}, ${n.warm} networks → last`, ['group', 'KB', 'objects'], n.heapGrowth.map((g) => [g.name, g.kb, g.count]));
     }
   }
   if (r.endpoints.length > 0) {

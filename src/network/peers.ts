@@ -368,11 +368,11 @@ export class PeerSync {
   }
 }
 
-/** The device's unicast and all-zero FDB entries (its own, not the bridge's) and its neighbours. */
 function noKernelPeers(): KernelPeers {
   return { fdb: new Map(), zero: new Set(), neigh: new Map() };
 }
 
+/** The device's unicast and all-zero FDB entries (its own, not the bridge's) and its neighbours. */
 async function readKernelPeers(dataplane: Dataplane, dev: string): Promise<KernelPeers> {
   const k = noKernelPeers();
   for (const e of await dataplane.listFdb(dev)) {

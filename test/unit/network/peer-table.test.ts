@@ -6,6 +6,7 @@ import { wantedPeers, ZERO_MAC, HostRecord } from '../../../src/network/peers';
 import type { EndpointRecord } from '../../../src/network/records';
 
 const HOSTS = ['h1', 'h2', 'h3', 'h4'];
+const allAlive = (): boolean => true;
 
 function rec(host: string, ip: number, mac: number, vtep = true): EndpointRecord {
   return { networkId: 'n', host, vtep: vtep ? `172.31.0.${host.slice(1)}` : null, mac: `02:42:0a:00:00:${mac.toString(16).padStart(2, '0')}`, ipv4: `10.0.0.${ip}/24`, ipv6: null };
@@ -83,25 +84,23 @@ describe('src/network/peer-table.ts PeerTable', () => {
 
   it('reports only the keys a record touches', () => {
     const table = new PeerTable('h1');
-    const alive = (): boolean => true;
     for (let i = 2; i < 50; i++) table.put({ id: `e${i}`, rec: rec('h2', i, i), rev: i });
-    table.settle(alive);
+    table.settle(allAlive);
     table.takeChanges();
     table.put({ id: 'new', rec: rec('h3', 60, 60), rev: 100 });
-    table.settle(alive);
+    table.settle(allAlive);
     expect(table.takeChanges()).toEqual({ macs: new Set(['02:42:0a:00:00:3c']), ips: new Set(['10.0.0.60']), vteps: new Set(['172.31.0.3']) });
   });
 
   it('hands an IP to the newer record and back to the older one when the newer goes away', () => {
     const table = new PeerTable('h1');
-    const alive = (): boolean => true;
     table.put({ id: 'old', rec: rec('h2', 3, 3), rev: 5 });
     table.put({ id: 'new', rec: rec('h3', 3, 4), rev: 9 });
-    table.settle(alive);
+    table.settle(allAlive);
     expect([...table.neigh]).toEqual([['10.0.0.3', '02:42:0a:00:00:04']]);
     expect([...table.fdb]).toEqual([['02:42:0a:00:00:04', '172.31.0.3']]);
     table.delete('new');
-    table.settle(alive);
+    table.settle(allAlive);
     expect([...table.neigh]).toEqual([['10.0.0.3', '02:42:0a:00:00:03']]);
     expect([...table.fdb]).toEqual([['02:42:0a:00:00:03', '172.31.0.2']]);
     expect(table.vteps()).toEqual(['172.31.0.2']);
@@ -109,23 +108,22 @@ describe('src/network/peer-table.ts PeerTable', () => {
 
   it('wants nothing for local endpoints, then the remote one\'s entries, then nothing again when it goes', () => {
     const table = new PeerTable('h1');
-    const alive = (): boolean => true;
     table.put({ id: 'l1', rec: rec('h1', 2, 2), rev: 1 });
     table.put({ id: 'l2', rec: rec('h1', 3, 3), rev: 2 });
-    table.settle(alive);
+    table.settle(allAlive);
     expect([table.fdb.size, table.neigh.size, table.vteps()]).toEqual([0, 0, []]);
     expect(table.takeChanges()).toEqual({ macs: new Set(), ips: new Set(), vteps: new Set() });
     table.put({ id: 'r', rec: rec('h2', 4, 4), rev: 3 });
-    table.settle(alive);
+    table.settle(allAlive);
     expect([...table.fdb]).toEqual([['02:42:0a:00:00:04', '172.31.0.2']]);
     expect(table.takeChanges().macs).toEqual(new Set(['02:42:0a:00:00:04']));
     table.delete('r');
-    table.settle(alive);
+    table.settle(allAlive);
     expect([table.fdb.size, table.neigh.size, table.vteps()]).toEqual([0, 0, []]);
     expect(table.takeChanges()).toEqual({ macs: new Set(['02:42:0a:00:00:04']), ips: new Set(['10.0.0.4']), vteps: new Set(['172.31.0.2']) });
     // And again after the table went back to holding nothing.
     table.put({ id: 'r2', rec: rec('h3', 5, 5), rev: 4 });
-    table.settle(alive);
+    table.settle(allAlive);
     expect([...table.neigh]).toEqual([['10.0.0.5', '02:42:0a:00:00:05']]);
     expect(table.vteps()).toEqual(['172.31.0.3']);
   });

@@ -3,9 +3,11 @@ import { reconcileUntilDockerd, RECONCILE_RETRY_MS, RECONCILE_RETRY_FOR_MS } fro
 
 const log = pino({ level: 'silent' });
 
-/** Lets the loop's promise chain run between timer steps. */
-async function settle(): Promise<void> {
+/** Starts the loop and lets its first pass run. */
+async function started(run: () => Promise<{ dockerdAnswered: boolean }>, ping: () => Promise<boolean>): Promise<{ stop(): void }> {
+  const loop = reconcileUntilDockerd(run, ping, log);
   for (let i = 0; i < 10; i++) await Promise.resolve();
+  return loop;
 }
 
 describe('src/network/reconcile-until-dockerd.ts', () => {
@@ -15,8 +17,7 @@ describe('src/network/reconcile-until-dockerd.ts', () => {
   it('runs once when dockerd answers the first pass', async () => {
     const run = jest.fn(async () => ({ dockerdAnswered: true }));
     const ping = jest.fn(async () => true);
-    const loop = reconcileUntilDockerd(run, ping, log);
-    await settle();
+    const loop = await started(run, ping);
     await jest.advanceTimersByTimeAsync(RECONCILE_RETRY_MS * 5);
     expect(run).toHaveBeenCalledTimes(1);
     expect(ping).not.toHaveBeenCalled();
@@ -27,8 +28,7 @@ describe('src/network/reconcile-until-dockerd.ts', () => {
     let up = false;
     const run = jest.fn(async () => ({ dockerdAnswered: up }));
     const ping = jest.fn(async () => up);
-    const loop = reconcileUntilDockerd(run, ping, log);
-    await settle();
+    const loop = await started(run, ping);
     await jest.advanceTimersByTimeAsync(RECONCILE_RETRY_MS * 3);
     expect(run).toHaveBeenCalledTimes(1);
     expect(ping).toHaveBeenCalledTimes(3);
@@ -45,8 +45,7 @@ describe('src/network/reconcile-until-dockerd.ts', () => {
   it('stops waiting for dockerd when the window closes', async () => {
     const run = jest.fn(async () => ({ dockerdAnswered: false }));
     const ping = jest.fn(async () => false);
-    const loop = reconcileUntilDockerd(run, ping, log);
-    await settle();
+    const loop = await started(run, ping);
     await jest.advanceTimersByTimeAsync(RECONCILE_RETRY_FOR_MS + RECONCILE_RETRY_MS * 5);
     const pings = ping.mock.calls.length;
     expect(pings).toBeGreaterThanOrEqual(RECONCILE_RETRY_FOR_MS / RECONCILE_RETRY_MS - 1);
@@ -64,8 +63,7 @@ describe('src/network/reconcile-until-dockerd.ts', () => {
       return { dockerdAnswered: true };
     });
     const ping = jest.fn(async () => true);
-    const loop = reconcileUntilDockerd(run, ping, log);
-    await settle();
+    const loop = await started(run, ping);
     await jest.advanceTimersByTimeAsync(RECONCILE_RETRY_MS * 10);
     expect(run).toHaveBeenCalledTimes(4);
     expect(ping).not.toHaveBeenCalled();
@@ -75,8 +73,7 @@ describe('src/network/reconcile-until-dockerd.ts', () => {
   it('a ping that throws counts as no answer', async () => {
     const run = jest.fn(async () => ({ dockerdAnswered: false }));
     const ping = jest.fn(async (): Promise<boolean> => { throw new Error('ECONNREFUSED'); });
-    const loop = reconcileUntilDockerd(run, ping, log);
-    await settle();
+    const loop = await started(run, ping);
     await jest.advanceTimersByTimeAsync(RECONCILE_RETRY_MS * 2);
     expect(ping).toHaveBeenCalledTimes(2);
     expect(run).toHaveBeenCalledTimes(1);
