@@ -19,6 +19,17 @@ import { DOCKERD_RETRY_WINDOW_MS } from '../../src/network/reconcile';
 jest.setTimeout(600_000);
 
 const OUT_IP = '172.31.254.239';
+
+/**
+ * A new container's first connection to the outside, probed until it works within 10 s. A single
+ * 2 s probe failed in 2 of 5 full runs (b3329c9, ae23fd2; each test once, and the file passed
+ * alone); the cause is not found. The time is logged when it took over a second, so a slow
+ * egress start stays visible.
+ */
+async function reachesOutside(h: Host, c: string, port: string): Promise<void> {
+  const ms = await eventually(`${c} reaches the outside on ${port}`, async () => (await tcp(h, c, OUT_IP, port, 1)) !== null, 10_000, 200);
+  if (ms > 1000) console.log(`${c}: egress to ${OUT_IP}:${port} worked after ${ms} ms`);
+}
 const ISO = { name: 'vxt-pol-iso', subnet: '10.121.1.0/24', gateway: '10.121.1.1' };
 const NET = { name: 'vxt-pol-net', subnet: '10.121.2.0/24', gateway: '10.121.2.1' };
 const PORTS = ECHO_PORTS;
@@ -143,11 +154,7 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     }
     for (const [h, c] of [[p1, 'i1'], [p2, 'i2']] as const) {
       expect(await pings(h, c, ISO.gateway)).toBe(true);
-      // Egress (through NAT: the host's address). Probed until it works, within 10 s: a single
-      // 2 s probe failed once in three full runs (b3329c9, the rerun of this file passed); its
-      // cause was not found, and the retry is logged so a slow start stays visible.
-      const ms = await eventually(`${c} reaches the outside`, async () => (await tcp(h, c, OUT_IP, '8000', 1)) !== null, 10_000, 200);
-      if (ms > 1000) console.log(`${c}: egress worked after ${ms} ms`);
+      await reachesOutside(h, c, '8000'); // egress (through NAT: the host's address)
     }
   });
 
@@ -203,9 +210,9 @@ describe('network policy across hosts (dockerd 20.10 and 26.1)', () => {
     const [, p2] = hosts;
     ips.eg = await runWithOpts(p2, 'eg', NET.name, [`vxnet.egress=${OUT_IP}/32:8000`]);
     ips.free = await run(p2, 'free', NET.name);
-    expect(await tcp(p2, 'eg', OUT_IP, '8000')).not.toBeNull();
+    await reachesOutside(p2, 'eg', '8000');
     expect(await tcp(p2, 'eg', OUT_IP, '8001', 1)).toBeNull();
-    expect(await tcp(p2, 'free', OUT_IP, '8001')).not.toBeNull();
+    await reachesOutside(p2, 'free', '8001');
     expect(await tcp(p2, 'eg', ips.other, '8001')).not.toBeNull(); // a peer on its own network, on p3
     expect(await pings(p2, 'eg', NET.gateway)).toBe(true);
   });
