@@ -8,6 +8,7 @@ import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { containerIp } from '../helpers/docker-inspect';
+import { SOCAT_MOUNTS, echoServer, tcp } from '../helpers/socat';
 
 jest.setTimeout(240_000);
 
@@ -22,12 +23,6 @@ const NET_NONAT = { name: 'vxt-egn', subnet: '10.97.3.0/24' };
 const NET_INT = { name: 'vxt-egi', subnet: '10.97.4.0/24' };
 const DOCKER_NET = { name: 'vxt-egd', subnet: '10.97.9.0/24' };
 /** socat from the machine, with the libraries it loads, read-only in the busybox containers. */
-const SOCAT_MOUNTS = [
-  '-v', '/usr/bin/socat:/bin/socat:ro',
-  '-v', '/usr/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:ro',
-  '-v', '/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu:ro',
-  '-v', '/usr/lib64:/lib64:ro',
-];
 
 function vxnetCreate(net: { name: string; subnet: string }, ...extra: string[]): string[] {
   return ['network', 'create', '-d', 'vxnet', '--ipam-driver', 'vxnet', '--subnet', net.subnet, ...extra, net.name];
@@ -39,10 +34,8 @@ async function sleeper(h: Host, name: string, net: string, extra: string[] = [])
 }
 
 /** What the TCP server at ip answered: the client address it saw; null when nothing came back. */
-async function tcpPeer(h: Host, c: string, ip: string): Promise<string | null> {
-  const cmd = `echo hi | timeout 3 socat -t 2 - TCP:${ip}:${TCP_PORT},connect-timeout=2`;
-  const r = await h.docker(['exec', c, 'sh', '-c', cmd], { timeoutMs: 15_000 });
-  return r.code === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : null;
+function tcpPeer(h: Host, c: string, ip: string): Promise<string | null> {
+  return tcp(h, c, ip, TCP_PORT);
 }
 
 async function udpPeer(h: Host, c: string, ip: string): Promise<string | null> {
@@ -54,10 +47,11 @@ async function pings(h: Host, c: string, ip: string): Promise<boolean> {
   return (await h.docker(['exec', c, 'ping', '-c', '1', '-W', '1', ip], { timeoutMs: 15_000 })).code === 0;
 }
 
-/** Servers that answer every client with the address they saw (`socat … SYSTEM:echo $SOCAT_PEERADDR`). */
+/** Servers that answer every client with the address they saw. */
 function peerEchoServers(h: Host): HostProcess[] {
   return [
-    startInHost(h, 'socat', [`TCP-LISTEN:${TCP_PORT},fork,reuseaddr`, 'SYSTEM:echo $SOCAT_PEERADDR']),
+    startInHost(h, 'socat', echoServer(`TCP-LISTEN:${TCP_PORT},fork,reuseaddr`)),
+    // UDP brings no close from the client, so the answer has no race to lose (see echoServer).
     startInHost(h, 'socat', [`UDP-RECVFROM:${UDP_PORT},fork`, 'SYSTEM:echo $SOCAT_PEERADDR']),
   ];
 }
@@ -96,8 +90,8 @@ describe('egress and isolation (etcd, dockerd 20.10 and 26.1)', () => {
       ips[`d${n}`] = await sleeper(h, `d${n}`, DOCKER_NET.name);
       ips[`z${n}`] = await sleeper(h, `z${n}`, 'bridge');
       // Containers serve the same echo: a peer shows the address it saw.
-      await h.dockerOk(['exec', '-d', `a${n}`, 'socat', `TCP-LISTEN:${TCP_PORT},fork,reuseaddr`, 'SYSTEM:echo $SOCAT_PEERADDR']);
-      await h.dockerOk(['exec', '-d', `b${n}`, 'socat', `TCP-LISTEN:${TCP_PORT},fork,reuseaddr`, 'SYSTEM:echo $SOCAT_PEERADDR']);
+      await h.dockerOk(['exec', '-d', `a${n}`, 'socat', ...echoServer(`TCP-LISTEN:${TCP_PORT},fork,reuseaddr`)]);
+      await h.dockerOk(['exec', '-d', `b${n}`, 'socat', ...echoServer(`TCP-LISTEN:${TCP_PORT},fork,reuseaddr`)]);
     }
   });
 
@@ -218,7 +212,7 @@ describe('isolation on a dockerd with --iptables=false (FORWARD policy ACCEPT)',
     ips.a2 = await sleeper(h, 'fa2', NET_A.name);
     ips.b = await sleeper(h, 'fb', NET_B.name);
     ips.d = await sleeper(h, 'fd', DOCKER_NET.name);
-    await h.dockerOk(['exec', '-d', 'fa2', 'socat', `TCP-LISTEN:${TCP_PORT},fork,reuseaddr`, 'SYSTEM:echo $SOCAT_PEERADDR']);
+    await h.dockerOk(['exec', '-d', 'fa2', 'socat', ...echoServer(`TCP-LISTEN:${TCP_PORT},fork,reuseaddr`)]);
   });
 
   afterAll(async () => {
