@@ -12,12 +12,13 @@ import { Driver, startDriver, MAIN_JS } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { containerIp } from '../helpers/docker-inspect';
 import { cliEnv } from '../helpers/vxnet-cli';
-import { nslookupA } from '../helpers/nslookup';
+import { nslookupA, nslookupAAAA } from '../helpers/nslookup';
 
 jest.setTimeout(300_000);
 
 const NET = 'vxt-names';
 const NET2 = 'vxt-names2';
+const NET6 = { name: 'vxt-names6', subnet: '10.95.0.0/24', gateway: '10.95.0.1', subnet6: 'fd13:95::/64', gateway6: 'fd13:95::1' };
 const OUT_IP = '172.31.254.89';
 const OUTSIDE_NAME = 'outside.test';
 const OUTSIDE_ADDR = '172.31.254.77';
@@ -95,8 +96,8 @@ describe('names across hosts (dockerd 20.10 and 26.1)', () => {
 
   afterAll(async () => {
     for (const h of hosts) {
-      await h.docker(['rm', '-f', 'web', 'web2', 'webx', 'secret', 'c1', 'c2', 'c3']);
-      await h.docker(['network', 'rm', NET, NET2]);
+      await h.docker(['rm', '-f', 'web', 'web2', 'webx', 'secret', 'c1', 'c2', 'c3', 'w6', 'c6']);
+      await h.docker(['network', 'rm', NET, NET2, NET6.name]);
     }
     for (const d of drivers) await d.stop();
     await etcd?.stop();
@@ -190,6 +191,25 @@ describe('names across hosts (dockerd 20.10 and 26.1)', () => {
     expect(loop.status).toBe('WARN');
     expect(loop.detail).toContain('127.0.0.53');
     expect(loop.fix).toBe(`to give containers a resolver they can reach and vxnet a second path: in /etc/docker/daemon.json set "dns": ["${OUT_IP}"] (or dockerd --dns), then restart dockerd`);
+  });
+
+  it('answers AAAA across hosts on a dual-stack network (20.10 and 26.1), and ping over IPv6 by name works', async () => {
+    const [n1, n2, n3] = hosts;
+    for (const h of hosts) {
+      await h.dockerOk(['network', 'create', '-d', 'vxnet', '--ipam-driver', 'vxnet', '--subnet', NET6.subnet, '--gateway', NET6.gateway,
+        '--ipv6', '--subnet', NET6.subnet6, '--gateway', NET6.gateway6, NET6.name]);
+    }
+    await n1.dockerOk(['run', '-d', '--name', 'w6', '--network', NET6.name, TEST_IMAGE, 'sleep', '3600']);
+    const v4 = await containerIp(n1, NET6.name, 'w6');
+    const v6 = (await n1.dockerOk(['inspect', '-f', `{{(index .NetworkSettings.Networks "${NET6.name}").GlobalIPv6Address}}`, 'w6'])).trim();
+    expect(v6).toMatch(/^fd13:95::/);
+    for (const [h, c] of [[n2, 'c6'], [n3, 'c6']] as const) {
+      await h.dockerOk(['run', '-d', '--name', c, '--network', NET6.name, TEST_IMAGE, 'sleep', '3600']);
+      await eventually(`w6's AAAA from ${h.name}`, async () => (await nslookupAAAA(h, c, 'w6')).join() === v6, 5000, 100);
+      expect(await nslookupAAAA(h, c, `w6.${NET6.name}`)).toEqual([v6]);
+      expect(await nslookupA(h, c, 'w6')).toEqual([v4]);
+      expect(await h.dockerOk(['exec', c, 'ping', '-6', '-c', '1', '-W', '2', 'w6'])).toMatch(/1 packets received/);
+    }
   });
 
   it('answers names and outside names again after the driver is killed (-9) and restarted', async () => {
