@@ -244,6 +244,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await dataplane.closeReaper(2000);
       dataplane.closeRtnl();
       dataplane.closeNftElements();
+      dataplane.closeConntrack();
     },
   };
 }

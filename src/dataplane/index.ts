@@ -23,5 +23,6 @@ export type { Reservation, ReserveProto } from './port-socket';
 export { ANTISPOOF_TABLE, addSpoofElements, antispoofDropped, ensureAntispoof, listSpoofElements, removeAntispoof, removeSpoofElements } from './antispoof';
 export type { SpoofElement, SpoofSet } from './antispoof';
 export { closeNftElements } from './nft-elements';
+export { closeConntrack, forgetFlows } from './conntrack';
 export { listPolicyElements, policyDrops, policyTableExists, removePolicyTable, replacePolicySets, updatePolicySets } from './policy-table';
 export type { PolicySets } from './policy-table';

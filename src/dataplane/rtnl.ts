@@ -9,7 +9,7 @@
 // translated by errno code.
 import { getSystemErrorName } from 'node:util';
 import { createRtNetlink, FlagsGet, FlagsNew, MessageType, parseError, rt, ifla } from 'netlink';
-import type { RtNetlinkSocket } from 'netlink';
+import type { NetlinkMessage, NetlinkSocket } from 'netlink';
 import { LinkNotFoundError, causeText, vxError } from '../errors';
 import type { LinkInfo } from './types';
 import {
@@ -54,41 +54,54 @@ export function isErrno(err: unknown, ...codes: string[]): boolean {
   return err instanceof NetlinkError && codes.includes(err.code);
 }
 
-let socket: RtNetlinkSocket | null = null;
-let queue: Promise<unknown> = Promise.resolve();
+/**
+ * One netlink socket, opened on first use, its requests sent one at a time; an error reply is
+ * thrown as NetlinkError, the rest returned unparsed.
+ */
+export class NetlinkChannel {
+  private sock: NetlinkSocket | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
 
-function getSocket(): RtNetlinkSocket {
-  if (!socket) socket = createRtNetlink();
-  return socket;
+  constructor(private readonly open: () => NetlinkSocket) {}
+
+  request(type: number, body: Buffer, flags = 0): Promise<NetlinkMessage[]> {
+    const run = this.queue.then(() => this.send(type, body, flags));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Closes the socket (tests need the process to exit); the next request opens a new one. */
+  close(): void {
+    this.sock?.close();
+    this.sock = null;
+  }
+
+  private async send(type: number, body: Buffer, flags: number): Promise<NetlinkMessage[]> {
+    this.sock ??= this.open();
+    const [msgs] = await this.sock.request(type, body, { flags, checkError: false });
+    const out: NetlinkMessage[] = [];
+    for (const m of msgs) {
+      if (m.type === MessageType.ERROR) {
+        const { errno } = parseError(m.data, m.flags);
+        if (errno !== 0) throw new NetlinkError(-errno);
+        continue;
+      }
+      if (m.type !== MessageType.DONE && m.type !== MessageType.NOOP) out.push(m);
+    }
+    return out;
+  }
 }
+
+const rtnl = new NetlinkChannel(() => createRtNetlink().socket);
 
 /** Closes the shared socket (tests need the process to exit); the next request opens a new one. */
 export function closeRtnl(): void {
-  if (!socket) return;
-  socket.socket.close();
-  socket = null;
-}
-
-async function send(type: number, body: Buffer, flags: number): Promise<rt.Message[]> {
-  const [msgs] = await getSocket().socket.request(type, body, { flags, checkError: false });
-  const out: rt.Message[] = [];
-  for (const m of msgs) {
-    if (m.type === MessageType.ERROR) {
-      const { errno } = parseError(m.data, m.flags);
-      if (errno !== 0) throw new NetlinkError(-errno);
-      continue;
-    }
-    if (m.type === MessageType.DONE || m.type === MessageType.NOOP) continue;
-    out.push(rt.parseMessage(m.type, m.data));
-  }
-  return out;
+  rtnl.close();
 }
 
 /** Sends one rtnetlink request (REQUEST|ACK are added) and resolves with the parsed replies. */
-export function request(type: number, body: Buffer, flags = 0): Promise<rt.Message[]> {
-  const run = queue.then(() => send(type, body, flags));
-  queue = run.catch(() => undefined);
-  return run;
+export async function request(type: number, body: Buffer, flags = 0): Promise<rt.Message[]> {
+  return (await rtnl.request(type, body, flags)).map((m) => rt.parseMessage(m.type, m.data));
 }
 
 export function dump(type: number, body: Buffer): Promise<rt.Message[]> {

@@ -60,6 +60,8 @@ export interface Dataplane {
   /** Idempotent: elements that are not there are fine. */
   removeSpoofElements(elements: SpoofElement[]): Promise<void>;
   listSpoofElements(): Promise<SpoofElement[]>;
+  /** Deletes the host's conntrack entries naming one of these addresses; returns how many. */
+  forgetFlows(addresses: string[]): Promise<number>;
   listLinks(prefix: string): Promise<LinkInfo[]>;
   /** One link by name (O(1) for the kernel and for us), null when there is none. */
   getLinkByName(name: string): Promise<LinkInfo | null>;

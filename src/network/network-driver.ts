@@ -664,8 +664,24 @@ export class NetworkDriver {
     const endpointId = key.slice(this.deps.keys.endpoints(lnet).length);
     await this.deps.dataplane.releaseVeth(vethNames(endpointId).host);
     await this.deps.dataplane.removeSpoofElements(portElements(endpointId, ep));
+    await this.forgetFlows(endpointId, ep);
     await this.deleteRecord(key);
     this.deps.log.debug({ lnet, endpoint: endpointId, ipv4: ep.ipv4 }, 'endpoint removed');
+  }
+
+  /**
+   * The endpoint's flows leave the host's conntrack table with it (dataplane/conntrack.ts says
+   * why), after its interface is gone so that none comes back. Best effort, as in Docker: the
+   * entries would time out anyway, so a failure is logged and the endpoint still goes.
+   */
+  private async forgetFlows(endpointId: string, ep: EndpointRecord): Promise<void> {
+    const addresses = [ep.ipv4, ep.ipv6].filter((a): a is string => !!a).map((a) => a.split('/')[0]);
+    try {
+      const n = await this.deps.dataplane.forgetFlows(addresses);
+      if (n > 0) this.deps.log.debug({ endpoint: endpointId, flows: n }, 'conntrack entries removed');
+    } catch (err) {
+      this.deps.log.warn({ err, endpoint: endpointId, addresses }, 'could not remove conntrack entries; they time out by themselves');
+    }
   }
 
   /** Removes the network's devices from this host when no local endpoint is left on it. */

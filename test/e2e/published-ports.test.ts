@@ -152,6 +152,34 @@ describe.each(HOSTS)('published ports on dockerd %s', (version, name, ip) => {
     await eventually('UDP datagram from outside arrives in the container', seen, 20_000, 500);
   });
 
+  it('a UDP client that keeps its source port reaches the container publishing the port now, not the one that went', async () => {
+    // One flow (outside:40053 -> host:15400) throughout: conntrack keeps its NAT binding while
+    // packets keep coming, so only forgetting the gone container's entries lets it reach the new one.
+    const recv = (c: string) => ['sh', '-c', `mkdir -p /tmp && exec socat -u UDP-RECV:5353 OPEN:/tmp/got-${c},creat,append`];
+    const send = (text: string) => outside!.exec(['sh', '-c', `echo ${text} | socat -u - UDP-SENDTO:${ip}:15400,sourceport=40053,reuseaddr`]);
+    const got = async (c: string, text: string): Promise<boolean> => (await host.docker(['exec', c, 'cat', `/tmp/got-${c}`])).stdout.includes(text);
+    /** Sends `to-C` until container C got it. */
+    const delivered = (c: string, withinMs: number) =>
+      eventually(`${c} gets the flow's datagrams`, async () => {
+        await send(`to-${c}`);
+        return got(c, `to-${c}`);
+      }, withinMs, 300);
+    const flows = async (cip: string): Promise<string[]> =>
+      (await host.execOk(['cat', '/proc/net/nf_conntrack'])).split('\n').filter((l) => l.includes('dport=15400') && l.includes(`src=${cip} `));
+    await host.dockerOk(['run', '-d', '--name', 'ua', '--network', NET, '-p', '15400:5353/udp', TEST_IMAGE, ...recv('ua')]);
+    const uaIp = await containerIp(host, NET, 'ua');
+    await delivered('ua', 20_000);
+    expect(await flows(uaIp)).toHaveLength(1);
+    await host.dockerOk(['rm', '-f', 'ua']);
+    expect(await flows(uaIp)).toEqual([]);
+    const ubIp = '10.97.0.200';
+    await host.dockerOk(['run', '-d', '--name', 'ub', '--network', NET, '--ip', ubIp, '-p', '15400:5353/udp', TEST_IMAGE, ...recv('ub')]);
+    expect(ubIp).not.toBe(uaIp);
+    await delivered('ub', 5_000);
+    expect(await flows(ubIp)).toHaveLength(1);
+    await host.dockerOk(['rm', '-f', 'ub']);
+  });
+
   it('refuses sctp with an error naming it, and leaves nothing', async () => {
     const before = { ports: await ports(), rules: await natRules() };
     const r = await host.docker(['run', '-d', '--name', 's1', '--network', NET, '-p', '9999:9999/sctp', TEST_IMAGE, 'sleep', '60']);

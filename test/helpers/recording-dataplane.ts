@@ -97,6 +97,10 @@ export function recordingDataplane(): RecordingDataplane {
     async listSpoofElements() {
       return [...spoof.values()];
     },
+    async forgetFlows(addresses) {
+      if (addresses.length > 0) calls.push(`forgetFlows ${addresses.join(' ')}`);
+      return 0;
+    },
     async getLinkByName(name) {
       return links.get(name) ?? null;
     },
