@@ -15,6 +15,7 @@ import type { BridgeRuleOptions, FirewallEntry } from '../dataplane/firewall-set
 import type { DockerNetworkRecord, EndpointRecord, NetworkRecord, SubnetInfo } from './records';
 import { KeyedLock } from './keyed-lock';
 import { AddressClaims, canonicalIp } from './address-claims';
+import { FlowCleanup } from './flow-cleanup';
 import { bridgeMac, bridgeName, endpointMac, vethNames, vxlanName, VETH_HOST_PREFIX } from './names';
 import { resolveNetworkOptions, NetworkOptions } from './options';
 import { Undo } from './undo';
@@ -152,9 +153,11 @@ export class NetworkDriver {
 
   /** Address locks and holders, shared with the IPAM's releases (daemon.ts) so both see one lock. */
   private readonly claims: AddressClaims;
+  private readonly flows: FlowCleanup;
 
   constructor(private readonly deps: NetworkDriverDeps) {
     this.claims = deps.claims ?? new AddressClaims(deps);
+    this.flows = new FlowCleanup(deps);
   }
 
   async createNetwork(req: CreateNetworkRequest): Promise<void> {
@@ -387,6 +390,8 @@ export class NetworkDriver {
     // Under the addresses' locks: a release deciding whether they are held waits for the record.
     const same = (e: EndpointRecord | null | undefined): boolean => !!e && JSON.stringify({ ...e, at: undefined }) === JSON.stringify({ ...rec, at: undefined });
     const conflict = (): Error => vxError('VXNET_ERR_ENDPOINT_CONFLICT', `endpoint ${req.EndpointID} already exists with other settings`);
+    // A gone endpoint's conntrack cleanup of these addresses must not meet this one's flows.
+    await this.flows.settled(ips);
     await this.claims.claiming(ips, async () => {
       // A repeated CreateEndpoint is answered from its record, before any address is touched.
       const existing = await this.endpointRecord(lnet, req.EndpointID);
@@ -664,24 +669,10 @@ export class NetworkDriver {
     const endpointId = key.slice(this.deps.keys.endpoints(lnet).length);
     await this.deps.dataplane.releaseVeth(vethNames(endpointId).host);
     await this.deps.dataplane.removeSpoofElements(portElements(endpointId, ep));
-    await this.forgetFlows(endpointId, ep);
+    // After its interface is gone, so that no new flow of it comes back.
+    this.flows.start(endpointId, [ep.ipv4, ep.ipv6]);
     await this.deleteRecord(key);
     this.deps.log.debug({ lnet, endpoint: endpointId, ipv4: ep.ipv4 }, 'endpoint removed');
-  }
-
-  /**
-   * The endpoint's flows leave the host's conntrack table with it (dataplane/conntrack.ts says
-   * why), after its interface is gone so that none comes back. Best effort, as in Docker: the
-   * entries would time out anyway, so a failure is logged and the endpoint still goes.
-   */
-  private async forgetFlows(endpointId: string, ep: EndpointRecord): Promise<void> {
-    const addresses = [ep.ipv4, ep.ipv6].filter((a): a is string => !!a).map((a) => a.split('/')[0]);
-    try {
-      const n = await this.deps.dataplane.forgetFlows(addresses);
-      if (n > 0) this.deps.log.debug({ endpoint: endpointId, flows: n }, 'conntrack entries removed');
-    } catch (err) {
-      this.deps.log.warn({ err, endpoint: endpointId, addresses }, 'could not remove conntrack entries; they time out by themselves');
-    }
   }
 
   /** Removes the network's devices from this host when no local endpoint is left on it. */

@@ -67,7 +67,8 @@ describe('src/dataplane/conntrack.ts (kernel)', () => {
     }
   });
 
-  it('deletes every entry naming the address, in either direction and family, and nothing else', async () => {
+  // Infinity: one dump of the whole table, matched in the driver; 0: dumps the kernel filters.
+  it.each([['one dump matched here', Infinity], ['dumps the kernel filters', 0]])('deletes every entry naming the address, in either direction and family, and nothing else (%s)', async (_mode, filterAbove) => {
     const [a, b] = sides;
     inNetns(a.ns, 'busybox', ['ping', '-c', '1', '-W', '1', a.gw]);
     inNetns(a.ns, 'busybox', ['ping', '-6', '-c', '1', '-W', '1', 'fd67:1::1']);
@@ -80,13 +81,13 @@ describe('src/dataplane/conntrack.ts (kernel)', () => {
     expect(entriesWith(a.ip).length).toBeGreaterThanOrEqual(2);
     expect(entriesWith(A6)).toHaveLength(1);
     const bOwn = entriesWith(b.ip).filter((l) => !l.includes('dport=5353'));
-    expect(bOwn).toHaveLength(1);
+    expect(bOwn.length).toBeGreaterThanOrEqual(1); // B's pings, of this run and an earlier one
 
-    expect(await forgetFlows([a.ip, A6])).toBe(3);
+    expect(await forgetFlows([a.ip, A6], filterAbove)).toBe(3);
     expect(entriesWith(a.ip)).toEqual([]);
     expect(entriesWith(A6)).toEqual([]);
     expect(entriesWith(b.ip)).toEqual(bOwn);
-    expect(await forgetFlows([a.ip, A6])).toBe(0);
+    expect(await forgetFlows([a.ip, A6], filterAbove)).toBe(0);
   });
 
   it('accepts addresses in any spelling and ignores what is not an address', async () => {

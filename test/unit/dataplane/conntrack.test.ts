@@ -1,7 +1,7 @@
 // The ctnetlink messages of src/dataplane/conntrack.ts (pure); the kernel test is
 // test/integration/dataplane-conntrack.test.ts.
-import { flowNaming, deleteBody } from '../../../src/dataplane/conntrack';
-import { attr, nest } from '../../../src/dataplane/nlmsg';
+import { flowNaming, deleteBody, dumpBody } from '../../../src/dataplane/conntrack';
+import { attr, nest, u32 } from '../../../src/dataplane/nlmsg';
 
 describe('src/dataplane/conntrack.ts (messages)', () => {
   it('finds an entry naming an address in either direction and names it by its original tuple and zone', () => {
@@ -19,5 +19,13 @@ describe('src/dataplane/conntrack.ts (messages)', () => {
     const dnat = Buffer.concat([Buffer.from([2, 0, 0, 0]), nest(1, [nest(1, [ip(1, [172, 31, 0, 9]), ip(2, [172, 31, 0, 1])])]), nest(2, [nest(1, [ip(1, [10, 0, 0, 5]), ip(2, [172, 31, 0, 9])])])]);
     expect(flowNaming(dnat, [Buffer.from([10, 0, 0, 5])])?.family).toBe(2);
     expect(flowNaming(Buffer.from([2, 0, 0, 0]), [Buffer.from([10, 0, 0, 1])])).toBeNull();
+  });
+
+  it('asks the kernel for the entries whose source in one direction is the address (CTA_FILTER)', () => {
+    const v4 = Buffer.from([10, 0, 0, 5]);
+    // nfgenmsg AF_INET; CTA_TUPLE_REPLY { CTA_TUPLE_IP { CTA_IP_V4_SRC } }; CTA_FILTER (25) { CTA_FILTER_REPLY_FLAGS: IP_SRC }
+    expect(dumpBody(v4, 2)).toEqual(Buffer.concat([Buffer.from([2, 0, 0, 0]), nest(2, [nest(1, [attr(1, v4)])]), nest(25, [attr(2, u32(1))])]));
+    const v6 = Buffer.alloc(16, 0xfd);
+    expect(dumpBody(v6, 1)).toEqual(Buffer.concat([Buffer.from([10, 0, 0, 0]), nest(1, [nest(1, [attr(3, v6)])]), nest(25, [attr(1, u32(1))])]));
   });
 });
