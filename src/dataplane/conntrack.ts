@@ -13,9 +13,9 @@
 // `conntrack -D` and Docker do. Only this host's namespace is concerned: a container's own table
 // goes with its namespace.
 //
-// What a dump costs (measured here, 2 vCPUs under load): every dump walks the whole conntrack
-// hash, shared by all namespaces (262,144 buckets on this 24 GiB machine), ~15 ms even when the
-// namespace has no entry; and each entry sent costs ~10 us to receive and match here (10,000:
+// What a dump costs (measured here, 2 vCPUs): every dump walks the whole conntrack hash, shared
+// by all namespaces (262,144 buckets on this 24 GiB machine), 13-16 ms even when the namespace
+// has no entry; and each entry sent costs ~10 us to receive and match here (10,000:
 // 120-145 ms). So: no dump at all when the namespace tracks nothing (nf_conntrack_count); one
 // dump of everything, matched here, while the table is small; above FILTER_ABOVE entries, dumps
 // the kernel filters (CTA_FILTER, Linux 5.8+), per address once for entries whose original
@@ -26,7 +26,7 @@
 import { readFile } from 'node:fs/promises';
 import { createNetlink, FlagsGet } from 'netlink';
 import ipaddr from 'ipaddr.js';
-import { AF_INET, AF_INET6, AF_UNSPEC, attr, nest, u32 } from './nlmsg';
+import { AF_INET, AF_INET6, AF_UNSPEC, attr, ipToBuffer, nest, u32 } from './nlmsg';
 import { NetlinkChannel, isErrno } from './rtnl';
 
 const NETLINK_NETFILTER = 12;
@@ -46,9 +46,10 @@ const CTA_FILTER_REPLY_FLAGS = 2;
 const FILTER_IP_SRC = 1 << 0;
 const CTA_TUPLE_IP = 1;
 const CTA_IP_V4_SRC = 1;
+const CTA_IP_V4_DST = 2;
 const CTA_IP_V6_SRC = 3;
-/** CTA_IP_V4_SRC, _DST, CTA_IP_V6_SRC, _DST. */
-const CTA_IP_ADDRS = [1, 2, 3, 4];
+const CTA_IP_V6_DST = 4;
+const CTA_IP_ADDRS = [CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST];
 /** The kernel sets NLA_F_NESTED (and may set NLA_F_NET_BYTEORDER) on top of the type. */
 const NLA_TYPE_MASK = 0x3fff;
 
@@ -147,7 +148,7 @@ export function closeConntrack(): void {
  * meanwhile (timed out) are fine.
  */
 export async function forgetFlows(addresses: string[], filterAbove = FILTER_ABOVE): Promise<number> {
-  const wanted = addresses.filter((a) => ipaddr.isValid(a)).map((a) => Buffer.from(ipaddr.parse(a).toByteArray()));
+  const wanted = addresses.filter((a) => ipaddr.isValid(a)).map((a) => ipToBuffer(a).bytes);
   if (wanted.length === 0) return 0;
   const count = await trackedCount();
   if (count === 0) return 0;

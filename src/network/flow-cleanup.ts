@@ -1,5 +1,5 @@
 // A gone endpoint's flows leave the host's conntrack table (dataplane/conntrack.ts says why), in
-// the background: every dump walks the kernel's whole conntrack hash (~15 ms on a loaded 2-vCPU
+// the background: every dump walks the kernel's whole conntrack hash (13-16 ms on this 2-vCPU
 // machine even when the table is empty), and DeleteEndpoint is on the path of every `docker rm`
 // and `docker run --rm`. What must not happen is a cleanup deleting the fresh flows of the next
 // container given the same address here: CreateEndpoint of an address waits for that address's

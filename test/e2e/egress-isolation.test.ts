@@ -22,7 +22,6 @@ const NET_B = { name: 'vxt-egb', subnet: '10.97.2.0/24' };
 const NET_NONAT = { name: 'vxt-egn', subnet: '10.97.3.0/24' };
 const NET_INT = { name: 'vxt-egi', subnet: '10.97.4.0/24' };
 const DOCKER_NET = { name: 'vxt-egd', subnet: '10.97.9.0/24' };
-/** socat from the machine, with the libraries it loads, read-only in the busybox containers. */
 
 function vxnetCreate(net: { name: string; subnet: string }, ...extra: string[]): string[] {
   return ['network', 'create', '-d', 'vxnet', '--ipam-driver', 'vxnet', '--subnet', net.subnet, ...extra, net.name];
