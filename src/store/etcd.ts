@@ -15,8 +15,8 @@
 // its own condition (create-if-absent, mod revision), which can only apply once, and a refused
 // retry is then checked against what the key holds: if it holds what we wrote (or is gone, for a
 // delete), an earlier attempt landed and the write succeeded. With several endpoints a call to a
-// member that is down fails at once (no waitForReady), which opens that member's circuit
-// breaker for MEMBER_PAUSE_MS, so the retry goes to another member: one member down fails no call.
+// member that is down fails at once (no waitForReady), and MemberChoice skips that member for
+// MEMBER_PAUSE_MS, so the retry goes to another member: one member down fails no call.
 //
 // Watches resume from the last revision they delivered (not etcd3's own resume point, which
 // follows response headers and can run ahead of events during a catch-up), after checking that
@@ -33,7 +33,7 @@
 // go TTL seconds later, as after a crash.
 import * as fs from 'node:fs';
 import { InterceptingCall, type Interceptor } from '@grpc/grpc-js';
-import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
+import { ExponentialBackoff, isBrokenCircuitError, noop } from 'cockatiel';
 import {
   ClientClosedError,
   Etcd3,
@@ -45,6 +45,7 @@ import {
 } from 'etcd3';
 import type { CallOptionsFactory, IOptions, IKeyValue, IWatchResponse, Lease, Watcher as EtcdWatcher } from 'etcd3';
 import { causeText, VxnetError, vxError } from '../errors';
+import { MemberChoice } from './member-choice';
 import type { KeyValue, Store, WatchEvent, WatchHandlers, Watcher } from './types';
 
 /** Default bound on every store call. */
@@ -586,6 +587,7 @@ function clientOptions(opts: EtcdStoreOptions, callTimeoutMs: number): IOptions 
   // One member: wait for it (a restart is ridden out). Several: fail fast on a member that is
   // down, so its breaker opens and the next call goes to another one.
   const single = opts.endpoints.length === 1;
+  const choice = new MemberChoice(opts.endpoints, MEMBER_PAUSE_MS, unreachable);
   const unary: CallOptionsFactory = (ctx) =>
     ctx.isStream ? {} : { deadline: Date.now() + callTimeoutMs, ...(single ? { interceptors: [waitForReady] } : {}) };
   const options: IOptions = {
@@ -599,10 +601,7 @@ function clientOptions(opts: EtcdStoreOptions, callTimeoutMs: number): IOptions 
     },
     faultHandling: {
       global: noop,
-      host: () =>
-        !single
-          ? circuitBreaker(handleWhen(unreachable), { halfOpenAfter: MEMBER_PAUSE_MS, breaker: new ConsecutiveBreaker(1) })
-          : noop,
+      host: single ? () => noop : (member) => choice.policy(member),
       // etcd3's own watch-stream reconnects: short, so no timer outlives close() for long.
       watchBackoff: new ExponentialBackoff({ initialDelay: RECONNECT_FIRST_MS, maxDelay: RECONNECT_MAX_MS }).next(),
     },

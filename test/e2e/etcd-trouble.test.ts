@@ -6,7 +6,7 @@
 //     calls again and their watches carry new endpoints to the other host.
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
-import { Driver, startDriver, socketFromOutside } from '../helpers/vxnet-in-host';
+import { Driver, driverLog, startDriver, socketFromOutside } from '../helpers/vxnet-in-host';
 import { HostEtcdCluster, startEtcdClusterInHost } from '../helpers/etcd-in-host';
 import { FakeContainer, FakeNetwork, createFakeNetwork, startFakeContainer, stopFakeContainer, pingFrom, removeFakeNetwork } from '../helpers/fake-container';
 import { pluginCall } from '../helpers/plugin-client';
@@ -67,15 +67,19 @@ describe('vxnet through etcd trouble', () => {
   it(`fails no docker command while etcd members die one at a time (${CHURN_SECONDS} s of churn)`, async () => {
     const deadline = Date.now() + CHURN_SECONDS * 1000;
     const failures: string[] = [];
+    const timeline: string[] = [];
+    const mark = (what: string): number => timeline.push(`${new Date().toISOString()} ${what}`);
     let ops = 0;
     const killer = (async () => {
       // Each member in turn is down for a sixth of the run; two of three keep the quorum.
       const step = (CHURN_SECONDS * 1000) / 6;
-      for (const m of etcd.members) {
+      for (const [i, m] of etcd.members.entries()) {
         await new Promise((r) => setTimeout(r, step / 2));
         await m.kill();
+        mark(`member ${i} killed`);
         await new Promise((r) => setTimeout(r, step));
         await m.restart();
+        mark(`member ${i} restarted`);
       }
     })();
     // Each worker removes only its own containers: two `rm -f` of one container collide in dockerd.
@@ -88,12 +92,15 @@ describe('vxnet through etcd trouble', () => {
         const r = await docker.docker(args, { timeoutMs: 60_000 });
         ops++;
         if (r.code !== 0) failures.push(`docker ${args.join(' ')}: ${r.stderr.trim()}`);
+        if (r.code !== 0) mark(`failed: docker ${args.slice(0, 4).join(' ')}`);
         else if (start) mine.push(name);
       }
     };
     await Promise.all([killer, worker(1), worker(2)]);
     // eslint-disable-next-line no-console
     console.log(`etcd members killed in turn: ${ops} docker commands, ${failures.length} failed`);
+    // A failure's story: when each member went and came back, and what the driver said about etcd.
+    if (failures.length) console.log(`${timeline.join('\n')}\n${await storeComplaints(drivers[0])}`);
     expect(failures).toEqual([]);
     expect(ops).toBeGreaterThan(10);
     // What etcd holds for this host is what dockerd runs: nothing lost, nothing leaked.
@@ -144,3 +151,11 @@ describe('vxnet through etcd trouble', () => {
     console.log(`all etcd down: a plugin call failed after ${failMs} ms; after etcd returned, docker run succeeded within ${recoverMs} ms`);
   });
 });
+
+/** The driver's warnings and errors, one line each, with their times. */
+async function storeComplaints(d: Driver): Promise<string> {
+  return (await driverLog(d))
+    .filter((l) => Number(l.level) >= 40)
+    .map((l) => `${String(l.time)} ${String(l.msg)} ${String((l.err as { message?: string } | undefined)?.message ?? '')}`)
+    .join('\n');
+}
