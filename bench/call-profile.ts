@@ -4,7 +4,7 @@
 // sent over the Unix socket as dockerd sends it, one after the other, and for every call it
 // reports the round trip, the driver's own time (fastify's, as logged) and the store calls it
 // made (how many of each kind, and their time). Kernel work (veth, bridge) is not in these
-// figures unless --kernel: then the real dataplane (netlink, iptables, the veth reaper thread)
+// figures unless --kernel: then the real dataplane (netlink, iptables, the kernel thread that deletes veths)
 // does the work inside a throwaway network namespace the bench makes and deletes (root needed).
 //
 //   npm run build && node dist/bench/call-profile.js [--runs N] [--out FILE] [--kernel]

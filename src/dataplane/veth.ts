@@ -2,7 +2,7 @@
 // dockerd in Join, which moves it into the container (vxnet never enters that netns).
 import type { LinkInfo, VethSpec } from './types';
 import { IFLA_ADDRESS, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, attr, ifinfomsg, macToBuffer, nest, str, u32 } from './nlmsg';
-import { drainReaper, reapLink } from './link-reaper';
+import { drainReaper, reapLink } from './kernel-thread';
 import { createLink, deleteLink, getLinkByName, isErrno, kernelError, requireLink, setMac, setMaster, setMtu, setUp } from './rtnl';
 
 /** VETH_INFO_PEER carries a whole struct ifinfomsg before the peer's attributes: not a plain nest. */
@@ -73,8 +73,8 @@ export async function removeVeth(name: string): Promise<void> {
 
 
 /**
- * Hands the pair to the reaper thread and resolves at once (DeleteEndpoint answers without
- * waiting ~20 ms for the kernel; see link-reaper.ts). A failure is reported to onReapFailure.
+ * Hands the pair to the kernel thread and resolves at once (DeleteEndpoint answers without
+ * waiting ~20 ms for the kernel; see kernel-thread.ts). A failure is reported to onReapFailure.
  */
 export function releaseVeth(name: string): Promise<void> {
   void reapLink(name);

@@ -1,7 +1,7 @@
 // A gone endpoint's flows leave the host's conntrack table (dataplane/conntrack.ts says why), in
-// the background: every dump walks the kernel's whole conntrack hash (13-16 ms on this 2-vCPU
-// machine even when the table is empty), and DeleteEndpoint is on the path of every `docker rm`
-// and `docker run --rm`. What must not happen is a cleanup deleting the fresh flows of the next
+// the background, in the dataplane's kernel thread: every dump walks the kernel's whole conntrack
+// hash (13-16 ms on this 2-vCPU machine even when the table is empty) inside its syscalls, and
+// DeleteEndpoint is on the path of every `docker rm` and `docker run --rm`. What must not happen is a cleanup deleting the fresh flows of the next
 // container given the same address here: CreateEndpoint of an address waits for that address's
 // cleanup (settled) before its container can send anything. Best effort, as in Docker: a failure
 // is logged, and the entries time out by themselves.

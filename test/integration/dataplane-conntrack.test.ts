@@ -4,7 +4,8 @@
 // the netlink code under test.
 import * as fs from 'node:fs';
 import ipaddr from 'ipaddr.js';
-import { closeConntrack, forgetFlows } from '../../src/dataplane/conntrack';
+import { closeConntrack, FILTER_ABOVE, forgetFlows } from '../../src/dataplane/conntrack';
+import { closeReaper, forgetFlows as forgetFlowsInThread, reaperThreadRunning } from '../../src/dataplane/kernel-thread';
 import { addNetns, deleteLinks, deleteNetns, inNetns, sh, suffix, trySh } from '../helpers/netns';
 
 const TABLE = `vxt-ct-${suffix(4)}`;
@@ -58,7 +59,8 @@ describe('src/dataplane/conntrack.ts (kernel)', () => {
     inNetns(a.ns, 'ip', ['addr', 'add', `${A6}/64`, 'dev', `${a.link}p`, 'nodad']);
   });
 
-  afterAll(() => {
+  afterAll(async () => {
+    await closeReaper();
     closeConntrack();
     trySh('nft', ['delete', 'table', 'inet', TABLE]);
     for (const s of sides) {
@@ -67,8 +69,13 @@ describe('src/dataplane/conntrack.ts (kernel)', () => {
     }
   });
 
-  // Infinity: one dump of the whole table, matched in the driver; 0: dumps the kernel filters.
-  it.each([['one dump matched here', Infinity], ['dumps the kernel filters', 0]])('deletes every entry naming the address, in either direction and family, and nothing else (%s)', async (_mode, filterAbove) => {
+  // Infinity: one dump of the whole table, matched in the driver; 0: dumps the kernel filters;
+  // the driver's way: the same function in the kernel thread (the build's worker), off the main thread.
+  it.each([
+    ['one dump matched here', Infinity, forgetFlows],
+    ['dumps the kernel filters', 0, forgetFlows],
+    ['in the kernel thread', FILTER_ABOVE, forgetFlowsInThread],
+  ])('deletes every entry naming the address, in either direction and family, and nothing else (%s)', async (mode, filterAbove, forget) => {
     const [a, b] = sides;
     inNetns(a.ns, 'busybox', ['ping', '-c', '1', '-W', '1', a.gw]);
     inNetns(a.ns, 'busybox', ['ping', '-6', '-c', '1', '-W', '1', 'fd67:1::1']);
@@ -83,11 +90,12 @@ describe('src/dataplane/conntrack.ts (kernel)', () => {
     const bOwn = entriesWith(b.ip).filter((l) => !l.includes('dport=5353'));
     expect(bOwn.length).toBeGreaterThanOrEqual(1); // B's pings, of this run and an earlier one
 
-    expect(await forgetFlows([a.ip, A6], filterAbove)).toBe(3);
+    expect(await forget([a.ip, A6], filterAbove)).toBe(3);
     expect(entriesWith(a.ip)).toEqual([]);
     expect(entriesWith(A6)).toEqual([]);
     expect(entriesWith(b.ip)).toEqual(bOwn);
-    expect(await forgetFlows([a.ip, A6], filterAbove)).toBe(0);
+    expect(await forget([a.ip, A6], filterAbove)).toBe(0);
+    expect(reaperThreadRunning()).toBe(mode === 'in the kernel thread');
   });
 
   it('accepts addresses in any spelling and ignores what is not an address', async () => {

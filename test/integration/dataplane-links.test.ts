@@ -17,7 +17,7 @@ import {
   setUp,
 } from '../../src/dataplane';
 import type { BridgeSpec, VethSpec } from '../../src/dataplane';
-import { reaperThreadRunning, setReaperIdleStop } from '../../src/dataplane/link-reaper';
+import { reaperThreadRunning, setReaperIdleStop } from '../../src/dataplane/kernel-thread';
 import { deleteLinks, globalAddrs, linkDetails, sh, suffix } from '../helpers/netns';
 import { eventually } from '../helpers/eventually';
 

@@ -52,9 +52,10 @@ describe('src/server/app.ts (protocol, as dockerd speaks it)', () => {
     await stopContainer(p, net, c2);
     dp.calls.length = 5;
     await stopContainer(p, net, c);
-    // Leave takes the port's anti-spoofing entries; DeleteEndpoint makes sure (idempotent), and
-    // takes the container's conntrack entries once its interface is gone.
-    expect(dp.calls.slice(5)).toEqual(['removeSpoofElements vxe-8ef52212cc', 'releaseVeth vxe-8ef52212cc', 'removeSpoofElements vxe-8ef52212cc', 'forgetFlows 10.123.0.128', 'removeVxlan vxv-256', 'removeBridgeRules vxb-256', 'removeBridge vxb-256']);
+    // Leave takes the port's anti-spoofing entries; DeleteEndpoint takes the container's conntrack
+    // entries and its veth (in that order: see removeEndpoint) and the spoofing entries again
+    // (idempotent).
+    expect(dp.calls.slice(5)).toEqual(['removeSpoofElements vxe-8ef52212cc', 'forgetFlows 10.123.0.128', 'releaseVeth vxe-8ef52212cc', 'removeSpoofElements vxe-8ef52212cc', 'removeVxlan vxv-256', 'removeBridgeRules vxb-256', 'removeBridge vxb-256']);
     await removeNetwork(p, net, ['10.123.0.5']);
     expect(await store.list('/')).toEqual([]);
   });

@@ -1,4 +1,4 @@
-// Deletes veth pairs off the main thread.
+// Kernel work off the main thread: veth pairs deleted, a gone endpoint's conntrack entries removed.
 //
 // Why a thread: the kernel does the whole RTM_DELLINK of a veth inside the sender's sendmsg()
 // (unregistering both ends waits for RCU grace periods), ~20 ms here, and the `netlink`
@@ -7,6 +7,11 @@
 // worker thread has its own event loop and its own netlink socket: DeleteEndpoint now hands the
 // name over and answers at once. Nothing is lost if the driver dies first: the endpoint's
 // record is already deleted, so the next reconcile removes the link as an orphan.
+//
+// The conntrack cleanup of a gone endpoint (conntrack.ts) is the same kind of work: the kernel
+// walks its whole conntrack hash inside the dump's syscalls, 13-16 ms here, and measured on the
+// main thread that was a 13-15 ms stall of its event loop per cleanup (DeleteEndpoint over etcd
+// went from 4.2 to 16.5 ms p50, the store's reply waiting behind the walk). So it runs here too.
 //
 // A network's bridge is removed only after the reaper is idle (drain), so "network gone" still
 // means "no vxnet link left" at the moment the call returns.
@@ -18,15 +23,17 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { deleteLink } from './rtnl';
+import { FILTER_ABOVE } from './conntrack';
+import { describeJob, runKernelJob, type KernelJob } from './kernel-jobs';
 
-export interface ReapRequest {
+export interface JobRequest {
   id: number;
-  name: string;
+  job: KernelJob;
 }
 
-export interface ReapResult {
+export interface JobResult {
   id: number;
+  count?: number;
   error?: string;
 }
 
@@ -35,13 +42,13 @@ export interface ReapResult {
  * none: the build's copy in dist/ (the test command builds first) keeps the thread in the tests.
  */
 const WORKER_JS = [
-  path.join(__dirname, 'link-reaper-worker.js'),
-  path.join(__dirname, '..', '..', 'dist', 'src', 'dataplane', 'link-reaper-worker.js'),
+  path.join(__dirname, 'kernel-thread-worker.js'),
+  path.join(__dirname, '..', '..', 'dist', 'src', 'dataplane', 'kernel-thread-worker.js'),
 ].find((f) => fs.existsSync(f));
 
 interface Pending {
-  name: string;
-  resolve(): void;
+  job: KernelJob;
+  resolve(count: number): void;
   reject(err: Error): void;
 }
 
@@ -75,12 +82,12 @@ function getWorker(): Worker | null {
   const w = new Worker(WORKER_JS);
   // The thread must not keep a stopping driver alive: close() drains it first.
   w.unref();
-  w.on('message', (r: ReapResult) => {
+  w.on('message', (r: JobResult) => {
     const p = pending.get(r.id);
     if (!p) return;
     pending.delete(r.id);
-    if (r.error) p.reject(new Error(`could not delete link ${p.name}: ${r.error}`));
-    else p.resolve();
+    if (r.error) p.reject(new Error(`could not ${describeJob(p.job)}: ${r.error}`));
+    else p.resolve(r.count ?? 0);
   });
   // Only the current thread's end fails what is pending: a thread ended for idleness may exit
   // after its successor took new requests.
@@ -92,40 +99,54 @@ function getWorker(): Worker | null {
   w.on('exit', () => {
     if (worker !== w) return;
     worker = null;
-    failAll(new Error('link reaper thread exited'));
+    failAll(new Error('kernel thread exited'));
   });
   worker = w;
   return w;
 }
 
-/** Every deletion handed over and not settled yet (worker or inline). */
+/** Every job handed over and not settled yet (worker or inline): the thread idles when none is. */
 const inflight = new Set<Promise<void>>();
+/** The link deletions among them (drainReaper). */
+const links = new Set<Promise<void>>();
+
+function track(done: Promise<unknown>, set: Set<Promise<void>>, onError: (err: Error) => void = () => undefined): void {
+  const settled = done.then(() => undefined, onError);
+  set.add(settled);
+  void settled.finally(() => {
+    set.delete(settled);
+    if (inflight.size === 0) stopWhenIdle();
+  });
+}
+
+function submit(job: KernelJob): Promise<number> {
+  if (idleTimer) clearTimeout(idleTimer);
+  idleTimer = null;
+  const w = getWorker();
+  const done = w
+    ? new Promise<number>((resolve, reject) => {
+        const id = nextId++;
+        pending.set(id, { job, resolve, reject });
+        w.postMessage({ id, job } satisfies JobRequest);
+      })
+    : runKernelJob(job);
+  track(done, inflight);
+  return done;
+}
 
 /**
  * Deletes the link in the background. The promise settles when the kernel is done (callers
  * that answer Docker earlier do not await it); a failure is also reported to onReapFailure.
  */
 export function reapLink(name: string): Promise<void> {
-  if (idleTimer) clearTimeout(idleTimer);
-  idleTimer = null;
-  const w = getWorker();
-  const done = w
-    ? new Promise<void>((resolve, reject) => {
-        const id = nextId++;
-        pending.set(id, { name, resolve, reject });
-        w.postMessage({ id, name } satisfies ReapRequest);
-      })
-    : deleteLink(name);
-  const settled = done.then(
-    () => undefined,
-    (err: Error) => onFailure(name, err),
-  );
-  inflight.add(settled);
-  void settled.finally(() => {
-    inflight.delete(settled);
-    if (inflight.size === 0) stopWhenIdle();
-  });
+  const done = submit({ kind: 'deleteLink', name }).then(() => undefined);
+  track(done, links, (err) => onFailure(name, err));
   return done;
+}
+
+/** conntrack.ts's forgetFlows, in the kernel thread: resolves with the entries removed. */
+export function forgetFlows(addresses: string[], filterAbove = FILTER_ABOVE): Promise<number> {
+  return submit({ kind: 'forgetFlows', addresses, filterAbove });
 }
 
 function stopWhenIdle(): void {
@@ -140,28 +161,33 @@ function stopWhenIdle(): void {
   idleTimer.unref();
 }
 
-/** Resolves once every link handed over so far is deleted (or failed), or after timeoutMs. */
-export async function drainReaper(timeoutMs = 10_000): Promise<void> {
-  if (inflight.size === 0) return;
+/** Resolves once every job of `set` handed over so far is done (or failed), or after timeoutMs. */
+async function drain(set: Set<Promise<void>>, timeoutMs: number): Promise<void> {
+  if (set.size === 0) return;
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([Promise.all([...inflight]), new Promise<void>((res) => { timer = setTimeout(res, timeoutMs); })]);
+  await Promise.race([Promise.all([...set]), new Promise<void>((res) => { timer = setTimeout(res, timeoutMs); })]);
   clearTimeout(timer);
+}
+
+/** Resolves once every link handed over so far is deleted (or failed), or after timeoutMs. */
+export function drainReaper(timeoutMs = 10_000): Promise<void> {
+  return drain(links, timeoutMs);
 }
 
 /** Links handed over and not yet deleted (status, tests). */
 export function reaperBacklog(): number {
-  return inflight.size;
+  return links.size;
 }
 
-/** Clean stop: finish what was handed over, then end the thread. */
+/** Clean stop: finish every job handed over (links and conntrack cleanups), then end the thread. */
 export async function closeReaper(timeoutMs = 10_000): Promise<void> {
-  await drainReaper(timeoutMs);
+  await drain(inflight, timeoutMs);
   if (idleTimer) clearTimeout(idleTimer);
   idleTimer = null;
   const w = worker;
   worker = null;
   if (w) await w.terminate();
-  failAll(new Error('link reaper thread exited'));
+  failAll(new Error('kernel thread exited'));
 }
 
 /** Whether the thread is running (tests). */
