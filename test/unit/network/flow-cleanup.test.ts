@@ -1,5 +1,6 @@
-// src/network/flow-cleanup.ts: conntrack cleanups run in the background, one after another per
-// address, and CreateEndpoint's wait (settled) covers exactly the addresses being cleaned.
+// src/network/flow-cleanup.ts: conntrack cleanups run in the background, one walk at a time (the
+// addresses that arrive meanwhile share the next), and CreateEndpoint's wait (settled) covers
+// exactly the addresses being cleaned or waiting to be.
 import { PassThrough } from 'node:stream';
 import { FlowCleanup } from '../../../src/network/flow-cleanup';
 import { createLogger } from '../../../src/log';
@@ -66,6 +67,25 @@ describe('src/network/flow-cleanup.ts', () => {
     await flows.drain();
     expect(await isSettled(flows.settled(['10.0.0.5']))).toBe(true);
     expect(lines.join('')).toContain('could not remove conntrack entries');
+  });
+
+  it('endpoints that go while a walk runs share the next one, and each address waits for its own walk', async () => {
+    flows.start('ep1', ['10.0.0.1/24']);
+    flows.start('ep2', ['10.0.0.2/24']);
+    flows.start('ep3', ['10.0.0.3/24', 'fd00::3/64']);
+    flows.start('ep4', ['10.0.0.2/24']);
+    expect(calls.map((c) => c.ips)).toEqual([['10.0.0.1']]);
+    const second = flows.settled(['10.0.0.3']);
+    calls[0].d.resolve(1);
+    await new Promise((r) => setImmediate(r));
+    expect(await isSettled(flows.settled(['10.0.0.1']))).toBe(true);
+    expect(calls.map((c) => c.ips)).toEqual([['10.0.0.1'], ['10.0.0.2', '10.0.0.3', 'fd00::3']]);
+    expect(await isSettled(second)).toBe(false);
+    calls[1].d.resolve(4);
+    expect(await isSettled(second)).toBe(true);
+    await flows.drain();
+    expect(calls).toHaveLength(2);
+    expect(lines.join('')).toContain('"endpoints":["ep2","ep3","ep4"],"flows":4');
   });
 
   it('does nothing for an endpoint without addresses', async () => {
