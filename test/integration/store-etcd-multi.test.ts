@@ -42,7 +42,7 @@ describe('src/store/etcd.ts with several endpoints', () => {
     const failed = writes.filter((w) => !w.ok);
     // eslint-disable-next-line no-console
     console.log(
-      `one of 2 members down, 12 s: ${writes.length} writes (${failed.length} failed, after ${failed.map((f) => f.ms).join(', ')} ms), ` +
+      `one of 2 members down, 12 s: ${writes.length} writes (${failed.length} failed${failed.length ? `, after ${failed.map((f) => f.ms).join(', ')} ms` : ''}), ` +
         `${reads.length} reads (${reads.filter((r) => !r.ok).length} failed, slowest ${Math.max(...reads.map((r) => r.ms))} ms)`,
     );
     expect(reads.every((r) => r.ok)).toBe(true);
