@@ -1,6 +1,6 @@
 // The ctnetlink messages of src/dataplane/conntrack.ts (pure); the kernel test is
 // test/integration/dataplane-conntrack.test.ts.
-import { flowNaming, deleteBody, dumpBody } from '../../../src/dataplane/conntrack';
+import { flowNaming, deleteBody, dumpBody, filteredDumps, FILTER_ABOVE } from '../../../src/dataplane/conntrack';
 import { attr, nest, u32 } from '../../../src/dataplane/nlmsg';
 
 describe('src/dataplane/conntrack.ts (messages)', () => {
@@ -27,5 +27,15 @@ describe('src/dataplane/conntrack.ts (messages)', () => {
     expect(dumpBody(v4, 2)).toEqual(Buffer.concat([Buffer.from([2, 0, 0, 0]), nest(2, [nest(1, [attr(1, v4)])]), nest(25, [attr(2, u32(1))])]));
     const v6 = Buffer.alloc(16, 0xfd);
     expect(dumpBody(v6, 1)).toEqual(Buffer.concat([Buffer.from([10, 0, 0, 0]), nest(1, [nest(1, [attr(3, v6)])]), nest(25, [attr(1, u32(1))])]));
+  });
+
+  it('has the kernel filter the dumps only above FILTER_ABOVE entries per address', () => {
+    expect(filteredDumps(FILTER_ABOVE, 1)).toBe(false);
+    expect(filteredDumps(FILTER_ABOVE + 1, 1)).toBe(true);
+    // Two filtered walks per address: a dual-stack endpoint, or two endpoints sharing a cleanup.
+    expect(filteredDumps(2 * FILTER_ABOVE, 2)).toBe(false);
+    expect(filteredDumps(2 * FILTER_ABOVE + 1, 2)).toBe(true);
+    expect(filteredDumps(10_000, 10)).toBe(false);
+    expect(filteredDumps(1, 1, 0)).toBe(true);
   });
 });
