@@ -67,7 +67,7 @@ export class FlowCleanup {
     while (this.running && ips.some((ip) => this.covers(ip))) await this.running.done;
   }
 
-  /** Every cleanup started so far has ended (tests, the driver's stop). */
+  /** Every cleanup started so far has ended (tests; the driver's stop drains the kernel thread). */
   async drain(): Promise<void> {
     while (this.running) await this.running.done;
   }
