@@ -71,9 +71,9 @@ export interface NamesStatus {
 }
 
 export class NameService {
-  readonly table = new NameTable();
+  readonly table: NameTable;
   /** Shared by the front and the upstream listeners: one set of encoded answers per table. */
-  private readonly answers = new AnswerCache(this.table);
+  private readonly answers: AnswerCache;
   private readonly metrics: NameMetrics;
   private readonly listeners = new Map<string, UpstreamListener>();
   private readonly publisher: NamePublisher;
@@ -91,6 +91,8 @@ export class NameService {
   }
 
   constructor(private readonly deps: NameServiceDeps) {
+    this.table = new NameTable(deps.host);
+    this.answers = new AnswerCache(this.table);
     this.metrics = nameMetrics(deps.registry);
     this.redirects = new ContainerRedirects(deps.portBase, deps.log, () => this.hostUpstreams);
     this.publisher = new NamePublisher({
@@ -129,7 +131,7 @@ export class NameService {
   }
 
   private listenerDeps(): ServerDeps {
-    return { table: this.table, host: this.deps.host, metrics: this.metrics, log: this.deps.log, spares: this.spares, direct: (ip) => this.redirects.directFor(ip), answers: this.answers };
+    return { table: this.table, metrics: this.metrics, log: this.deps.log, spares: this.spares, direct: (ip) => this.redirects.directFor(ip), answers: this.answers };
   }
 
   status(): NamesStatus {
@@ -171,6 +173,7 @@ export class NameService {
     const { keys, log } = this.deps;
     const np = namesPrefix(keys);
     const ep = keys.endpoints();
+    const hostText = JSON.stringify(this.deps.host);
     for (const ev of events) {
       const key = ev.type === 'put' ? ev.kv.key : ev.key;
       try {
@@ -180,8 +183,11 @@ export class NameService {
           if (ev.type === 'put') this.table.putName(names[0], names[1], JSON.parse(ev.kv.value) as NameRecord);
           else this.table.deleteName(names[0], names[1]);
         } else if (endpoint) {
-          if (ev.type === 'put') this.table.putEndpoint(endpoint[0], endpoint[1], decodeEndpoint(ev.kv));
-          else this.table.deleteEndpoint(endpoint[0], endpoint[1]);
+          // Another host's endpoint is not parsed when its text cannot name this host: only its
+          // existence matters here, and most endpoint events of a cluster are other hosts'.
+          if (ev.type === 'delete') this.table.deleteEndpoint(endpoint[0], endpoint[1]);
+          else if (!ev.kv.value.includes(hostText)) this.table.putRemoteEndpoint(endpoint[0], endpoint[1]);
+          else this.table.putEndpoint(endpoint[0], endpoint[1], decodeEndpoint(ev.kv));
         }
       } catch (err) {
         log.warn({ err, key }, 'bad name event skipped');

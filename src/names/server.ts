@@ -22,7 +22,6 @@ import type { NameTable } from './table';
 
 export interface ServerDeps {
   table: NameTable;
-  host: string;
   metrics: NameMetrics;
   log: Logger;
   /** Where forwarded queries go (tests point it at a fake resolver's port). */
@@ -116,8 +115,8 @@ export class UpstreamListener {
    */
   private handle(msg: Buffer, source: string, transport: Transport): Buffer | null | Promise<Buffer | null> {
     const started = process.hrtime.bigint();
-    const { table, host, metrics, log } = this.deps;
-    const lnet = table.networkOf(source, host);
+    const { table, metrics, log } = this.deps;
+    const lnet = table.networkOf(source);
     if (!lnet) {
       metrics.observe(transport, 'ignored', 0);
       return null;

@@ -121,7 +121,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.post('/Vxnet.PolicyExplain', { schema: { body: explainBody } }, async (req) => {
     if (!deps.explainPolicy) throw new VxnetError('VXNET_ERR_BAD_REQUEST', 'policy explain is not available');
     const b = req.body as { From: string; To: string; Port: number; Proto?: 'tcp' | 'udp'; Family?: 4 | 6 };
-    return { Explanation: deps.explainPolicy(b.From, b.To, b.Port, b.Proto ?? 'tcp', b.Family) };
+    return { Explanation: await deps.explainPolicy(b.From, b.To, b.Port, b.Proto ?? 'tcp', b.Family) };
   });
   // Not Docker's either: the process's memory as V8 and the kernel see it (bench:memory samples
   // it; cheap, reads no store), to tell live objects from heap reserve and native memory.

@@ -47,6 +47,7 @@ import type { CallOptionsFactory, IOptions, IKeyValue, IWatchResponse, Lease, Wa
 import { causeText, VxnetError, vxError } from '../errors';
 import { MemberChoice } from './member-choice';
 import type { KeyValue, Store, WatchEvent, WatchHandlers, Watcher } from './types';
+import { WatchFanout } from './watch-fanout';
 
 /** Default bound on every store call. */
 const CALL_TIMEOUT_MS = 5000;
@@ -101,6 +102,10 @@ interface LeaseEntry {
 export class EtcdStore implements Store {
   private closed = false;
   private readonly watches = new Set<EtcdWatch>();
+  private readonly fanout = new WatchFanout(
+    (prefix, rev, handlers) => this.openWatch(prefix, rev, handlers),
+    (prefix, err) => this.report(vxError('VXNET_ERR_STORE', `watch handler for ${prefix} failed: ${causeText(err)}`, err)),
+  );
   private readonly leases = new Map<string, LeaseEntry>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly probeKey: string;
@@ -256,8 +261,18 @@ export class EtcdStore implements Store {
     }
   }
 
+  /** Watchers of one prefix share an etcd watch where their revisions allow (watch-fanout.ts). */
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watcher {
     if (this.closed) throw vxError('VXNET_ERR_STORE', `could not watch ${prefix} in etcd: the store is closed`);
+    return this.fanout.watch(prefix, fromRevision, handlers);
+  }
+
+  /** etcd watches open now (watchers of one prefix share one: tests). */
+  watchCount(): number {
+    return this.watches.size;
+  }
+
+  private openWatch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watcher {
     const w = new EtcdWatch(this, prefix, fromRevision, handlers);
     this.watches.add(w);
     w.start();

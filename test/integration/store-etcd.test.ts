@@ -179,6 +179,33 @@ describe('src/store/etcd.ts', () => {
     expect(resyncs).toBe(0);
   }, SLOW);
 
+  it('watchers of one prefix share an etcd watch, each getting exactly the events after its own revision', async () => {
+    const s = await store();
+    const seen = { a: [] as string[], b: [] as string[], c: [] as string[] };
+    const follow = (who: keyof typeof seen) => ({ onEvents: (evs: WatchEvent[]) => seen[who].push(...evs.map((e) => `${e.type} ${keyOf(e)}`)) });
+    const r0 = await s.revision();
+    const a = s.watch('/t/f/', r0, follow('a'));
+    await s.createIfAbsent('/t/f/1', 'x');
+    await until('a sees 1', async () => seen.a.length === 1, 5000);
+    // b listed after 1: it joins a's watch. c listed before 1, which a's watch already delivered:
+    // it needs a watch of its own.
+    const b = s.watch('/t/f/', await s.revision(), follow('b'));
+    const c = s.watch('/t/f/', r0, follow('c'));
+    expect(s.watchCount()).toBe(2);
+    await s.createIfAbsent('/t/f/2', 'y');
+    await s.delete('/t/f/1');
+    await until('all caught up', async () => seen.a.length === 3 && seen.b.length === 2 && seen.c.length === 3, 5000);
+    await sleep(200);
+    expect(seen.a).toEqual(['put /t/f/1', 'put /t/f/2', 'delete /t/f/1']);
+    expect(seen.b).toEqual(['put /t/f/2', 'delete /t/f/1']);
+    expect(seen.c).toEqual(seen.a);
+    a.close();
+    expect(s.watchCount()).toBe(2); // b still on it
+    b.close();
+    c.close();
+    expect(s.watchCount()).toBe(0);
+  });
+
   it('keeps delivering after a handler throws, and reports the throw through onError', async () => {
     const errors: VxnetError[] = [];
     const s = await store({ onError: (e) => errors.push(e) });

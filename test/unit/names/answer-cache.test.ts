@@ -21,7 +21,7 @@ function add(t: NameTable, ep: string, host: string, names: string[], ipv4: stri
 }
 
 function table(): NameTable {
-  const t = new NameTable();
+  const t = new NameTable('h1');
   add(t, 'e1', 'h2', ['web'], '10.0.0.2', 'fd00::2');
   add(t, 'e2', 'h2', ['api'], '10.0.0.3');
   add(t, 'e3', 'h3', ['api'], '10.0.0.4');

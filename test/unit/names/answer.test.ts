@@ -22,7 +22,7 @@ function query(name: string, type: dnsPacket.RecordType, opts: { id?: number; fl
 }
 
 function table(): NameTable {
-  const t = new NameTable();
+  const t = new NameTable('h1');
   const add = (ep: string, host: string, names: string[], ipv4: string, ipv6: string | null = null): void => {
     t.putName(LNET, ep, { host, containerId: ep, network: 'appnet', names, ipv4, ipv6 });
     t.putEndpoint(LNET, ep, { host, ipv4: `${ipv4}/8`, ipv6 });
@@ -144,7 +144,7 @@ describe('src/names/server', () => {
     });
     await new Promise<void>((res) => upstreamTcp.listen(upstreamPort, '127.0.0.1', res));
     const metrics: NameMetrics = { observe: (_t, o) => void outcomes.push(o) };
-    listener = await UpstreamListener.open('127.0.0.1', listenPort, { table: table(), host: 'h1', metrics, log: pino({ level: 'silent' }), upstreamPort });
+    listener = await UpstreamListener.open('127.0.0.1', listenPort, { table: table(), metrics, log: pino({ level: 'silent' }), upstreamPort });
   });
 
   afterAll(async () => {
@@ -209,7 +209,7 @@ describe('src/names/server', () => {
     const metrics: NameMetrics = { observe: (_t, o) => void outcomes.push(o) };
     const asked: string[] = [];
     const front = await UpstreamListener.openFront(listenPort + 1, {
-      table: table(), host: 'h1', metrics, log: pino({ level: 'silent' }), upstreamPort,
+      table: table(), metrics, log: pino({ level: 'silent' }), upstreamPort,
       direct: (ip) => (asked.push(ip), ['127.0.0.1']),
     });
     try {

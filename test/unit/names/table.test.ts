@@ -6,7 +6,7 @@ function rec(host: string, names: string[], ipv4: string | null, ipv6: string | 
 }
 
 function tableWith(entries: Array<[string, string, NameRecord]>): NameTable {
-  const t = new NameTable();
+  const t = new NameTable('h1');
   for (const [lnet, ep, r] of entries) {
     t.putName(lnet, ep, r);
     t.putEndpoint(lnet, ep, { host: r.host, ipv4: r.ipv4 ? `${r.ipv4}/24` : null, ipv6: r.ipv6 ? `${r.ipv6}/64` : null });
@@ -55,28 +55,48 @@ describe('src/names/table', () => {
 
   it('maps a local container address to its network, never another host\'s', () => {
     const t = tableWith([['L1', 'e1', rec('h1', ['web'], '10.0.0.2')], ['L2', 'e2', rec('h2', ['db'], '10.0.1.2')]]);
-    expect(t.networkOf('10.0.0.2', 'h1')).toBe('L1');
-    expect(t.networkOf('::ffff:10.0.0.2', 'h1')).toBe('L1');
-    expect(t.networkOf('10.0.1.2', 'h1')).toBeNull();
-    expect(t.networkOf('192.0.2.1', 'h1')).toBeNull();
+    expect(t.networkOf('10.0.0.2')).toBe('L1');
+    expect(t.networkOf('::ffff:10.0.0.2')).toBe('L1');
+    expect(t.networkOf('10.0.1.2')).toBeNull();
+    expect(t.networkOf('192.0.2.1')).toBeNull();
   });
 
   it('follows an endpoint that moved or went: an address index, kept in step with puts and deletes', () => {
     const t = tableWith([['L1', 'e1', rec('h1', ['web'], '10.0.0.2')]]);
     // The endpoint record rewritten with another address (and host): the old address no longer maps.
     t.putEndpoint('L1', 'e1', { host: 'h1', ipv4: '10.0.0.9/24', ipv6: 'fd00::9/64' });
-    expect(t.networkOf('10.0.0.2', 'h1')).toBeNull();
-    expect(t.networkOf('10.0.0.9', 'h1')).toBe('L1');
-    expect(t.networkOf('fd00::9', 'h1')).toBe('L1');
+    expect(t.networkOf('10.0.0.2')).toBeNull();
+    expect(t.networkOf('10.0.0.9')).toBe('L1');
+    expect(t.networkOf('fd00::9')).toBe('L1');
     // The same address on another network of this host (the first one released it meanwhile).
     t.putEndpoint('L2', 'e7', { host: 'h1', ipv4: '10.0.0.9', ipv6: null });
     t.deleteEndpoint('L1', 'e1');
-    expect(t.networkOf('10.0.0.9', 'h1')).toBe('L2');
+    expect(t.networkOf('10.0.0.9')).toBe('L2');
     t.deleteEndpoint('L2', 'e7');
-    expect(t.networkOf('10.0.0.9', 'h1')).toBeNull();
+    expect(t.networkOf('10.0.0.9')).toBeNull();
     t.putEndpoint('L2', 'e7', { host: 'h1', ipv4: '10.0.0.9', ipv6: null });
     t.clear();
-    expect(t.networkOf('10.0.0.9', 'h1')).toBeNull();
+    expect(t.networkOf('10.0.0.9')).toBeNull();
+  });
+
+  it('keeps only the existence of another host\'s endpoint: its names answer, its address maps to no network', () => {
+    const t = tableWith([['L1', 'e2', rec('h2', ['db'], '10.0.0.3')]]);
+    expect(t.lookup('L1', 'db', 4).addresses).toEqual(['10.0.0.3']);
+    expect(t.networkOf('10.0.0.3')).toBeNull();
+    // Its record rewritten: nothing a query sees changed, so the encoded answers stay valid.
+    const before = t.version;
+    t.putRemoteEndpoint('L1', 'e2');
+    t.putEndpoint('L1', 'e2', { host: 'h2', ipv4: '10.0.0.3/24', ipv6: null });
+    expect(t.version).toBe(before);
+    t.deleteEndpoint('L1', 'e2');
+    expect(t.version).toBeGreaterThan(before);
+    expect(t.lookup('L1', 'db', 4).known).toBe(false);
+    // Back under this host (a record written by h1): indexed by address again.
+    t.putEndpoint('L1', 'e2', { host: 'h1', ipv4: '10.0.0.3/24', ipv6: null });
+    expect(t.networkOf('10.0.0.3')).toBe('L1');
+    t.putRemoteEndpoint('L1', 'e2');
+    expect(t.networkOf('10.0.0.3')).toBeNull();
+    expect(t.lookup('L1', 'db', 4).known).toBe(true);
   });
 
   it('lists what a host serves and what one container owns', () => {

@@ -93,9 +93,9 @@ describe('policy engine: fail closed, scoped', () => {
     const passes = jest.spyOn(kernel, 'update');
     const remote = { networkId: 'd1', host: 'h2', vtep: '192.0.2.2', mac: '02:00:00:00:00:09', ipv4: '10.5.0.9/24', ipv6: null };
     await store.createIfAbsent(TEST_KEYS.endpoint('n1', 'e9'), JSON.stringify(remote));
-    await eventually('remote endpoint seen', () => {
+    await eventually('remote endpoint seen', async () => {
       try {
-        return engine!.explain('10.5.0.2', '10.5.0.9', 80, 'tcp').to.host === 'h2';
+        return (await engine!.explain('10.5.0.2', '10.5.0.9', 80, 'tcp')).to.host === 'h2';
       } catch {
         return false;
       }
