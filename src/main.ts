@@ -81,8 +81,12 @@ async function main(argv: string[]): Promise<number> {
  * with 10,000 endpoint records across 3 hosts a driver held 192-200 MB of heap for 48-50 MB live.
  * At 50: RSS per driver 280-288 -> 189-196 MB, heap total 110-115 MB, the burst 83 -> 91 s
  * (bench:memory --node-arg=--heap-growing-percent=50 against the same build without it).
+ * At 20, once the live heap was 37 MB (bench:memory --endpoints 10000, one run each): RSS right
+ * after the burst 155-162 (50) -> 150-153 (30) -> 147-149 (20) -> 147-151 (10: V8's floor is 10),
+ * the burst 85 / 84 / 75 / 84 s: a collection of a heap this size costs little next to the
+ * store events that fill it.
  */
-const HEAP_GROWING_PERCENT = 50;
+const HEAP_GROWING_PERCENT = 20;
 
 /**
  * Set from here, not on node's command line, so that every way the driver is started (systemd
