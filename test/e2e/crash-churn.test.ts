@@ -106,10 +106,24 @@ describe('SIGKILL during container churn', () => {
     expect(kills).toBeGreaterThanOrEqual(MIN_KILLS);
     expect(new Set(ips).size).toBe(ips.length); // no duplicate address
 
-    // Every running container is reachable from every other.
-    for (let i = 0; i < running.length; i++) {
+    // Every running container is reachable from every other. A failure prints what would tell
+    // its cause apart: whether it lasts (3 more pings), the policy sets (a container left pending
+    // is closed to inbound), the neighbour and bridge tables, and the driver logs' warnings.
+    for (let i = 0; i < running.length && running.length > 1; i++) {
       const to = ips[(i + 1) % ips.length];
-      if (running.length > 1) expect(await host.dockerOk(['exec', running[i], 'ping', '-c', '1', '-W', '2', to])).toMatch(/1 packets received/);
+      const r = await host.docker(['exec', running[i], 'ping', '-c', '1', '-W', '2', to]);
+      if (r.code !== 0) {
+        const again = await host.docker(['exec', running[i], 'ping', '-c', '3', '-W', '2', to]);
+        const sh = async (cmd: string[]): Promise<string> => (await host.exec(cmd)).stdout.trim();
+        const warnings = logs.split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(-30).join('\n');
+        console.log(
+          `ping ${running[i]} -> ${to} failed; 3 more: ${again.stdout.trim().split('\n').slice(-2).join(' / ')}\n` +
+            `policy sets:\n${await sh(['nft', 'list', 'table', 'inet', 'vxnet-policy'])}\n` +
+            `neighbours:\n${await sh(['ip', 'neigh'])}\nbridge fdb:\n${await sh(['bridge', 'fdb', 'show'])}\n` +
+            `running: ${running.map((id, k) => `${id}=${ips[k]}`).join(' ')}\ndriver warnings (last 30):\n${warnings}`,
+        );
+      }
+      expect(r.code).toBe(0);
     }
 
     // No orphan link: one bridge (if anything runs) and one host-side veth per running container.
