@@ -175,12 +175,17 @@ export class NamePublisher {
    */
   async resync(): Promise<void> {
     const { store, keys, host, log } = this.deps;
-    const running = (await this.docker.listContainers({ filters: { status: ['running'] } })).map((c) => c.Id);
-    const alive = new Set(running);
-    for (const id of running) await this.publish(id);
+    for (const id of await this.runningIds()) await this.publish(id);
     const prefix = namesPrefix(keys);
+    const names = await store.list(prefix);
     const endpoints = new Set((await store.list(keys.endpoints())).map((kv) => kv.key.slice(keys.endpoints().length)));
-    for (const kv of await store.list(prefix)) {
+    // Which containers run, asked again after the names were listed. The list taken before the
+    // publishing above misses a container that started since: its start event published it,
+    // and judging its record by that older list deleted it (its endpoint then stayed "pending"
+    // for the policy engine, closed to inbound, for as long as it ran: seen in the crash-churn
+    // test). A record in `names` was written after its container started, so before this list.
+    const alive = new Set(await this.runningIds());
+    for (const kv of names) {
       let rec: NameRecord;
       try {
         rec = JSON.parse(kv.value) as NameRecord;
@@ -193,6 +198,10 @@ export class NamePublisher {
       await store.delete(kv.key, kv.modRevision);
       log.info({ key: kv.key, orphan }, 'stale name record removed');
     }
+  }
+
+  private async runningIds(): Promise<string[]> {
+    return (await this.docker.listContainers({ filters: { status: ['running'] } })).map((c) => c.Id);
   }
 
   private keysOf(cid: string): Set<string> {

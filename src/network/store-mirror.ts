@@ -98,6 +98,18 @@ export class StoreMirror<T> {
     this.entries.clear();
   }
 
+  /**
+   * Resolves once a reload in progress (after a watch resync) has finished; at once otherwise.
+   * isReady() then says whether the mirror holds a full list.
+   */
+  async whenLoaded(): Promise<void> {
+    if (this.loading) await this.loading;
+  }
+
+  isReady(): boolean {
+    return this.ready;
+  }
+
   /** The record, or undefined when the mirror does not know it (read the store then). */
   get(key: string): T | undefined {
     if (!this.ready) return undefined;

@@ -28,7 +28,7 @@ import { decode, Keys } from '../store/json';
 import { decodeEndpoint, EndpointRecord, NetworkRecord } from '../network/records';
 import { StoreMirror } from '../network/store-mirror';
 import { NameRecord, namesPrefix, splitKey } from '../names/records';
-import { isolated, resolvePolicy, EndpointPolicy, PolicyPlan } from './resolve';
+import { isolated, resolvePolicy, EndpointPolicy, PolicyInput, PolicyPlan } from './resolve';
 import { emptyPolicySets, PolicySets } from '../dataplane/policy-table';
 import { vxError } from '../errors';
 import { explain, Explanation } from './explain';
@@ -193,7 +193,7 @@ export class PolicyEngine {
    * hosts' endpoints are read from the store (the mirror holds this host's only).
    */
   async explain(from: string, to: string, port: number, proto: Proto, family?: Family): Promise<Explanation> {
-    const input = this.input();
+    const input = await this.loadedInput();
     const { store, keys, log } = this.deps;
     for (const kv of await store.list(keys.endpoints())) {
       const k = splitKey(kv.key, keys.endpoints());
@@ -219,7 +219,7 @@ export class PolicyEngine {
    */
   async reconcile(dryRun: boolean): Promise<string[]> {
     await this.chain.catch(() => undefined);
-    const want = resolvePolicy(this.input()).elements;
+    const want = resolvePolicy(await this.loadedInput()).elements;
     const have = await this.deps.kernel.list();
     const changes: string[] = [];
     if (have === null) changes.push(`table inet vxnet-policy missing or incomplete (${setsSummary(want)})`);
@@ -239,7 +239,15 @@ export class PolicyEngine {
   }
 
   private async applyNow(): Promise<void> {
+    // While the mirror reloads (a watch resync) it lists nothing: deciding from that would take
+    // every element out, an open window. Wait for the reload; if it failed, keep what is applied
+    // (the next successful load calls sync again).
+    await this.mirror.whenLoaded();
     const input = this.input();
+    if (input === null) {
+      this.deps.log.warn('policy records are not loaded (store reload failed): the sets stay as they are');
+      return;
+    }
     const plan = resolvePolicy(input);
     const sets = plan.elements;
     try {
@@ -269,8 +277,20 @@ export class PolicyEngine {
     if (input.pending.size > 0) this.scheduleCheck();
   }
 
-  /** The records resolvePolicy decides from (this host's endpoints: it skips the others). */
-  private input(): Parameters<typeof resolvePolicy>[0] {
+  /** input() once a reload in progress is over; an error when the records are not loaded. */
+  private async loadedInput(): Promise<PolicyInput> {
+    await this.mirror.whenLoaded();
+    const input = this.input();
+    if (!input) throw vxError('VXNET_ERR_STORE', 'the policy records are not loaded (the store reload after a watch resync failed); try again');
+    return input;
+  }
+
+  /**
+   * The records resolvePolicy decides from (this host's endpoints: it skips the others); null
+   * while the mirror does not hold a full list (a reload after a watch resync).
+   */
+  private input(): PolicyInput | null {
+    if (!this.mirror.isReady()) return null;
     const { keys, host } = this.deps;
     const networks = new Map<string, NetworkRecord>();
     const endpoints = new Map<string, EndpointRecord>();
@@ -318,10 +338,11 @@ export class PolicyEngine {
     this.checking = true;
     let changed = false;
     try {
+      // Not loaded: the load's own sync schedules the next check.
       const input = this.input();
       const now = (this.deps.now ?? Date.now)();
-      for (const key of input.pending) {
-        const ep = input.endpoints.get(key) as EndpointRecord;
+      for (const key of input?.pending ?? []) {
+        const ep = (input as PolicyInput).endpoints.get(key) as EndpointRecord;
         const answer = await lookup(ep.networkId, key.split('/')[1]);
         const old = now - (ep.at ?? 0) > UNLISTED_ENDPOINT_GRACE_MS;
         if (answer === 'no-network' || (answer === 'unlisted' && old)) {
@@ -336,7 +357,7 @@ export class PolicyEngine {
       this.checking = false;
     }
     if (changed) await this.sync().catch(() => undefined);
-    else if (this.input().pending.size > 0) this.scheduleCheck();
+    else if ((this.input()?.pending.size ?? 0) > 0) this.scheduleCheck();
   }
 }
 

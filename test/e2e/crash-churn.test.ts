@@ -115,12 +115,12 @@ describe('SIGKILL during container churn', () => {
       if (r.code !== 0) {
         const again = await host.docker(['exec', running[i], 'ping', '-c', '3', '-W', '2', to]);
         const sh = async (cmd: string[]): Promise<string> => (await host.exec(cmd)).stdout.trim();
-        const warnings = logs.split('\n').filter((l) => /"level":(40|50)/.test(l)).slice(-30).join('\n');
+        const warnings = logs.split('\n').filter((l) => /"level":(40|50)|stale name record/.test(l)).slice(-30).join('\n');
         console.log(
           `ping ${running[i]} -> ${to} failed; 3 more: ${again.stdout.trim().split('\n').slice(-2).join(' / ')}\n` +
             `policy sets:\n${await sh(['nft', 'list', 'table', 'inet', 'vxnet-policy'])}\n` +
             `neighbours:\n${await sh(['ip', 'neigh'])}\nbridge fdb:\n${await sh(['bridge', 'fdb', 'show'])}\n` +
-            `running: ${running.map((id, k) => `${id}=${ips[k]}`).join(' ')}\ndriver warnings (last 30):\n${warnings}`,
+            `running: ${running.map((id, k) => `${id}=${ips[k]}`).join(' ')}\ndriver warnings and removed name records (last 30):\n${warnings}`,
         );
       }
       expect(r.code).toBe(0);

@@ -8,6 +8,7 @@ import { tmpEmbeddedStore } from '../../helpers/tmp-store';
 import { TEST_KEYS } from '../../helpers/plugin-app';
 import { eventually } from '../../helpers/eventually';
 import type { EmbeddedStore } from '../../../src/store/embedded';
+import type { Store, WatchHandlers } from '../../../src/store/types';
 
 const silent = pino({ level: 'silent' });
 const NET = { lnet: 'n1', vni: 256, ipv4: { subnet: '10.5.0.0/24', gateway: '10.5.0.1', poolId: null }, ipv6: null, mtu: 1450, internal: false };
@@ -135,6 +136,61 @@ describe('policy engine: drops by network, both families', () => {
         { network: 'n6', direction: 'in', packets: 13 },
         { network: 'n6', direction: 'out', packets: 2 },
       ]);
+    } finally {
+      engine.close();
+      await store.close();
+    }
+  });
+});
+
+describe('policy engine: a store reload never empties the sets', () => {
+  it('waits for the reload after a watch resync instead of deciding from an empty mirror', async () => {
+    const inner = tmpEmbeddedStore();
+    // The embedded store never compacts: the resync is triggered by hand, and the reload's list
+    // is held until the test lets it go.
+    const handlers: WatchHandlers[] = [];
+    let release: () => void = () => undefined;
+    let gate: Promise<void> | null = null;
+    const store: Store = {
+      get: (k) => inner.get(k),
+      list: async (p) => {
+        if (gate) await gate;
+        return inner.list(p);
+      },
+      createIfAbsent: (k, v, o) => inner.createIfAbsent(k, v, o),
+      compareAndSwap: (k, v, r, o) => inner.compareAndSwap(k, v, r, o),
+      delete: (k, r) => inner.delete(k, r),
+      revision: () => inner.revision(),
+      watch: (p, r, h) => {
+        handlers.push(h);
+        return inner.watch(p, r, h);
+      },
+      close: () => inner.close(),
+    };
+    const kernel = new RecordingKernel();
+    const isolatedNet = { ...NET, icc: false };
+    await store.createIfAbsent(TEST_KEYS.network('n1'), JSON.stringify(isolatedNet));
+    const engine = new PolicyEngine({ store, keys: TEST_KEYS, host: 'h1', kernel, lookup: null, log: silent });
+    try {
+      await engine.start();
+      const rec = { networkId: 'd1', host: 'h1', vtep: null, mac: '02:00:00:00:00:02', ipv4: '10.5.0.2/24', ipv6: null, at: Date.now() };
+      const key = TEST_KEYS.endpoint('n1', 'e2');
+      await store.createIfAbsent(key, JSON.stringify(rec));
+      await engine.endpointJoined(key, rec, isolatedNet);
+      expect(kernel.sets.policedIn).toEqual(['10.5.0.2']);
+
+      gate = new Promise<void>((r) => (release = r));
+      handlers[0].onResync?.();
+      // A change meanwhile (a Join, another record): the engine must not decide from nothing.
+      let synced = false;
+      const pass = engine.sync().then(() => (synced = true));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(synced).toBe(false);
+      expect(kernel.sets.policedIn).toEqual(['10.5.0.2']);
+      gate = null;
+      release();
+      await pass;
+      expect(kernel.sets.policedIn).toEqual(['10.5.0.2']);
     } finally {
       engine.close();
       await store.close();
