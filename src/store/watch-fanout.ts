@@ -73,10 +73,11 @@ export class WatchFanout {
 
   private deliver(group: Group, events: WatchEvent[], revision: number): void {
     if (group.known !== Infinity) group.known = Math.max(group.known, revision);
+    // Events come in revision order: when the first is newer than a member's list, all are (the
+    // same array for every member, most often).
+    const first = events.length > 0 ? revisionOf(events[0]) : Infinity;
     for (const m of [...group.members]) {
-      // Most often the whole batch is newer than the member's list: the same array for all.
-      const mine = events[0] !== undefined && events[0].type === 'put' ? events[0].kv.modRevision : events[0]?.modRevision;
-      const fresh = mine !== undefined && mine > m.floor ? events : events.filter((e) => (e.type === 'put' ? e.kv.modRevision : e.modRevision) > m.floor);
+      const fresh = first > m.floor ? events : events.filter((e) => revisionOf(e) > m.floor);
       if (fresh.length === 0) continue;
       try {
         m.handlers.onEvents(fresh, revision);
@@ -106,4 +107,8 @@ export class WatchFanout {
     if (list.length > 0) this.groups.set(group.prefix, list);
     else this.groups.delete(group.prefix);
   }
+}
+
+function revisionOf(e: WatchEvent): number {
+  return e.type === 'put' ? e.kv.modRevision : e.modRevision;
 }
