@@ -97,6 +97,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     store,
     keys,
     host: config.hostId,
+    records,
     kernel: {
       list: () => dataplane.listPolicyElements(tables),
       replace: (sets) => dataplane.replacePolicySets(sets, tables),

@@ -32,7 +32,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../log';
 import type { Store, WatchEvent, Watcher } from '../store/types';
 import type { Keys } from '../store/json';
-import { decodeEndpoint } from '../network/records';
+import { decodeEndpoint, mayBeHosts } from '../network/records';
 import { removeDnsIntercept, syncDnsIntercept } from '../dataplane/dns-intercept';
 import { nameMetrics, NameMetrics } from './metrics';
 import { namesPrefix, NameRecord, splitKey } from './records';
@@ -173,7 +173,7 @@ export class NameService {
     const { keys, log } = this.deps;
     const np = namesPrefix(keys);
     const ep = keys.endpoints();
-    const hostText = JSON.stringify(this.deps.host);
+    const mine = mayBeHosts(this.deps.host);
     for (const ev of events) {
       const key = ev.type === 'put' ? ev.kv.key : ev.key;
       try {
@@ -183,10 +183,9 @@ export class NameService {
           if (ev.type === 'put') this.table.putName(names[0], names[1], JSON.parse(ev.kv.value) as NameRecord);
           else this.table.deleteName(names[0], names[1]);
         } else if (endpoint) {
-          // Another host's endpoint is not parsed when its text cannot name this host: only its
-          // existence matters here, and most endpoint events of a cluster are other hosts'.
+          // Of another host's endpoint only its existence matters here.
           if (ev.type === 'delete') this.table.deleteEndpoint(endpoint[0], endpoint[1]);
-          else if (!ev.kv.value.includes(hostText)) this.table.putRemoteEndpoint(endpoint[0], endpoint[1]);
+          else if (!mine(ev.kv.value)) this.table.putRemoteEndpoint(endpoint[0], endpoint[1]);
           else this.table.putEndpoint(endpoint[0], endpoint[1], decodeEndpoint(ev.kv));
         }
       } catch (err) {

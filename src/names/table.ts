@@ -15,9 +15,9 @@
 import type { NameRecord } from './records';
 import { normalName } from './records';
 
+/** One of this host's endpoints (its host is the table's). */
 export interface LocalEndpoint {
   lnet: string;
-  host: string;
   ipv4: string | null;
   ipv6: string | null;
 }
@@ -90,7 +90,7 @@ export class NameTable {
     }
     const key = `${lnet}/${endpointId}`;
     this.deleteEndpoint(lnet, endpointId);
-    const local: LocalEndpoint = { lnet, host: ep.host, ipv4: plain(ep.ipv4), ipv6: plain(ep.ipv6) };
+    const local: LocalEndpoint = { lnet, ipv4: plain(ep.ipv4), ipv6: plain(ep.ipv6) };
     this.endpoints.set(key, local);
     for (const addr of [local.ipv4, local.ipv6]) {
       if (!addr) continue;

@@ -17,29 +17,37 @@
 // so the entries are plain maps.
 import type { EndpointRecord } from './records';
 
+/** What the rules read of an endpoint record. */
+export type PeerRecord = Pick<EndpointRecord, 'host' | 'vtep' | 'mac' | 'ipv4' | 'ipv6'>;
+
 export interface Claim {
   id: string;
-  rec: EndpointRecord;
+  rec: PeerRecord;
   rev: number;
 }
 
-/** Keys whose wanted entry may have changed since the last takeChanges(). */
+/**
+ * Keys whose wanted entry may have changed since the last takeChanges(), each with the value it
+ * had then (undefined / false: no entry). peers.ts keeps no copy of what a device holds: after a
+ * pass without a failure the device holds what the table wanted at the last takeChanges(), so
+ * these old values are the device's entries for the keys that changed. A copy of each device's
+ * tables cost two Map entries and their strings per remote endpoint (~200 bytes; bench:memory).
+ */
 export interface PeerChanges {
-  /** unicast FDB entries, by MAC */
-  macs: Set<string>;
-  /** neighbour entries, by IP */
-  ips: Set<string>;
-  /** all-zero FDB entries, by VTEP */
-  vteps: Set<string>;
+  /** unicast FDB entries, by MAC: the VTEP wanted before */
+  macs: Map<string, string | undefined>;
+  /** neighbour entries, by IP: the MAC wanted before */
+  ips: Map<string, string | undefined>;
+  /** all-zero FDB entries, by VTEP: whether one was wanted before */
+  vteps: Map<string, boolean>;
 }
 
-interface Contribution {
-  mac: string;
-  dst: string;
-  ips: string[];
+/** A claim as the table holds it: whether it won at the last settle(). */
+interface Held extends Claim {
+  won: boolean;
 }
 
-export function claimIps(rec: EndpointRecord): string[] {
+export function claimIps(rec: PeerRecord): string[] {
   return [rec.ipv4, rec.ipv6].filter((a): a is string => !!a).map((a) => a.split('/')[0]);
 }
 
@@ -81,17 +89,17 @@ function claimantsOf(index: Map<string, Claimants>, key: string): Iterable<strin
 }
 
 function noChanges(): PeerChanges {
-  return { macs: new Set(), ips: new Set(), vteps: new Set() };
+  return { macs: new Map(), ips: new Map(), vteps: new Map() };
 }
 
 /**
  * What the remote winners want on the device. Made with the first winner and dropped with the
  * last: a network whose endpoints are all on this host (most networks on most hosts) has none,
- * and its four empty maps were ~1.2 KB per network (bench:memory --networks, heap snapshot).
+ * and its empty maps were ~1.2 KB per network (bench:memory --networks, heap snapshot). What a
+ * winner puts in them follows from its record (its `won` flag says it does): a map of each
+ * winner's contribution cost ~150 bytes per remote endpoint.
  */
 interface Wanted {
-  /** What each winner puts in the maps below. */
-  contrib: Map<string, Contribution>;
   /** Unicast FDB entries: MAC -> VTEP. */
   fdb: Map<string, string>;
   /** Neighbour entries: IP -> MAC. */
@@ -103,12 +111,14 @@ interface Wanted {
 const NOTHING: ReadonlyMap<string, string> = new Map();
 
 export class PeerTable {
-  private readonly claims = new Map<string, Claim>();
+  private readonly claims = new Map<string, Held>();
   private readonly byMac = new Map<string, Claimants>();
   private readonly byIp = new Map<string, Claimants>();
   private wanted: Wanted | null = null;
   /** Claims to look at again in the next settle(); null when none (a Set kept empty costs its table). */
   private pending: Set<string> | null = null;
+  /** Winners replaced or deleted since the last settle(): their entries go then. */
+  private retired: Held[] = [];
   /**
    * Made on the first entry that changes after takeChanges(): a network whose endpoints are all
    * local (most networks on most hosts) never has one, and it kept three empty Sets per network
@@ -145,8 +155,12 @@ export class PeerTable {
   put(c: Claim): void {
     const old = this.claims.get(c.id);
     if (old) this.unindex(old);
-    this.claims.set(c.id, c);
-    this.index(c);
+    // Only the fields the rules read: the record's Docker network ID, time and policy options
+    // would be kept once per remote endpoint for nothing.
+    const { host, vtep, mac, ipv4, ipv6 } = c.rec;
+    const held: Held = { id: c.id, rec: { host, vtep, mac, ipv4, ipv6 }, rev: c.rev, won: false };
+    this.claims.set(c.id, held);
+    this.index(held);
   }
 
   delete(id: string): void {
@@ -177,49 +191,77 @@ export class PeerTable {
     (this.pending ??= new Set()).add(id);
   }
 
-  /** Re-evaluates the claims touched since the last call; the wanted maps are current after it. */
+  /**
+   * Re-evaluates the claims touched since the last call; the wanted maps are current after it
+   * (and change nowhere else, so a pass reading them between two settles sees one state).
+   */
   settle(alive: (host: string) => boolean): void {
     const pending = this.pending;
-    if (!pending) return;
+    const retired = this.retired;
+    if (!pending && retired.length === 0) return;
     this.pending = null;
-    const next = new Map<string, Contribution | null>();
-    for (const id of pending) next.set(id, this.evaluate(id, alive));
-    // Every claim whose outcome can change is in `next`: take all old entries out before
-    // putting new ones in, so a MAC or IP passing from one winner to another is never lost.
-    const had = this.wanted;
-    if (had) {
-      for (const id of next.keys()) {
-        const old = had.contrib.get(id);
-        if (!old) continue;
-        const changes = this.changesToFill();
-        had.contrib.delete(id);
-        had.fdb.delete(old.mac);
-        changes.macs.add(old.mac);
-        for (const ip of old.ips) {
-          had.neigh.delete(ip);
-          changes.ips.add(ip);
-        }
-        const users = (had.vtepUsers.get(old.dst) ?? 1) - 1;
-        if (users === 0) had.vtepUsers.delete(old.dst);
-        else had.vtepUsers.set(old.dst, users);
-        changes.vteps.add(old.dst);
+    this.retired = [];
+    const wins = new Map<string, boolean>();
+    for (const id of pending ?? []) wins.set(id, this.evaluate(id, alive));
+    // Every claim whose outcome can change is in `wins` or `retired`: take all old entries out
+    // before putting new ones in, so a MAC or IP passing from one winner to another is never lost.
+    for (const old of retired) this.withdraw(old);
+    for (const id of wins.keys()) {
+      const c = this.claims.get(id);
+      if (c?.won) {
+        this.withdraw(c);
+        c.won = false;
       }
     }
-    for (const [id, c] of next) {
-      if (!c) continue;
-      const changes = this.changesToFill();
-      const w = (this.wanted ??= { contrib: new Map(), fdb: new Map(), neigh: new Map(), vtepUsers: new Map() });
-      w.contrib.set(id, c);
-      w.fdb.set(c.mac, c.dst);
-      changes.macs.add(c.mac);
-      for (const ip of c.ips) {
-        w.neigh.set(ip, c.mac);
-        changes.ips.add(ip);
+    for (const [id, won] of wins) {
+      const c = this.claims.get(id);
+      if (!won || !c) continue;
+      const w = (this.wanted ??= { fdb: new Map(), neigh: new Map(), vtepUsers: new Map() });
+      const dst = c.rec.vtep as string;
+      this.noteMac(c.rec.mac);
+      w.fdb.set(c.rec.mac, dst);
+      for (const ip of claimIps(c.rec)) {
+        this.noteIp(ip);
+        w.neigh.set(ip, c.rec.mac);
       }
-      w.vtepUsers.set(c.dst, (w.vtepUsers.get(c.dst) ?? 0) + 1);
-      changes.vteps.add(c.dst);
+      this.noteVtep(dst);
+      w.vtepUsers.set(dst, (w.vtepUsers.get(dst) ?? 0) + 1);
+      c.won = true;
     }
-    if (this.wanted?.contrib.size === 0) this.wanted = null;
+    if (this.wanted?.fdb.size === 0) this.wanted = null;
+  }
+
+  /** Takes a winner's entries out of the wanted maps. */
+  private withdraw(c: Held): void {
+    const w = this.wanted;
+    if (!w) return;
+    const dst = c.rec.vtep as string;
+    this.noteMac(c.rec.mac);
+    w.fdb.delete(c.rec.mac);
+    for (const ip of claimIps(c.rec)) {
+      this.noteIp(ip);
+      w.neigh.delete(ip);
+    }
+    this.noteVtep(dst);
+    const users = (w.vtepUsers.get(dst) ?? 1) - 1;
+    if (users === 0) w.vtepUsers.delete(dst);
+    else w.vtepUsers.set(dst, users);
+  }
+
+  // The first change of a key since takeChanges() records what was wanted before it.
+  private noteMac(mac: string): void {
+    const m = this.changesToFill().macs;
+    if (!m.has(mac)) m.set(mac, this.wanted?.fdb.get(mac));
+  }
+
+  private noteIp(ip: string): void {
+    const m = this.changesToFill().ips;
+    if (!m.has(ip)) m.set(ip, this.wanted?.neigh.get(ip));
+  }
+
+  private noteVtep(vtep: string): void {
+    const m = this.changesToFill().vteps;
+    if (!m.has(vtep)) m.set(vtep, this.wanted?.vtepUsers.has(vtep) ?? false);
   }
 
   private changesToFill(): PeerChanges {
@@ -233,16 +275,15 @@ export class PeerTable {
     return c;
   }
 
-  private evaluate(id: string, alive: (host: string) => boolean): Contribution | null {
+  /** Whether the claim wins: remote, with a VTEP on a live host, beaten by no other claimant. */
+  private evaluate(id: string, alive: (host: string) => boolean): boolean {
     const c = this.claims.get(id);
-    if (!c || c.rec.host === this.me || !c.rec.vtep || !alive(c.rec.host)) return null;
-    const ips = claimIps(c.rec);
+    if (!c || c.rec.host === this.me || !c.rec.vtep || !alive(c.rec.host)) return false;
     const beaten = (others: Iterable<string>): boolean => {
       for (const o of others) if (o !== id && newerClaim(this.claims.get(o) as Claim, c)) return true;
       return false;
     };
-    if (beaten(claimantsOf(this.byMac, c.rec.mac)) || ips.some((ip) => beaten(claimantsOf(this.byIp, ip)))) return null;
-    return { mac: c.rec.mac, dst: c.rec.vtep, ips };
+    return !beaten(claimantsOf(this.byMac, c.rec.mac)) && !claimIps(c.rec).some((ip) => beaten(claimantsOf(this.byIp, ip)));
   }
 
   /** Adds c to the indexes; it and every claim sharing its MAC or an IP are looked at again. */
@@ -252,7 +293,8 @@ export class PeerTable {
     for (const ip of claimIps(c.rec)) addTo(this.byIp, ip, c.id);
   }
 
-  private unindex(c: Claim): void {
+  private unindex(c: Held): void {
+    if (c.won) this.retired.push(c);
     removeFrom(this.byMac, c.rec.mac, c.id);
     for (const ip of claimIps(c.rec)) removeFrom(this.byIp, ip, c.id);
     this.touchSharers(c);

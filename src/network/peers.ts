@@ -7,8 +7,9 @@
 // becomes active (or after a restart, a watch gap or a refused change) its device's tables are
 // read once and diffed with what is wanted, adding or removing only the difference, so a resync
 // never wipes working entries. After that each store event changes only the entries of the
-// records it touches (peer-table.ts keeps the wanted state incrementally, and this file keeps
-// what the device holds): no full recomputation and no netlink dump per change.
+// records it touches (peer-table.ts keeps the wanted state incrementally, with what each changed
+// key wanted before, which is what a device in step holds): no full recomputation, no netlink
+// dump and no copy of the device's tables per change.
 //
 // Claims: if two endpoint records claim one IP or one MAC (a container moved and the old
 // record is not yet gone), the newest record (highest store revision) wins on every host, and
@@ -23,9 +24,9 @@ import type { Logger } from '../log';
 import type { Store, KeyValue, WatchEvent, Watcher } from '../store/types';
 import { decode, Keys } from '../store/json';
 import type { Dataplane } from './dataplane-port';
-import { decodeEndpoint, EndpointRecord, NetworkRecord } from './records';
+import { decodeEndpoint, NetworkRecord, ownCopy } from './records';
 import { vxlanName } from './names';
-import { Claim, PeerTable, claimIps, newerClaim } from './peer-table';
+import { Claim, PeerChanges, PeerTable, claimIps, newerClaim } from './peer-table';
 
 export const ZERO_MAC = '00:00:00:00:00:00';
 
@@ -91,7 +92,7 @@ export function wantedPeers(endpoints: Claim[], aliveHosts: Map<string, HostReco
   return { fdb: [...fdb.values()], neigh };
 }
 
-/** What the kernel holds on one network's VXLAN device, as read once and changed since. */
+/** What one network's VXLAN device holds: read from the kernel, or a device in step's old values of the changed keys. */
 interface KernelPeers {
   /** unicast FDB entries: MAC -> VTEP */
   fdb: Map<string, string>;
@@ -106,11 +107,12 @@ interface ActiveNet {
   net: NetworkRecord;
   table: PeerTable;
   /**
-   * null: read the device's tables in the next pass (activation, resync, a failed change).
-   * 'empty': known to hold no entry, without keeping two empty Maps and a Set per network for it
-   * (most networks on most hosts have no remote endpoint: ~0.4 KB per network, heap snapshot).
+   * false: read the device's tables in the next pass (activation, resync, a failed change).
+   * true: the device holds what the table wanted at its last takeChanges() (the last pass had no
+   * failure), so a pass needs only the changes' old values; no copy of the device's tables is
+   * kept.
    */
-  kernel: KernelPeers | 'empty' | null;
+  synced: boolean;
 }
 
 export class PeerSync {
@@ -144,7 +146,7 @@ export class PeerSync {
     if (this.active.size > 0) {
       const endpoints = await store.list(keys.endpoints());
       for (const [lnet, a] of this.active) {
-        const fresh: ActiveNet = { net: a.net, table: new PeerTable(this.deps.host), kernel: null };
+        const fresh: ActiveNet = { net: a.net, table: new PeerTable(this.deps.host), synced: false };
         this.active.set(lnet, fresh);
       }
       for (const kv of endpoints) this.applyPut(kv);
@@ -194,7 +196,7 @@ export class PeerSync {
       // Another network's record is not even parsed. A replayed event (the list that activated
       // the network already had this revision or a newer one) changes nothing.
       if (!a || (a.table.get(id)?.rev ?? -1) >= kv.modRevision) return [];
-      a.table.put({ id, rec: decodeEndpoint(kv), rev: kv.modRevision });
+      a.table.put({ id: ownCopy(id), rec: decodeEndpoint(kv), rev: kv.modRevision });
       return [lnet];
     }
     if (kv.key.startsWith(keys.hosts())) {
@@ -207,7 +209,7 @@ export class PeerSync {
       const a = this.active.get(rec.lnet);
       if (!a) return [];
       a.net = rec;
-      a.kernel = null;
+      a.synced = false;
       return [rec.lnet];
     }
     return [];
@@ -245,7 +247,7 @@ export class PeerSync {
    */
   async activate(lnet: string, net: NetworkRecord): Promise<void> {
     if (this.active.has(lnet)) return;
-    const a: ActiveNet = { net, table: new PeerTable(this.deps.host), kernel: null };
+    const a: ActiveNet = { net, table: new PeerTable(this.deps.host), synced: false };
     this.active.set(lnet, a);
     // Events from now on go into the table; the list brings what came before (replays of the
     // same revisions are ignored either way).
@@ -283,9 +285,10 @@ export class PeerSync {
   }
 
   /**
-   * Brings the device in line with the table. With the device's tables known (kernel), only the
-   * keys the table reports as changed are looked at; otherwise the tables are read once and
-   * everything is diffed (a restart or a rebuilt device never wipes working entries).
+   * Brings the device in line with the table. With the device in step (synced), only the keys the
+   * table reports as changed are looked at, against their old values; otherwise the tables are
+   * read once and everything is diffed (a restart or a rebuilt device never wipes working
+   * entries).
    */
   private async passNetwork(lnet: string): Promise<void> {
     const a = this.active.get(lnet);
@@ -295,32 +298,35 @@ export class PeerSync {
     const started = process.hrtime.bigint();
     a.table.settle(this.alive);
     const changed = a.table.takeChanges();
-    let kernel = a.kernel === 'empty' ? noKernelPeers() : a.kernel;
-    let macs: Iterable<string> = changed.macs;
-    let ips: Iterable<string> = changed.ips;
-    let vteps: Iterable<string> = changed.vteps;
-    if (!kernel) {
+    let k: KernelPeers;
+    // Each is walked twice (removals, then additions): collections, not one-shot iterators.
+    let macs: Iterable<string> = [...changed.macs.keys()];
+    let ips: Iterable<string> = [...changed.ips.keys()];
+    let vteps: Iterable<string> = [...changed.vteps.keys()];
+    if (a.synced) k = kernelBefore(changed);
+    else {
       try {
-        kernel = await readKernelPeers(dataplane, dev);
+        k = await readKernelPeers(dataplane, dev);
       } catch (err) {
         log.warn({ err, lnet, dev }, 'cannot read peer entries');
         return;
       }
       // Everything either side holds.
-      macs = new Set([...kernel.fdb.keys(), ...a.table.fdb.keys()]);
-      ips = new Set([...kernel.neigh.keys(), ...a.table.neigh.keys()]);
-      vteps = new Set([...kernel.zero, ...a.table.vteps()]);
+      macs = new Set([...k.fdb.keys(), ...a.table.fdb.keys()]);
+      ips = new Set([...k.neigh.keys(), ...a.table.neigh.keys()]);
+      vteps = new Set([...k.zero, ...a.table.vteps()]);
     }
-    const k = kernel;
     let changes = 0;
+    const missed = { fdb: 0, neigh: 0, vteps: 0 };
     let failed = false;
-    const attempt = async (what: string, fn: () => Promise<void>, done: () => void): Promise<void> => {
+    const attempt = async (what: string, fn: () => Promise<void>, done: () => void, miss?: keyof typeof missed): Promise<void> => {
       try {
         await fn();
         done();
         changes++;
       } catch (err) {
         failed = true;
+        if (miss) missed[miss]++;
         log.warn({ err, lnet, dev, what }, 'peer entry change failed');
       }
     };
@@ -340,20 +346,23 @@ export class PeerSync {
     }
     for (const mac of macs) {
       const dst = table.fdb.get(mac);
-      if (dst !== undefined && k.fdb.get(mac) !== dst) await attempt(`fdb add ${mac} ${dst}`, () => dataplane.ensureFdb({ dev, mac, dst }), () => k.fdb.set(mac, dst));
+      if (dst !== undefined && k.fdb.get(mac) !== dst) await attempt(`fdb add ${mac} ${dst}`, () => dataplane.ensureFdb({ dev, mac, dst }), () => k.fdb.set(mac, dst), 'fdb');
     }
     for (const vtep of vteps) {
-      if (wantedVteps.has(vtep) && !k.zero.has(vtep)) await attempt(`fdb add ${ZERO_MAC} ${vtep}`, () => dataplane.ensureFdb({ dev, mac: ZERO_MAC, dst: vtep }), () => k.zero.add(vtep));
+      if (wantedVteps.has(vtep) && !k.zero.has(vtep)) await attempt(`fdb add ${ZERO_MAC} ${vtep}`, () => dataplane.ensureFdb({ dev, mac: ZERO_MAC, dst: vtep }), () => k.zero.add(vtep), 'vteps');
     }
     for (const ip of ips) {
       const mac = table.neigh.get(ip);
-      if (mac !== undefined && k.neigh.get(ip) !== mac) await attempt(`neigh add ${ip}`, () => dataplane.ensureNeigh({ dev, ip, mac }), () => k.neigh.set(ip, mac));
+      if (mac !== undefined && k.neigh.get(ip) !== mac) await attempt(`neigh add ${ip}`, () => dataplane.ensureNeigh({ dev, ip, mac }), () => k.neigh.set(ip, mac), 'neigh');
     }
     // A network deactivated (or rebuilt) while this pass ran must not come back into the picture.
     if (this.active.get(lnet) !== a) return;
-    // A refused change leaves the kernel's state unknown: read it again in the next pass.
-    a.kernel = failed ? null : k.fdb.size + k.zero.size + k.neigh.size === 0 ? 'empty' : k;
-    this.programmedPeers.set(lnet, { lnet, vni: a.net.vni, ...countProgrammed(table, wantedVteps, k) });
+    // A refused change leaves the device's state unknown: read it again in the next pass.
+    a.synced = !failed;
+    // Every wanted entry is on the device but those whose add failed (the table does not change
+    // during a pass: only settle() changes it).
+    const vtepCount = wantedVteps.size - missed.vteps;
+    this.programmedPeers.set(lnet, { lnet, vni: a.net.vni, fdb: table.fdb.size - missed.fdb + vtepCount, neigh: table.neigh.size - missed.neigh, vteps: vtepCount });
     if (changes > 0) {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       log.info({ lnet, dev, changes, ms: Math.round(ms * 100) / 100, peers: table.fdb.size + wantedVteps.size }, 'peer entries synced');
@@ -372,6 +381,15 @@ function noKernelPeers(): KernelPeers {
   return { fdb: new Map(), zero: new Set(), neigh: new Map() };
 }
 
+/** What a device in step holds of the keys that changed: the table's values before the change. */
+function kernelBefore(changed: PeerChanges): KernelPeers {
+  const k = noKernelPeers();
+  for (const [mac, dst] of changed.macs) if (dst !== undefined) k.fdb.set(mac, dst);
+  for (const [ip, mac] of changed.ips) if (mac !== undefined) k.neigh.set(ip, mac);
+  for (const [vtep, had] of changed.vteps) if (had) k.zero.add(vtep);
+  return k;
+}
+
 /** The device's unicast and all-zero FDB entries (its own, not the bridge's) and its neighbours. */
 async function readKernelPeers(dataplane: Dataplane, dev: string): Promise<KernelPeers> {
   const k = noKernelPeers();
@@ -384,13 +402,3 @@ async function readKernelPeers(dataplane: Dataplane, dev: string): Promise<Kerne
   return k;
 }
 
-/** Wanted entries the kernel holds: counted as programmed (status, metrics). */
-function countProgrammed(table: PeerTable, wantedVteps: Set<string>, k: KernelPeers): { fdb: number; neigh: number; vteps: number } {
-  let fdb = 0;
-  let neigh = 0;
-  let vteps = 0;
-  for (const [mac, dst] of table.fdb) if (k.fdb.get(mac) === dst) fdb++;
-  for (const vtep of wantedVteps) if (k.zero.has(vtep)) vteps++;
-  for (const [ip, mac] of table.neigh) if (k.neigh.get(ip) === mac) neigh++;
-  return { fdb: fdb + vteps, neigh, vteps };
-}

@@ -67,6 +67,26 @@ function intern(s: string): string {
 }
 
 /**
+ * Whether an endpoint record's text can name `host` as its host: a record whose text lacks the
+ * host's JSON string cannot, and is skipped without a JSON parse. Every host sees every endpoint
+ * event of the cluster, and with thousands of them most are other hosts' (a true answer still
+ * needs the parsed record's host checked).
+ */
+export function mayBeHosts(host: string): (raw: string) => boolean {
+  const text = JSON.stringify(host);
+  return (raw) => raw.includes(text);
+}
+
+/**
+ * A copy of s that holds only its own characters. V8 makes a substring of 13 characters or more
+ * (split, slice) a view into the whole string: an endpoint ID cut from its store key kept the key
+ * (~100 bytes) alive for as long as the ID was held.
+ */
+export function ownCopy(s: string): string {
+  return Buffer.from(s).toString();
+}
+
+/**
  * An endpoint record from the store with its repeated strings shared. Every host keeps every
  * endpoint of the cluster (peers, names, policy), and each JSON.parse made its own copy of the
  * Docker network ID (64 characters), the host and the VTEP: a few values repeated per record,

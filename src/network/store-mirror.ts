@@ -158,8 +158,12 @@ export class StoreMirror<T> {
    */
   noteDelete(key: string, deleted: boolean): void {
     if (!this.covers(key)) return;
+    const cur = this.entries.get(key);
     this.entries.delete(key);
     if (deleted && !this.recentDeletes.has(key)) this.pendingDeletes.add(key);
+    // Its watch event is then taken for this delete and reports nothing: onChange hears it now.
+    // (A noted write needs no such call: its event still reports it, being newer than the entry.)
+    if (cur && this.changedKey(key, cur.value, undefined)) this.deps.onChange?.();
   }
 
   /** For tests and status: how many records are held. */

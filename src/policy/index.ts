@@ -1,14 +1,17 @@
 // The policy engine: keeps the kernel's `inet vxnet-policy` sets (dataplane/policy-table.ts) in
-// step with the store. It mirrors networks/, this host's endpoints and names/ (StoreMirror), and
-// after every change recomputes this host's elements (resolve.ts) and applies the difference in
-// one nf_tables transaction (over netlink; `nft -f` only for the table's structure and the IPv6
-// interval sets). Changes are coalesced: a burst of records costs one transaction.
+// step with the store. It reads networks/ and this host's endpoints from the plugin calls' record
+// cache (network/record-cache.ts), mirrors names/ itself (StoreMirror), and after every change of
+// either recomputes this host's elements (resolve.ts) and applies the difference in one nf_tables
+// transaction (over netlink; `nft -f` only for the table's structure and the IPv6 interval sets).
+// Changes are coalesced: a burst of records costs one transaction.
 //
-// Other hosts' endpoints are not mirrored: the sets are decided from this host's endpoints, and
+// Other hosts' endpoints are not held: the sets are decided from this host's endpoints, and
 // the sources a rule names are found in names/ records (which carry their addresses). Only
 // explain() needs them (to explain a container of another host), and reads them from the store
 // when asked. Mirroring every endpoint of the cluster cost ~640 bytes each (6.4 MB with 10,000;
-// heap snapshot, bench:memory) and a JSON parse per event of every host.
+// heap snapshot, bench:memory) and a JSON parse per event of every host; a second copy of the
+// networks and local endpoints beside the record cache's, ~1 KB per network and ~600 bytes per
+// local endpoint.
 //
 // Fail closed, scoped: a new local endpoint without rules in its options is "pending" — in
 // policed_in with nothing allowed — until vxnet knows whether its container carries rules as
@@ -27,6 +30,7 @@ import type { Store } from '../store/types';
 import { decode, Keys } from '../store/json';
 import { decodeEndpoint, EndpointRecord, NetworkRecord } from '../network/records';
 import { StoreMirror } from '../network/store-mirror';
+import type { RecordCache } from '../network/record-cache';
 import { NameRecord, namesPrefix, splitKey } from '../names/records';
 import { isolated, resolvePolicy, EndpointPolicy, PolicyInput, PolicyPlan } from './resolve';
 import { emptyPolicySets, PolicySets } from '../dataplane/policy-table';
@@ -61,6 +65,8 @@ export interface PolicyEngineDeps {
   store: Store;
   keys: Keys;
   host: string;
+  /** Networks and this host's endpoints (started by its owner before start()). */
+  records: Pick<RecordCache, 'onChange' | 'isReady' | 'whenLoaded' | 'eachNetwork' | 'eachEndpoint' | 'endpoint' | 'wrote'>;
   kernel: PolicyKernel;
   /** null: no dockerd to ask, or nothing publishes labels: no endpoint is ever pending (c). */
   lookup: EndpointLookup | null;
@@ -68,10 +74,8 @@ export interface PolicyEngineDeps {
   now?: () => number;
 }
 
-type Rec = { kind: 'network'; rec: NetworkRecord } | { kind: 'endpoint'; rec: EndpointRecord } | { kind: 'name'; rec: NameRecord };
-
 export class PolicyEngine {
-  private readonly mirror: StoreMirror<Rec>;
+  private readonly names: StoreMirror<NameRecord>;
   /** Local endpoints ("lnet/endpointId") found to have no container to read labels from (b). */
   private readonly noLabels = new Set<string>();
   private applied: PolicySets | null = null;
@@ -89,34 +93,28 @@ export class PolicyEngine {
   private closed = false;
 
   constructor(private readonly deps: PolicyEngineDeps) {
-    const { keys } = deps;
-    const names = namesPrefix(keys);
-    // Skipped without parsing when its text cannot name this host (as in network/record-cache.ts).
-    const hostText = JSON.stringify(deps.host);
-    this.mirror = new StoreMirror<Rec>({
+    this.names = new StoreMirror<NameRecord>({
       store: deps.store,
-      prefixes: [keys.networks(), keys.endpoints(), names],
-      parse: (kv) => {
-        if (kv.key.startsWith(keys.networks())) return { kind: 'network', rec: decode<NetworkRecord>(kv) };
-        if (kv.key.startsWith(names)) return { kind: 'name', rec: decode<NameRecord>(kv) };
-        if (!kv.value.includes(hostText)) return null;
-        const ep = decodeEndpoint(kv);
-        return ep.host === deps.host ? { kind: 'endpoint', rec: ep } : null;
-      },
+      prefixes: [namesPrefix(deps.keys)],
+      parse: (kv) => decode<NameRecord>(kv),
       log: deps.log,
-      // Another host's endpoint record is not held, so its events change nothing here: with
-      // thousands of endpoints, recomputing on each of them kept a driver busy for the whole
-      // burst. After a failed apply the next change of a network, name or local endpoint (or
+      // After a failed apply the next change of a network, name or local endpoint (or
       // reconcile) retries it.
-      onChange: () => {
-        if (this.started) void this.sync();
-      },
+      onChange: () => this.changed(),
     });
+    // Another host's endpoint is not in the record cache, so its events change nothing here:
+    // with thousands of endpoints, recomputing on each of them kept a driver busy for the whole
+    // burst.
+    deps.records.onChange(() => this.changed());
+  }
+
+  private changed(): void {
+    if (this.started) void this.sync();
   }
 
   /** Loads the records and makes the kernel match them (one transaction) before returning. */
   async start(): Promise<void> {
-    await this.mirror.start();
+    await this.names.start();
     this.started = true;
     await this.sync();
   }
@@ -124,7 +122,7 @@ export class PolicyEngine {
   close(): void {
     this.closed = true;
     if (this.checkTimer) clearTimeout(this.checkTimer);
-    this.mirror.close();
+    this.names.close();
   }
 
   /**
@@ -132,7 +130,9 @@ export class PolicyEngine {
    * interface (a pending endpoint is closed from its first packet on).
    */
   async endpointJoined(key: string, rec: EndpointRecord, net: NetworkRecord): Promise<void> {
-    this.mirror.noteWrite(key, JSON.stringify(rec));
+    // CreateEndpoint's write is in the record cache already, unless the cache was reloading then.
+    const k = splitKey(key, this.deps.keys.endpoints());
+    if (!k || !this.deps.records.endpoint(...k)) this.deps.records.wrote(key, JSON.stringify(rec));
     try {
       await this.sync();
     } catch (err) {
@@ -190,7 +190,7 @@ export class PolicyEngine {
 
   /**
    * `vxnet policy explain`: may `from` open a connection to `to` on port/proto, and why. Other
-   * hosts' endpoints are read from the store (the mirror holds this host's only).
+   * hosts' endpoints are read from the store (the record cache holds this host's only).
    */
   async explain(from: string, to: string, port: number, proto: Proto, family?: Family): Promise<Explanation> {
     const input = await this.loadedInput();
@@ -239,10 +239,10 @@ export class PolicyEngine {
   }
 
   private async applyNow(): Promise<void> {
-    // While the mirror reloads (a watch resync) it lists nothing: deciding from that would take
+    // While a mirror reloads (a watch resync) it lists nothing: deciding from that would take
     // every element out, an open window. Wait for the reload; if it failed, keep what is applied
     // (the next successful load calls sync again).
-    await this.mirror.whenLoaded();
+    await this.whenLoaded();
     const input = this.input();
     if (input === null) {
       this.deps.log.warn('policy records are not loaded (store reload failed): the sets stay as they are');
@@ -279,36 +279,38 @@ export class PolicyEngine {
 
   /** input() once a reload in progress is over; an error when the records are not loaded. */
   private async loadedInput(): Promise<PolicyInput> {
-    await this.mirror.whenLoaded();
+    await this.whenLoaded();
     const input = this.input();
     if (!input) throw vxError('VXNET_ERR_STORE', 'the policy records are not loaded (the store reload after a watch resync failed); try again');
     return input;
   }
 
+  private async whenLoaded(): Promise<void> {
+    await Promise.all([this.deps.records.whenLoaded(), this.names.whenLoaded()]);
+  }
+
   /**
-   * The records resolvePolicy decides from (this host's endpoints: it skips the others); null
-   * while the mirror does not hold a full list (a reload after a watch resync).
+   * The records resolvePolicy decides from (this host's endpoints); null while the record cache
+   * or the names mirror does not hold a full list (a reload after a watch resync).
    */
   private input(): PolicyInput | null {
-    if (!this.mirror.isReady()) return null;
-    const { keys, host } = this.deps;
+    const { keys, host, records } = this.deps;
+    if (!records.isReady() || !this.names.isReady()) return null;
     const networks = new Map<string, NetworkRecord>();
     const endpoints = new Map<string, EndpointRecord>();
     const names = new Map<string, NameRecord>();
+    records.eachNetwork((rec) => networks.set(rec.lnet, rec));
+    records.eachEndpoint((key, rec) => {
+      const k = splitKey(key, keys.endpoints());
+      if (k) endpoints.set(k.join('/'), rec);
+    });
     const np = namesPrefix(keys);
-    this.mirror.each('', (key, value) => {
-      if (value.kind === 'network') networks.set(value.rec.lnet, value.rec);
-      else if (value.kind === 'endpoint') {
-        const k = splitKey(key, keys.endpoints());
-        if (k) endpoints.set(k.join('/'), value.rec);
-      } else {
-        const k = splitKey(key, np);
-        if (k) names.set(k.join('/'), value.rec);
-      }
+    this.names.each(np, (key, rec) => {
+      const k = splitKey(key, np);
+      if (k) names.set(k.join('/'), rec);
     });
     const pending = new Set<string>();
     for (const [key, ep] of endpoints) {
-      if (ep.host !== host) continue;
       if (this.isPending(key, ep, names)) pending.add(key);
     }
     for (const key of this.noLabels) if (!endpoints.has(key)) this.noLabels.delete(key);
@@ -342,7 +344,8 @@ export class PolicyEngine {
       const input = this.input();
       const now = (this.deps.now ?? Date.now)();
       for (const key of input?.pending ?? []) {
-        const ep = (input as PolicyInput).endpoints.get(key) as EndpointRecord;
+        const ep = input?.endpoints.get(key);
+        if (!ep) continue;
         const answer = await lookup(ep.networkId, key.split('/')[1]);
         const old = now - (ep.at ?? 0) > UNLISTED_ENDPOINT_GRACE_MS;
         if (answer === 'no-network' || (answer === 'unlisted' && old)) {

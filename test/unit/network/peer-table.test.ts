@@ -77,6 +77,10 @@ describe('src/network/peer-table.ts PeerTable', () => {
         for (const mac of new Set([...before.fdb.keys(), ...after.fdb.keys()])) if (before.fdb.get(mac) !== after.fdb.get(mac)) expect(changed.macs.has(mac)).toBe(true);
         for (const ip of new Set([...before.neigh.keys(), ...after.neigh.keys()])) if (before.neigh.get(ip) !== after.neigh.get(ip)) expect(changed.ips.has(ip)).toBe(true);
         for (const v of new Set([...before.vteps, ...after.vteps])) if (before.vteps.has(v) !== after.vteps.has(v)) expect(changed.vteps.has(v)).toBe(true);
+        // Each changed key carries what was wanted before: peers.ts takes it for the device's entry.
+        for (const [mac, dst] of changed.macs) expect([mac, dst]).toEqual([mac, before.fdb.get(mac)]);
+        for (const [ip, mac] of changed.ips) expect([ip, mac]).toEqual([ip, before.neigh.get(ip)]);
+        for (const [v, had] of changed.vteps) expect([v, had]).toEqual([v, before.vteps.has(v)]);
         before = after;
       }
     }
@@ -89,7 +93,7 @@ describe('src/network/peer-table.ts PeerTable', () => {
     table.takeChanges();
     table.put({ id: 'new', rec: rec('h3', 60, 60), rev: 100 });
     table.settle(allAlive);
-    expect(table.takeChanges()).toEqual({ macs: new Set(['02:42:0a:00:00:3c']), ips: new Set(['10.0.0.60']), vteps: new Set(['172.31.0.3']) });
+    expect(table.takeChanges()).toEqual({ macs: new Map([['02:42:0a:00:00:3c', undefined]]), ips: new Map([['10.0.0.60', undefined]]), vteps: new Map([['172.31.0.3', false]]) });
   });
 
   it('hands an IP to the newer record and back to the older one when the newer goes away', () => {
@@ -112,15 +116,20 @@ describe('src/network/peer-table.ts PeerTable', () => {
     table.put({ id: 'l2', rec: rec('h1', 3, 3), rev: 2 });
     table.settle(allAlive);
     expect([table.fdb.size, table.neigh.size, table.vteps()]).toEqual([0, 0, []]);
-    expect(table.takeChanges()).toEqual({ macs: new Set(), ips: new Set(), vteps: new Set() });
+    expect(table.takeChanges()).toEqual({ macs: new Map(), ips: new Map(), vteps: new Map() });
     table.put({ id: 'r', rec: rec('h2', 4, 4), rev: 3 });
     table.settle(allAlive);
     expect([...table.fdb]).toEqual([['02:42:0a:00:00:04', '172.31.0.2']]);
-    expect(table.takeChanges().macs).toEqual(new Set(['02:42:0a:00:00:04']));
+    expect(table.takeChanges().macs).toEqual(new Map([['02:42:0a:00:00:04', undefined]]));
     table.delete('r');
     table.settle(allAlive);
     expect([table.fdb.size, table.neigh.size, table.vteps()]).toEqual([0, 0, []]);
-    expect(table.takeChanges()).toEqual({ macs: new Set(['02:42:0a:00:00:04']), ips: new Set(['10.0.0.4']), vteps: new Set(['172.31.0.2']) });
+    // With what was wanted before: the entries a device in step holds and must lose.
+    expect(table.takeChanges()).toEqual({
+      macs: new Map([['02:42:0a:00:00:04', '172.31.0.2']]),
+      ips: new Map([['10.0.0.4', '02:42:0a:00:00:04']]),
+      vteps: new Map([['172.31.0.2', true]]),
+    });
     // And again after the table went back to holding nothing.
     table.put({ id: 'r2', rec: rec('h3', 5, 5), rev: 4 });
     table.settle(allAlive);

@@ -185,6 +185,24 @@ describe('StoreMirror', () => {
     expect(heard.length).toBe(loaded + 3);
   });
 
+  it('tells onChange of its own delete at once, and of its own write when the write\'s event comes', async () => {
+    const { store } = fakeStore([kv(`${P}a`, 'A', 3)]);
+    let heard = 0;
+    const m = new StoreMirror<string>({ store, prefixes: [P], parse: (k) => k.value, log: createLogger('silent'), onChange: () => heard++ });
+    await m.start();
+    heard = 0;
+    m.noteDelete(`${P}a`, true);
+    expect(heard).toBe(1);
+    m.onEvents([{ type: 'delete', key: `${P}a`, modRevision: 11 }]); // the delete's own event
+    expect(heard).toBe(1);
+    m.noteDelete(`${P}absent`, false);
+    expect(heard).toBe(1);
+    m.noteWrite(`${P}b`, 'B');
+    m.onEvents([{ type: 'put', kv: kv(`${P}b`, 'B', 12) }]);
+    expect(heard).toBe(2);
+    expect(m.get(`${P}b`)).toBe('B');
+  });
+
   it('serves nothing after close', async () => {
     const { store } = fakeStore([kv(`${P}a`, 'A', 3)]);
     const m = mirror(store);

@@ -2,7 +2,8 @@
 // dockerd answer: pending ends when the container is read, when dockerd does not know the
 // endpoint, or when there is no dockerd; it does not end while dockerd does not answer.
 import pino from 'pino';
-import { PolicyEngine, EndpointLookup, UNLISTED_ENDPOINT_GRACE_MS } from '../../../src/policy';
+import { PolicyEngine, EndpointLookup, PolicyEngineDeps, UNLISTED_ENDPOINT_GRACE_MS } from '../../../src/policy';
+import { RecordCache } from '../../../src/network/record-cache';
 import { emptyPolicySets, PolicySets } from '../../../src/dataplane/policy-table';
 import { tmpEmbeddedStore } from '../../helpers/tmp-store';
 import { TEST_KEYS } from '../../helpers/plugin-app';
@@ -12,6 +13,20 @@ import type { Store, WatchHandlers } from '../../../src/store/types';
 
 const silent = pino({ level: 'silent' });
 const NET = { lnet: 'n1', vni: 256, ipv4: { subnet: '10.5.0.0/24', gateway: '10.5.0.1', poolId: null }, ipv6: null, mtu: 1450, internal: false };
+
+/** An engine over the store with its record cache started first, as the daemon does. */
+async function newEngine(store: Store, kernel: RecordingKernel, lookup: EndpointLookup | null): Promise<PolicyEngine> {
+  const records = new RecordCache({ store, keys: TEST_KEYS, host: 'h1', log: silent });
+  await records.start();
+  const deps: PolicyEngineDeps = { store, keys: TEST_KEYS, host: 'h1', records, kernel, lookup, log: silent };
+  const engine = new PolicyEngine(deps);
+  const close = engine.close.bind(engine);
+  engine.close = () => {
+    close();
+    records.close();
+  };
+  return engine;
+}
 
 class RecordingKernel {
   sets: PolicySets = emptyPolicySets();
@@ -50,7 +65,7 @@ describe('policy engine: fail closed, scoped', () => {
   });
 
   async function start(lookup: EndpointLookup | null, at = Date.now()): Promise<PolicyEngine> {
-    engine = new PolicyEngine({ store, keys: TEST_KEYS, host: 'h1', kernel, lookup, log: silent });
+    engine = await newEngine(store, kernel, lookup);
     await engine.start();
     const rec = { networkId: 'd1', host: 'h1', vtep: null, mac: '02:00:00:00:00:01', ipv4: '10.5.0.2/24', ipv6: null, at };
     await store.createIfAbsent(endpointKey, JSON.stringify(rec));
@@ -115,7 +130,7 @@ describe('policy engine: drops by network, both families', () => {
     const kernel = new RecordingKernel();
     const net6 = { ...NET, lnet: 'n6', ipv6: { subnet: 'fd05::/64', gateway: 'fd05::1', poolId: null }, icc: false };
     await store.createIfAbsent(TEST_KEYS.network('n6'), JSON.stringify(net6));
-    const engine = new PolicyEngine({ store, keys: TEST_KEYS, host: 'h1', kernel, lookup: null, log: silent });
+    const engine = await newEngine(store, kernel, null);
     try {
       await engine.start();
       const rec = { networkId: 'd6', host: 'h1', vtep: null, mac: '02:00:00:00:00:02', ipv4: '10.5.0.2/24', ipv6: 'fd05::2/64', at: Date.now() };
@@ -138,6 +153,52 @@ describe('policy engine: drops by network, both families', () => {
       ]);
     } finally {
       engine.close();
+      await store.close();
+    }
+  });
+});
+
+describe('policy engine: the driver\'s own deletes', () => {
+  it('takes an endpoint this process deleted out of the sets (its watch event reports nothing)', async () => {
+    // Watch events trail the writes' replies, as over etcd: the cache hears of the delete first.
+    const inner = tmpEmbeddedStore();
+    const store: Store = {
+      get: (k) => inner.get(k),
+      list: (p) => inner.list(p),
+      createIfAbsent: (k, v, o) => inner.createIfAbsent(k, v, o),
+      compareAndSwap: (k, v, r, o) => inner.compareAndSwap(k, v, r, o),
+      delete: (k, r) => inner.delete(k, r),
+      revision: () => inner.revision(),
+      watch: (p, r, h) =>
+        inner.watch(p, r, {
+          ...h,
+          onEvents: (events, rev) => void setTimeout(() => h.onEvents(events, rev), 20),
+        }),
+      close: () => inner.close(),
+    };
+    const kernel = new RecordingKernel();
+    const isolatedNet = { ...NET, icc: false };
+    await store.createIfAbsent(TEST_KEYS.network('n1'), JSON.stringify(isolatedNet));
+    const records = new RecordCache({ store, keys: TEST_KEYS, host: 'h1', log: silent });
+    await records.start();
+    const engine = new PolicyEngine({ store, keys: TEST_KEYS, host: 'h1', records, kernel, lookup: null, log: silent });
+    try {
+      await engine.start();
+      const rec = { networkId: 'd1', host: 'h1', vtep: null, mac: '02:00:00:00:00:02', ipv4: '10.5.0.2/24', ipv6: null, at: Date.now() };
+      const key = TEST_KEYS.endpoint('n1', 'e2');
+      const raw = JSON.stringify(rec);
+      await store.createIfAbsent(key, raw);
+      records.wrote(key, raw);
+      await engine.endpointJoined(key, rec, isolatedNet);
+      expect(kernel.sets.policedIn).toEqual(['10.5.0.2']);
+      // As DeleteEndpoint does: the store's delete, then the cache told.
+      records.removed(key, await store.delete(key));
+      await eventually('element removed', () => kernel.sets.policedIn.length === 0, 2000);
+      await new Promise((r) => setTimeout(r, 50)); // the delete's own watch event changes nothing
+      expect(kernel.sets.policedIn).toEqual([]);
+    } finally {
+      engine.close();
+      records.close();
       await store.close();
     }
   });
@@ -170,7 +231,7 @@ describe('policy engine: a store reload never empties the sets', () => {
     const kernel = new RecordingKernel();
     const isolatedNet = { ...NET, icc: false };
     await store.createIfAbsent(TEST_KEYS.network('n1'), JSON.stringify(isolatedNet));
-    const engine = new PolicyEngine({ store, keys: TEST_KEYS, host: 'h1', kernel, lookup: null, log: silent });
+    const engine = await newEngine(store, kernel, null);
     try {
       await engine.start();
       const rec = { networkId: 'd1', host: 'h1', vtep: null, mac: '02:00:00:00:00:02', ipv4: '10.5.0.2/24', ipv6: null, at: Date.now() };
