@@ -25,7 +25,7 @@
 // it).
 import * as dnsPacket from 'dns-packet';
 import { answerPacket, decide, Decision, PLAIN_UDP_MAX } from './answer';
-import type { Family, NameTable } from './table';
+import type { Family, NameTable, Scope } from './table';
 
 const HEADER_BYTES = 12;
 const MAX_NAME_BYTES = 255;
@@ -118,32 +118,33 @@ export class AnswerCache {
     return this.entries.size;
   }
 
-  /** What to do with one query from a container of network lnet (same result as decide()). */
-  decide(msg: Buffer, lnet: string, transport: 'udp' | 'tcp'): Decision {
+  /** What to do with one query from a container resolving in scope (same result as decide()). */
+  decide(msg: Buffer, scope: Scope, transport: 'udp' | 'tcp'): Decision {
     const q = parsePlainQuery(msg);
-    if (!q) return decide(msg, lnet, this.table, transport);
+    if (!q) return decide(msg, scope, this.table, transport);
     if (this.seen !== this.table.version) {
       this.entries.clear();
       this.seen = this.table.version;
     }
-    const key = `${lnet}\n${msg.toString('latin1', HEADER_BYTES, q.nameEnd).toLowerCase()}\n${q.qtype}\n${q.edns ? 1 : 0}`;
+    const key = `${scope.key}\n${msg.toString('latin1', HEADER_BYTES, q.nameEnd).toLowerCase()}\n${q.qtype}\n${q.edns ? 1 : 0}`;
     let e = this.entries.get(key);
     if (e === undefined) {
-      e = this.build(msg, q, lnet);
+      e = this.build(msg, q, scope);
       if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
       this.entries.set(key, e);
     }
     const limit = transport === 'tcp' ? Infinity : Math.max(PLAIN_UDP_MAX, q.udpSize);
-    if (e === null || e.template.length > limit) return decide(msg, lnet, this.table, transport);
+    if (e === null || e.template.length > limit) return decide(msg, scope, this.table, transport);
     return { kind: 'answer', reply: this.fill(e, msg, q), addresses: e.count };
   }
 
   /** The entry for a plain query, or null when decide() must handle it. */
-  private build(msg: Buffer, q: PlainQuery, lnet: string): Entry | null {
+  private build(msg: Buffer, q: PlainQuery, scope: Scope): Entry | null {
     const name = dottedName(msg, q.nameEnd).toLowerCase();
     const family: Family | null = q.qtype === TYPE_A ? 4 : q.qtype === TYPE_AAAA ? 6 : null;
+    const lnet = this.table.networkKnowing(scope.lnets, name);
+    if (lnet === null) return null;
     const look = this.table.sortedAddresses(lnet, name, family ?? 4);
-    if (!look.known) return null;
     const addresses = family === null ? [] : look.addresses;
     // The question's type bytes are the query's own (copied in fill); A stands in for the
     // template, which only has to have the same length.

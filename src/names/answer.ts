@@ -1,12 +1,12 @@
 // What vxnet does with one DNS query from a container: answer it from the NameTable, or hand
 // it on unchanged. Pure (a buffer in, a decision out), unit-tested with dns-packet.
 //
-// Only a single IN question for a name of the asking container's own network is answered;
+// Only a single IN question for a name of the asking container's networks is answered;
 // everything else (other names, other classes, several questions, anything that does not
 // parse) is forwarded as the exact bytes the container sent, so id, flags and EDNS reach the
 // upstream untouched and its reply (truncated or not) goes back as it came.
 import * as dnsPacket from 'dns-packet';
-import type { NameTable } from './table';
+import type { NameTable, Scope } from './table';
 
 /** Seconds. Short: a stopped container must vanish quickly, and clients re-ask cheaply. */
 export const ANSWER_TTL = 1;
@@ -40,7 +40,7 @@ function familyOf(q: Question): 4 | 6 | null {
  * @param transport 'udp' limits the reply to the client's EDNS size (or 512) and sets TC
  * when the answer does not fit, so the client retries over TCP.
  */
-export function decide(query: Buffer, lnet: string, table: NameTable, transport: 'udp' | 'tcp'): Decision {
+export function decide(query: Buffer, scope: Scope, table: NameTable, transport: 'udp' | 'tcp'): Decision {
   let packet: dnsPacket.DecodedPacket;
   try {
     packet = dnsPacket.decode(query);
@@ -53,18 +53,18 @@ export function decide(query: Buffer, lnet: string, table: NameTable, transport:
   if (q.class !== 'IN') return FORWARD;
   const family = familyOf(q);
   // A known name asked for another type (MX, TXT, …): an empty NOERROR answer, as Docker gives.
-  const look = table.lookup(lnet, q.name, family ?? 4);
-  if (!look.known) {
+  const lnet = table.networkKnowing(scope.lnets, q.name);
+  if (lnet === null) {
     const name = q.name.toLowerCase().replace(/\.$/, '');
     const direct =
       family !== null &&
       (packet as { opcode?: string }).opcode === 'QUERY' &&
       name.includes('.') &&
       !name.endsWith('.arpa') &&
-      !table.underNetworkName(lnet, name);
+      !scope.lnets.some((l) => table.underNetworkName(l, name));
     return { kind: 'forward', direct };
   }
-  const addresses = family === null ? [] : look.addresses;
+  const addresses = family === null ? [] : table.lookup(lnet, q.name, family).addresses;
   const opt = (packet.additionals ?? []).find((a) => a.type === 'OPT') as { udpPayloadSize?: number } | undefined;
   const reply = answerPacket(packet.id ?? 0, packet.flags ?? 0, q, addresses, opt !== undefined);
   const limit = transport === 'tcp' ? Infinity : Math.max(PLAIN_UDP_MAX, opt?.udpPayloadSize ?? PLAIN_UDP_MAX);

@@ -116,13 +116,13 @@ export class UpstreamListener {
   private handle(msg: Buffer, source: string, transport: Transport): Buffer | null | Promise<Buffer | null> {
     const started = process.hrtime.bigint();
     const { table, metrics, log } = this.deps;
-    const lnet = table.networkOf(source);
-    if (!lnet) {
+    const scope = table.scopeOf(source);
+    if (!scope) {
       metrics.observe(transport, 'ignored', 0);
       return null;
     }
     try {
-      const d = this.answers.decide(msg, lnet, transport);
+      const d = this.answers.decide(msg, scope, transport);
       if (d.kind === 'answer') {
         metrics.observe(transport, 'answer', Number(process.hrtime.bigint() - started) / 1e9);
         return d.reply;

@@ -24,6 +24,25 @@ export interface LocalEndpoint {
 
 export type Family = 4 | 6;
 
+/**
+ * The networks whose names a container of this host resolves: the network its query came from
+ * first, then the container's other vxnet networks on this host (sorted), as Docker resolves the
+ * names of every network a container is on. The container's queries reach vxnet on one network
+ * only (its redirect points at one gateway), so the others come from its name records.
+ */
+export interface Scope {
+  readonly lnets: readonly string[];
+  /** The lnets joined: what answers are cached under. */
+  readonly key: string;
+}
+
+/** Source addresses whose scope is kept between two changes of the table. */
+const MAX_SCOPES = 4096;
+
+export function oneNetwork(lnet: string): Scope {
+  return { lnets: [lnet], key: lnet };
+}
+
 export interface Lookup {
   /** false: no container of the network has the name. */
   known: boolean;
@@ -55,6 +74,11 @@ export class NameTable {
    */
   private readonly byAddress = new Map<string, Set<string>>();
   private readonly turn = new Map<string, number>();
+  /** containerId -> lnet/endpointId of this host's name records of that container. */
+  private readonly byContainer = new Map<string, Set<string>>();
+  /** Scopes by source address, valid while `changes` is `scopesAt`: computed once per change. */
+  private readonly scopes = new Map<string, Scope | null>();
+  private scopesAt = -1;
   private changes = 0;
 
   /** host: this host's name in the store; only its endpoints' addresses are indexed. */
@@ -72,15 +96,28 @@ export class NameTable {
     this.changes++;
     let m = this.names.get(lnet);
     if (!m) this.names.set(lnet, (m = new Map()));
+    this.unindexContainer(lnet, endpointId, m.get(endpointId));
     m.set(endpointId, { ...rec, names: rec.names.map(normalName), network: normalName(rec.network) });
+    if (rec.host !== this.host) return;
+    let keys = this.byContainer.get(rec.containerId);
+    if (!keys) this.byContainer.set(rec.containerId, (keys = new Set()));
+    keys.add(`${lnet}/${endpointId}`);
   }
 
   deleteName(lnet: string, endpointId: string): void {
     this.changes++;
     const m = this.names.get(lnet);
     if (!m) return;
+    this.unindexContainer(lnet, endpointId, m.get(endpointId));
     m.delete(endpointId);
     if (m.size === 0) this.names.delete(lnet);
+  }
+
+  private unindexContainer(lnet: string, endpointId: string, old: NameRecord | undefined): void {
+    if (!old || old.host !== this.host) return;
+    const keys = this.byContainer.get(old.containerId);
+    keys?.delete(`${lnet}/${endpointId}`);
+    if (keys?.size === 0) this.byContainer.delete(old.containerId);
   }
 
   putEndpoint(lnet: string, endpointId: string, ep: { host: string; ipv4: string | null; ipv6: string | null }): void {
@@ -128,14 +165,60 @@ export class NameTable {
     this.names.clear();
     this.endpoints.clear();
     this.byAddress.clear();
+    this.byContainer.clear();
   }
 
   /** The logical network of this host's container address (the source of a query), or null. */
   networkOf(sourceIp: string): string | null {
+    return this.sourceEndpoint(sourceIp)?.lnet ?? null;
+  }
+
+  /** The lnet/endpointId key and network of this host's endpoint with that address. */
+  private sourceEndpoint(sourceIp: string): { key: string; lnet: string } | null {
     const ip = sourceIp.startsWith('::ffff:') ? sourceIp.slice('::ffff:'.length) : sourceIp;
     const keys = this.byAddress.get(ip);
     if (!keys) return null;
-    for (const key of keys) return this.endpoints.get(key)?.lnet ?? null;
+    for (const key of keys) {
+      const ep = this.endpoints.get(key);
+      return ep ? { key, lnet: ep.lnet } : null;
+    }
+    return null;
+  }
+
+  /** The networks a query from this host's container address resolves in (Scope), or null. */
+  scopeOf(sourceIp: string): Scope | null {
+    if (this.scopesAt !== this.changes) {
+      this.scopes.clear();
+      this.scopesAt = this.changes;
+    }
+    let scope = this.scopes.get(sourceIp);
+    if (scope === undefined) {
+      scope = this.computeScope(sourceIp);
+      // Bounded: a query from any address reaches this (unknown ones are cached as null).
+      if (this.scopes.size >= MAX_SCOPES) this.scopes.clear();
+      this.scopes.set(sourceIp, scope);
+    }
+    return scope;
+  }
+
+  private computeScope(sourceIp: string): Scope | null {
+    const source = this.sourceEndpoint(sourceIp);
+    if (!source) return null;
+    const endpointId = source.key.slice(source.lnet.length + 1);
+    const containerId = this.names.get(source.lnet)?.get(endpointId)?.containerId;
+    const others = new Set<string>();
+    for (const key of containerId === undefined ? [] : (this.byContainer.get(containerId) ?? [])) {
+      const lnet = this.endpoints.get(key)?.lnet;
+      if (lnet !== undefined && lnet !== source.lnet) others.add(lnet);
+    }
+    if (others.size === 0) return oneNetwork(source.lnet);
+    const lnets = [source.lnet, ...[...others].sort()];
+    return { lnets, key: lnets.join(',') };
+  }
+
+  /** The first network of the scope where qname (NAME or NAME.NETWORK) is a name, or null. */
+  networkKnowing(lnets: readonly string[], qname: string): string | null {
+    for (const lnet of lnets) if (this.sortedAddresses(lnet, qname, 4).known) return lnet;
     return null;
   }
 

@@ -96,7 +96,7 @@ describe('names across hosts (dockerd 20.10 and 26.1)', () => {
 
   afterAll(async () => {
     for (const h of hosts) {
-      await h.docker(['rm', '-f', 'web', 'web2', 'webx', 'secret', 'c1', 'c2', 'c3', 'w6', 'c6']);
+      await h.docker(['rm', '-f', 'web', 'web2', 'webx', 'secret', 'c1', 'c2', 'c3', 'm2', 'm3', 'w6', 'c6']);
       await h.docker(['network', 'rm', NET, NET2, NET6.name]);
     }
     for (const d of drivers) await d.stop();
@@ -134,6 +134,22 @@ describe('names across hosts (dockerd 20.10 and 26.1)', () => {
   it('does not resolve a name of another network', async () => {
     expect(await lookup(hosts[1], 'c2', 'secret')).toEqual([]);
     expect(await lookup(hosts[1], 'c2', `secret.${NET2}`)).toEqual([]);
+  });
+
+  it('resolves the names of both vxnet networks of a container on two, across hosts (26.1 and 20.10)', async () => {
+    const [n1, n2, n3] = hosts;
+    const secretIp = await containerIp(n1, NET2, 'secret');
+    const webIp = await containerIp(n1, NET, 'web');
+    for (const [h, c] of [[n2, 'm2'], [n3, 'm3']] as const) {
+      // Its queries reach vxnet on NET (the first network); NET2's names come from its scope.
+      await h.dockerOk(['run', '-d', '--name', c, '--network', NET, TEST_IMAGE, 'sleep', '3600']);
+      await h.dockerOk(['network', 'connect', NET2, c]);
+      await eventually(`secret (on n1, ${NET2}) from ${c}`, async () => (await lookup(h, c, 'secret')).join() === secretIp, 5000, 100);
+      expect(await lookup(h, c, `secret.${NET2}`)).toEqual([secretIp]);
+      expect(await lookup(h, c, 'web')).toEqual([webIp]);
+    }
+    // A container on NET alone still does not see NET2's names.
+    expect(await lookup(n2, 'c2', 'secret')).toEqual([]);
   });
 
   it('resolves outside names through the --dns upstream, UDP and TCP, with id and flags kept', async () => {

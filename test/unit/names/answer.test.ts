@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import pino from 'pino';
 import { decide, PLAIN_UDP_MAX } from '../../../src/names/answer';
-import { NameTable } from '../../../src/names/table';
+import { NameTable, oneNetwork } from '../../../src/names/table';
 import { UpstreamListener } from '../../../src/names/server';
 import { frameTcp, unframeTcp } from '../../../src/names/forwarder';
 import { directUpstreams } from '../../../src/names/container-redirect';
@@ -40,20 +40,20 @@ function table(): NameTable {
 describe('src/names/answer', () => {
   it('answers A and AAAA of a network name, keeping the id and RD, with a short TTL', () => {
     const t = table();
-    const d = decide(query('web', 'A', { id: 7 }), LNET, t, 'udp');
+    const d = decide(query('web', 'A', { id: 7 }), oneNetwork(LNET), t, 'udp');
     expect(d.kind).toBe('answer');
     const r = dnsPacket.decode((d as { reply: Buffer }).reply);
     expect(r.id).toBe(7);
     expect(r.type).toBe('response');
     expect((r.flags ?? 0) & dnsPacket.RECURSION_DESIRED).toBeTruthy();
     expect(r.answers?.map((a) => [a.type, (a as { data?: unknown }).data, (a as { ttl?: number }).ttl])).toEqual([['A', '10.0.0.2', 1]]);
-    const r6 = dnsPacket.decode((decide(query('web.appnet', 'AAAA'), LNET, t, 'udp') as { reply: Buffer }).reply);
+    const r6 = dnsPacket.decode((decide(query('web.appnet', 'AAAA'), oneNetwork(LNET), t, 'udp') as { reply: Buffer }).reply);
     expect(r6.answers?.map((a) => (a as { data?: unknown }).data)).toEqual(['fd00::2']);
   });
 
   it('rotates the addresses of an alias shared across hosts between queries', () => {
     const t = table();
-    const order = (): unknown[] => dnsPacket.decode((decide(query('api', 'A'), LNET, t, 'udp') as { reply: Buffer }).reply).answers!.map((a) => (a as { data?: unknown }).data);
+    const order = (): unknown[] => dnsPacket.decode((decide(query('api', 'A'), oneNetwork(LNET), t, 'udp') as { reply: Buffer }).reply).answers!.map((a) => (a as { data?: unknown }).data);
     const a = order();
     const b = order();
     expect(new Set(a)).toEqual(new Set(['10.0.0.3', '10.0.0.4']));
@@ -62,14 +62,14 @@ describe('src/names/answer', () => {
 
   it('forwards unknown names, names of other networks and unparsable bytes', () => {
     const t = table();
-    expect(decide(query('outside.test', 'A'), LNET, t, 'udp').kind).toBe('forward');
-    expect(decide(query('web', 'A'), 'OTHER', t, 'udp').kind).toBe('forward');
-    expect(decide(Buffer.from('garbage'), LNET, t, 'udp').kind).toBe('forward');
+    expect(decide(query('outside.test', 'A'), oneNetwork(LNET), t, 'udp').kind).toBe('forward');
+    expect(decide(query('web', 'A'), oneNetwork('OTHER'), t, 'udp').kind).toBe('forward');
+    expect(decide(Buffer.from('garbage'), oneNetwork(LNET), t, 'udp').kind).toBe('forward');
   });
 
   it('marks as direct only what Docker would forward unchanged', () => {
     const t = table();
-    const direct = (buf: Buffer): unknown => (decide(buf, LNET, t, 'udp') as { direct?: boolean }).direct;
+    const direct = (buf: Buffer): unknown => (decide(buf, oneNetwork(LNET), t, 'udp') as { direct?: boolean }).direct;
     expect(direct(query('outside.test', 'A'))).toBe(true);
     expect(direct(query('Outside.Test.', 'AAAA'))).toBe(true);
     // Single labels (ndots), reverse lookups, other types, NAME.NETWORK shapes: Docker decides.
@@ -80,7 +80,7 @@ describe('src/names/answer', () => {
     expect(direct(query('starting.appnet', 'A'))).toBe(false);
     expect(direct(Buffer.from('garbage'))).toBe(false);
     // Known names are answered, never forwarded.
-    expect(decide(query('web.appnet', 'A'), LNET, t, 'udp').kind).toBe('answer');
+    expect(decide(query('web.appnet', 'A'), oneNetwork(LNET), t, 'udp').kind).toBe('answer');
   });
 
   it('sends a container\'s outside names directly only to the servers Docker would use', () => {
@@ -97,14 +97,14 @@ describe('src/names/answer', () => {
 
   it('sets TC over UDP when the answer does not fit, and answers in full over TCP', () => {
     const t = table();
-    const udp = dnsPacket.decode((decide(query('big-alias-name-that-takes-room', 'A'), LNET, t, 'udp') as { reply: Buffer }).reply);
+    const udp = dnsPacket.decode((decide(query('big-alias-name-that-takes-room', 'A'), oneNetwork(LNET), t, 'udp') as { reply: Buffer }).reply);
     expect((udp.flags ?? 0) & dnsPacket.TRUNCATED_RESPONSE).toBeTruthy();
     expect(udp.answers).toEqual([]);
-    const tcp = decide(query('big-alias-name-that-takes-room', 'A'), LNET, t, 'tcp') as { reply: Buffer };
+    const tcp = decide(query('big-alias-name-that-takes-room', 'A'), oneNetwork(LNET), t, 'tcp') as { reply: Buffer };
     expect(tcp.reply.length).toBeGreaterThan(PLAIN_UDP_MAX);
     expect(dnsPacket.decode(tcp.reply).answers).toHaveLength(40);
     // With a large enough EDNS size, UDP carries it all.
-    const edns = dnsPacket.decode((decide(query('big-alias-name-that-takes-room', 'A', { edns: 4096 }), LNET, t, 'udp') as { reply: Buffer }).reply);
+    const edns = dnsPacket.decode((decide(query('big-alias-name-that-takes-room', 'A', { edns: 4096 }), oneNetwork(LNET), t, 'udp') as { reply: Buffer }).reply);
     expect(edns.answers).toHaveLength(40);
   });
 });

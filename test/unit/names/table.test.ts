@@ -105,4 +105,25 @@ describe('src/names/table', () => {
     expect(t.recordsOf('h1', 'c1')).toEqual([['L1', 'e1']]);
     expect(t.recordsOf('h1', 'c2')).toEqual([]);
   });
+
+  it('scopes a query to every vxnet network of the asking container on this host, its own network first', () => {
+    // Container "multi" of h1 is on L2 and L1; "solo" of h1 on L1 only; "far" of h2 on L3.
+    const t = tableWith([
+      ['L2', 'm2', rec('h1', ['multi'], '10.0.2.2', null, 'multi')],
+      ['L1', 'm1', rec('h1', ['multi'], '10.0.0.2', null, 'multi')],
+      ['L1', 's1', rec('h1', ['solo'], '10.0.0.3', null, 'solo')],
+      ['L3', 'f3', rec('h2', ['far'], '10.0.3.2', null, 'multi')],
+    ]);
+    expect(t.scopeOf('10.0.0.2')).toEqual({ lnets: ['L1', 'L2'], key: 'L1,L2' });
+    expect(t.scopeOf('10.0.2.2')).toEqual({ lnets: ['L2', 'L1'], key: 'L2,L1' });
+    expect(t.scopeOf('10.0.0.3')).toEqual({ lnets: ['L1'], key: 'L1' });
+    expect(t.scopeOf('192.0.2.1')).toBeNull();
+    // Another host's record with the same container ID widens nothing (IDs are per dockerd).
+    expect(t.scopeOf('10.0.3.2')).toBeNull();
+    expect(t.networkKnowing(['L1', 'L2'], 'multi')).toBe('L1');
+    expect(t.networkKnowing(['L1'], 'far')).toBeNull();
+    // The container leaves L2: its queries resolve on L1 only again.
+    t.deleteName('L2', 'm2');
+    expect(t.scopeOf('10.0.0.2')).toEqual({ lnets: ['L1'], key: 'L1' });
+  });
 });
