@@ -7,7 +7,9 @@
 //   2. an outside name (answered by the fake upstream) through vxnet vs from a container on a
 //      plain bridge network (Docker's resolver forwarding it with no vxnet in the path);
 //   3. time from `docker run -d --name x` on host 1 returning to `x` resolving on host 2 (a
-//      client on host 2 asking every 2 ms; negative when it resolved before the CLI returned).
+//      client on host 2 asking every 2 ms; negative when it resolved before the CLI returned);
+//   4. time from `docker stop -t 0 x` on host 1 returning to `x` no longer resolving on host 2
+//      (the issue asks for gone everywhere within 1 s).
 // Prints a text table and writes bench/results/names-<docker version>.json. Nothing is asserted.
 //
 //   npm run build && node dist/bench/names.js [--docker 20|26] [--queries N] [--runs M]
@@ -58,7 +60,8 @@ function parseArgs(argv: string[]): Options {
 /**
  * Runs in a container's network namespace. `time NAME N`: N sequential A queries to
  * 127.0.0.11:53, prints each round trip in ms (after 20 unmeasured). `wait NAME`: asks every 2 ms
- * until an A answer comes, prints the epoch ms of that answer.
+ * until an A answer comes, prints the epoch ms of that answer. `gone NAME`: the same until an
+ * answer without an A record comes.
  */
 const CLIENT = `
 const dp = require(${JSON.stringify(DNS_PACKET)});
@@ -86,13 +89,14 @@ function ask(timeoutMs) {
     }
     console.log(JSON.stringify(out));
   } else {
+    const want = mode === 'wait';
     const deadline = Date.now() + 10000;
     while (Date.now() < deadline) {
       const r = await ask(500);
-      if (r && r.answers.some((a) => a.type === 'A')) { console.log(String(performance.timeOrigin + performance.now())); process.exit(0); }
+      if (r && r.answers.some((a) => a.type === 'A') === want) { console.log(String(performance.timeOrigin + performance.now())); process.exit(0); }
       await new Promise((res) => setTimeout(res, 2));
     }
-    console.error('never resolved: ' + name); process.exit(1);
+    console.error((want ? 'never resolved: ' : 'never gone: ') + name); process.exit(1);
   }
   process.exit(0);
 })();`;
@@ -110,6 +114,7 @@ interface Results {
   lookup: { vxnetRemote: Summary; dockerLocal: Summary; ratioP50: number; ratioP99: number };
   outside: { throughVxnet: Summary; withoutVxnet: Summary; addedP50Ms: number };
   runToResolve: Summary;
+  stopToGone: Summary;
 }
 
 async function runBench(opts: Options, hosts: Host[], drivers: Driver[], etcd: HostEtcd): Promise<Results> {
@@ -136,16 +141,24 @@ async function runBench(opts: Options, hosts: Host[], drivers: Driver[], etcd: H
     outBr.push(...(await timeLookups(h1, 'asker-br', OUTSIDE_NAME, slice)));
   }
 
-  log(`docker run on ${h1.name} → resolves on ${h2.name}, ${opts.runs} rounds`);
+  log(`docker run / stop on ${h1.name} → resolves / gone on ${h2.name}, ${opts.runs} rounds`);
   const lag: number[] = [];
+  const goneLag: number[] = [];
   const watcherPid = await pidOf(h2, 'watcher');
+  const watch = (mode: 'wait' | 'gone', name: string): Promise<string> =>
+    h2.execOk(['nsenter', '-t', watcherPid, '-n', process.execPath, '-e', CLIENT, mode, name], { timeoutMs: 30_000 });
   for (let i = 0; i < opts.runs; i++) {
     const name = `x${i}`;
-    const waiter = h2.execOk(['nsenter', '-t', watcherPid, '-n', process.execPath, '-e', CLIENT, 'wait', name], { timeoutMs: 30_000 });
+    const waiter = watch('wait', name);
     await new Promise((r) => setTimeout(r, 300)); // the waiter is asking before the run starts
     await h1.dockerOk(['run', '-d', '--name', name, '--network', VXNET, TEST_IMAGE, 'sleep', '3600']);
     const returned = epochMs();
     lag.push(Number(await waiter) - returned);
+    const goneWaiter = watch('gone', name);
+    await new Promise((r) => setTimeout(r, 300)); // still resolving while the stop starts
+    await h1.dockerOk(['stop', '-t', '0', name]);
+    const stopped = epochMs();
+    goneLag.push(Number(await goneWaiter) - stopped);
     await h1.dockerOk(['rm', '-f', name]);
   }
   const vxS = rounded(summarize(vx), 3);
@@ -156,6 +169,7 @@ async function runBench(opts: Options, hosts: Host[], drivers: Driver[], etcd: H
     lookup: { vxnetRemote: vxS, dockerLocal: brS, ratioP50: ratio(vxS.p50, brS.p50), ratioP99: ratio(vxS.p99, brS.p99) },
     outside: { throughVxnet: outVxS, withoutVxnet: outBrS, addedP50Ms: Math.round((outVxS.p50 - outBrS.p50) * 1000) / 1000 },
     runToResolve: rounded(summarize(lag), 1),
+    stopToGone: rounded(summarize(goneLag), 1),
   };
 }
 
@@ -169,6 +183,7 @@ function report(r: Results): string {
       ['outside name, no vxnet (bridge)', r.outside.withoutVxnet.p50, r.outside.withoutVxnet.p99, r.outside.withoutVxnet.max],
       ['added p50 (goal ≤ 0.5 ms)', r.outside.addedP50Ms, '', ''],
       ['docker run → resolves elsewhere', r.runToResolve.p50, r.runToResolve.p99, r.runToResolve.max],
+      ['docker stop → gone elsewhere (goal ≤ 1000)', r.stopToGone.p50, r.stopToGone.p99, r.stopToGone.max],
     ]),
   ].join('\n');
 }
