@@ -173,14 +173,14 @@ export class NameTable {
     return this.sourceEndpoint(sourceIp)?.lnet ?? null;
   }
 
-  /** The lnet/endpointId key and network of this host's endpoint with that address. */
-  private sourceEndpoint(sourceIp: string): { key: string; lnet: string } | null {
+  /** The network and endpoint ID of this host's endpoint with that address. */
+  private sourceEndpoint(sourceIp: string): { lnet: string; endpointId: string } | null {
     const ip = sourceIp.startsWith('::ffff:') ? sourceIp.slice('::ffff:'.length) : sourceIp;
     const keys = this.byAddress.get(ip);
     if (!keys) return null;
     for (const key of keys) {
       const ep = this.endpoints.get(key);
-      return ep ? { key, lnet: ep.lnet } : null;
+      return ep ? { lnet: ep.lnet, endpointId: key.slice(ep.lnet.length + 1) } : null;
     }
     return null;
   }
@@ -204,8 +204,7 @@ export class NameTable {
   private computeScope(sourceIp: string): Scope | null {
     const source = this.sourceEndpoint(sourceIp);
     if (!source) return null;
-    const endpointId = source.key.slice(source.lnet.length + 1);
-    const containerId = this.names.get(source.lnet)?.get(endpointId)?.containerId;
+    const containerId = this.names.get(source.lnet)?.get(source.endpointId)?.containerId;
     const others = new Set<string>();
     for (const key of containerId === undefined ? [] : (this.byContainer.get(containerId) ?? [])) {
       const lnet = this.endpoints.get(key)?.lnet;

@@ -300,11 +300,15 @@ export class PeerSync {
     const changed = a.table.takeChanges();
     let k: KernelPeers;
     // Each is walked twice (removals, then additions): collections, not one-shot iterators.
-    let macs: Iterable<string> = [...changed.macs.keys()];
-    let ips: Iterable<string> = [...changed.ips.keys()];
-    let vteps: Iterable<string> = [...changed.vteps.keys()];
-    if (a.synced) k = kernelBefore(changed);
-    else {
+    let macs: Iterable<string>;
+    let ips: Iterable<string>;
+    let vteps: Iterable<string>;
+    if (a.synced) {
+      k = kernelBefore(changed);
+      macs = [...changed.macs.keys()];
+      ips = [...changed.ips.keys()];
+      vteps = [...changed.vteps.keys()];
+    } else {
       try {
         k = await readKernelPeers(dataplane, dev);
       } catch (err) {
