@@ -59,6 +59,11 @@ export interface MirrorDeps<T> {
    * every host sees every endpoint event, and most of them are other hosts' (default: all count).
    */
   matters?(key: string, before: T | undefined, after: T | undefined): boolean;
+  /**
+   * Called on every change of what is held, whatever its source (watch, noted write or delete,
+   * reload), before onChange: lets an owner keep an index of the records in step.
+   */
+  onEntry?(key: string, before: T | undefined, after: T | undefined): void;
 }
 
 export class StoreMirror<T> {
@@ -76,6 +81,23 @@ export class StoreMirror<T> {
   private loading: Promise<void> | null = null;
 
   constructor(private readonly deps: MirrorDeps<T>) {}
+
+  private setEntry(key: string, e: Entry<T>): void {
+    const before = this.entries.get(key)?.value;
+    this.entries.set(key, e);
+    this.deps.onEntry?.(key, before, e.value);
+  }
+
+  private deleteEntry(key: string): void {
+    const before = this.entries.get(key);
+    if (!before) return;
+    this.entries.delete(key);
+    this.deps.onEntry?.(key, before.value, undefined);
+  }
+
+  private clearEntries(): void {
+    for (const key of [...this.entries.keys()]) this.deleteEntry(key);
+  }
 
   /** Lists the prefixes, then follows them from that revision. Until then every get() misses. */
   async start(): Promise<void> {
@@ -95,7 +117,7 @@ export class StoreMirror<T> {
     this.ready = false;
     for (const w of this.watchers) w.close();
     this.watchers = [];
-    this.entries.clear();
+    this.clearEntries();
   }
 
   /**
@@ -144,12 +166,12 @@ export class StoreMirror<T> {
     if (this.recentDeletes.has(key)) {
       // Deleted after our write (its event came and went), or before it: either way the store
       // decides. Left out; the write's own event, if still to come, puts it back.
-      this.entries.delete(key);
+      this.deleteEntry(key);
       return;
     }
     const value = this.parseOrNull({ key, value: raw, modRevision: 0 });
-    if (value === null) this.entries.delete(key);
-    else this.entries.set(key, { value, sum, rev: 0 });
+    if (value === null) this.deleteEntry(key);
+    else this.setEntry(key, { value, sum, rev: 0 });
   }
 
   /**
@@ -159,7 +181,7 @@ export class StoreMirror<T> {
   noteDelete(key: string, deleted: boolean): void {
     if (!this.covers(key)) return;
     const cur = this.entries.get(key);
-    this.entries.delete(key);
+    this.deleteEntry(key);
     if (deleted && !this.recentDeletes.has(key)) this.pendingDeletes.add(key);
     // Its watch event is then taken for this delete and reports nothing: onChange hears it now.
     // (A noted write needs no such call: its event still reports it, being newer than the entry.)
@@ -197,8 +219,8 @@ export class StoreMirror<T> {
       if (cur.rev !== 0 && kv.modRevision <= cur.rev) return false; // replayed
     }
     const value = this.parseOrNull(kv);
-    if (value === null) this.entries.delete(kv.key);
-    else this.entries.set(kv.key, { value, sum: sum ?? digest(kv.value), rev: kv.modRevision });
+    if (value === null) this.deleteEntry(kv.key);
+    else this.setEntry(kv.key, { value, sum: sum ?? digest(kv.value), rev: kv.modRevision });
     return this.changedKey(kv.key, cur?.value, value ?? undefined);
   }
 
@@ -208,7 +230,7 @@ export class StoreMirror<T> {
     const cur = this.entries.get(key);
     if (!cur) return false;
     if (cur.rev === 0 || rev < cur.rev) return false; // older than what we hold
-    this.entries.delete(key);
+    this.deleteEntry(key);
     return this.changedKey(key, cur.value, undefined);
   }
 
@@ -249,8 +271,8 @@ export class StoreMirror<T> {
     for (const key of this.pendingDeletes) if (!listed.has(key)) this.pendingDeletes.delete(key);
     // Writes noted while listing that the list did not see yet: their events follow.
     for (const [key, e] of this.entries) if (e.rev === 0 && !fresh.has(key)) fresh.set(key, e);
-    this.entries.clear();
-    for (const [k, e] of fresh) this.entries.set(k, e);
+    this.clearEntries();
+    for (const [k, e] of fresh) this.setEntry(k, e);
     this.ready = !this.closed;
     this.deps.onChange?.();
     return rev;

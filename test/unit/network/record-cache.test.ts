@@ -104,6 +104,31 @@ describe('record cache in the driver', () => {
     }
   });
 
+  it('keeps its index of addresses in step when a record changes its address and after a reload', async () => {
+    const records = new RecordCache({ store, keys: TEST_KEYS, host: 'h-a', log: silent });
+    await records.start();
+    try {
+      const ep = (ipv4: string) => JSON.stringify({ networkId: 'd1', host: 'h-a', vtep: null, mac: '02:00:00:00:00:01', ipv4, ipv6: null });
+      const key = TEST_KEYS.endpoint('n1', 'e1');
+      await store.createIfAbsent(key, ep('10.9.0.5/24'));
+      await eventually('record seen', () => (records.localHolders('10.9.0.5') ?? []).length === 1, 2000);
+      const [kv] = await store.list(key);
+      await store.compareAndSwap(key, ep('10.9.0.7/24'), kv.modRevision);
+      await eventually('moved', () => (records.localHolders('10.9.0.7') ?? []).length === 1, 2000);
+      expect(records.localHolders('10.9.0.5')).toEqual([]);
+      // A second cache started over the same records (a restart) finds it from its first list.
+      const again = new RecordCache({ store, keys: TEST_KEYS, host: 'h-a', log: silent });
+      await again.start();
+      expect(again.localHolders('10.9.0.7')?.map((e) => e.key)).toEqual([key]);
+      again.close();
+      expect(again.localHolders('10.9.0.7')).toBeNull();
+      await store.delete(key);
+      await eventually('gone', () => (records.localHolders('10.9.0.7') ?? [1]).length === 0, 2000);
+    } finally {
+      records.close();
+    }
+  });
+
   it('a network created on another host is read through, then served from memory', async () => {
     const a = await hostOn(store, 'h-a');
     const b = await hostOn(store, 'h-b');

@@ -122,6 +122,30 @@ describe('policy engine: fail closed, scoped', () => {
     await eventually('local endpoint applied', () => engine!.endpoints().some((e) => e.endpointId === 'e3'), 2000);
     expect(passes).toHaveBeenCalledTimes(1);
   });
+
+  it('recomputes for another host\'s names only where a local rule may name them', async () => {
+    await start(null);
+    const passes = jest.spyOn(kernel, 'update');
+    const name = (host: string, n: string, ip: string) => JSON.stringify({ host, containerId: `c-${n}`, network: 'net', names: [n], ipv4: ip, ipv6: null, labels: {} });
+    // n2 has no local endpoint with rules: another host's name there changes nothing here.
+    await store.createIfAbsent(TEST_KEYS.network('n2'), JSON.stringify({ ...NET, lnet: 'n2', vni: 257, ipv4: { ...NET.ipv4, subnet: '10.6.0.0/24', gateway: '10.6.0.1' } }));
+    await store.createIfAbsent(`${TEST_KEYS.prefix}names/n2/r1`, name('h2', 'far', '10.6.0.9'));
+    await store.createIfAbsent(`${TEST_KEYS.prefix}names/n1/r1`, name('h2', 'api', '10.5.0.9'));
+    const local = { networkId: 'd1', host: 'h1', vtep: null, mac: '02:00:00:00:00:03', ipv4: '10.5.0.3/24', ipv6: null, allow: 'api:80' };
+    await store.createIfAbsent(TEST_KEYS.endpoint('n1', 'e3'), JSON.stringify(local));
+    await eventually('rule applied', () => kernel.sets.allowIn.some((e) => e.startsWith('10.5.0.3 . 10.5.0.9')), 2000);
+    const after = passes.mock.calls.length;
+    // Now n1 has a local rule naming sources: another host's new name there is read at once.
+    await store.createIfAbsent(`${TEST_KEYS.prefix}names/n1/r2`, name('h2', 'api', '10.5.0.20'));
+    await eventually('second source applied', () => kernel.sets.allowIn.some((e) => e.startsWith('10.5.0.3 . 10.5.0.20')), 2000);
+    expect(passes.mock.calls.length).toBe(after + 1);
+    // ... and on n2 still nothing.
+    await store.createIfAbsent(`${TEST_KEYS.prefix}names/n2/r2`, name('h2', 'far2', '10.6.0.10'));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(passes.mock.calls.length).toBe(after + 1);
+    // The plan decided from the trimmed names equals the one from every name (reconcile's check).
+    expect(await engine!.reconcile(true)).toEqual([]);
+  });
 });
 
 describe('policy engine: drops by network, both families', () => {

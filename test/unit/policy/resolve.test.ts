@@ -1,4 +1,4 @@
-import { disjoint, resolvePolicy, PolicyInput, element } from '../../../src/policy/resolve';
+import { disjoint, resolvePolicy, PolicyInput, PolicyMemo, element } from '../../../src/policy/resolve';
 import type { EndpointRecord, NetworkRecord } from '../../../src/network/records';
 import { emptyPolicySets } from '../../../src/dataplane/policy-table';
 import type { NameRecord } from '../../../src/names/records';
@@ -16,6 +16,34 @@ function name(host: string, ip: string, names: string[], labels: Record<string, 
 function input(over: Partial<PolicyInput> = {}): PolicyInput {
   return { host: 'h1', networks: new Map([['n1', NET]]), endpoints: new Map(), names: new Map(), pending: new Set(), ...over };
 }
+
+describe('resolvePolicy with a memo (the engine\'s recomputes)', () => {
+  it('reuses a decision while its records are the same objects, and decides the same as without it', () => {
+    const memo: PolicyMemo = new Map();
+    const e1 = ep('h1', '10.5.0.2', { egress: '10.9.0.0/16:443' });
+    const e2 = ep('h1', '10.5.0.3', { allow: 'api:80' }); // names a source: read again every time
+    const names = new Map([['n1/e9', name('h2', '10.5.0.9', ['api'])]]);
+    const at = (over: Partial<PolicyInput>) => input({ endpoints: new Map([['n1/e1', e1], ['n1/e2', e2]]), names, ...over });
+    const first = resolvePolicy(at({}), memo);
+    expect(first).toEqual(resolvePolicy(at({})));
+    expect(memo.has('n1/e1')).toBe(true);
+    expect(memo.has('n1/e2')).toBe(false);
+    const again = resolvePolicy(at({}), memo);
+    expect(again.endpoints[0]).toBe(first.endpoints[0]);
+    // Another host's name appears: the rule naming it sees it though e2's own records are unchanged.
+    names.set('n1/e8', name('h3', '10.5.0.20', ['api']));
+    const more = resolvePolicy(at({}), memo);
+    expect(more.elements.allowIn).toEqual(['10.5.0.3 . 10.5.0.9 . 6 . 80', '10.5.0.3 . 10.5.0.20 . 6 . 80']);
+    expect(more).toEqual(resolvePolicy(at({})));
+    // A replaced record, a changed network record and pending are each decided again.
+    const isolatedNet = { ...NET, icc: false };
+    const changed = at({ endpoints: new Map([['n1/e1', { ...e1, ipv4: '10.5.0.4/24' }], ['n1/e2', e2]]), networks: new Map([['n1', isolatedNet]]), pending: new Set(['n1/e2']) });
+    expect(resolvePolicy(changed, memo)).toEqual(resolvePolicy(changed));
+    // An endpoint gone is forgotten.
+    resolvePolicy(input({ endpoints: new Map([['n1/e2', e2]]), names }), memo);
+    expect(memo.has('n1/e1')).toBe(false);
+  });
+});
 
 describe('resolvePolicy', () => {
   it('leaves a network without policy alone (default: allow)', () => {
