@@ -32,6 +32,8 @@ interface Options {
   baseline: string | null;
   endpoints: number;
   cpuProf: string | null;
+  /** node/V8 flags for the drivers of each build (e.g. --max-semi-space-size=4 against node's default) */
+  nodeArgs: Record<Build, string[]>;
   out: string;
 }
 
@@ -43,13 +45,15 @@ const USAGE = `Usage: node dist/bench/allocations.js [options]     (build first:
   --baseline FILE    another build's main.js to compare with (e.g. the previous commit's)
   --endpoints N      endpoint records over the 3 hosts in the memory part (default 10000; 0 skips it)
   --cpu-prof DIR     drivers write V8 CPU profiles to DIR/<build>-<round>/ (node --cpu-prof)
+  --node-arg FLAG    a node/V8 flag for the new build's drivers (repeatable)
+  --baseline-node-arg FLAG   the same for the baseline's (two flag sets of one build: --baseline dist/src/main.js)
   --out FILE         results file (default bench/results/allocations.json)
 
 Needs root. Creates hosts vxt-b20 (etcd) and vxt-b21..23 (172.31.254.120-123) without dockerd,
 runs the driver in each, removes everything at the end.`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { allocs: 1000, concurrency: 16, rounds: 2, baseline: null, endpoints: 10000, cpuProf: null, out: path.join(REPO_ROOT, 'bench/results/allocations.json') };
+  const o: Options = { allocs: 1000, concurrency: 16, rounds: 2, baseline: null, endpoints: 10000, cpuProf: null, nodeArgs: { new: [], baseline: [] }, out: path.join(REPO_ROOT, 'bench/results/allocations.json') };
   eachFlag(argv, USAGE, (flag, next) => {
     switch (flag) {
       case '--allocs': o.allocs = intArg(flag, next(), 1); break;
@@ -58,6 +62,8 @@ function parseArgs(argv: string[]): Options {
       case '--baseline': o.baseline = path.resolve(next() ?? ''); break;
       case '--endpoints': o.endpoints = intArg(flag, next(), 0); break;
       case '--cpu-prof': o.cpuProf = path.resolve(next() ?? ''); break;
+      case '--node-arg': o.nodeArgs.new.push(next() ?? ''); break;
+      case '--baseline-node-arg': o.nodeArgs.baseline.push(next() ?? ''); break;
       case '--out': o.out = path.resolve(next() ?? o.out); break;
       default: throw new Error(`unknown argument ${flag} (see --help)`);
     }
@@ -139,7 +145,7 @@ async function burst(env: Env, opts: Options, build: Build, round: number): Prom
   const mainJs = build === 'new' ? MAIN_JS : (opts.baseline as string);
   // node refuses --cpu-prof in NODE_OPTIONS: it goes on the driver's command line.
   const prof = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(opts.cpuProf, `${build}-${round}`)}`] : [];
-  const drivers = await startDrivers(env, mainJs, `/vxa-${round}-${build}/`, prof);
+  const drivers = await startDrivers(env, mainJs, `/vxa-${round}-${build}/`, [...opts.nodeArgs[build], ...prof]);
   const clients = env.hosts.map((h) => new PluginClient(socketFromOutside(h), opts.concurrency));
   try {
     const poolIds: string[] = [];
@@ -206,8 +212,8 @@ async function burst(env: Env, opts: Options, build: Build, round: number): Prom
 
 async function memory(env: Env, opts: Options): Promise<EndpointMemory> {
   const prefix = '/vxa-mem/';
-  const drivers = await startDrivers(env, MAIN_JS, prefix);
-  const result = await endpointMemory({ hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, etcdDriverEnv(env.etcd.endpoint, prefix)) });
+  const drivers = await startDrivers(env, MAIN_JS, prefix, opts.nodeArgs.new);
+  const result = await endpointMemory({ hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, etcdDriverEnv(env.etcd.endpoint, prefix), MAIN_JS, opts.nodeArgs.new) });
   env.drivers = drivers;
   return result;
 }

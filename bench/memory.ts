@@ -22,6 +22,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Host, upHost, downHost, underlayDown, run, REPO_ROOT } from '../test/helpers/hosts';
+import { DRIVER_NODE_OPTIONS } from '../src/node-options';
 import { Driver, startDriver, socketFromOutside, MAIN_JS } from '../test/helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
 import { etcdDriverEnv } from './lib/etcd-driver';
@@ -44,6 +45,8 @@ interface Options {
   driverEnv: Record<string, string>;
   /** node flags for every driver, before main.js (V8 flags NODE_OPTIONS refuses, e.g. --heap-growing-percent=N) */
   nodeArgs: string[];
+  /** node flags for the baseline's drivers only, after nodeArgs (a flag given twice: the last wins) */
+  baselineNodeArgs: string[];
   churnCycles: number;
   churnNetworks: number;
   out: string;
@@ -59,13 +62,15 @@ const USAGE = `Usage: node dist/bench/memory.js [options]     (build first: npm 
   --keep-snapshots DIR  keep the .heapsnapshot files there (to open in DevTools)
   --driver-env K=V    extra environment for every driver (repeatable)
   --node-arg FLAG     a node/V8 flag for every driver, e.g. --node-arg=--optimize-for-size (repeatable)
+  --baseline-node-arg FLAG  one for the baseline's drivers only, e.g. --max-semi-space-size=16 to run
+                      a build of before src/node-options.ts as it ran (repeatable)
   --out FILE          results file (default bench/results/memory.json)
 
 Needs root. Creates hosts vxt-b40 (etcd) and vxt-b41..43 (172.31.254.140-143) without dockerd,
 runs the driver in them, removes everything at the end.`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { networks: 1000, endpoints: 10000, baseline: null, keepSnapshots: null, driverEnv: {}, nodeArgs: [], churnCycles: 0, churnNetworks: 100, out: path.join(REPO_ROOT, 'bench/results/memory.json') };
+  const o: Options = { networks: 1000, endpoints: 10000, baseline: null, keepSnapshots: null, driverEnv: {}, nodeArgs: [], baselineNodeArgs: [], churnCycles: 0, churnNetworks: 100, out: path.join(REPO_ROOT, 'bench/results/memory.json') };
   eachFlag(argv, USAGE, (flag, next) => {
     switch (flag) {
       case '--networks': o.networks = intArg(flag, next(), 0); break;
@@ -80,6 +85,7 @@ function parseArgs(argv: string[]): Options {
         break;
       }
       case '--node-arg': o.nodeArgs.push(next() ?? ''); break;
+      case '--baseline-node-arg': o.baselineNodeArgs.push(next() ?? ''); break;
       case '--churn-cycles': o.churnCycles = intArg(flag, next(), 0); break;
       case '--churn-networks': o.churnNetworks = intArg(flag, next(), 1); break;
       case '--out': o.out = path.resolve(next() ?? o.out); break;
@@ -106,6 +112,10 @@ type Build = 'new' | 'baseline';
 
 function mainOf(opts: Options, build: Build): string {
   return build === 'new' ? MAIN_JS : (opts.baseline as string);
+}
+
+function nodeArgsOf(opts: Options, build: Build): string[] {
+  return build === 'new' ? opts.nodeArgs : [...opts.nodeArgs, ...opts.baselineNodeArgs];
 }
 
 interface Env {
@@ -154,8 +164,9 @@ async function startBuildDrivers(env: Env, mainJs: string, prefix: string, extra
       ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix),
       // SIGUSR2 writes a heap snapshot (after a full GC) into the host's heap/ folder.
       ...extra,
-      // --driver-env NODE_OPTIONS=… adds to these instead of replacing them.
-      NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir(h)} ${extra.NODE_OPTIONS ?? ''}`.trim(),
+      // After the launchers' own flags; --driver-env NODE_OPTIONS=… adds to these instead of
+      // replacing them (of a V8 flag given twice, the last wins).
+      NODE_OPTIONS: `${DRIVER_NODE_OPTIONS} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir(h)} ${extra.NODE_OPTIONS ?? ''}`.trim(),
     }, mainJs, nodeArgs));
   }
   env.drivers = drivers;
@@ -308,8 +319,8 @@ async function removeJoined(client: PluginClient, n: JoinedNetwork): Promise<voi
  * RSS that the process keeps (110 MB measured after a churn cycle), so an RSS curve is taken
  * without any, and compared with this and one snapshot at its end.
  */
-async function freshHeap(env: Env, opts: Options, mainJs: string, prefix: string, label: string, networks = 0): Promise<HeapSummary> {
-  const fresh = (await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, opts.nodeArgs))[0];
+async function freshHeap(env: Env, opts: Options, build: Build, prefix: string, label: string, networks = 0): Promise<HeapSummary> {
+  const fresh = (await startBuildDrivers(env, mainOf(opts, build), prefix, opts.driverEnv, nodeArgsOf(opts, build)))[0];
   const client = new PluginClient(socketFromOutside(env.hosts[0]), 1);
   try {
     await sleep(1000);
@@ -341,10 +352,10 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
   const mainJs = mainOf(opts, build);
   await upHosts(env, 1);
   const host = env.hosts[0];
-  const heap0 = await freshHeap(env, opts, mainJs, `/vxm-net0-${build}/`, `${build}-networks-0`);
+  const heap0 = await freshHeap(env, opts, build, `/vxm-net0-${build}/`, `${build}-networks-0`);
   const warm = Math.min(WARM_NETWORKS, opts.networks);
-  const heapWarm = await freshHeap(env, opts, mainJs, `/vxm-netw-${build}/`, `${build}-networks-${warm}`, warm);
-  const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, opts.driverEnv, opts.nodeArgs);
+  const heapWarm = await freshHeap(env, opts, build, `/vxm-netw-${build}/`, `${build}-networks-${warm}`, warm);
+  const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, opts.driverEnv, nodeArgsOf(opts, build));
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: NetworkSample[] = [];
   const atRest: NetworkSample[] = [];
@@ -412,11 +423,11 @@ async function endpointsPart(env: Env, opts: Options, build: Build): Promise<End
   const mainJs = mainOf(opts, build);
   await upHosts(env, 3);
   const prefix = `/vxm-ep-${build}/`;
-  const drivers = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, opts.nodeArgs);
+  const drivers = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, nodeArgsOf(opts, build));
   const clients = env.hosts.map((h) => new PluginClient(socketFromOutside(h), 1));
   try {
     const r = await endpointMemory(
-      { hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, { ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix), ...opts.driverEnv }, mainJs, opts.nodeArgs) },
+      { hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, { ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix), ...opts.driverEnv }, mainJs, nodeArgsOf(opts, build)) },
       async (h) => mb((await heapOf(env.hosts[h], drivers[h], clients[h], opts.keepSnapshots, `${build}-endpoints-${env.hosts[h].name}`)).totalBytes),
     );
     return { build, ...r };
@@ -455,8 +466,8 @@ async function churnPart(env: Env, opts: Options, build: Build): Promise<ChurnRe
   await upHosts(env, 1);
   const host = env.hosts[0];
   const prefix = `/vxm-churn-${build}/`;
-  const heap0 = await freshHeap(env, opts, mainJs, `/vxm-churn0-${build}/`, `${build}-churn-0`);
-  const [driver] = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, opts.nodeArgs);
+  const heap0 = await freshHeap(env, opts, build, `/vxm-churn0-${build}/`, `${build}-churn-0`);
+  const [driver] = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, nodeArgsOf(opts, build));
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: ChurnSample[] = [];
   const sample = async (cycle: number): Promise<void> => {

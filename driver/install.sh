@@ -65,6 +65,8 @@ install -d -m 0755 "$DESTDIR$BINDIR"
 cat >"$DESTDIR$BINDIR/vxnet.tmp" <<WRAPPER
 #!/bin/sh
 if [ -r $SYSCONFDIR/vxnet.env ]; then set -a; . $SYSCONFDIR/vxnet.env; set +a; fi
+# node's flags for the driver, unless vxnet.env gives others (src/node-options.ts).
+export NODE_OPTIONS="\${NODE_OPTIONS:---max-semi-space-size=4}"
 exec $NODE $PREFIX/dist/src/main.js "\$@"
 WRAPPER
 chmod 0755 "$DESTDIR$BINDIR/vxnet.tmp"

@@ -7,4 +7,6 @@ bash scripts/npm-deps.sh   # npm ci, only when the lock changed since the last i
 if [ ! -f dist/src/main.js ] || [ -n "$(find src -newer dist/src/main.js -name '*.ts' -print -quit)" ]; then
   npx tsc -p tsconfig.json
 fi
+# node's flags for the driver, unless NODE_OPTIONS gives others (src/node-options.ts).
+export NODE_OPTIONS="${NODE_OPTIONS:---max-semi-space-size=4}"
 exec node dist/src/main.js run "$@"

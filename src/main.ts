@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // vxnet CLI. `vxnet run` is the daemon; invalid configuration stops it with one line.
 import { setFlagsFromString } from 'node:v8';
+import { DRIVER_NODE_OPTIONS, youngGenerationLimited } from './node-options';
 import { loadConfig, helpText } from './config';
 import { createLogger } from './log';
 import { startDaemon } from './daemon';
@@ -48,6 +49,9 @@ async function main(argv: string[]): Promise<number> {
   const config = loadConfig(rest, process.env);
   const log = createLogger(config.logLevel);
   limitHeapGrowth();
+  if (!youngGenerationLimited(process.execArgv, process.env.NODE_OPTIONS)) {
+    log.info(`node runs without --max-semi-space-size: NODE_OPTIONS=${DRIVER_NODE_OPTIONS}, as vxnet's launchers set it, keeps the driver ~25 MB smaller under load`);
+  }
   const daemon = await startDaemon(config, log);
   const trim = startMemoryTrim(log);
   await new Promise<void>((resolve) => {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { Host, HostProcess, REPO_ROOT, startInHost, stopInHost } from './hosts';
 import { EmbeddedStore } from '../../src/store/embedded';
 import type { KeyValue } from '../../src/store/types';
+import { DRIVER_NODE_OPTIONS } from '../../src/node-options';
 
 export const MAIN_JS = path.join(REPO_ROOT, 'dist/src/main.js');
 const SOCKET_IN_HOST = '/run/docker/plugins/vxnet.sock';
@@ -36,6 +37,8 @@ export async function startDriver(host: Host, env: Record<string, string> = {}, 
     VXNET_SOCKET: SOCKET_IN_HOST,
     VXNET_HOST_ID: host.name,
     VXNET_LOG_LEVEL: 'debug',
+    // As every launcher of vxnet's own starts it (a flag in nodeArgs wins over NODE_OPTIONS).
+    NODE_OPTIONS: DRIVER_NODE_OPTIONS,
     ...env,
   });
   const logFile = proc.logFile as string;
