@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { REPO_ROOT, run } from '../helpers/hosts';
 import { cliEnv } from '../helpers/vxnet-cli';
+import { DRIVER_NODE_OPTIONS } from '../../src/node-options';
 
 const INSTALL_SH = path.join(REPO_ROOT, 'driver/install.sh');
 
@@ -42,6 +43,9 @@ describe('driver/install.sh', () => {
     const unit = fs.readFileSync(f('etc/systemd/system/vxnet.service'), 'utf8');
     expect(unit).toContain(`ExecStart=${process.execPath} /opt/vxnet/dist/src/main.js run`);
     expect(fs.readFileSync(f('usr/local/bin/vxnet'), 'utf8')).toContain(`exec ${process.execPath} /opt/vxnet/dist/src/main.js "$@"`);
+    // node's flags for the driver (src/node-options.ts), unless vxnet.env gives NODE_OPTIONS.
+    expect(fs.readFileSync(f('usr/local/bin/vxnet'), 'utf8')).toContain(`export NODE_OPTIONS="\${NODE_OPTIONS:-${DRIVER_NODE_OPTIONS}}"`);
+    expect(unit).toContain(`Environment=NODE_OPTIONS=${DRIVER_NODE_OPTIONS}\nEnvironmentFile=-/etc/vxnet/vxnet.env`);
     // Production packages only; nothing of the build or test tools, no leftover staging folder.
     const modules = fs.readdirSync(f('opt/vxnet/node_modules'));
     expect(modules).toEqual(expect.arrayContaining(['netlink', 'fastify', 'etcd3', 'dockerode', 'pino']));
