@@ -130,7 +130,7 @@ export class RecordCache {
 
   /**
    * This host's endpoints with ip (canonical) as their IPv4 or IPv6 address, from the index
-   * (oldest holder first); null before the cache is loaded.
+   * (in the order the cache learned of them); null before the cache is loaded.
    */
   localHolders(ip: string): Array<{ key: string; rec: EndpointRecord }> | null {
     if (!this.mirror.isReady()) return null;

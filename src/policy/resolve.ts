@@ -132,6 +132,8 @@ interface Decided {
   pending: boolean;
   view: EndpointPolicy;
   parts: Parts;
+  /** An allow rule names sources by name or label: other names/ records feed it (never reused). */
+  readsNames: boolean;
 }
 
 /**
@@ -163,10 +165,10 @@ export function resolvePolicy(input: PolicyInput, memo?: PolicyMemo): PolicyPlan
     let d = memo?.get(key);
     if (!d || d.ep !== ep || d.name !== name || d.net !== net || d.pending !== pending) {
       d = decide(key, ep, name, net, pending, input);
-      if (memo && !namesSources(ep, name)) memo.set(key, d);
-      else memo?.delete(key);
+      if (d.readsNames) memo?.delete(key);
+      else memo?.set(key, d);
     }
-    if (memo?.get(key) === d) memoized++;
+    if (memo && !d.readsNames) memoized++;
     endpoints.push(d.view);
     for (const [set, e] of d.parts) elements[set].push(e);
   }
@@ -176,15 +178,6 @@ export function resolvePolicy(input: PolicyInput, memo?: PolicyMemo): PolicyPlan
     for (const key of memo.keys()) if (!live.has(key)) memo.delete(key);
   }
   return { elements, endpoints };
-}
-
-/** Whether an endpoint's allow rules name sources by name or label (read from other names/ records). */
-function namesSources(ep: EndpointRecord, name: NameRecord | undefined): boolean {
-  try {
-    return endpointRules(ep, name).rules.allow.some((r) => r.source.kind !== 'cidr');
-  } catch {
-    return false;
-  }
 }
 
 function decide(key: string, ep: EndpointRecord, nameRec: NameRecord | undefined, net: NetworkRecord | undefined, pending: boolean, input: PolicyInput): Decided {
@@ -235,7 +228,8 @@ function decide(key: string, ep: EndpointRecord, nameRec: NameRecord | undefined
       for (const b of disjoint([...own, ...rules.map((r) => box(r.cidr, r.ports))])) parts.push([sets.allowOut, element(addr, b)]);
     }
   }
-  return { ep, name: nameRec, net, pending, view, parts };
+  const readsNames = parsed.rules.allow.some((r) => r.source.kind !== 'cidr');
+  return { ep, name: nameRec, net, pending, view, parts, readsNames };
 }
 
 function box(cidrOrIp: string, ports: PortRange | null): Box {
