@@ -6,6 +6,9 @@
 //              skipped between unpoliced containers), every bridged frame tracked as before it
 //   (--profile) vxnet-no-nft, vxnet-accept-first: the same containers with one part of vxnet's
 //              path taken away while measured (see VARIANTS)
+//   (--redirect) both drivers run with --fast-path redirect, so `vxnet` is measured with it, and
+//              vxnet-bridged is the same two containers with the redirect blocks taken away (the
+//              default path), put back by a reconcile of each driver
 //   raw-host   hand-made bridge + VXLAN in the host's namespace, with dockerd's rules in force:
 //              what the kernel costs where vxnet's bridge lives
 //   raw-ns     hand-made bridge + VXLAN in a namespace of their own: where the overlay's lives,
@@ -26,6 +29,8 @@ import { ensureTestImage, TEST_IMAGE } from '../test/helpers/image';
 import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
 import { Driver, startDriver, MAIN_JS } from '../test/helpers/vxnet-in-host';
 import { containerIp } from '../test/helpers/docker-inspect';
+import { pluginCall } from '../test/helpers/plugin-client';
+import { socketFromOutside } from '../test/helpers/vxnet-in-host';
 import { eventually } from '../test/helpers/eventually';
 import { machineInfo, sourceRevision, resultHeader, dockerVersions } from './lib/machine';
 import { summarize, rounded, paired, Summary, textTable, markdownTable, fmt } from './lib/stats';
@@ -39,6 +44,7 @@ interface Options {
   intervalMs: number;
   tcpSeconds: number;
   profile: boolean;
+  redirect: boolean;
   docker: '20' | '26';
   out: string;
 }
@@ -52,6 +58,8 @@ const USAGE = `Usage: node dist/bench/datapath.js [options]     (build first: np
   --tcp-seconds N   one iperf3 stream per kind and round (default 5; 0 skips TCP)
   --profile         also measure vxnet with its nftables tables deleted and with an ACCEPT first
                     in FORWARD (where its time goes; restored after each measurement)
+  --redirect        run both drivers with --fast-path redirect, and also measure the same
+                    containers with the redirect blocks taken away (vxnet-bridged)
   --docker 20|26    dockerd of both hosts (default 20)
   --out FILE        results file (default bench/results/datapath.json)
 
@@ -60,7 +68,7 @@ Needs root. Creates hosts vxt-dp0 (etcd, 172.31.254.150), vxt-dp1 and vxt-dp2 (d
 the end.`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 8, pings: 500, intervalMs: 2, tcpSeconds: 5, profile: false, docker: '20', out: path.join(REPO_ROOT, 'bench/results/datapath.json') };
+  const o: Options = { rounds: 8, pings: 500, intervalMs: 2, tcpSeconds: 5, profile: false, redirect: false, docker: '20', out: path.join(REPO_ROOT, 'bench/results/datapath.json') };
   eachFlag(argv, USAGE, (flag, next) => {
     switch (flag) {
       case '--rounds': o.rounds = intArg(flag, next(), 1); break;
@@ -68,6 +76,7 @@ function parseArgs(argv: string[]): Options {
       case '--interval-ms': o.intervalMs = intArg(flag, next(), 1); break;
       case '--tcp-seconds': o.tcpSeconds = intArg(flag, next(), 0); break;
       case '--profile': o.profile = true; break;
+      case '--redirect': o.redirect = true; break;
       case '--docker': o.docker = dockerArg(next()); break;
       case '--out': o.out = path.resolve(next() ?? o.out); break;
       default: throw new Error(`unknown argument ${flag} (see --help)`);
@@ -84,7 +93,7 @@ const HOSTS = [
 const TCP_PORT = 5201;
 const MTU = 1400;
 
-type Variant = 'vxnet-tracked' | 'vxnet-no-nft' | 'vxnet-accept-first';
+type Variant = 'vxnet-tracked' | 'vxnet-no-nft' | 'vxnet-accept-first' | 'vxnet-bridged';
 type Kind = 'vxnet' | Variant | 'overlay' | 'raw-host' | 'raw-ns';
 const BASE_KINDS: Kind[] = ['vxnet', 'vxnet-tracked', 'overlay', 'raw-host', 'raw-ns'];
 /** --profile: where vxnet's time goes, by taking one thing away at a time (the same containers). */
@@ -98,6 +107,9 @@ let KINDS: Kind[] = BASE_KINDS;
  *                       what their hooks cost every frame
  *   vxnet-accept-first  an ACCEPT for frames between vxnet bridges first in FORWARD: what the way
  *                       through DOCKER-USER to vxnet's isolation rule (physdev match) costs
+ *   vxnet-bridged       (--redirect) the clsact qdiscs of vxnet's ports and VXLAN device deleted,
+ *                       which takes the redirect blocks away: frames take the bridge again; a
+ *                       reconcile of the driver (which rebuilds its blocks) puts them back
  */
 const VARIANTS: Record<Variant, { take: (h: Host) => Promise<string[]>; restore: (h: Host, saved: string[]) => Promise<void> }> = {
   'vxnet-tracked': {
@@ -122,6 +134,23 @@ const VARIANTS: Record<Variant, { take: (h: Host) => Promise<string[]>; restore:
     },
     restore: async (h, saved) => {
       for (const text of saved) await h.execOk(['sh', '-c', 'printf "%s" "$1" | nft -f -', 'sh', text]);
+    },
+  },
+  'vxnet-bridged': {
+    take: async (h) => {
+      const links = JSON.parse(await h.execOk(['ip', '-j', 'link', 'show'])) as Array<{ ifname: string }>;
+      const devs = links.map((l) => l.ifname).filter((n) => n.startsWith('vxe-') || n.startsWith('vxv-'));
+      for (const d of devs) await h.execOk(['tc', 'qdisc', 'del', 'dev', d, 'clsact']);
+      return devs;
+    },
+    restore: async (h, devs) => {
+      await pluginCall(socketFromOutside(h), 'Vxnet.Reconcile', {});
+      await eventually('redirect blocks back', async () => {
+        for (const d of devs) if (!(await h.execOk(['tc', 'qdisc', 'show', 'dev', d])).includes('clsact')) return false;
+        // One local and one remote entry (the two containers).
+        const vni = devs.find((d) => d.startsWith('vxv-'))?.slice(4) ?? '';
+        return (await h.execOk(['tc', 'filter', 'show', 'block', vni])).split('mirred').length - 1 >= 2;
+      }, 10_000, 50);
     },
   },
   'vxnet-accept-first': {
@@ -194,7 +223,7 @@ async function setUp(env: Partial<Env>, opts: Options): Promise<Env> {
   env.hosts = [hosts[0], hosts[1]];
   for (const h of env.hosts) {
     await ensureTestImage(h);
-    env.drivers.push(await startDriver(h, { VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: env.etcd.endpoint, VXNET_VTEP_INTERFACE: 'eth0', VXNET_LOG_LEVEL: 'info' }));
+    env.drivers.push(await startDriver(h, { VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: env.etcd.endpoint, VXNET_VTEP_INTERFACE: 'eth0', VXNET_LOG_LEVEL: 'info', VXNET_FAST_PATH: opts.redirect ? 'redirect' : 'on' }));
   }
   const [a, b] = env.hosts;
   await a.dockerOk(['swarm', 'init', '--advertise-addr', a.ip]);
@@ -362,6 +391,7 @@ async function main(): Promise<number> {
   if ('code' in pre) return pre.code;
   const opts = pre.opts;
   if (opts.profile) KINDS = [...BASE_KINDS, ...PROFILE_KINDS];
+  if (opts.redirect) KINDS = [...KINDS, 'vxnet-bridged'];
   const env: Partial<Env> = {};
   const started = Date.now();
   return runWithCleanup(async () => {

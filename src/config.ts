@@ -55,6 +55,11 @@ export interface Config {
   names: boolean;
   /** The policy table's fast path (dataplane/policy-table.ts): conntrack skipped between unpoliced containers. */
   fastPath: boolean;
+  /**
+   * `--fast-path redirect`: also skip the bridge and the host's firewall between a local
+   * container and one on another host (src/redirect, dataplane/redirect-block.ts).
+   */
+  redirect: boolean;
   dnsUpstreams: string[];
   dnsPort: number;
 }
@@ -99,7 +104,7 @@ export const SETTINGS: Setting[] = [
   { flag: 'dns-port', env: 'VXNET_DNS_PORT', default: '5354', help: 'port of the name service on the networks\' gateways (containers\' queries to 127.0.0.11 go there first); the ports after it, one per intercepted upstream resolver' },
   { flag: 'dead-host-grace', env: 'VXNET_DEAD_HOST_GRACE', default: '86400', help: 'seconds without a lease before a host\'s endpoints and addresses are released' },
   { flag: 'docker-host', env: 'VXNET_DOCKER_HOST', default: '', help: 'dockerd API socket (default: the local one)' },
-  { flag: 'fast-path', env: 'VXNET_FAST_PATH', default: 'on', help: 'skip conntrack for frames a bridge forwards between two containers without policy: on, off (rules of your own matching --ctstate then see them tracked again)' },
+  { flag: 'fast-path', env: 'VXNET_FAST_PATH', default: 'on', help: 'skip conntrack for frames a bridge forwards between two containers without policy: on, off (rules of your own matching --ctstate then see them tracked again), redirect (on, and frames between a container and one on another host skip the bridge and the host firewall, DOCKER-USER included, as on Docker\'s overlay)' },
   { flag: 'metrics-addr', env: 'VXNET_METRICS_ADDR', default: '', help: 'serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9477 (default: off)' },
 ];
 
@@ -164,7 +169,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     names: namesOn(oneOf(get('names'), 'names', ['auto', 'on', 'off'] as const), scope),
     dnsUpstreams: ipv4List(get('dns-upstreams'), 'dns-upstreams'),
     dnsPort: integer(get('dns-port'), 'dns-port', 1024, 65000),
-    fastPath: oneOf(get('fast-path'), 'fast-path', ['on', 'off'] as const) === 'on',
+    fastPath: oneOf(get('fast-path'), 'fast-path', ['on', 'off', 'redirect'] as const) !== 'off',
+    redirect: get('fast-path') === 'redirect',
   };
 }
 

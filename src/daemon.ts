@@ -24,6 +24,7 @@ import { startDeadHostSweeper } from './network/dead-hosts';
 import { dockerClient, dockerdPresent, dockerSocketPath, endpointLookup } from './docker/docker-view';
 import { NameService } from './names';
 import { PolicyEngine } from './policy';
+import { RedirectPaths, policedAddresses } from './redirect';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
@@ -73,10 +74,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const claims = new AddressClaims({ store, keys, host: config.hostId, records });
   const ipam = new Ipam({ store, keys, host: config.hostId, defaultPools: config.defaultPools, hostRoutes: async () => hostRouteCidrs(), releases: claims });
   let peers: PeerSync | null = null;
+  // `--fast-path redirect` across hosts (src/redirect); bound once the policy engine exists.
+  let redirect: RedirectPaths | null = null;
   try {
     if (vtep) {
       await registerHost(store, keys, config.hostId, { vtep: vtep.ip, version: VERSION }, config.leaseTtl);
-      peers = new PeerSync({ store, keys, dataplane, host: config.hostId, log: log.child({ mod: 'peers' }) });
+      peers = new PeerSync({ store, keys, dataplane, host: config.hostId, log: log.child({ mod: 'peers' }), onPass: () => void redirect?.sync() });
       await peers.start();
     }
     await records.start();
@@ -100,13 +103,34 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     records,
     kernel: {
       list: () => dataplane.listPolicyElements(tables),
-      replace: (sets) => dataplane.replacePolicySets(sets, tables),
-      update: (from, to, structure) => dataplane.updatePolicySets(from, to, structure, tables),
+      // The redirect fast path lets no frame of a newly policed address by before the table
+      // polices it (src/redirect).
+      replace: async (sets) => {
+        await redirect?.policyApplying(policedAddresses(sets));
+        await dataplane.replacePolicySets(sets, tables);
+        redirect?.policyApplied(policedAddresses(sets));
+      },
+      update: async (from, to, structure) => {
+        await redirect?.policyApplying(policedAddresses(to));
+        const n = await dataplane.updatePolicySets(from, to, structure, tables);
+        redirect?.policyApplied(policedAddresses(to));
+        return n;
+      },
       drops: dataplane.policyDrops,
     },
     lookup: namesOn && dockerdPresent(config.dockerHost) ? endpointLookup(config.dockerHost) : null,
     log: log.child({ mod: 'policy' }),
   });
+  const livePeers = peers;
+  if (config.redirect && livePeers) {
+    redirect = new RedirectPaths({
+      decided: () => policy.endpoints(),
+      records,
+      peers: livePeers,
+      kernel: { apply: dataplane.applyRedirects, ifindex: async (name) => (await dataplane.getLinkByName(name))?.index ?? null },
+      log: log.child({ mod: 'redirect' }),
+    });
+  }
   const driver = new NetworkDriver({
     store,
     keys,
@@ -125,6 +149,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     records,
     claims,
     policy,
+    redirect: redirect ?? undefined,
     teardownDelayMs: config.teardownDelayMs,
     // Swarm builds and removes an attachable network on a worker around every container there.
     deferNetworkDelete: config.scope === 'global',
@@ -162,7 +187,12 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     : null;
   const reconcileLog = log.child({ mod: 'reconcile' });
   const reconciles = new ReconcileHistory(
-    (dryRun) => reconcile({ driver, ports, ipam, dataplane, docker, policy, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun }),
+    async (dryRun) => {
+      const result = await reconcile({ driver, ports, ipam, dataplane, docker, policy, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun });
+      // A port or VXLAN device reconcile re-created is another device than the blocks name.
+      if (!dryRun) void redirect?.rebuild();
+      return result;
+    },
     metrics.observeReconcile,
   );
   metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped(), policyDrops: () => policy.drops() });
@@ -235,6 +265,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await app.close();
       await names?.close();
       policy.close();
+      redirect?.close();
       driver.close();
       ipam.close();
       await ports.close();

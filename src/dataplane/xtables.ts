@@ -1,11 +1,11 @@
-// Runs the firewall tools (iptables, iptables-restore, ipset, nft) for firewall.ts,
-// firewall-sets.ts and the nftables tables: through execFile/spawn (never a shell), with arguments built only from
+// Runs the firewall tools (iptables, iptables-restore, ipset, nft) and tc for firewall.ts,
+// firewall-sets.ts, the nftables tables and the redirect blocks: through spawn (never a shell), with arguments built only from
 // validated names, one operation at a time in this process, and `-w` for the xtables lock that
 // other processes (dockerd included) take too.
 import { spawn } from 'node:child_process';
 import { vxError } from '../errors';
 
-export type Tool = 'iptables' | 'iptables-restore' | 'ipset' | 'nft';
+export type Tool = 'iptables' | 'iptables-restore' | 'ipset' | 'nft' | 'tc';
 
 export interface ToolResult {
   code: number;

@@ -88,6 +88,11 @@ export interface PeerPort {
   deactivate(lnet: string): void;
 }
 
+/** What Leave and DeleteEndpoint tell the redirect fast path (src/redirect): the port's entries go first. */
+export interface RedirectPort {
+  forget(endpointId: string): Promise<void>;
+}
+
 export interface NetworkDriverDeps {
   store: Store;
   keys: Keys;
@@ -109,6 +114,8 @@ export interface NetworkDriverDeps {
   peers: PeerPort | null;
   /** Network policy (src/policy): told of each Join so a new endpoint is policed from its first packet. */
   policy?: PolicyPort;
+  /** `--fast-path redirect` (src/redirect): absent when off. */
+  redirect?: RedirectPort;
   /**
    * Networks, this host's Docker networks and endpoints in memory (fed by a watch): plugin calls
    * read them there instead of asking the store. Absent: every read goes to the store.
@@ -504,6 +511,8 @@ export class NetworkDriver {
   async leave(networkId: string, endpointId: string): Promise<void> {
     const { lnet } = await this.networkOf(networkId);
     const ep = await this.localEndpoint(lnet, networkId, endpointId);
+    // The port drops everything from here on: no frame of it may skip the bridge either.
+    await this.deps.redirect?.forget(endpointId);
     await this.deps.dataplane.removeSpoofElements(portElements(endpointId, ep));
   }
 
@@ -674,6 +683,8 @@ export class NetworkDriver {
     // matters: Docker calls DeleteEndpoint once the sandbox is gone (nothing left to send from
     // this address) and after RevokeExternalConnectivity (no published port leads here).
     this.flows.start(endpointId, [ep.ipv4, ep.ipv6]);
+    // Before the port goes: an entry redirecting to a deleted device drops what it gets.
+    await this.deps.redirect?.forget(endpointId);
     await this.deps.dataplane.releaseVeth(vethNames(endpointId).host);
     await this.deps.dataplane.removeSpoofElements(portElements(endpointId, ep));
     await this.deleteRecord(key);

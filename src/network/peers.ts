@@ -41,6 +41,8 @@ export interface PeerDeps {
   dataplane: Dataplane;
   host: string;
   log: Logger;
+  /** After each pass over a network (the redirect fast path follows the device's entries). */
+  onPass?(lnet: string): void;
 }
 
 interface FdbWant {
@@ -267,6 +269,16 @@ export class PeerSync {
     return [...this.programmedPeers.values()];
   }
 
+  /** Networks with a VXLAN device here. */
+  activeNetworks(): Iterable<string> {
+    return this.active.keys();
+  }
+
+  /** The remote MACs a network's device is to hold (its wanted unicast FDB entries). */
+  remoteMacs(lnet: string): Iterable<string> {
+    return this.active.get(lnet)?.table.fdb.keys() ?? [];
+  }
+
   /** Runs one pass at a time per network; events that arrive meanwhile trigger one more. */
   syncNetwork(lnet: string): Promise<void> {
     const running = this.running.get(lnet);
@@ -367,6 +379,7 @@ export class PeerSync {
     // during a pass: only settle() changes it).
     const vtepCount = wantedVteps.size - missed.vteps;
     this.programmedPeers.set(lnet, { lnet, vni: a.net.vni, fdb: table.fdb.size - missed.fdb + vtepCount, neigh: table.neigh.size - missed.neigh, vteps: vtepCount });
+    this.deps.onPass?.(lnet);
     if (changes > 0) {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       log.info({ lnet, dev, changes, ms: Math.round(ms * 100) / 100, peers: table.fdb.size + wantedVteps.size }, 'peer entries synced');

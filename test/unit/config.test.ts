@@ -48,6 +48,13 @@ describe('src/config.ts', () => {
     expect(() => loadConfig(argv, {})).toThrow(msg);
   });
 
+  it('--fast-path: on by default; off; redirect is on plus the redirect blocks; anything else stops the start', () => {
+    expect(loadConfig([], {})).toMatchObject({ fastPath: true, redirect: false });
+    expect(loadConfig(['--fast-path', 'off'], {})).toMatchObject({ fastPath: false, redirect: false });
+    expect(loadConfig([], { VXNET_FAST_PATH: 'redirect' })).toMatchObject({ fastPath: true, redirect: true });
+    expect(() => loadConfig(['--fast-path', 'bypass'], {})).toThrow(/"bypass" is not one of on, off, redirect/);
+  });
+
   it('serves no metrics unless VXNET_METRICS_ADDR is set', () => {
     expect(loadConfig([], {}).metricsAddr).toBeNull();
   });

@@ -1,0 +1,176 @@
+// The redirect fast path (`--fast-path redirect`): one shared tc filter block per network, in
+// which frames between a local container and a container on another host skip the bridge, and
+// with it br_netfilter and every iptables/nftables chain of the host (dockerd's FORWARD chains,
+// DOCKER-USER included), as they do on Docker's overlay, whose bridge lives in a namespace of its
+// own. bench:datapath measured a bridge in a namespace of its own and this path side by side.
+//
+// The network's VXLAN device and every local container port (host-side veth) get a clsact qdisc
+// whose ingress is the block numbered like the network's VNI. The block holds u32 filters (the
+// kernels vxnet runs on here have u32 and mirred, but neither flower nor gact), in three tables:
+//
+//   800: (root, linear)   indev vxv-N                                  → link 2: (hashed)
+//                         indev vxe-X, ip src = X's, ether src = X's   → link 1: (hashed)
+//   1: (256 buckets by the last byte of the destination MAC)
+//                         ether dst = a remote container's MAC         → redirect to vxv-N
+//   2: (256 buckets, the same key)
+//                         ether dst = a local container's MAC          → redirect to vxe-X
+//
+// A frame that matches nothing (ARP, IPv6, broadcast, the gateway's MAC, another local
+// container, a source that is not the port's own, a policed container) goes on to the bridge as
+// before, where anti-spoofing, policy and isolation see it. So a missing entry only costs speed;
+// only a wrong one could cost correctness, which is why the domain side (network/redirects.ts)
+// removes entries before the change that makes them wrong and rebuilds a block it is unsure of.
+//
+// mirred holds its target device by reference: once that device is deleted the action drops
+// everything it gets. A rebuilt VXLAN device therefore means a rebuilt block ('setup').
+// The block itself goes away with the last device attached to it (the network's teardown).
+//
+// Entries go through `tc -batch -`: one process per change set, off the plugin calls' path
+// except at Leave and before a policy change (removals, which must be done before they return).
+import { vxError } from '../errors';
+import { runTool } from './xtables';
+
+export const REDIRECT_PRIO = 10;
+/** u32 table ids: the root (800: is u32's own), remote MACs, local MACs. */
+const ROOT_HT = 0x800;
+const REMOTE_HT = 1;
+const LOCAL_HT = 2;
+/** u32 node ids are 12 bits; 1 in the root is the VXLAN device's entry. */
+export const MAX_NODE = 0xfff;
+export const VXLAN_NODE = 1;
+/** The 32-bit word at -12 from the IP header holds the destination MAC's last four bytes. */
+const HASH = ['hashkey', 'mask', '0x000000ff', 'at', '-12'];
+
+/** A local container's root entry: its port, its MAC and IPv4 address (the only source it may use here). */
+export interface PortEntry {
+  port: string;
+  mac: string;
+  ip: string;
+  node: number;
+}
+
+/** An entry of a hashed table: frames to `mac` go to `dev`. */
+export interface MacEntry {
+  mac: string;
+  dev: string;
+  node: number;
+}
+
+export type RedirectOp =
+  /** The block emptied and rebuilt around `vxv`: its qdisc, both hashed tables and its root entry. */
+  | { op: 'setup'; block: number; vxv: string }
+  /** A port's qdisc (re)attached to the block. */
+  | { op: 'attach'; block: number; dev: string }
+  | { op: 'add-port' | 'del-port'; block: number; entry: PortEntry }
+  | { op: 'add-local' | 'del-local' | 'add-remote' | 'del-remote'; block: number; entry: MacEntry }
+  /** Every filter of the block removed (fast path off for the network; errors ignored). */
+  | { op: 'flush'; block: number };
+
+/** One tc batch line, and whether its failure is expected and harmless ("not there"). */
+export interface TcLine {
+  args: string[];
+  ignorable: boolean;
+}
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const IP_RE = /^\d{1,3}(\.\d{1,3}){3}$/;
+const DEV_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+function checkedMac(mac: string): string {
+  const m = mac.toLowerCase();
+  if (!MAC_RE.test(m)) throw new Error(`refusing redirect entry: bad MAC ${JSON.stringify(mac)}`);
+  return m;
+}
+
+function checkedDev(dev: string): string {
+  if (!DEV_RE.test(dev)) throw new Error(`refusing redirect entry: bad device name ${JSON.stringify(dev)}`);
+  return dev;
+}
+
+function checkedNode(node: number): string {
+  if (!Number.isInteger(node) || node < 1 || node > MAX_NODE) throw new Error(`refusing redirect entry: bad node ${node}`);
+  return node.toString(16);
+}
+
+/** Pure: the bucket of a MAC in the hashed tables (its last byte, as the hash key reads it). */
+export function bucketOf(mac: string): number {
+  return parseInt(checkedMac(mac).slice(-2), 16);
+}
+
+function filter(verb: 'add' | 'del', block: number, handle: string): string[] {
+  return ['filter', verb, 'block', String(block), 'prio', String(REDIRECT_PRIO), 'handle', handle, 'protocol', 'ip', 'u32'];
+}
+
+function macHandle(ht: number, e: MacEntry): string {
+  return `${ht.toString(16)}:${bucketOf(e.mac).toString(16)}:${checkedNode(e.node)}`;
+}
+
+/** Pure: the tc batch lines of one operation, in order. */
+export function opLines(o: RedirectOp): TcLine[] {
+  const b = String(o.block);
+  const strict = (args: string[]): TcLine => ({ args, ignorable: false });
+  const loose = (args: string[]): TcLine => ({ args, ignorable: true });
+  switch (o.op) {
+    case 'flush':
+      return [loose(['filter', 'del', 'block', b])];
+    case 'setup':
+      return [
+        loose(['filter', 'del', 'block', b]),
+        loose(['qdisc', 'del', 'dev', checkedDev(o.vxv), 'clsact']),
+        strict(['qdisc', 'add', 'dev', o.vxv, 'ingress_block', b, 'clsact']),
+        strict([...filter('add', o.block, `${REMOTE_HT}:`), 'divisor', '256']),
+        strict([...filter('add', o.block, `${LOCAL_HT}:`), 'divisor', '256']),
+        strict([...filter('add', o.block, `${ROOT_HT.toString(16)}::${VXLAN_NODE}`), 'match', 'u32', '0', '0', 'indev', o.vxv, ...HASH, 'link', `${LOCAL_HT}:`]),
+      ];
+    case 'attach':
+      return [loose(['qdisc', 'del', 'dev', checkedDev(o.dev), 'clsact']), strict(['qdisc', 'add', 'dev', o.dev, 'ingress_block', b, 'clsact'])];
+    case 'add-port': {
+      const e = o.entry;
+      if (!IP_RE.test(e.ip)) throw new Error(`refusing redirect entry: bad IPv4 address ${JSON.stringify(e.ip)}`);
+      return [
+        strict([
+          ...filter('add', o.block, `${ROOT_HT.toString(16)}::${checkedNode(e.node)}`),
+          'match', 'ip', 'src', `${e.ip}/32`, 'match', 'ether', 'src', checkedMac(e.mac), 'indev', checkedDev(e.port), ...HASH, 'link', `${REMOTE_HT}:`,
+        ]),
+      ];
+    }
+    case 'del-port':
+      return [strict(filter('del', o.block, `${ROOT_HT.toString(16)}::${checkedNode(o.entry.node)}`))];
+    case 'add-local':
+    case 'add-remote': {
+      const ht = o.op === 'add-local' ? LOCAL_HT : REMOTE_HT;
+      const handle = macHandle(ht, o.entry);
+      const bucket = handle.split(':').slice(0, 2).join(':');
+      return [strict([...filter('add', o.block, handle), 'ht', `${bucket}:`, 'match', 'ether', 'dst', checkedMac(o.entry.mac), 'action', 'mirred', 'egress', 'redirect', 'dev', checkedDev(o.entry.dev)])];
+    }
+    case 'del-local':
+      return [strict(filter('del', o.block, macHandle(LOCAL_HT, o.entry)))];
+    case 'del-remote':
+      return [strict(filter('del', o.block, macHandle(REMOTE_HT, o.entry)))];
+  }
+}
+
+/** Pure: runs of consecutive lines with the same ignorability (each run is one tc process). */
+export function batches(ops: RedirectOp[]): Array<{ ignorable: boolean; text: string }> {
+  const out: Array<{ ignorable: boolean; text: string }> = [];
+  for (const line of ops.flatMap(opLines)) {
+    const last = out[out.length - 1];
+    const text = `${line.args.join(' ')}\n`;
+    if (last && last.ignorable === line.ignorable) last.text += text;
+    else out.push({ ignorable: line.ignorable, text });
+  }
+  return out;
+}
+
+/**
+ * Applies the operations in order. A line that may fail harmlessly runs under `-force` and its
+ * failure is ignored; any other failure stops the batch there and rejects, naming tc's complaint.
+ */
+export async function applyRedirects(ops: RedirectOp[]): Promise<void> {
+  for (const b of batches(ops)) {
+    const r = await runTool('tc', b.ignorable ? ['-force', '-batch', '-'] : ['-batch', '-'], b.text);
+    if (r.code !== 0 && !b.ignorable) {
+      throw vxError('VXNET_ERR_KERNEL', `could not program the redirect fast path: ${r.stderr.trim().split('\n').slice(0, 3).join('; ') || `tc exit ${r.code}`}`);
+    }
+  }
+}

@@ -1,0 +1,306 @@
+// Which frames skip the bridge (`--fast-path redirect`; dataplane/redirect-block.ts says how the
+// kernel does it). Per network with a VXLAN device here, the wanted content of its block is:
+//   - a root entry and a local entry for each local container that has an IPv4 address and that
+//     the policy engine has decided and left unpoliced (none of its addresses in a policed set:
+//     no rules, not pending, not on an isolated network);
+//   - a remote entry for each MAC the peer table wants on the VXLAN device (never a local one).
+// A frame from a local port to a remote container then goes straight to the VXLAN device, and a
+// frame from the VXLAN device to a local container straight to its port. Everything else keeps
+// taking the bridge. Policed containers keep the whole host path both ways, so conntrack, the
+// policy table and the drop counters see all their frames, as without this path.
+//
+// Correctness rests on order, since a stale entry is the one thing that could let a frame by:
+//   - before the policy table starts policing an address (policyApplying), its entries are gone;
+//   - at Leave and DeleteEndpoint (forget) the port's entries are gone before the call returns;
+//   - an entry is added only for a port that exists (its ifindex read) and a VXLAN device whose
+//     ifindex is the one the block was built for (a rebuilt device gets a rebuilt block);
+//   - removals go before additions in a change set, and a failed change set has its block
+//     rebuilt from scratch at the next pass (setup empties it first).
+// Adding is lazy (a pass after the change); missing entries only cost speed.
+import type { Logger } from '../log';
+import type { NetworkRecord, EndpointRecord } from '../network/records';
+import { vethNames, vxlanName } from '../network/names';
+import { MAX_NODE, VXLAN_NODE, bucketOf } from '../dataplane/redirect-block';
+import type { PortEntry, RedirectOp } from '../dataplane/redirect-block';
+
+export interface RedirectKernel {
+  apply(ops: RedirectOp[]): Promise<void>;
+  ifindex(name: string): Promise<number | null>;
+}
+
+/** A local endpoint as the policy engine last decided it. */
+export interface DecidedEndpoint {
+  lnet: string;
+  endpointId: string;
+  ip: string | null;
+  ip6: string | null;
+}
+
+export interface RedirectDeps {
+  /** This host's endpoints in the policy engine's last applied plan. */
+  decided(): Iterable<DecidedEndpoint>;
+  records: { endpoint(lnet: string, endpointId: string): EndpointRecord | undefined; network(lnet: string): NetworkRecord | undefined };
+  /** Networks with a VXLAN device here, and the remote MACs their device is programmed with. */
+  peers: { activeNetworks(): Iterable<string>; remoteMacs(lnet: string): Iterable<string> };
+  kernel: RedirectKernel;
+  log: Logger;
+}
+
+interface Port extends PortEntry {
+  ifindex: number;
+}
+
+/** What one block holds (as far as this process programmed it). */
+interface Block {
+  vxv: string;
+  vxvIndex: number;
+  ports: Map<string, Port>;
+  /** local MAC → its node in the local table */
+  local: Map<string, { port: string; node: number }>;
+  /** remote MAC → its node in the remote table */
+  remote: Map<string, number>;
+  /** nodes in use: "root" and "<table> <bucket>" */
+  nodes: Map<string, Set<number>>;
+}
+
+interface WantPort {
+  port: string;
+  mac: string;
+  ip: string;
+}
+
+interface WantBlock {
+  vxv: string;
+  ports: Map<string, WantPort>;
+  remote: Set<string>;
+}
+
+/** Pure: the lowest node id free in `used` from `from` on (null when the table is full). */
+export function freeNode(used: Set<number> | undefined, from = 1): number | null {
+  for (let n = from; n <= MAX_NODE; n++) if (!used?.has(n)) return n;
+  return null;
+}
+
+function bare(ip: string | null): string | null {
+  return ip === null ? null : ip.split('/')[0];
+}
+
+export class RedirectPaths {
+  private readonly blocks = new Map<number, Block>();
+  /** Addresses the policy table polices (as of the change being applied or the last applied). */
+  private policed = new Set<string>();
+  /** Ports whose container left: no entry until their endpoint is gone. */
+  private readonly left = new Set<string>();
+  private chain: Promise<void> = Promise.resolve();
+  private scheduled: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(private readonly deps: RedirectDeps) {}
+
+  /** A pass at the event loop's next turn (coalesced); never rejects. */
+  sync(): Promise<void> {
+    if (this.scheduled) return this.scheduled;
+    const run = this.queue(async () => {
+      // The next turn: the policy engine's plan is set after its kernel update resolves.
+      await new Promise((resolve) => setImmediate(resolve));
+      this.scheduled = null;
+      if (!this.closed) await this.pass();
+    });
+    this.scheduled = run;
+    // queue() logs a failure already; a pass's own errors are per block and never reach here.
+    return run.catch(() => undefined);
+  }
+
+  /** Every block rebuilt at the next pass (reconcile: a device may have been replaced). */
+  rebuild(): Promise<void> {
+    this.blocks.clear();
+    return this.sync();
+  }
+
+  /**
+   * Before the policy table changes to police `addresses`: the entries of every local container
+   * with one of them are removed first. Rejects only if tc cannot run at all (then the policy
+   * change must not go ahead on a path that may bypass it).
+   */
+  policyApplying(addresses: Iterable<string>): Promise<void> {
+    const next = new Set(addresses);
+    return this.queue(async () => {
+      const gone = [...next].filter((a) => !this.policed.has(a));
+      this.policed = new Set([...this.policed, ...next]);
+      if (gone.length === 0) return;
+      const hit = new Set(gone);
+      await this.removePorts((p) => hit.has(p.ip));
+    });
+  }
+
+  /** After the policy table changed: `addresses` is what it polices now. */
+  policyApplied(addresses: Iterable<string>): void {
+    this.policed = new Set(addresses);
+    void this.sync();
+  }
+
+  /** Leave / DeleteEndpoint: the port's entries go now, and stay away. */
+  forget(endpointId: string): Promise<void> {
+    const port = vethNames(endpointId).host;
+    this.left.add(port);
+    return this.queue(() => this.removePorts((p) => p.port === port));
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Runs one step at a time; a failure is logged, never thrown, except for the steps that say so. */
+  private queue(step: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(step);
+    this.chain = run.catch((err: unknown) => this.deps.log.warn({ err }, 'redirect fast path: step failed; its blocks are rebuilt at the next pass'));
+    return run;
+  }
+
+  /** Removes the entries of matching ports in every block; a block whose removal fails is emptied. */
+  private async removePorts(match: (p: Port) => boolean): Promise<void> {
+    for (const [block, b] of this.blocks) {
+      const ops: RedirectOp[] = [];
+      for (const p of [...b.ports.values()].filter(match)) ops.push(...this.dropPort(block, b, p));
+      if (ops.length === 0) continue;
+      try {
+        await this.deps.kernel.apply(ops);
+      } catch (err) {
+        this.blocks.delete(block);
+        // Emptied, the block only sends frames on to the bridge (this flush's own failure rejects).
+        this.deps.log.warn({ err, block }, 'redirect fast path: removal failed, emptying the block');
+        await this.deps.kernel.apply([{ op: 'flush', block }]);
+      }
+    }
+  }
+
+  /** What each active network's block should hold. */
+  private wanted(): Map<number, WantBlock> {
+    const { records, peers } = this.deps;
+    const want = new Map<number, WantBlock>();
+    const vniOf = new Map<string, number>();
+    for (const lnet of peers.activeNetworks()) {
+      const net = records.network(lnet);
+      if (!net) continue;
+      vniOf.set(lnet, net.vni);
+      want.set(net.vni, { vxv: vxlanName(net.vni), ports: new Map(), remote: new Set(peers.remoteMacs(lnet)) });
+    }
+    const live = new Set<string>();
+    for (const ep of this.deps.decided()) {
+      const port = vethNames(ep.endpointId).host;
+      live.add(port);
+      const vni = vniOf.get(ep.lnet);
+      const ip = bare(ep.ip);
+      const ip6 = bare(ep.ip6);
+      const rec = vni === undefined ? undefined : records.endpoint(ep.lnet, ep.endpointId);
+      if (vni === undefined || !rec) continue;
+      const w = want.get(vni) as WantBlock;
+      const mac = rec.mac.toLowerCase();
+      // A local container's MAC is never sent to the tunnel, policed or not.
+      w.remote.delete(mac);
+      if (ip === null || this.policed.has(ip) || (ip6 !== null && this.policed.has(ip6)) || this.left.has(port)) continue;
+      w.ports.set(port, { port, mac, ip });
+    }
+    for (const port of this.left) if (!live.has(port)) this.left.delete(port);
+    return want;
+  }
+
+  private async pass(): Promise<void> {
+    const want = this.wanted();
+    for (const [block, b] of this.blocks) {
+      if (want.has(block)) continue;
+      // The network left this host: its devices (and with them the block) are gone or going.
+      this.blocks.delete(block);
+      await this.deps.kernel.apply([{ op: 'flush', block }]).catch(() => undefined);
+    }
+    for (const [block, w] of want) {
+      try {
+        await this.passBlock(block, w);
+      } catch (err) {
+        this.blocks.delete(block);
+        this.deps.log.warn({ err, block, dev: w.vxv }, 'redirect fast path: could not program the block; it is rebuilt at the next pass');
+      }
+    }
+  }
+
+  private async passBlock(block: number, w: WantBlock): Promise<void> {
+    const { kernel } = this.deps;
+    const vxvIndex = await kernel.ifindex(w.vxv);
+    if (vxvIndex === null) {
+      this.blocks.delete(block);
+      return;
+    }
+    const ops: RedirectOp[] = [];
+    let b = this.blocks.get(block);
+    if (!b || b.vxvIndex !== vxvIndex) {
+      b = { vxv: w.vxv, vxvIndex, ports: new Map(), local: new Map(), remote: new Map(), nodes: new Map([['root', new Set([VXLAN_NODE])]]) };
+      ops.push({ op: 'setup', block, vxv: w.vxv });
+    }
+    const adds: RedirectOp[] = [];
+    for (const p of [...b.ports.values()]) {
+      const wp = w.ports.get(p.port);
+      if (!wp || wp.mac !== p.mac || wp.ip !== p.ip) ops.push(...this.dropPort(block, b, p));
+    }
+    for (const [mac, node] of [...b.remote]) {
+      if (w.remote.has(mac)) continue;
+      ops.push({ op: 'del-remote', block, entry: { mac, dev: b.vxv, node } });
+      this.release(b, `remote ${bucketOf(mac)}`, node);
+      b.remote.delete(mac);
+    }
+    for (const wp of w.ports.values()) {
+      if (b.ports.has(wp.port) || b.local.has(wp.mac)) continue;
+      const ifindex = await kernel.ifindex(wp.port);
+      if (ifindex === null) continue;
+      const node = this.take(b, 'root', VXLAN_NODE + 1);
+      const lnode = this.take(b, `local ${bucketOf(wp.mac)}`);
+      if (node === null || lnode === null) continue;
+      const p: Port = { ...wp, node, ifindex };
+      b.ports.set(p.port, p);
+      b.local.set(p.mac, { port: p.port, node: lnode });
+      adds.push({ op: 'attach', block, dev: p.port }, { op: 'add-port', block, entry: p }, { op: 'add-local', block, entry: { mac: p.mac, dev: p.port, node: lnode } });
+    }
+    for (const mac of w.remote) {
+      if (b.remote.has(mac)) continue;
+      const node = this.take(b, `remote ${bucketOf(mac)}`);
+      if (node === null) continue;
+      b.remote.set(mac, node);
+      adds.push({ op: 'add-remote', block, entry: { mac, dev: b.vxv, node } });
+    }
+    ops.push(...adds);
+    if (ops.length === 0) return;
+    // Dropped from the map first: if the batch fails half-way, the next pass starts over.
+    this.blocks.delete(block);
+    await kernel.apply(ops);
+    this.blocks.set(block, b);
+  }
+
+  private dropPort(block: number, b: Block, p: Port): RedirectOp[] {
+    const ops: RedirectOp[] = [{ op: 'del-port', block, entry: p }];
+    this.release(b, 'root', p.node);
+    b.ports.delete(p.port);
+    const l = b.local.get(p.mac);
+    if (l && l.port === p.port) {
+      ops.push({ op: 'del-local', block, entry: { mac: p.mac, dev: p.port, node: l.node } });
+      this.release(b, `local ${bucketOf(p.mac)}`, l.node);
+      b.local.delete(p.mac);
+    }
+    return ops;
+  }
+
+  private take(b: Block, table: string, from = 1): number | null {
+    let used = b.nodes.get(table);
+    if (!used) b.nodes.set(table, (used = new Set()));
+    const n = freeNode(used, from);
+    if (n !== null) used.add(n);
+    return n;
+  }
+
+  private release(b: Block, table: string, node: number): void {
+    b.nodes.get(table)?.delete(node);
+  }
+}
+
+/** Pure: every address a set of policy elements polices (the policed sets, both families). */
+export function policedAddresses(sets: { policedIn: string[]; policedOut: string[]; policedIn6: string[]; policedOut6: string[] }): Set<string> {
+  return new Set([...sets.policedIn, ...sets.policedOut, ...sets.policedIn6, ...sets.policedOut6].map((a) => a.split('/')[0]));
+}

@@ -1,0 +1,48 @@
+// The tc lines of the redirect fast path (dataplane/redirect-block.ts): what each operation
+// writes, which lines may fail harmlessly, and refusals of anything that is not a MAC, an IPv4
+// address or a device name (nothing of a record reaches tc unchecked).
+import { batches, bucketOf, opLines } from '../../../src/dataplane/redirect-block';
+
+const lines = (o: Parameters<typeof opLines>[0]): string[] => opLines(o).map((l) => `${l.ignorable ? '~ ' : ''}${l.args.join(' ')}`);
+
+describe('redirect block lines', () => {
+  it('setup empties the block, attaches the VXLAN device and builds both hashed tables and its root entry', () => {
+    expect(lines({ op: 'setup', block: 300, vxv: 'vxv-300' })).toEqual([
+      '~ filter del block 300',
+      '~ qdisc del dev vxv-300 clsact',
+      'qdisc add dev vxv-300 ingress_block 300 clsact',
+      'filter add block 300 prio 10 handle 1: protocol ip u32 divisor 256',
+      'filter add block 300 prio 10 handle 2: protocol ip u32 divisor 256',
+      'filter add block 300 prio 10 handle 800::1 protocol ip u32 match u32 0 0 indev vxv-300 hashkey mask 0x000000ff at -12 link 2:',
+    ]);
+  });
+
+  it('a port: its own source only, linked to the remote table; its MAC in the local table, bucket = last byte', () => {
+    const entry = { port: 'vxe-abc', mac: '02:42:0A:05:00:C8', ip: '10.5.0.200', node: 3 };
+    expect(lines({ op: 'add-port', block: 300, entry })).toEqual([
+      'filter add block 300 prio 10 handle 800::3 protocol ip u32 match ip src 10.5.0.200/32 match ether src 02:42:0a:05:00:c8 indev vxe-abc hashkey mask 0x000000ff at -12 link 1:',
+    ]);
+    expect(lines({ op: 'del-port', block: 300, entry })).toEqual(['filter del block 300 prio 10 handle 800::3 protocol ip u32']);
+    expect(lines({ op: 'add-local', block: 300, entry: { mac: entry.mac, dev: 'vxe-abc', node: 18 } })).toEqual([
+      'filter add block 300 prio 10 handle 2:c8:12 protocol ip u32 ht 2:c8: match ether dst 02:42:0a:05:00:c8 action mirred egress redirect dev vxe-abc',
+    ]);
+    expect(lines({ op: 'del-remote', block: 300, entry: { mac: '02:42:0a:05:00:07', dev: 'vxv-300', node: 1 } })).toEqual(['filter del block 300 prio 10 handle 1:7:1 protocol ip u32']);
+    expect(bucketOf('02:42:0a:05:00:ff')).toBe(255);
+  });
+
+  it('groups consecutive lines of the same kind into one tc process each', () => {
+    const b = batches([
+      { op: 'attach', block: 1, dev: 'vxe-a' },
+      { op: 'add-remote', block: 1, entry: { mac: '02:42:0a:00:00:01', dev: 'vxv-1', node: 1 } },
+      { op: 'add-remote', block: 1, entry: { mac: '02:42:0a:00:00:02', dev: 'vxv-1', node: 1 } },
+    ]);
+    expect(b.map((x) => [x.ignorable, x.text.split('\n').length - 1])).toEqual([[true, 1], [false, 3]]);
+  });
+
+  it('refuses what is not a MAC, an IPv4 address, a device name or a node', () => {
+    expect(() => opLines({ op: 'add-port', block: 1, entry: { port: 'vxe-a', mac: '02:42:0a:00:00:01', ip: '10.0.0.1; rm', node: 2 } })).toThrow(/bad IPv4 address/);
+    expect(() => opLines({ op: 'add-local', block: 1, entry: { mac: 'zz:42:0a:00:00:01', dev: 'vxe-a', node: 2 } })).toThrow(/bad MAC/);
+    expect(() => opLines({ op: 'attach', block: 1, dev: 'vxe a b' })).toThrow(/bad device name/);
+    expect(() => opLines({ op: 'add-remote', block: 1, entry: { mac: '02:42:0a:00:00:01', dev: 'vxv-1', node: 4096 } })).toThrow(/bad node/);
+  });
+});

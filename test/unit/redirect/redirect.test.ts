@@ -1,0 +1,175 @@
+// The redirect fast path's logic against a recording kernel: what each block holds after a pass,
+// and the orders correctness rests on (removal before the policy table polices an address, at
+// Leave, before additions; a rebuilt VXLAN device or a failed change set rebuilds the block).
+// The tc lines themselves are checked in redirect-block.test.ts, the kernel's behaviour in
+// test/e2e/redirect.test.ts.
+import pino from 'pino';
+import { RedirectPaths, DecidedEndpoint, freeNode, policedAddresses } from '../../../src/redirect';
+import type { RedirectOp } from '../../../src/dataplane/redirect-block';
+import type { EndpointRecord, NetworkRecord } from '../../../src/network/records';
+import { vethNames } from '../../../src/network/names';
+import { emptyPolicySets } from '../../../src/dataplane/policy-table';
+
+const silent = pino({ level: 'silent' });
+const NET: NetworkRecord = { lnet: 'n1', vni: 300, ipv4: { subnet: '10.5.0.0/24', gateway: '10.5.0.1', poolId: null }, ipv6: null, mtu: 1450, internal: false };
+
+function endpoint(id: string, ip: string, host = 'h1'): EndpointRecord {
+  const o = ip.split('.').map((x) => Number(x).toString(16).padStart(2, '0'));
+  return { host, mac: `02:42:${o.join(':')}`, ipv4: `${ip}/24`, ipv6: null, vtep: '192.0.2.1' } as unknown as EndpointRecord;
+}
+
+class World {
+  decided: DecidedEndpoint[] = [];
+  recs = new Map<string, EndpointRecord>();
+  remote: string[] = [];
+  links = new Map<string, number>([['vxv-300', 10]]);
+  ops: RedirectOp[][] = [];
+  failNext = false;
+  paths: RedirectPaths;
+
+  constructor() {
+    this.paths = new RedirectPaths({
+      decided: () => this.decided,
+      records: { endpoint: (_l, id) => this.recs.get(id), network: (l) => (l === 'n1' ? NET : undefined) },
+      peers: { activeNetworks: () => ['n1'], remoteMacs: () => this.remote },
+      kernel: {
+        apply: async (ops) => {
+          if (this.failNext) {
+            this.failNext = false;
+            throw new Error('tc refused');
+          }
+          this.ops.push(ops);
+        },
+        ifindex: async (name) => this.links.get(name) ?? null,
+      },
+      log: silent,
+    });
+  }
+
+  join(id: string, ip: string, ifindex: number): void {
+    const rec = endpoint(id, ip);
+    this.recs.set(id, rec);
+    this.decided.push({ lnet: 'n1', endpointId: id, ip: rec.ipv4, ip6: null });
+    this.links.set(vethNames(id).host, ifindex);
+  }
+
+  /** The operations of the last change set, as "op mac-or-port". */
+  last(): string[] {
+    return (this.ops[this.ops.length - 1] ?? []).map(show);
+  }
+
+  all(): string[] {
+    return this.ops.flat().map(show);
+  }
+}
+
+function show(o: RedirectOp): string {
+  switch (o.op) {
+    case 'setup':
+      return `setup ${o.vxv}`;
+    case 'attach':
+      return `attach ${o.dev}`;
+    case 'flush':
+      return 'flush';
+    case 'add-port':
+    case 'del-port':
+      return `${o.op} ${o.entry.port} ${o.entry.ip}`;
+    default:
+      return `${o.op} ${o.entry.mac} ${o.entry.dev}`;
+  }
+}
+
+const A = vethNames('aaaaaaaaaaaa').host;
+const B = vethNames('bbbbbbbbbbbb').host;
+
+describe('RedirectPaths', () => {
+  it('builds the block, then adds only what changed; a local MAC is never sent to the tunnel', async () => {
+    const w = new World();
+    w.join('aaaaaaaaaaaa', '10.5.0.2', 20);
+    w.remote = ['02:42:0a:05:00:09', '02:42:0a:05:00:02'];
+    await w.paths.sync();
+    expect(w.last()).toEqual([
+      'setup vxv-300',
+      `attach ${A}`,
+      `add-port ${A} 10.5.0.2`,
+      `add-local 02:42:0a:05:00:02 ${A}`,
+      'add-remote 02:42:0a:05:00:09 vxv-300',
+    ]);
+    w.join('bbbbbbbbbbbb', '10.5.0.3', 21);
+    w.remote = ['02:42:0a:05:00:0a'];
+    await w.paths.sync();
+    // Removals first, then additions.
+    expect(w.last()).toEqual([
+      'del-remote 02:42:0a:05:00:09 vxv-300',
+      `attach ${B}`,
+      `add-port ${B} 10.5.0.3`,
+      `add-local 02:42:0a:05:00:03 ${B}`,
+      'add-remote 02:42:0a:05:00:0a vxv-300',
+    ]);
+    const before = w.ops.length;
+    await w.paths.sync();
+    expect(w.ops.length).toBe(before);
+  });
+
+  it('skips policed containers, and removes an address\'s entries before the table polices it', async () => {
+    const w = new World();
+    w.join('aaaaaaaaaaaa', '10.5.0.2', 20);
+    w.join('bbbbbbbbbbbb', '10.5.0.3', 21);
+    w.paths.policyApplied(['10.5.0.3']);
+    await w.paths.sync();
+    expect(w.all().filter((o) => o.startsWith('add-port'))).toEqual([`add-port ${A} 10.5.0.2`]);
+    await w.paths.policyApplying(policedAddresses({ ...emptyPolicySets(), policedIn: ['10.5.0.3'], policedOut: ['10.5.0.2'] }));
+    expect(w.last()).toEqual([`del-port ${A} 10.5.0.2`, `del-local 02:42:0a:05:00:02 ${A}`]);
+    // While the change is applied nothing of A comes back; once A is unpoliced again it does.
+    await w.paths.sync();
+    expect(w.last()).toEqual([`del-port ${A} 10.5.0.2`, `del-local 02:42:0a:05:00:02 ${A}`]);
+    w.paths.policyApplied(['10.5.0.3']);
+    await w.paths.sync();
+    expect(w.last()).toEqual([`attach ${A}`, `add-port ${A} 10.5.0.2`, `add-local 02:42:0a:05:00:02 ${A}`]);
+  });
+
+  it('forget (Leave) removes the port at once and keeps it away while its endpoint is still decided', async () => {
+    const w = new World();
+    w.join('aaaaaaaaaaaa', '10.5.0.2', 20);
+    await w.paths.sync();
+    await w.paths.forget('aaaaaaaaaaaa');
+    expect(w.last()).toEqual([`del-port ${A} 10.5.0.2`, `del-local 02:42:0a:05:00:02 ${A}`]);
+    const n = w.ops.length;
+    await w.paths.sync();
+    expect(w.ops.length).toBe(n);
+    // The endpoint is gone, a new one with the same address joins: it gets its entries.
+    w.decided = [];
+    await w.paths.sync();
+    w.join('cccccccccccc', '10.5.0.2', 22);
+    await w.paths.sync();
+    expect(w.last()).toContain(`add-local 02:42:0a:05:00:02 ${vethNames('cccccccccccc').host}`);
+  });
+
+  it('waits for a port that does not exist yet, and rebuilds the block for a new VXLAN device or after a failure', async () => {
+    const w = new World();
+    w.join('aaaaaaaaaaaa', '10.5.0.2', 20);
+    w.links.delete(A);
+    await w.paths.sync();
+    expect(w.last()).toEqual(['setup vxv-300']);
+    w.links.set(A, 20);
+    await w.paths.sync();
+    expect(w.last()).toEqual([`attach ${A}`, `add-port ${A} 10.5.0.2`, `add-local 02:42:0a:05:00:02 ${A}`]);
+    w.links.set('vxv-300', 11);
+    await w.paths.sync();
+    expect(w.last()[0]).toBe('setup vxv-300');
+    expect(w.last()).toContain(`add-port ${A} 10.5.0.2`);
+    w.remote = ['02:42:0a:05:00:09'];
+    w.failNext = true;
+    const n = w.ops.length;
+    await w.paths.sync();
+    expect(w.ops.length).toBe(n);
+    await w.paths.sync();
+    expect(w.last()).toEqual(['setup vxv-300', `attach ${A}`, `add-port ${A} 10.5.0.2`, `add-local 02:42:0a:05:00:02 ${A}`, 'add-remote 02:42:0a:05:00:09 vxv-300']);
+  });
+
+  it('hands out the lowest free node of a table', () => {
+    expect(freeNode(undefined)).toBe(1);
+    expect(freeNode(new Set([1, 2, 4]))).toBe(3);
+    expect(freeNode(new Set([1]), 2)).toBe(2);
+  });
+});
