@@ -8,12 +8,17 @@
 // whose ingress is the block numbered like the network's VNI. The block holds u32 filters (the
 // kernels vxnet runs on here have u32 and mirred, but neither flower nor gact), in three tables:
 //
-//   800: (root, linear)   indev vxv-N                                  → link 2: (hashed)
-//                         indev vxe-X, ip src = X's, ether src = X's   → link 1: (hashed)
+//   800: (root)  indev vxv-N                                  → link 2:
+//                everything else                              → link 3:
+//   3: (256 buckets by the last byte of the source MAC)
+//                indev vxe-X, ip src = X's, ether src = X's   → link 1:  (one per local container)
 //   1: (256 buckets by the last byte of the destination MAC)
-//                         ether dst = a remote container's MAC         → redirect to vxv-N
+//                ether dst = a remote container's MAC         → redirect to vxv-N
 //   2: (256 buckets, the same key)
-//                         ether dst = a local container's MAC          → redirect to vxe-X
+//                ether dst = a local container's MAC          → redirect to vxe-X
+//
+// Every table but the root's two entries is hashed: a frame costs a few lookups whatever the
+// number of containers (a linear list of ports was walked entry by entry for every frame).
 //
 // A frame that matches nothing (ARP, IPv6, broadcast, the gateway's MAC, another local
 // container, a source that is not the port's own, a policed container) goes on to the bridge as
@@ -31,15 +36,19 @@ import { vxError } from '../errors';
 import { runTool } from './xtables';
 
 export const REDIRECT_PRIO = 10;
-/** u32 table ids: the root (800: is u32's own), remote MACs, local MACs. */
+/** u32 table ids: the root (800: is u32's own), remote MACs, local MACs, local ports. */
 const ROOT_HT = 0x800;
 const REMOTE_HT = 1;
 const LOCAL_HT = 2;
-/** u32 node ids are 12 bits; 1 in the root is the VXLAN device's entry. */
+const PORT_HT = 3;
+/** u32 node ids are 12 bits; the root holds the VXLAN device's entry and the way to the ports. */
 export const MAX_NODE = 0xfff;
-export const VXLAN_NODE = 1;
+const VXLAN_NODE = 1;
+const PORTS_NODE = 2;
 /** The 32-bit word at -12 from the IP header holds the destination MAC's last four bytes. */
-const HASH = ['hashkey', 'mask', '0x000000ff', 'at', '-12'];
+const HASH_DST = ['hashkey', 'mask', '0x000000ff', 'at', '-12'];
+/** The word at -4 holds the source MAC's last two bytes and the EtherType: the mask keeps the last byte. */
+const HASH_SRC = ['hashkey', 'mask', '0x00ff0000', 'at', '-4'];
 
 /** A local container's root entry: its port, its MAC and IPv4 address (the only source it may use here). */
 export interface PortEntry {
@@ -101,7 +110,13 @@ function filter(verb: 'add' | 'del', block: number, handle: string): string[] {
   return ['filter', verb, 'block', String(block), 'prio', String(REDIRECT_PRIO), 'handle', handle, 'protocol', 'ip', 'u32'];
 }
 
-function macHandle(ht: number, e: MacEntry): string {
+/** "3:c8:2" → "3:c8:", the bucket an entry goes in. */
+function bucketPath(handle: string): string {
+  return `${handle.split(':').slice(0, 2).join(':')}:`;
+}
+
+/** An entry of a table hashed by a MAC's last byte (the destination's, or for ports the source's). */
+function macHandle(ht: number, e: { mac: string; node: number }): string {
   return `${ht.toString(16)}:${bucketOf(e.mac).toString(16)}:${checkedNode(e.node)}`;
 }
 
@@ -120,28 +135,30 @@ export function opLines(o: RedirectOp): TcLine[] {
         strict(['qdisc', 'add', 'dev', o.vxv, 'ingress_block', b, 'clsact']),
         strict([...filter('add', o.block, `${REMOTE_HT}:`), 'divisor', '256']),
         strict([...filter('add', o.block, `${LOCAL_HT}:`), 'divisor', '256']),
-        strict([...filter('add', o.block, `${ROOT_HT.toString(16)}::${VXLAN_NODE}`), 'match', 'u32', '0', '0', 'indev', o.vxv, ...HASH, 'link', `${LOCAL_HT}:`]),
+        strict([...filter('add', o.block, `${PORT_HT}:`), 'divisor', '256']),
+        strict([...filter('add', o.block, `${ROOT_HT.toString(16)}::${VXLAN_NODE}`), 'match', 'u32', '0', '0', 'indev', o.vxv, ...HASH_DST, 'link', `${LOCAL_HT}:`]),
+        strict([...filter('add', o.block, `${ROOT_HT.toString(16)}::${PORTS_NODE}`), 'match', 'u32', '0', '0', ...HASH_SRC, 'link', `${PORT_HT}:`]),
       ];
     case 'attach':
       return [loose(['qdisc', 'del', 'dev', checkedDev(o.dev), 'clsact']), strict(['qdisc', 'add', 'dev', o.dev, 'ingress_block', b, 'clsact'])];
     case 'add-port': {
       const e = o.entry;
       if (!IP_RE.test(e.ip)) throw new Error(`refusing redirect entry: bad IPv4 address ${JSON.stringify(e.ip)}`);
+      const handle = macHandle(PORT_HT, e);
       return [
         strict([
-          ...filter('add', o.block, `${ROOT_HT.toString(16)}::${checkedNode(e.node)}`),
-          'match', 'ip', 'src', `${e.ip}/32`, 'match', 'ether', 'src', checkedMac(e.mac), 'indev', checkedDev(e.port), ...HASH, 'link', `${REMOTE_HT}:`,
+          ...filter('add', o.block, handle), 'ht', bucketPath(handle),
+          'match', 'ip', 'src', `${e.ip}/32`, 'match', 'ether', 'src', checkedMac(e.mac), 'indev', checkedDev(e.port), ...HASH_DST, 'link', `${REMOTE_HT}:`,
         ]),
       ];
     }
     case 'del-port':
-      return [strict(filter('del', o.block, `${ROOT_HT.toString(16)}::${checkedNode(o.entry.node)}`))];
+      return [strict(filter('del', o.block, macHandle(PORT_HT, o.entry)))];
     case 'add-local':
     case 'add-remote': {
       const ht = o.op === 'add-local' ? LOCAL_HT : REMOTE_HT;
       const handle = macHandle(ht, o.entry);
-      const bucket = handle.split(':').slice(0, 2).join(':');
-      return [strict([...filter('add', o.block, handle), 'ht', `${bucket}:`, 'match', 'ether', 'dst', checkedMac(o.entry.mac), 'action', 'mirred', 'egress', 'redirect', 'dev', checkedDev(o.entry.dev)])];
+      return [strict([...filter('add', o.block, handle), 'ht', bucketPath(handle), 'match', 'ether', 'dst', checkedMac(o.entry.mac), 'action', 'mirred', 'egress', 'redirect', 'dev', checkedDev(o.entry.dev)])];
     }
     case 'del-local':
       return [strict(filter('del', o.block, macHandle(LOCAL_HT, o.entry)))];

@@ -36,7 +36,11 @@ export class GroupCreate {
   /** drain() waiting for the queue to reach `want` entries (or for its timer). */
   private refill: { want: number; done: () => void } | null = null;
 
-  constructor(private readonly store: Store) {}
+  /** refillWaitMs: REFILL_WAIT_MS; a test of the wait itself gives it room on a loaded machine. */
+  constructor(
+    private readonly store: Store,
+    private readonly refillWaitMs = REFILL_WAIT_MS,
+  ) {}
 
   /** Same answer as store.createIfAbsent(key, value). */
   create(key: string, value: string): Promise<boolean> {
@@ -61,11 +65,11 @@ export class GroupCreate {
     return new Promise((resolve) => setImmediate(resolve));
   }
 
-  /** Resolves once `want` writes are queued, or after REFILL_WAIT_MS. */
+  /** Resolves once `want` writes are queued, or after refillWaitMs. */
   private refilled(want: number): Promise<void> {
     if (this.queue.length >= want) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(() => done(), REFILL_WAIT_MS);
+      const timer = setTimeout(() => done(), this.refillWaitMs);
       const done = (): void => {
         clearTimeout(timer);
         this.refill = null;

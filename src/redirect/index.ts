@@ -20,7 +20,7 @@
 import type { Logger } from '../log';
 import type { NetworkRecord, EndpointRecord } from '../network/records';
 import { vethNames, vxlanName } from '../network/names';
-import { MAX_NODE, VXLAN_NODE, bucketOf } from '../dataplane/redirect-block';
+import { MAX_NODE, bucketOf } from '../dataplane/redirect-block';
 import type { PortEntry, RedirectOp } from '../dataplane/redirect-block';
 
 export interface RedirectKernel {
@@ -47,6 +47,8 @@ export interface RedirectDeps {
 }
 
 interface Port extends PortEntry {
+  /** Its IPv6 address: policed with it or without it, the container loses its entries. */
+  ip6: string | null;
   ifindex: number;
 }
 
@@ -59,7 +61,7 @@ interface Block {
   local: Map<string, { port: string; node: number }>;
   /** remote MAC → its node in the remote table */
   remote: Map<string, number>;
-  /** nodes in use: "root" and "<table> <bucket>" */
+  /** nodes in use per "<table> <bucket>" (port, local, remote) */
   nodes: Map<string, Set<number>>;
 }
 
@@ -67,6 +69,7 @@ interface WantPort {
   port: string;
   mac: string;
   ip: string;
+  ip6: string | null;
 }
 
 interface WantBlock {
@@ -75,9 +78,9 @@ interface WantBlock {
   remote: Set<string>;
 }
 
-/** Pure: the lowest node id free in `used` from `from` on (null when the table is full). */
-export function freeNode(used: Set<number> | undefined, from = 1): number | null {
-  for (let n = from; n <= MAX_NODE; n++) if (!used?.has(n)) return n;
+/** Pure: the lowest node id free in `used` (null when the bucket is full). */
+export function freeNode(used: Set<number> | undefined): number | null {
+  for (let n = 1; n <= MAX_NODE; n++) if (!used?.has(n)) return n;
   return null;
 }
 
@@ -129,7 +132,7 @@ export class RedirectPaths {
       this.policed = new Set([...this.policed, ...next]);
       if (gone.length === 0) return;
       const hit = new Set(gone);
-      await this.removePorts((p) => hit.has(p.ip));
+      await this.removePorts((p) => hit.has(p.ip) || (p.ip6 !== null && hit.has(p.ip6)));
     });
   }
 
@@ -199,7 +202,7 @@ export class RedirectPaths {
       // A local container's MAC is never sent to the tunnel, policed or not.
       w.remote.delete(mac);
       if (ip === null || this.policed.has(ip) || (ip6 !== null && this.policed.has(ip6)) || this.left.has(port)) continue;
-      w.ports.set(port, { port, mac, ip });
+      w.ports.set(port, { port, mac, ip, ip6 });
     }
     for (const port of this.left) if (!live.has(port)) this.left.delete(port);
     return want;
@@ -233,13 +236,13 @@ export class RedirectPaths {
     const ops: RedirectOp[] = [];
     let b = this.blocks.get(block);
     if (!b || b.vxvIndex !== vxvIndex) {
-      b = { vxv: w.vxv, vxvIndex, ports: new Map(), local: new Map(), remote: new Map(), nodes: new Map([['root', new Set([VXLAN_NODE])]]) };
+      b = { vxv: w.vxv, vxvIndex, ports: new Map(), local: new Map(), remote: new Map(), nodes: new Map() };
       ops.push({ op: 'setup', block, vxv: w.vxv });
     }
     const adds: RedirectOp[] = [];
     for (const p of [...b.ports.values()]) {
       const wp = w.ports.get(p.port);
-      if (!wp || wp.mac !== p.mac || wp.ip !== p.ip) ops.push(...this.dropPort(block, b, p));
+      if (!wp || wp.mac !== p.mac || wp.ip !== p.ip || wp.ip6 !== p.ip6) ops.push(...this.dropPort(block, b, p));
     }
     for (const [mac, node] of [...b.remote]) {
       if (w.remote.has(mac)) continue;
@@ -251,7 +254,7 @@ export class RedirectPaths {
       if (b.ports.has(wp.port) || b.local.has(wp.mac)) continue;
       const ifindex = await kernel.ifindex(wp.port);
       if (ifindex === null) continue;
-      const node = this.take(b, 'root', VXLAN_NODE + 1);
+      const node = this.take(b, `port ${bucketOf(wp.mac)}`);
       const lnode = this.take(b, `local ${bucketOf(wp.mac)}`);
       if (node === null || lnode === null) continue;
       const p: Port = { ...wp, node, ifindex };
@@ -276,7 +279,7 @@ export class RedirectPaths {
 
   private dropPort(block: number, b: Block, p: Port): RedirectOp[] {
     const ops: RedirectOp[] = [{ op: 'del-port', block, entry: p }];
-    this.release(b, 'root', p.node);
+    this.release(b, `port ${bucketOf(p.mac)}`, p.node);
     b.ports.delete(p.port);
     const l = b.local.get(p.mac);
     if (l && l.port === p.port) {
@@ -287,10 +290,10 @@ export class RedirectPaths {
     return ops;
   }
 
-  private take(b: Block, table: string, from = 1): number | null {
+  private take(b: Block, table: string): number | null {
     let used = b.nodes.get(table);
     if (!used) b.nodes.set(table, (used = new Set()));
-    const n = freeNode(used, from);
+    const n = freeNode(used);
     if (n !== null) used.add(n);
     return n;
   }

@@ -23,7 +23,7 @@ interface Box {
   port: string;
 }
 
-/** One filter of `tc -s filter show block N`: its table (800 root, 1 remote, 2 local) and what it names. */
+/** One filter of `tc -s filter show block N`: its table (800 root, 3 ports, 1 remote, 2 local) and what it names. */
 interface Filter {
   table: string;
   text: string;
@@ -52,7 +52,7 @@ function macWords(mac: string): string {
 
 async function hasEntries(h: Host, vni: number, own: Box, remote: Box): Promise<boolean> {
   const f = await filters(h, vni);
-  const root = f.some((x) => x.table === '800' && x.text.includes(`input dev ${own.port}`));
+  const root = f.some((x) => x.table === '3' && x.text.includes(`input dev ${own.port}`));
   const local = f.some((x) => x.table === '2' && x.text.includes(macWords(own.mac)) && x.text.includes(`to device ${own.port})`));
   const rem = f.some((x) => x.table === '1' && x.text.includes(macWords(remote.mac)) && x.text.includes(`to device vxv-${vni})`));
   return root && local && rem;

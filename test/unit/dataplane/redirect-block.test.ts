@@ -13,16 +13,18 @@ describe('redirect block lines', () => {
       'qdisc add dev vxv-300 ingress_block 300 clsact',
       'filter add block 300 prio 10 handle 1: protocol ip u32 divisor 256',
       'filter add block 300 prio 10 handle 2: protocol ip u32 divisor 256',
+      'filter add block 300 prio 10 handle 3: protocol ip u32 divisor 256',
       'filter add block 300 prio 10 handle 800::1 protocol ip u32 match u32 0 0 indev vxv-300 hashkey mask 0x000000ff at -12 link 2:',
+      'filter add block 300 prio 10 handle 800::2 protocol ip u32 match u32 0 0 hashkey mask 0x00ff0000 at -4 link 3:',
     ]);
   });
 
-  it('a port: its own source only, linked to the remote table; its MAC in the local table, bucket = last byte', () => {
+  it('a port: its own source only (bucket = last byte of its MAC), linked to the remote table; its MAC in the local table', () => {
     const entry = { port: 'vxe-abc', mac: '02:42:0A:05:00:C8', ip: '10.5.0.200', node: 3 };
     expect(lines({ op: 'add-port', block: 300, entry })).toEqual([
-      'filter add block 300 prio 10 handle 800::3 protocol ip u32 match ip src 10.5.0.200/32 match ether src 02:42:0a:05:00:c8 indev vxe-abc hashkey mask 0x000000ff at -12 link 1:',
+      'filter add block 300 prio 10 handle 3:c8:3 protocol ip u32 ht 3:c8: match ip src 10.5.0.200/32 match ether src 02:42:0a:05:00:c8 indev vxe-abc hashkey mask 0x000000ff at -12 link 1:',
     ]);
-    expect(lines({ op: 'del-port', block: 300, entry })).toEqual(['filter del block 300 prio 10 handle 800::3 protocol ip u32']);
+    expect(lines({ op: 'del-port', block: 300, entry })).toEqual(['filter del block 300 prio 10 handle 3:c8:3 protocol ip u32']);
     expect(lines({ op: 'add-local', block: 300, entry: { mac: entry.mac, dev: 'vxe-abc', node: 18 } })).toEqual([
       'filter add block 300 prio 10 handle 2:c8:12 protocol ip u32 ht 2:c8: match ether dst 02:42:0a:05:00:c8 action mirred egress redirect dev vxe-abc',
     ]);

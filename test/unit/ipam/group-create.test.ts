@@ -2,6 +2,13 @@ import { GroupCreate, MAX_BATCH } from '../../../src/ipam/group-create';
 import type { Store } from '../../../src/store/types';
 import { tmpEmbeddedStore } from '../../helpers/tmp-store';
 
+/**
+ * The tests of the wait: the callers ask again within a few turns of the event loop, which on a
+ * loaded machine (jest's workers on 2 cores) took longer than the driver's 10 ms once in ~10
+ * runs. The wait ends as soon as the batch is refilled, so a long one costs these tests nothing.
+ */
+const WAIT_ROOM_MS = 2000;
+
 /** The embedded store, given a createEach that records its batches (answers from createIfAbsent, one by one). */
 function batchingStore(): { store: Store; batches: string[][]; fail: { next: Error | null } } {
   const store = tmpEmbeddedStore();
@@ -60,7 +67,7 @@ describe('src/ipam/group-create.ts', () => {
   it('after a batch, waits (briefly) for the callers it answered to ask again before cutting the next one', async () => {
     const { store, batches } = batchingStore();
     try {
-      const g = new GroupCreate(store);
+      const g = new GroupCreate(store, WAIT_ROOM_MS);
       // x1 goes; x2 is asked while x1 is out; x1's caller asks x3 as soon as it has its answer.
       const x1 = g.create('/f/1', 'v').then(async (ok) => {
         await new Promise((r) => setImmediate(r));
@@ -79,7 +86,7 @@ describe('src/ipam/group-create.ts', () => {
   it('after a batch of several, waits for its callers to ask again even when nothing else is queued', async () => {
     const { store, batches } = batchingStore();
     try {
-      const g = new GroupCreate(store);
+      const g = new GroupCreate(store, WAIT_ROOM_MS);
       const turns = async (n: number): Promise<void> => {
         for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
       };

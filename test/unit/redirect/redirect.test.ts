@@ -126,6 +126,12 @@ describe('RedirectPaths', () => {
     w.paths.policyApplied(['10.5.0.3']);
     await w.paths.sync();
     expect(w.last()).toEqual([`attach ${A}`, `add-port ${A} 10.5.0.2`, `add-local 02:42:0a:05:00:02 ${A}`]);
+    // A container whose IPv6 address alone becomes policed loses its entries too.
+    w.decided[0] = { ...w.decided[0], ip6: 'fd00::2' };
+    w.paths.policyApplied(['10.5.0.3']);
+    await w.paths.sync();
+    await w.paths.policyApplying(['10.5.0.3', 'fd00::2']);
+    expect(w.last()).toEqual([`del-port ${A} 10.5.0.2`, `del-local 02:42:0a:05:00:02 ${A}`]);
   });
 
   it('forget (Leave) removes the port at once and keeps it away while its endpoint is still decided', async () => {
@@ -167,9 +173,8 @@ describe('RedirectPaths', () => {
     expect(w.last()).toEqual(['setup vxv-300', `attach ${A}`, `add-port ${A} 10.5.0.2`, `add-local 02:42:0a:05:00:02 ${A}`, 'add-remote 02:42:0a:05:00:09 vxv-300']);
   });
 
-  it('hands out the lowest free node of a table', () => {
+  it('hands out the lowest free node of a bucket', () => {
     expect(freeNode(undefined)).toBe(1);
     expect(freeNode(new Set([1, 2, 4]))).toBe(3);
-    expect(freeNode(new Set([1]), 2)).toBe(2);
   });
 });
