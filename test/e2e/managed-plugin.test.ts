@@ -9,6 +9,7 @@ import { Host, upHost, downHost, run, describeFailure, REPO_ROOT, DOCKER_CLI } f
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { eventually } from '../helpers/eventually';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
+import { DRIVER_NODE_OPTIONS } from '../../src/node-options';
 
 jest.setTimeout(600_000);
 
@@ -190,6 +191,13 @@ describe.each(['26', '20'] as const)('managed plugin on dockerd %s, embedded sto
     const spoof = await host.execOk(['nft', 'list', 'set', 'bridge', 'vxnet-antispoof', 'v4']);
     expect(spoof).toContain(ipa);
     expect(spoof).toContain(ipb);
+  });
+
+  it("runs its driver with the launchers' node flags (config.json's NODE_OPTIONS default)", async () => {
+    const pids = await driverPids(host);
+    expect(pids).toHaveLength(1);
+    const environ = fs.readFileSync(`/proc/${pids[0]}/environ`, 'utf8').split('\0');
+    expect(environ).toContain(`NODE_OPTIONS=${DRIVER_NODE_OPTIONS}`);
   });
 
   it('keeps its store across crashes: dockerd restarts the plugin, addresses stay unique', async () => {

@@ -13,9 +13,9 @@ import { containerIp } from '../helpers/docker-inspect';
 
 jest.setTimeout(300_000);
 
-const NET = { name: 'vxt-redir', subnet: '10.93.0.0/24' };
-const ISO = { name: 'vxt-redir-iso', subnet: '10.93.1.0/24' };
-const SPOOFED = '10.93.0.250';
+const NET = { name: 'vxt-redir', subnet: '10.104.0.0/24' };
+const ISO = { name: 'vxt-redir-iso', subnet: '10.104.1.0/24' };
+const SPOOFED = '10.104.0.250';
 
 interface Box {
   ip: string;
@@ -123,7 +123,7 @@ describe('--fast-path redirect across two dockerd hosts (etcd)', () => {
     expect(await redirected(hosts[0], vni, '1', `vxv-${vni}`)).toBeGreaterThanOrEqual(out1 + 5);
     expect(await redirected(hosts[1], vni, '2', r2.port)).toBeGreaterThanOrEqual(in2 + 5);
     // The gateway (the host) is reached through the bridge, as before.
-    expect(await pings(hosts[0], 'r1', '10.93.0.1')).toBe(true);
+    expect(await pings(hosts[0], 'r1', '10.104.0.1')).toBe(true);
   });
 
   it('a spoofed source never takes the redirect: the anti-spoofing table drops it', async () => {
