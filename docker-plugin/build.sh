@@ -11,7 +11,7 @@
 #   --docker CMD   the docker CLI to use, with its arguments; takes every remaining argument
 #                  (default: docker), e.g. --docker docker -H unix:///srv/d1/docker.sock
 #
-# Nothing is pulled: the rootfs is this machine's node binary, iptables (nf_tables and legacy), ipset and
+# Nothing is pulled: the rootfs is this machine's node binary, iptables (nf_tables and legacy), ipset, tc and
 # busybox with the libraries ldd lists, the compiled driver, and the production part of the
 # existing node_modules (pruned in a copy; the repository's node_modules is not touched).
 # Needs root (chroot smoke test, rootfs owned by root).
@@ -67,6 +67,7 @@ IPT_LEGACY=$(command -v xtables-legacy-multi) || die "xtables-legacy-multi not f
 BUSYBOX=$(command -v busybox) || die "busybox not found (apt-get install busybox-static)"
 IPSET=$(command -v ipset) || die "ipset not found (apt-get install ipset)"
 NFT=$(command -v nft) || die "nft not found (apt-get install nftables)"
+TC=$(command -v tc) || die "tc not found (apt-get install iproute2)"
 
 # Copies a binary or library and every library ldd lists for it (the loader too) to the same
 # paths in the rootfs, so the loader finds them where it would on this machine.
@@ -114,6 +115,10 @@ copy_libs "$IPSET"
 # nft: the anti-spoofing and policy tables (nftables; bridge and inet families).
 cp "$NFT" "$ROOTFS/usr/sbin/nft"
 copy_libs "$NFT"
+# tc: the redirect fast path's blocks (--fast-path redirect), and their removal at every start.
+# In /usr/sbin, ahead of busybox's own tc in PATH (which has neither -batch nor shared blocks).
+cp "$TC" "$ROOTFS/usr/sbin/tc"
+copy_libs "$TC"
 
 # busybox: the entrypoint's shell, and tools for `nsenter`-less debugging.
 cp "$BUSYBOX" "$ROOTFS/bin/busybox"
@@ -137,6 +142,7 @@ inroot ipset version >/dev/null || die "ipset fails inside the rootfs"
 # and a JSON listing (libjansson).
 printf 'add table bridge vxnet-build-check\n' | inroot nft -c -f - || die "nft fails inside the rootfs"
 inroot nft -j list tables bridge >/dev/null || die "nft -j fails inside the rootfs"
+inroot tc qdisc show >/dev/null || die "tc fails inside the rootfs"
 
 size=$(du -sm "$ROOTFS" | cut -f1)
 echo "build.sh: rootfs $size MB in $DIR/rootfs, assembled in $(( ($(date +%s%N) - t0) / 1000000 )) ms" >&2

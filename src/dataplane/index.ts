@@ -26,5 +26,5 @@ export { closeNftElements } from './nft-elements';
 export { closeConntrack } from './conntrack';
 export { listPolicyElements, policyDrops, policyTableExists, removePolicyTable, replacePolicySets, updatePolicySets } from './policy-table';
 export type { PolicySets } from './policy-table';
-export { applyRedirects } from './redirect-block';
+export { applyRedirects, detachRedirects } from './redirect-block';
 export type { RedirectOp } from './redirect-block';

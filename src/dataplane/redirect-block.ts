@@ -73,7 +73,9 @@ export type RedirectOp =
   | { op: 'add-port' | 'del-port'; block: number; entry: PortEntry }
   | { op: 'add-local' | 'del-local' | 'add-remote' | 'del-remote'; block: number; entry: MacEntry }
   /** Every filter of the block removed (fast path off for the network; errors ignored). */
-  | { op: 'flush'; block: number };
+  | { op: 'flush'; block: number }
+  /** A device's clsact qdisc deleted, and with the last one its block (errors ignored). */
+  | { op: 'detach'; dev: string };
 
 /** One tc batch line, and whether its failure is expected and harmless ("not there"). */
 export interface TcLine {
@@ -122,7 +124,7 @@ function macHandle(ht: number, e: { mac: string; node: number }): string {
 
 /** Pure: the tc batch lines of one operation, in order. */
 export function opLines(o: RedirectOp): TcLine[] {
-  const b = String(o.block);
+  const b = 'block' in o ? String(o.block) : '';
   const strict = (args: string[]): TcLine => ({ args, ignorable: false });
   const loose = (args: string[]): TcLine => ({ args, ignorable: true });
   switch (o.op) {
@@ -141,6 +143,8 @@ export function opLines(o: RedirectOp): TcLine[] {
       ];
     case 'attach':
       return [loose(['qdisc', 'del', 'dev', checkedDev(o.dev), 'clsact']), strict(['qdisc', 'add', 'dev', o.dev, 'ingress_block', b, 'clsact'])];
+    case 'detach':
+      return [loose(['qdisc', 'del', 'dev', checkedDev(o.dev), 'clsact'])];
     case 'add-port': {
       const e = o.entry;
       if (!IP_RE.test(e.ip)) throw new Error(`refusing redirect entry: bad IPv4 address ${JSON.stringify(e.ip)}`);
@@ -190,4 +194,23 @@ export async function applyRedirects(ops: RedirectOp[]): Promise<void> {
       throw vxError('VXNET_ERR_KERNEL', `could not program the redirect fast path: ${r.stderr.trim().split('\n').slice(0, 3).join('; ') || `tc exit ${r.code}`}`);
     }
   }
+}
+
+/** Pure: vxnet's devices (ports, VXLAN devices) with a clsact qdisc on a shared block, from `tc qdisc show`. */
+export function parseAttached(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(/^qdisc clsact \S+ dev (vx[ev]-\S+) .*\bingress_block \d+/gm)) out.push(m[1]);
+  return out;
+}
+
+/**
+ * A driver without the redirect takes away the blocks an earlier run with it left (entries kept
+ * in the kernel across a restart would go on letting frames past policy changes it makes). One tc
+ * process when there is none. Returns the devices it detached.
+ */
+export async function detachRedirects(): Promise<string[]> {
+  const r = await runTool('tc', ['qdisc', 'show']);
+  const devs = r.code === 0 ? parseAttached(r.stdout) : [];
+  if (devs.length > 0) await applyRedirects(devs.map((dev) => ({ op: 'detach' as const, dev })));
+  return devs;
 }

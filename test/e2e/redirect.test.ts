@@ -3,7 +3,8 @@
 // network's tc block (dataplane/redirect-block.ts), not through the bridge and the host's
 // firewall. What must still hold: anti-spoofing (a spoofed source never matches the block and
 // meets the bridge's table), isolation and policy (policed containers get no entry), Leave and
-// removal (nothing left behind), and a crash (kill -9: the blocks are rebuilt at the next start).
+// removal (nothing left behind), a crash (kill -9: the blocks are rebuilt at the next start), and
+// turning the option off (a start without it removes the blocks).
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { eventually } from '../helpers/eventually';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
@@ -169,6 +170,17 @@ describe('--fast-path redirect across two dockerd hosts (etcd)', () => {
     const out = await redirected(hosts[0], vni, '1', `vxv-${vni}`);
     expect(await pings(hosts[0], 'r1', r2.ip, 3)).toBe(true);
     expect(await redirected(hosts[0], vni, '1', `vxv-${vni}`)).toBeGreaterThanOrEqual(out + 3);
+  });
+
+  it('a restart with --fast-path on takes the blocks away (no entry outlives the option); back to redirect rebuilds them', async () => {
+    await drivers[0].stop();
+    drivers[0] = await startDriver(hosts[0], { ...env(), VXNET_FAST_PATH: 'on' });
+    await eventually('host1 blocks detached', async () => !(await hosts[0].execOk(['tc', 'qdisc', 'show'])).includes('ingress_block'), 20_000, 200);
+    expect(await filters(hosts[0], vni)).toEqual([]);
+    expect(await pings(hosts[0], 'r1', r2.ip, 2)).toBe(true);
+    await drivers[0].stop();
+    drivers[0] = await startDriver(hosts[0], env());
+    await eventually('host1 block rebuilt', () => hasEntries(hosts[0], vni, r1, r2), 20_000, 200);
   });
 
   it('removing a container takes its entries away on both hosts; removing the networks leaves no qdisc or block', async () => {

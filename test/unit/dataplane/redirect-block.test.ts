@@ -1,7 +1,7 @@
 // The tc lines of the redirect fast path (dataplane/redirect-block.ts): what each operation
 // writes, which lines may fail harmlessly, and refusals of anything that is not a MAC, an IPv4
 // address or a device name (nothing of a record reaches tc unchecked).
-import { batches, bucketOf, opLines } from '../../../src/dataplane/redirect-block';
+import { batches, bucketOf, opLines, parseAttached } from '../../../src/dataplane/redirect-block';
 
 const lines = (o: Parameters<typeof opLines>[0]): string[] => opLines(o).map((l) => `${l.ignorable ? '~ ' : ''}${l.args.join(' ')}`);
 
@@ -39,6 +39,18 @@ describe('redirect block lines', () => {
       { op: 'add-remote', block: 1, entry: { mac: '02:42:0a:00:00:02', dev: 'vxv-1', node: 1 } },
     ]);
     expect(b.map((x) => [x.ignorable, x.text.split('\n').length - 1])).toEqual([[true, 1], [false, 3]]);
+  });
+
+  it("finds vxnet's devices on a shared block in `tc qdisc show` (what a start without the redirect detaches)", () => {
+    const text = [
+      'qdisc noqueue 0: dev lo root refcnt 2 ',
+      'qdisc clsact ffff: dev vxv-300 parent ffff:fff1 ingress_block 300 ',
+      'qdisc clsact ffff: dev vxe-0123456789 parent ffff:fff1 ingress_block 300 ',
+      'qdisc clsact ffff: dev eth0 parent ffff:fff1 ingress_block 7 ',
+      'qdisc clsact ffff: dev vxe-abcdefabcd parent ffff:fff1 ',
+    ].join('\n');
+    expect(parseAttached(text)).toEqual(['vxv-300', 'vxe-0123456789']);
+    expect(lines({ op: 'detach', dev: 'vxv-300' })).toEqual(['~ qdisc del dev vxv-300 clsact']);
   });
 
   it('refuses what is not a MAC, an IPv4 address, a device name or a node', () => {

@@ -69,6 +69,8 @@ function show(o: RedirectOp): string {
       return `setup ${o.vxv}`;
     case 'attach':
       return `attach ${o.dev}`;
+    case 'detach':
+      return `detach ${o.dev}`;
     case 'flush':
       return 'flush';
     case 'add-port':
