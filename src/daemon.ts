@@ -29,6 +29,7 @@ import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
 import * as dataplane from './dataplane';
+import type { PolicySets } from './dataplane';
 import { resolveMtuBounds, resolveVtep } from './underlay';
 import { ensureSocketDir } from './server/socket-dir';
 
@@ -96,6 +97,16 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const namesDns = config.names && peers !== null;
   const namesOn = namesDns || (config.names && dockerdPresent(config.dockerHost));
   const tables = { fastPath: config.fastPath };
+  // The redirect fast path lets no frame of a newly policed address by before the table polices
+  // it (src/redirect). Without it a policy change costs nothing more.
+  const guarded = async <T>(to: PolicySets, apply: () => Promise<T>): Promise<T> => {
+    if (!redirect) return apply();
+    const policed = policedAddresses(to);
+    await redirect.policyApplying(policed);
+    const result = await apply();
+    redirect.policyApplied(policed);
+    return result;
+  };
   const policy = new PolicyEngine({
     store,
     keys,
@@ -103,19 +114,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     records,
     kernel: {
       list: () => dataplane.listPolicyElements(tables),
-      // The redirect fast path lets no frame of a newly policed address by before the table
-      // polices it (src/redirect).
-      replace: async (sets) => {
-        await redirect?.policyApplying(policedAddresses(sets));
-        await dataplane.replacePolicySets(sets, tables);
-        redirect?.policyApplied(policedAddresses(sets));
-      },
-      update: async (from, to, structure) => {
-        await redirect?.policyApplying(policedAddresses(to));
-        const n = await dataplane.updatePolicySets(from, to, structure, tables);
-        redirect?.policyApplied(policedAddresses(to));
-        return n;
-      },
+      replace: (sets) => guarded(sets, () => dataplane.replacePolicySets(sets, tables)),
+      update: (from, to, structure) => guarded(to, () => dataplane.updatePolicySets(from, to, structure, tables)),
       drops: dataplane.policyDrops,
     },
     lookup: namesOn && dockerdPresent(config.dockerHost) ? endpointLookup(config.dockerHost) : null,

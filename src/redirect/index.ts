@@ -49,7 +49,6 @@ export interface RedirectDeps {
 interface Port extends PortEntry {
   /** Its IPv6 address: policed with it or without it, the container loses its entries. */
   ip6: string | null;
-  ifindex: number;
 }
 
 /** What one block holds (as far as this process programmed it). */
@@ -84,6 +83,8 @@ export function freeNode(used: Set<number> | undefined): number | null {
   return null;
 }
 
+function bare(ip: string): string;
+function bare(ip: string | null): string | null;
 function bare(ip: string | null): string | null {
   return ip === null ? null : ip.split('/')[0];
 }
@@ -252,12 +253,11 @@ export class RedirectPaths {
     }
     for (const wp of w.ports.values()) {
       if (b.ports.has(wp.port) || b.local.has(wp.mac)) continue;
-      const ifindex = await kernel.ifindex(wp.port);
-      if (ifindex === null) continue;
+      if ((await kernel.ifindex(wp.port)) === null) continue;
       const node = this.take(b, `port ${bucketOf(wp.mac)}`);
       const lnode = this.take(b, `local ${bucketOf(wp.mac)}`);
       if (node === null || lnode === null) continue;
-      const p: Port = { ...wp, node, ifindex };
+      const p: Port = { ...wp, node };
       b.ports.set(p.port, p);
       b.local.set(p.mac, { port: p.port, node: lnode });
       adds.push({ op: 'attach', block, dev: p.port }, { op: 'add-port', block, entry: p }, { op: 'add-local', block, entry: { mac: p.mac, dev: p.port, node: lnode } });
@@ -305,5 +305,5 @@ export class RedirectPaths {
 
 /** Pure: every address a set of policy elements polices (the policed sets, both families). */
 export function policedAddresses(sets: { policedIn: string[]; policedOut: string[]; policedIn6: string[]; policedOut6: string[] }): Set<string> {
-  return new Set([...sets.policedIn, ...sets.policedOut, ...sets.policedIn6, ...sets.policedOut6].map((a) => a.split('/')[0]));
+  return new Set([...sets.policedIn, ...sets.policedOut, ...sets.policedIn6, ...sets.policedOut6].map((a) => bare(a)));
 }
