@@ -28,7 +28,7 @@ import { HostEtcd, startEtcdInHost } from '../test/helpers/etcd-in-host';
 import { etcdDriverEnv } from './lib/etcd-driver';
 import { PluginClient, dockerId } from './lib/plugin-client';
 import { logTail } from './lib/driver-log';
-import { memoryOf, machineInfo, sourceRevision, resultHeader } from './lib/machine';
+import { memoryOf, machineInfo, sourceRevision, resultHeader, cpuSecondsWithChildrenOf } from './lib/machine';
 import { HeapSummary, heapGrowth, readHeapSnapshot } from './lib/heap-snapshot';
 import { EndpointMemory, endpointMemory, ENDPOINT_CONTAINERS } from './lib/endpoint-memory';
 import { etcdKeys } from '../test/helpers/leftovers';
@@ -43,6 +43,8 @@ interface Options {
   keepSnapshots: string | null;
   /** extra environment for every driver (e.g. MALLOC_ARENA_MAX=2 to try an allocator setting) */
   driverEnv: Record<string, string>;
+  /** for the baseline's drivers only, over driverEnv (e.g. the same build without an option) */
+  baselineDriverEnv: Record<string, string>;
   /** node flags for every driver, before main.js (V8 flags NODE_OPTIONS refuses, e.g. --heap-growing-percent=N) */
   nodeArgs: string[];
   /** node flags for the baseline's drivers only, after nodeArgs (a flag given twice: the last wins) */
@@ -61,6 +63,9 @@ const USAGE = `Usage: node dist/bench/memory.js [options]     (build first: npm 
   --baseline FILE     another build's main.js (e.g. main's dist/src/main.js), run the same way
   --keep-snapshots DIR  keep the .heapsnapshot files there (to open in DevTools)
   --driver-env K=V    extra environment for every driver (repeatable)
+  --baseline-driver-env K=V  for the baseline's drivers only, over --driver-env; with --baseline
+                      dist/src/main.js: one build with and without an option, e.g.
+                      --driver-env VXNET_FAST_PATH=redirect --baseline-driver-env VXNET_FAST_PATH=on
   --node-arg FLAG     a node/V8 flag for every driver, e.g. --node-arg=--optimize-for-size (repeatable)
   --baseline-node-arg FLAG  one for the baseline's drivers only, e.g. --max-semi-space-size=16 to run
                       a build of before src/node-options.ts as it ran (repeatable)
@@ -69,21 +74,22 @@ const USAGE = `Usage: node dist/bench/memory.js [options]     (build first: npm 
 Needs root. Creates hosts vxt-b40 (etcd) and vxt-b41..43 (172.31.254.140-143) without dockerd,
 runs the driver in them, removes everything at the end.`;
 
+function setEnv(env: Record<string, string>, flag: string, v = ''): void {
+  const eq = v.indexOf('=');
+  if (eq < 1) throw new Error(`${flag} needs NAME=VALUE, got ${v}`);
+  env[v.slice(0, eq)] = v.slice(eq + 1);
+}
+
 function parseArgs(argv: string[]): Options {
-  const o: Options = { networks: 1000, endpoints: 10000, baseline: null, keepSnapshots: null, driverEnv: {}, nodeArgs: [], baselineNodeArgs: [], churnCycles: 0, churnNetworks: 100, out: path.join(REPO_ROOT, 'bench/results/memory.json') };
+  const o: Options = { networks: 1000, endpoints: 10000, baseline: null, keepSnapshots: null, driverEnv: {}, baselineDriverEnv: {}, nodeArgs: [], baselineNodeArgs: [], churnCycles: 0, churnNetworks: 100, out: path.join(REPO_ROOT, 'bench/results/memory.json') };
   eachFlag(argv, USAGE, (flag, next) => {
     switch (flag) {
       case '--networks': o.networks = intArg(flag, next(), 0); break;
       case '--endpoints': o.endpoints = intArg(flag, next(), 0); break;
       case '--baseline': o.baseline = path.resolve(next() ?? ''); break;
       case '--keep-snapshots': o.keepSnapshots = path.resolve(next() ?? ''); break;
-      case '--driver-env': {
-        const v = next() ?? '';
-        const eq = v.indexOf('=');
-        if (eq < 1) throw new Error(`--driver-env needs NAME=VALUE, got ${v}`);
-        o.driverEnv[v.slice(0, eq)] = v.slice(eq + 1);
-        break;
-      }
+      case '--driver-env': setEnv(o.driverEnv, flag, next()); break;
+      case '--baseline-driver-env': setEnv(o.baselineDriverEnv, flag, next()); break;
       case '--node-arg': o.nodeArgs.push(next() ?? ''); break;
       case '--baseline-node-arg': o.baselineNodeArgs.push(next() ?? ''); break;
       case '--churn-cycles': o.churnCycles = intArg(flag, next(), 0); break;
@@ -112,6 +118,10 @@ type Build = 'new' | 'baseline';
 
 function mainOf(opts: Options, build: Build): string {
   return build === 'new' ? MAIN_JS : (opts.baseline as string);
+}
+
+function driverEnvOf(opts: Options, build: Build): Record<string, string> {
+  return build === 'new' ? opts.driverEnv : { ...opts.driverEnv, ...opts.baselineDriverEnv };
 }
 
 function nodeArgsOf(opts: Options, build: Build): string[] {
@@ -246,6 +256,8 @@ interface NetworksResult {
   build: Build;
   networks: number;
   seconds: number;
+  /** the driver's CPU seconds (with the tc, nft … it ran) over the calls and rests */
+  cpuSeconds: number;
   samples: NetworkSample[];
   /** least-squares slope over the samples, KB per network */
   rssKbPerNetwork: number;
@@ -320,7 +332,7 @@ async function removeJoined(client: PluginClient, n: JoinedNetwork): Promise<voi
  * without any, and compared with this and one snapshot at its end.
  */
 async function freshHeap(env: Env, opts: Options, build: Build, prefix: string, label: string, networks = 0): Promise<HeapSummary> {
-  const fresh = (await startBuildDrivers(env, mainOf(opts, build), prefix, opts.driverEnv, nodeArgsOf(opts, build)))[0];
+  const fresh = (await startBuildDrivers(env, mainOf(opts, build), prefix, driverEnvOf(opts, build), nodeArgsOf(opts, build)))[0];
   const client = new PluginClient(socketFromOutside(env.hosts[0]), 1);
   try {
     await sleep(1000);
@@ -355,7 +367,7 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
   const heap0 = await freshHeap(env, opts, build, `/vxm-net0-${build}/`, `${build}-networks-0`);
   const warm = Math.min(WARM_NETWORKS, opts.networks);
   const heapWarm = await freshHeap(env, opts, build, `/vxm-netw-${build}/`, `${build}-networks-${warm}`, warm);
-  const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, opts.driverEnv, nodeArgsOf(opts, build));
+  const [driver] = await startBuildDrivers(env, mainJs, `/vxm-net-${build}/`, driverEnvOf(opts, build), nodeArgsOf(opts, build));
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: NetworkSample[] = [];
   const atRest: NetworkSample[] = [];
@@ -377,6 +389,7 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
     log(`  ${build}: ${n} networks, RSS ${s.rssMb} MB (anonymous ${s.anonMb} MB, ${s.threads} threads)${s.v8 ? `, V8 heap used/total ${s.v8.heapUsed}/${s.v8.heapTotal} MB, external ${s.v8.external} MB` : ''}`);
   };
   const t0 = Date.now();
+  const cpu0 = cpuSecondsWithChildrenOf(driver.proc.pid!);
   try {
     await sleep(1000);
     await sample(0);
@@ -395,11 +408,13 @@ async function networksPart(env: Env, opts: Options, build: Build): Promise<Netw
     throw err;
   }
   const seconds = (Date.now() - t0 - restedMs) / 1000;
+  const cpuSeconds = Math.round((cpuSecondsWithChildrenOf(driver.proc.pid!) - cpu0) * 10) / 10;
   const heapN = await lastHeap(env, driver, client, opts, `${build}-networks-${opts.networks}`);
   return {
     build,
     networks: opts.networks,
     seconds: Math.round(seconds),
+    cpuSeconds,
     samples,
     rssKbPerNetwork: Math.round(slope(samples.map((s) => [s.networks, s.rssMb * 1024]))),
     atRest,
@@ -423,11 +438,11 @@ async function endpointsPart(env: Env, opts: Options, build: Build): Promise<End
   const mainJs = mainOf(opts, build);
   await upHosts(env, 3);
   const prefix = `/vxm-ep-${build}/`;
-  const drivers = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, nodeArgsOf(opts, build));
+  const drivers = await startBuildDrivers(env, mainJs, prefix, driverEnvOf(opts, build), nodeArgsOf(opts, build));
   const clients = env.hosts.map((h) => new PluginClient(socketFromOutside(h), 1));
   try {
     const r = await endpointMemory(
-      { hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, { ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix), ...opts.driverEnv }, mainJs, nodeArgsOf(opts, build)) },
+      { hosts: env.hosts, drivers, endpoints: opts.endpoints, restart: (h) => startDriver(h, { ...etcdDriverEnv((env.etcd as HostEtcd).endpoint, prefix), ...driverEnvOf(opts, build) }, mainJs, nodeArgsOf(opts, build)) },
       async (h) => mb((await heapOf(env.hosts[h], drivers[h], clients[h], opts.keepSnapshots, `${build}-endpoints-${env.hosts[h].name}`)).totalBytes),
     );
     return { build, ...r };
@@ -467,7 +482,7 @@ async function churnPart(env: Env, opts: Options, build: Build): Promise<ChurnRe
   const host = env.hosts[0];
   const prefix = `/vxm-churn-${build}/`;
   const heap0 = await freshHeap(env, opts, build, `/vxm-churn0-${build}/`, `${build}-churn-0`);
-  const [driver] = await startBuildDrivers(env, mainJs, prefix, opts.driverEnv, nodeArgsOf(opts, build));
+  const [driver] = await startBuildDrivers(env, mainJs, prefix, driverEnvOf(opts, build), nodeArgsOf(opts, build));
   const client = new PluginClient(socketFromOutside(host), 1);
   const samples: ChurnSample[] = [];
   const sample = async (cycle: number): Promise<void> => {
@@ -530,8 +545,8 @@ function report(r: Results, md: boolean): string {
       rs.map((n, k) => [n, ...r.networks.map((x) => { const s = x.atRest[k]; return s ? `${s.rssMb}${s.v8 ? ` (${s.v8.heapUsed} / ${s.v8.heapTotal})` : ''}` : '-'; })]),
     );
     const warm = r.networks[0].warm;
-    t('per network', ['build', 'RSS KB/network (slope)', 'at rest: RSS KB/network (slope)', `at rest from ${warm} networks (slope)`, `live heap MB start → ${warm} networks → end`, `live heap KB/network (from ${warm})`, 'seconds'], r.networks.map((n) => [
-      n.build, n.rssKbPerNetwork, n.restKbPerNetwork, n.restKbPerNetworkWarm, `${n.heapMb.atStart} → ${n.heapMb.atWarm} → ${n.heapMb.atEnd}`, n.heapKbPerNetwork, n.seconds,
+    t('per network', ['build', 'RSS KB/network (slope)', 'at rest: RSS KB/network (slope)', `at rest from ${warm} networks (slope)`, `live heap MB start → ${warm} networks → end`, `live heap KB/network (from ${warm})`, 'seconds', 'CPU s'], r.networks.map((n) => [
+      n.build, n.rssKbPerNetwork, n.restKbPerNetwork, n.restKbPerNetworkWarm, `${n.heapMb.atStart} → ${n.heapMb.atWarm} → ${n.heapMb.atEnd}`, n.heapKbPerNetwork, n.seconds, n.cpuSeconds,
     ]));
     for (const n of r.networks) {
       t(`heap growth by constructor, ${n.build}, ${n.warm} networks → last`, ['group', 'KB', 'objects'], n.heapGrowth.map((g) => [g.name, g.kb, g.count]));
@@ -540,12 +555,14 @@ function report(r: Results, md: boolean): string {
   if (r.endpoints.length > 0) {
     t(
       `2. ${r.options.endpoints} endpoint records over 3 hosts, one network with a container on every host`,
-      ['build', 'RSS start MB', `RSS with endpoints`, 'of it anon', 'RSS 30 s later', 'V8 heap used / total, external', 'live heap MB', 'peak MB', 'threads', 'peer passes', 'pass p50 / max ms', 'peers at end', 'failed calls', 'seconds'],
+      ['build', 'RSS start MB', `RSS with endpoints`, 'of it anon', 'RSS 30 s later', 'V8 heap used / total, external', 'live heap MB', 'peak MB', 'threads', 'peer passes', 'pass p50 / max ms', 'peers at end', 'CPU s (with children)', 'redirect passes, p50 / max ms, remote at end', 'failed calls', 'seconds'],
       r.endpoints.map((e) => [
         e.build, e.rssMb.atStart.join(' / '), e.rssMb.afterEndpoints.join(' / '), e.rssMb.anonAfterEndpoints.join(' / '), (e.rssMb.settled ?? []).join(' / '),
         e.v8Mb.map((v) => (v ? `${v.heapUsed}/${v.heapTotal}, ${v.external}` : '-')).join(' · '),
         e.heapMb.join(' / '), e.rssMb.peak.join(' / '), e.threads.join(' / '),
-        e.peerSyncMs.map((s) => s.n).join(' / '), e.peerSyncMs.map((s) => `${s.p50} / ${s.max}`).join(', '), e.peersAtEnd.join(' / '), e.failedPerHost.join(' / '), e.seconds,
+        e.peerSyncMs.map((s) => s.n).join(' / '), e.peerSyncMs.map((s) => `${s.p50} / ${s.max}`).join(', '), e.peersAtEnd.join(' / '),
+        (e.cpuSeconds ?? []).join(' / '), (e.redirect ?? []).map((x) => (x.passes > 0 ? `${x.passes}, ${x.ms.p50} / ${x.ms.max}, ${x.remoteAtEnd}` : '-')).join(' · '),
+        e.failedPerHost.join(' / '), e.seconds,
       ]),
     );
   }

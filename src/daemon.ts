@@ -80,7 +80,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   try {
     if (vtep) {
       await registerHost(store, keys, config.hostId, { vtep: vtep.ip, version: VERSION }, config.leaseTtl);
-      peers = new PeerSync({ store, keys, dataplane, host: config.hostId, log: log.child({ mod: 'peers' }), onPass: () => void redirect?.sync() });
+      peers = new PeerSync({ store, keys, dataplane, host: config.hostId, log: log.child({ mod: 'peers' }), onPass: (lnet) => void redirect?.sync(lnet) });
       await peers.start();
     }
     await records.start();
@@ -197,13 +197,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
   const reconciles = new ReconcileHistory(
     async (dryRun) => {
       const result = await reconcile({ driver, ports, ipam, dataplane, docker, policy, host: config.hostId, log: reconcileLog, graceMs: config.reconcileGraceMs }, { dryRun });
-      // A port or VXLAN device reconcile re-created is another device than the blocks name.
-      if (!dryRun) void redirect?.rebuild();
+      // A VXLAN device reconcile re-created is another device than its block redirects to: every
+      // block is checked against its device (and only a replaced one rebuilt).
+      if (!dryRun) void redirect?.sync();
       return result;
     },
     metrics.observeReconcile,
   );
-  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped(), policyDrops: () => policy.drops() });
+  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped(), policyDrops: () => policy.drops(), redirectEntries: () => redirect?.entries() ?? [] });
   const status = async () => ({
     ...(await gatherStatus({
       store,

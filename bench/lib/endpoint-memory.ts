@@ -10,7 +10,7 @@ import { socketFromOutside } from '../../test/helpers/vxnet-in-host';
 import { createFakeNetwork, startFakeContainer, FakeNetwork } from '../../test/helpers/fake-container';
 import { PluginClient, dockerId } from './plugin-client';
 import { readLogRecords } from './driver-log';
-import { memoryOf, MemoryKb } from './machine';
+import { memoryOf, MemoryKb, cpuSecondsWithChildrenOf } from './machine';
 import { summarize, rounded, Summary, fmt } from './stats';
 import { log, sleep, nowMs, round1 } from './runner';
 
@@ -41,6 +41,17 @@ export interface EndpointMemory {
   peerSyncMs: Summary[];
   /** peer entries each driver had programmed at the end (its last pass) */
   peersAtEnd: number[];
+  /**
+   * CPU seconds each driver used from the burst's start until its peer entries were in place
+   * (its own and its waited-for children's: tc, nft …).
+   */
+  cpuSeconds: number[];
+  /**
+   * `--fast-path redirect` ("redirect entries synced" in the log; zero passes without it): its
+   * passes that changed a block while the records arrived (ms each), and the remote entries of
+   * its last one.
+   */
+  redirect: Array<{ passes: number; ms: Summary; remoteAtEnd: number | null }>;
   /** the last host's driver restarted with every record in the store: until its socket answered, and its RSS then */
   restart: { host: string; readyMs: number; rssMb: number; firstSyncMs: number | null; peers: number | null };
 }
@@ -88,6 +99,8 @@ export async function endpointMemory(env: EndpointMemoryEnv, heapMb?: (h: number
   const perHost = hosts.map((_, h) => Math.floor(env.endpoints / hosts.length) + (h < env.endpoints % hosts.length ? 1 : 0));
   const failed = hosts.map(() => 0);
   const windowStart = Date.now();
+  const cpu = (): number[] => drivers.map((d) => cpuSecondsWithChildrenOf(d.proc.pid!));
+  const cpu0 = cpu();
   const t0 = nowMs();
   try {
     await Promise.all(clients.map((c, h) =>
@@ -117,6 +130,11 @@ export async function endpointMemory(env: EndpointMemoryEnv, heapMb?: (h: number
   for (let i = 0; i < 120 && hosts.some((_, h) => (lastPeers(h) ?? 0) < remote(h) - 1); i++) await sleep(1000);
   await sleep(3000);
   const afterEndpoints = rss();
+  const cpuSeconds = cpu().map((c, h) => Math.round((c - cpu0[h]) * 100) / 100);
+  const redirect = drivers.map((d) => {
+    const recs = readLogRecords(d.logFile, 'redirect entries synced').filter((r) => r.time >= windowStart);
+    return { passes: recs.length, ms: rounded(summarize(recs.map((r) => Number(r.rec.ms))), 1), remoteAtEnd: recs.length > 0 ? Number(recs[recs.length - 1].rec.remote) : null };
+  });
   // V8 gives heap back only once allocation has slowed down for a while (its memory reducer
   // starts 8 s after that): the same drivers again, idle, before any heap snapshot.
   await sleep(SETTLE_MS);
@@ -170,6 +188,8 @@ export async function endpointMemory(env: EndpointMemoryEnv, heapMb?: (h: number
     heapMb: heaps,
     peerSyncMs,
     peersAtEnd,
+    cpuSeconds,
+    redirect,
     restart: {
       host: hosts[last].name,
       readyMs: Math.round(readyMs),
@@ -178,6 +198,7 @@ export async function endpointMemory(env: EndpointMemoryEnv, heapMb?: (h: number
       peers: firstSync ? Number(firstSync.rec.peers) : null,
     },
   };
-  log(`  RSS after ${env.endpoints} endpoints: ${result.rssMb.afterEndpoints.join(' / ')} MB; peer passes p50 ${peerSyncMs.map((s) => fmt(s.p50, 1)).join(' / ')} ms`);
+  log(`  RSS after ${env.endpoints} endpoints: ${result.rssMb.afterEndpoints.join(' / ')} MB; peer passes p50 ${peerSyncMs.map((s) => fmt(s.p50, 1)).join(' / ')} ms; CPU ${cpuSeconds.join(' / ')} s`);
+  if (redirect.some((r) => r.passes > 0)) log(`  redirect: ${redirect.map((r) => `${r.passes} passes p50 ${fmt(r.ms.p50, 1)} ms, ${r.remoteAtEnd} remote`).join(' / ')}`);
   return result;
 }

@@ -86,10 +86,22 @@ export async function sourceRevision(repo: string): Promise<{ commit: string | n
 
 /** User + system CPU seconds a process has used so far (/proc/<pid>/stat; clock ticks of 1/100 s). */
 export function cpuSecondsOf(pid: number): number {
+  const f = cpuTicks(pid);
+  return (f.utime + f.stime) / 100;
+}
+
+/** The same, with the children it has waited for (tc, nft, iptables … the driver runs). */
+export function cpuSecondsWithChildrenOf(pid: number): number {
+  const f = cpuTicks(pid);
+  return (f.utime + f.stime + f.cutime + f.cstime) / 100;
+}
+
+function cpuTicks(pid: number): { utime: number; stime: number; cutime: number; cstime: number } {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at field 3: utime is 14, stime 15.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / 100;
+  // Fields after the command name (which may hold spaces) start at field 3: utime is 14, stime
+  // 15, cutime 16, cstime 17.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  return { utime: rest[11], stime: rest[12], cutime: rest[13], cstime: rest[14] };
 }
 
 /** The fields every results file starts with. */

@@ -29,6 +29,8 @@ export interface MetricSources {
   publishedPorts?(): Record<string, number>;
   /** Frames the anti-spoofing table dropped on this host (null: no table). */
   antispoofDropped?(): Promise<number | null>;
+  /** `--fast-path redirect`: the entries each network's block holds (absent: the option is off). */
+  redirectEntries?(): Array<{ lnet: string; ports: number; remote: number }>;
   /** Packets refused by network policy so far, per network and direction (absent: no policy). */
   policyDrops?(): Promise<Array<{ network: string; direction: 'in' | 'out'; packets: number }>>;
 }
@@ -47,6 +49,7 @@ export class Metrics {
   private readonly reconcileLast: Gauge;
   private readonly addresses: Gauge<'pool' | 'kind'>;
   private readonly peerEntries: Gauge<'network' | 'kind'>;
+  private readonly redirectEntries: Gauge<'network' | 'kind'>;
   private readonly publishedPorts: Gauge<'proto'>;
   private readonly spoofDropped: Counter;
   private readonly policyDrops: Counter<'network' | 'direction'>;
@@ -86,6 +89,19 @@ export class Metrics {
       labelNames: ['network', 'kind'],
       registers,
       collect: () => this.collectPeers(),
+    });
+    this.redirectEntries = new Gauge({
+      name: 'vxnet_redirect_entries',
+      help: '--fast-path redirect: local container ports and remote MACs in each network\'s tc block on this host',
+      labelNames: ['network', 'kind'],
+      registers,
+      collect: () => {
+        this.redirectEntries.reset();
+        for (const r of this.sources?.redirectEntries?.() ?? []) {
+          this.redirectEntries.set({ network: r.lnet, kind: 'port' }, r.ports);
+          this.redirectEntries.set({ network: r.lnet, kind: 'remote' }, r.remote);
+        }
+      },
     });
     this.publishedPorts = new Gauge({
       name: 'vxnet_published_ports',

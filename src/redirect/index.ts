@@ -17,6 +17,14 @@
 //   - removals go before additions in a change set, and a failed change set has its block
 //     rebuilt from scratch at the next pass (setup empties it first).
 // Adding is lazy (a pass after the change); missing entries only cost speed.
+//
+// Cost: a pass looks only at what can have changed. The peer table's pass over a network
+// (sync(lnet)) checks that network's device and its remote entries; a policy change checks the
+// local ports of every block (no kernel call unless one changes: a changed block's device is read
+// before its batch); a reconcile checks every block's device, and rebuilds only a block whose
+// device was replaced (an unchanged block keeps its entries and counters). So a `docker run` on a
+// host with a thousand networks costs a pass over that host's local containers, not a kernel
+// call per network, and a remote endpoint costs a diff of its own network's entries.
 import type { Logger } from '../log';
 import type { NetworkRecord, EndpointRecord } from '../network/records';
 import { vethNames, vxlanName } from '../network/names';
@@ -53,6 +61,7 @@ interface Port extends PortEntry {
 
 /** What one block holds (as far as this process programmed it). */
 interface Block {
+  lnet: string;
   vxv: string;
   vxvIndex: number;
   ports: Map<string, Port>;
@@ -72,9 +81,21 @@ interface WantPort {
 }
 
 interface WantBlock {
+  lnet: string;
   vxv: string;
   ports: Map<string, WantPort>;
-  remote: Set<string>;
+  /** null: the remote entries are not looked at in this pass (only the local ports changed). */
+  remote: Set<string> | null;
+}
+
+/** What the next pass looks at (set by the calls that schedule it). */
+interface Pending {
+  /** Every network in full: device, ports and remote entries. */
+  all: boolean;
+  /** These networks in full (the peer table's pass over them). */
+  networks: Set<string>;
+  /** Every block's local ports (a policy change). */
+  ports: boolean;
 }
 
 /** Pure: the lowest node id free in `used` (null when the bucket is full). */
@@ -97,28 +118,36 @@ export class RedirectPaths {
   private readonly left = new Set<string>();
   private chain: Promise<void> = Promise.resolve();
   private scheduled: Promise<void> | null = null;
+  private pending: Pending = { all: false, networks: new Set(), ports: false };
   private closed = false;
 
   constructor(private readonly deps: RedirectDeps) {}
 
-  /** A pass at the event loop's next turn (coalesced); never rejects. */
-  sync(): Promise<void> {
+  /**
+   * A pass at the event loop's next turn (coalesced); never rejects. With `lnet`, that network's
+   * block is checked (the peer table's pass over it); without, every block, each against its
+   * device (start, reconcile: a device may have been replaced; only a replaced one is rebuilt).
+   */
+  sync(lnet?: string): Promise<void> {
+    if (lnet === undefined) this.pending.all = true;
+    else this.pending.networks.add(lnet);
+    return this.schedule();
+  }
+
+  private schedule(): Promise<void> {
     if (this.scheduled) return this.scheduled;
     const run = this.queue(async () => {
       // The next turn: the policy engine's plan is set after its kernel update resolves.
       await new Promise((resolve) => setImmediate(resolve));
       this.scheduled = null;
-      if (!this.closed) await this.pass();
+      const pending = this.pending;
+      this.pending = { all: false, networks: new Set(), ports: false };
+      if (!this.closed) await this.pass(pending);
     });
-    this.scheduled = run;
+    const done = run.catch(() => undefined);
     // queue() logs a failure already; a pass's own errors are per block and never reach here.
-    return run.catch(() => undefined);
-  }
-
-  /** Every block rebuilt at the next pass (reconcile: a device may have been replaced). */
-  rebuild(): Promise<void> {
-    this.blocks.clear();
-    return this.sync();
+    this.scheduled = done;
+    return done;
   }
 
   /**
@@ -140,7 +169,8 @@ export class RedirectPaths {
   /** After the policy table changed: `addresses` is what it polices now. */
   policyApplied(addresses: Iterable<string>): void {
     this.policed = new Set(addresses);
-    void this.sync();
+    this.pending.ports = true;
+    void this.schedule();
   }
 
   /** Leave / DeleteEndpoint: the port's entries go now, and stay away. */
@@ -148,6 +178,11 @@ export class RedirectPaths {
     const port = vethNames(endpointId).host;
     this.left.add(port);
     return this.queue(() => this.removePorts((p) => p.port === port));
+  }
+
+  /** What each block holds as far as this process programmed it (metrics). */
+  entries(): Array<{ lnet: string; ports: number; remote: number }> {
+    return [...this.blocks.values()].map((b) => ({ lnet: b.lnet, ports: b.ports.size, remote: b.remote.size }));
   }
 
   close(): void {
@@ -178,46 +213,56 @@ export class RedirectPaths {
     }
   }
 
-  /** What each active network's block should hold. */
-  private wanted(): Map<number, WantBlock> {
-    const { records, peers } = this.deps;
-    const want = new Map<number, WantBlock>();
-    const vniOf = new Map<string, number>();
-    for (const lnet of peers.activeNetworks()) {
-      const net = records.network(lnet);
-      if (!net) continue;
-      vniOf.set(lnet, net.vni);
-      want.set(net.vni, { vxv: vxlanName(net.vni), ports: new Map(), remote: new Set(peers.remoteMacs(lnet)) });
-    }
+  /** This host's decided, unpoliced ports per network, and the MACs of all its containers there. */
+  private localPorts(): Map<string, { ports: Map<string, WantPort>; macs: Set<string> }> {
+    const { records } = this.deps;
+    const out = new Map<string, { ports: Map<string, WantPort>; macs: Set<string> }>();
     const live = new Set<string>();
     for (const ep of this.deps.decided()) {
       const port = vethNames(ep.endpointId).host;
       live.add(port);
-      const vni = vniOf.get(ep.lnet);
-      const ip = bare(ep.ip);
-      const ip6 = bare(ep.ip6);
-      const rec = vni === undefined ? undefined : records.endpoint(ep.lnet, ep.endpointId);
-      if (vni === undefined || !rec) continue;
-      const w = want.get(vni) as WantBlock;
+      const rec = records.endpoint(ep.lnet, ep.endpointId);
+      if (!rec) continue;
+      let mine = out.get(ep.lnet);
+      if (!mine) out.set(ep.lnet, (mine = { ports: new Map(), macs: new Set() }));
       const mac = rec.mac.toLowerCase();
       // A local container's MAC is never sent to the tunnel, policed or not.
-      w.remote.delete(mac);
+      mine.macs.add(mac);
+      const ip = bare(ep.ip);
+      const ip6 = bare(ep.ip6);
       if (ip === null || this.policed.has(ip) || (ip6 !== null && this.policed.has(ip6)) || this.left.has(port)) continue;
-      w.ports.set(port, { port, mac, ip, ip6 });
+      mine.ports.set(port, { port, mac, ip, ip6 });
     }
     for (const port of this.left) if (!live.has(port)) this.left.delete(port);
-    return want;
+    return out;
   }
 
-  private async pass(): Promise<void> {
-    const want = this.wanted();
+  private async pass(pending: Pending): Promise<void> {
+    const { records, peers } = this.deps;
+    const active = new Map<number, string>();
+    for (const lnet of peers.activeNetworks()) {
+      const net = records.network(lnet);
+      if (net) active.set(net.vni, lnet);
+    }
     for (const [block, b] of this.blocks) {
-      if (want.has(block)) continue;
+      if (active.get(block) === b.lnet) continue;
       // The network left this host: its devices (and with them the block) are gone or going.
       this.blocks.delete(block);
       await this.deps.kernel.apply([{ op: 'flush', block }]).catch(() => undefined);
     }
-    for (const [block, w] of want) {
+    if (!pending.all && !pending.ports && pending.networks.size === 0) return;
+    const local = this.localPorts();
+    for (const [block, lnet] of active) {
+      // A block not built yet (or emptied after a failure) is built in full by any pass.
+      const full = pending.all || pending.networks.has(lnet) || !this.blocks.has(block);
+      if (!full && !pending.ports) continue;
+      const mine = local.get(lnet);
+      let remote: Set<string> | null = null;
+      if (full) {
+        remote = new Set(peers.remoteMacs(lnet));
+        for (const mac of mine?.macs ?? []) remote.delete(mac);
+      }
+      const w: WantBlock = { lnet, vxv: vxlanName(block), ports: mine?.ports ?? new Map(), remote };
       try {
         await this.passBlock(block, w);
       } catch (err) {
@@ -227,29 +272,35 @@ export class RedirectPaths {
     }
   }
 
+  /** Brings one block in line with `w`; a full pass (w.remote set) reads its device first. */
   private async passBlock(block: number, w: WantBlock): Promise<void> {
     const { kernel } = this.deps;
-    const vxvIndex = await kernel.ifindex(w.vxv);
-    if (vxvIndex === null) {
-      this.blocks.delete(block);
-      return;
-    }
+    const started = process.hrtime.bigint();
     const ops: RedirectOp[] = [];
     let b = this.blocks.get(block);
-    if (!b || b.vxvIndex !== vxvIndex) {
-      b = { vxv: w.vxv, vxvIndex, ports: new Map(), local: new Map(), remote: new Map(), nodes: new Map() };
-      ops.push({ op: 'setup', block, vxv: w.vxv });
+    if (w.remote !== null || !b) {
+      const vxvIndex = await kernel.ifindex(w.vxv);
+      if (vxvIndex === null) {
+        this.blocks.delete(block);
+        return;
+      }
+      if (!b || b.vxvIndex !== vxvIndex) {
+        b = { lnet: w.lnet, vxv: w.vxv, vxvIndex, ports: new Map(), local: new Map(), remote: new Map(), nodes: new Map() };
+        ops.push({ op: 'setup', block, vxv: w.vxv });
+      }
     }
     const adds: RedirectOp[] = [];
     for (const p of [...b.ports.values()]) {
       const wp = w.ports.get(p.port);
       if (!wp || wp.mac !== p.mac || wp.ip !== p.ip || wp.ip6 !== p.ip6) ops.push(...this.dropPort(block, b, p));
     }
-    for (const [mac, node] of [...b.remote]) {
-      if (w.remote.has(mac)) continue;
-      ops.push({ op: 'del-remote', block, entry: { mac, dev: b.vxv, node } });
-      this.release(b, `remote ${bucketOf(mac)}`, node);
-      b.remote.delete(mac);
+    if (w.remote !== null) {
+      for (const [mac, node] of [...b.remote]) {
+        if (w.remote.has(mac)) continue;
+        ops.push({ op: 'del-remote', block, entry: { mac, dev: b.vxv, node } });
+        this.release(b, `remote ${bucketOf(mac)}`, node);
+        b.remote.delete(mac);
+      }
     }
     for (const wp of w.ports.values()) {
       if (b.ports.has(wp.port) || b.local.has(wp.mac)) continue;
@@ -262,7 +313,7 @@ export class RedirectPaths {
       b.local.set(p.mac, { port: p.port, node: lnode });
       adds.push({ op: 'attach', block, dev: p.port }, { op: 'add-port', block, entry: p }, { op: 'add-local', block, entry: { mac: p.mac, dev: p.port, node: lnode } });
     }
-    for (const mac of w.remote) {
+    for (const mac of w.remote ?? []) {
       if (b.remote.has(mac)) continue;
       const node = this.take(b, `remote ${bucketOf(mac)}`);
       if (node === null) continue;
@@ -273,8 +324,16 @@ export class RedirectPaths {
     if (ops.length === 0) return;
     // Dropped from the map first: if the batch fails half-way, the next pass starts over.
     this.blocks.delete(block);
+    if (w.remote === null && (await kernel.ifindex(w.vxv)) !== b.vxvIndex) {
+      // Only the ports were looked at, and the device was replaced meanwhile: the next pass
+      // rebuilds the block in full (a block not in the map is always built in full).
+      void this.sync(w.lnet);
+      return;
+    }
     await kernel.apply(ops);
     this.blocks.set(block, b);
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    this.deps.log.info({ lnet: w.lnet, dev: w.vxv, changes: ops.length, ms: Math.round(ms * 100) / 100, ports: b.ports.size, remote: b.remote.size }, 'redirect entries synced');
   }
 
   private dropPort(block: number, b: Block, p: Port): RedirectOp[] {

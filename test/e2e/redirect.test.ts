@@ -11,12 +11,14 @@ import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, startDriver } from '../helpers/vxnet-in-host';
 import { HostEtcd, startEtcdInHost } from '../helpers/etcd-in-host';
 import { containerIp } from '../helpers/docker-inspect';
+import { scrapeMetric } from '../helpers/metrics';
 
 jest.setTimeout(300_000);
 
 const NET = { name: 'vxt-redir', subnet: '10.104.0.0/24' };
 const ISO = { name: 'vxt-redir-iso', subnet: '10.104.1.0/24' };
 const SPOOFED = '10.104.0.250';
+const METRICS_ADDR = '127.0.0.1:9477';
 
 interface Box {
   ip: string;
@@ -68,7 +70,7 @@ describe('--fast-path redirect across two dockerd hosts (etcd)', () => {
   let etcd: HostEtcd;
   const hosts: Host[] = [];
   const drivers: Driver[] = [];
-  const env = (): Record<string, string> => ({ VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: etcd.endpoint, VXNET_VTEP_INTERFACE: 'eth0', VXNET_FAST_PATH: 'redirect' });
+  const env = (): Record<string, string> => ({ VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: etcd.endpoint, VXNET_VTEP_INTERFACE: 'eth0', VXNET_FAST_PATH: 'redirect', VXNET_METRICS_ADDR: METRICS_ADDR });
   let r1: Box;
   let r2: Box;
   let vni = 0;
@@ -117,6 +119,11 @@ describe('--fast-path redirect across two dockerd hosts (etcd)', () => {
     vni = await vniOf(hosts[0], r1);
     expect(await vniOf(hosts[1], r2)).toBe(vni);
     await eventually('both blocks programmed', async () => (await hasEntries(hosts[0], vni, r1, r2)) && (await hasEntries(hosts[1], vni, r2, r1)), 10_000, 100);
+    // What each driver reports of its block: its own container's port and the other's MAC.
+    for (const h of hosts) {
+      expect(await scrapeMetric(h, METRICS_ADDR, 'vxnet_redirect_entries{network="subnet-10.104.0.0-24",kind="port"}')).toBe(1);
+      expect(await scrapeMetric(h, METRICS_ADDR, 'vxnet_redirect_entries{network="subnet-10.104.0.0-24",kind="remote"}')).toBe(1);
+    }
     const out1 = await redirected(hosts[0], vni, '1', `vxv-${vni}`);
     const in2 = await redirected(hosts[1], vni, '2', r2.port);
     expect(await pings(hosts[0], 'r1', r2.ip, 5)).toBe(true);

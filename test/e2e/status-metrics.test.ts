@@ -3,23 +3,19 @@
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
 import { Driver, driverLog, startDriver, MAIN_JS } from '../helpers/vxnet-in-host';
+import { scrapeMetric } from '../helpers/metrics';
 import type { StatusReport } from '../../src/network/status';
 
 jest.setTimeout(300_000);
 
 const SOCKET = '/run/docker/plugins/vxnet.sock';
 const METRICS_ADDR = '127.0.0.1:9477';
-const SCRAPE = `fetch('http://${METRICS_ADDR}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(e); process.exit(1); })`;
 
 describe('vxnet status and /metrics against a running driver', () => {
   let host: Host;
   let driver: Driver;
 
-  async function metric(line: string): Promise<number | undefined> {
-    const text = await host.execOk([process.execPath, '-e', SCRAPE]);
-    const found = text.split('\n').find((l) => l.startsWith(`${line} `));
-    return found === undefined ? undefined : Number(found.slice(line.length + 1));
-  }
+  const metric = (line: string): Promise<number | undefined> => scrapeMetric(host, METRICS_ADDR, line);
 
   beforeAll(async () => {
     host = await upHost('vxt-o1', '172.31.254.95', { docker: '20' });

@@ -230,3 +230,18 @@ describe('src/metrics anti-spoofing drops', () => {
     expect(await metrics.text()).toMatch(/\nvxnet_antispoof_dropped_frames_total 12\n/);
   });
 });
+
+describe('src/metrics redirect entries', () => {
+  it("reports each block's ports and remote MACs at scrape, nothing while the option is off", async () => {
+    const metrics = new Metrics(createLogger('silent'));
+    let blocks: Array<{ lnet: string; ports: number; remote: number }> = [];
+    metrics.setSources({ addressUsage: async () => [], programmedPeers: () => [], redirectEntries: () => blocks });
+    expect(await metrics.text()).not.toMatch(/\nvxnet_redirect_entries\{/);
+    blocks = [{ lnet: 'span', ports: 2, remote: 6700 }];
+    const text = await metrics.text();
+    expect(text).toMatch(/\nvxnet_redirect_entries\{network="span",kind="port"\} 2\n/);
+    expect(text).toMatch(/\nvxnet_redirect_entries\{network="span",kind="remote"\} 6700\n/);
+    blocks = [];
+    expect(await metrics.text()).not.toMatch(/\nvxnet_redirect_entries\{/);
+  });
+});

@@ -1,6 +1,7 @@
 // The redirect fast path's logic against a recording kernel: what each block holds after a pass,
 // and the orders correctness rests on (removal before the policy table polices an address, at
-// Leave, before additions; a rebuilt VXLAN device or a failed change set rebuilds the block).
+// Leave, before additions; a rebuilt VXLAN device or a failed change set rebuilds the block), and
+// what each kind of pass looks at (one network, the local ports, every device).
 // The tc lines themselves are checked in redirect-block.test.ts, the kernel's behaviour in
 // test/e2e/redirect.test.ts.
 import pino from 'pino';
@@ -12,6 +13,7 @@ import { emptyPolicySets } from '../../../src/dataplane/policy-table';
 
 const silent = pino({ level: 'silent' });
 const NET: NetworkRecord = { lnet: 'n1', vni: 300, ipv4: { subnet: '10.5.0.0/24', gateway: '10.5.0.1', poolId: null }, ipv6: null, mtu: 1450, internal: false };
+const NET2: NetworkRecord = { ...NET, lnet: 'n2', vni: 301, ipv4: { subnet: '10.6.0.0/24', gateway: '10.6.0.1', poolId: null } };
 
 function endpoint(id: string, ip: string, host = 'h1'): EndpointRecord {
   const o = ip.split('.').map((x) => Number(x).toString(16).padStart(2, '0'));
@@ -22,7 +24,12 @@ class World {
   decided: DecidedEndpoint[] = [];
   recs = new Map<string, EndpointRecord>();
   remote: string[] = [];
-  links = new Map<string, number>([['vxv-300', 10]]);
+  /** n2's remote MACs (n2 is active once `nets` names it) */
+  remote2: string[] = [];
+  nets = ['n1'];
+  links = new Map<string, number>([['vxv-300', 10], ['vxv-301', 12]]);
+  /** every device the paths read, in order */
+  reads: string[] = [];
   ops: RedirectOp[][] = [];
   failNext = false;
   paths: RedirectPaths;
@@ -30,8 +37,8 @@ class World {
   constructor() {
     this.paths = new RedirectPaths({
       decided: () => this.decided,
-      records: { endpoint: (_l, id) => this.recs.get(id), network: (l) => (l === 'n1' ? NET : undefined) },
-      peers: { activeNetworks: () => ['n1'], remoteMacs: () => this.remote },
+      records: { endpoint: (_l, id) => this.recs.get(id), network: (l) => (l === 'n1' ? NET : l === 'n2' ? NET2 : undefined) },
+      peers: { activeNetworks: () => this.nets, remoteMacs: (l) => (l === 'n1' ? this.remote : this.remote2) },
       kernel: {
         apply: async (ops) => {
           if (this.failNext) {
@@ -40,16 +47,19 @@ class World {
           }
           this.ops.push(ops);
         },
-        ifindex: async (name) => this.links.get(name) ?? null,
+        ifindex: async (name) => {
+          this.reads.push(name);
+          return this.links.get(name) ?? null;
+        },
       },
       log: silent,
     });
   }
 
-  join(id: string, ip: string, ifindex: number): void {
+  join(id: string, ip: string, ifindex: number, lnet = 'n1'): void {
     const rec = endpoint(id, ip);
     this.recs.set(id, rec);
-    this.decided.push({ lnet: 'n1', endpointId: id, ip: rec.ipv4, ip6: null });
+    this.decided.push({ lnet, endpointId: id, ip: rec.ipv4, ip6: null });
     this.links.set(vethNames(id).host, ifindex);
   }
 
@@ -79,6 +89,11 @@ function show(o: RedirectOp): string {
     default:
       return `${o.op} ${o.entry.mac} ${o.entry.dev}`;
   }
+}
+
+/** Until every pass scheduled so far has run (each waits a turn of the event loop). */
+async function flush(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
 }
 
 const A = vethNames('aaaaaaaaaaaa').host;
@@ -173,6 +188,61 @@ describe('RedirectPaths', () => {
     expect(w.ops.length).toBe(n);
     await w.paths.sync();
     expect(w.last()).toEqual(['setup vxv-300', `attach ${A}`, `add-port ${A} 10.5.0.2`, `add-local 02:42:0a:05:00:02 ${A}`, 'add-remote 02:42:0a:05:00:09 vxv-300']);
+  });
+
+  it('a pass over one network reads only its device; a policy change reads a device only for a block that changes', async () => {
+    const w = new World();
+    w.nets = ['n1', 'n2'];
+    w.join('aaaaaaaaaaaa', '10.5.0.2', 20);
+    w.join('bbbbbbbbbbbb', '10.6.0.2', 21, 'n2');
+    w.remote = ['02:42:0a:05:00:09'];
+    await w.paths.sync();
+    expect(w.reads.sort()).toEqual(['vxv-300', 'vxv-301', A, B].sort());
+    // The peer table's pass over n2: n1's device and entries are not looked at.
+    w.reads = [];
+    w.remote = ['02:42:0a:05:00:0a'];
+    w.remote2 = ['02:42:0a:06:00:09'];
+    const n = w.ops.length;
+    await w.paths.sync('n2');
+    expect(w.reads).toEqual(['vxv-301']);
+    expect(w.ops.slice(n).flat().map(show)).toEqual(['add-remote 02:42:0a:06:00:09 vxv-301']);
+    // A policy change that changes no port: no kernel call at all.
+    w.reads = [];
+    const m = w.ops.length;
+    w.paths.policyApplied([]);
+    await flush();
+    expect(w.reads).toEqual([]);
+    expect(w.ops.length).toBe(m);
+    // A new container on n1: its port is read, and n1's device before the batch; n1's remote
+    // entries stay as they were (only the peer table's pass over n1 changes them).
+    w.join('cccccccccccc', '10.5.0.3', 22);
+    w.paths.policyApplied([]);
+    await flush();
+    expect(w.reads).toEqual([vethNames('cccccccccccc').host, 'vxv-300']);
+    expect(w.last()).toEqual([`attach ${vethNames('cccccccccccc').host}`, `add-port ${vethNames('cccccccccccc').host} 10.5.0.3`, `add-local 02:42:0a:05:00:03 ${vethNames('cccccccccccc').host}`]);
+  });
+
+  it('a reconcile rebuilds only the block whose device was replaced; a policy pass that finds one replaced defers to a full pass', async () => {
+    const w = new World();
+    w.nets = ['n1', 'n2'];
+    w.join('aaaaaaaaaaaa', '10.5.0.2', 20);
+    w.join('bbbbbbbbbbbb', '10.6.0.2', 21, 'n2');
+    await w.paths.sync();
+    const n = w.ops.length;
+    await w.paths.sync();
+    expect(w.ops.length).toBe(n);
+    w.links.set('vxv-301', 13);
+    await w.paths.sync();
+    expect(w.ops.slice(n).flat().map(show)).toEqual(['setup vxv-301', `attach ${B}`, `add-port ${B} 10.6.0.2`, `add-local 02:42:0a:06:00:02 ${B}`]);
+    // n1's device replaced, seen by a policy pass that adds a port: nothing of the change set is
+    // applied on the old block; the pass it schedules rebuilds n1 in full.
+    w.links.set('vxv-300', 14);
+    w.join('cccccccccccc', '10.5.0.3', 22);
+    const m = w.ops.length;
+    w.paths.policyApplied([]);
+    await flush();
+    await flush();
+    expect(w.ops.slice(m).flat().map(show)).toEqual(['setup vxv-300', `attach ${A}`, `add-port ${A} 10.5.0.2`, `add-local 02:42:0a:05:00:02 ${A}`, `attach ${vethNames('cccccccccccc').host}`, `add-port ${vethNames('cccccccccccc').host} 10.5.0.3`, `add-local 02:42:0a:05:00:03 ${vethNames('cccccccccccc').host}`]);
   });
 
   it('hands out the lowest free node of a bucket', () => {
