@@ -121,6 +121,14 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     lookup: namesOn && dockerdPresent(config.dockerHost) ? endpointLookup(config.dockerHost) : null,
     log: log.child({ mod: 'policy' }),
   });
+  // Before the socket listens: blocks an earlier run left are taken away before this run changes
+  // any policy (without the option they must not outlive it; with it, this run rebuilds what it
+  // wants from empty, so it never has to guess what a block holds). Before the redirect exists, so
+  // no pass of it runs meanwhile.
+  await dataplane
+    .detachRedirects()
+    .then((devs) => devs.length > 0 && log.info({ devices: devs.length }, 'redirect blocks of an earlier run removed'))
+    .catch((err: unknown) => log.warn({ err }, 'could not look for redirect blocks of an earlier run'));
   const livePeers = peers;
   if (config.redirect && livePeers) {
     redirect = new RedirectPaths({
@@ -130,14 +138,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       kernel: { apply: dataplane.applyRedirects, ifindex: async (name) => (await dataplane.getLinkByName(name))?.index ?? null },
       log: log.child({ mod: 'redirect' }),
     });
-  } else {
-    if (config.redirect) log.info('--fast-path redirect: nothing to redirect on a single host (no VXLAN device); the fast path is on');
-    // Before the socket listens: blocks an earlier run with the redirect left are taken away
-    // before this run changes any policy.
-    await dataplane
-      .detachRedirects()
-      .then((devs) => devs.length > 0 && log.info({ devices: devs.length }, 'redirect blocks of an earlier run removed'))
-      .catch((err: unknown) => log.warn({ err }, 'could not look for redirect blocks of an earlier run'));
+  } else if (config.redirect) {
+    log.info('--fast-path redirect: nothing to redirect on a single host (no VXLAN device); the fast path is on');
   }
   const driver = new NetworkDriver({
     store,

@@ -23,15 +23,16 @@
 // A frame that matches nothing (ARP, IPv6, broadcast, the gateway's MAC, another local
 // container, a source that is not the port's own, a policed container) goes on to the bridge as
 // before, where anti-spoofing, policy and isolation see it. So a missing entry only costs speed;
-// only a wrong one could cost correctness, which is why the domain side (network/redirects.ts)
+// only a wrong one could cost correctness, which is why the domain side (src/redirect/index.ts)
 // removes entries before the change that makes them wrong and rebuilds a block it is unsure of.
 //
 // mirred holds its target device by reference: once that device is deleted the action drops
 // everything it gets. A rebuilt VXLAN device therefore means a rebuilt block ('setup').
 // The block itself goes away with the last device attached to it (the network's teardown).
 //
-// Entries go through `tc -batch -`: one process per change set, off the plugin calls' path
-// except at Leave and before a policy change (removals, which must be done before they return).
+// Entries go through `tc -force -batch -`: one process per change set, off the plugin calls'
+// path except at Leave and before a policy change (removals, which must be done before they
+// return).
 import { vxError } from '../errors';
 import { runTool } from './xtables';
 
@@ -171,29 +172,36 @@ export function opLines(o: RedirectOp): TcLine[] {
   }
 }
 
-/** Pure: runs of consecutive lines with the same ignorability (each run is one tc process). */
-export function batches(ops: RedirectOp[]): Array<{ ignorable: boolean; text: string }> {
-  const out: Array<{ ignorable: boolean; text: string }> = [];
-  for (const line of ops.flatMap(opLines)) {
-    const last = out[out.length - 1];
-    const text = `${line.args.join(' ')}\n`;
-    if (last && last.ignorable === line.ignorable) last.text += text;
-    else out.push({ ignorable: line.ignorable, text });
-  }
-  return out;
+/**
+ * Pure: one tc script for a change set. Lines that may fail harmlessly are all removals ("not
+ * there"), so they go first, in their order: taking something away earlier never lets a frame by
+ * that the bridge would have stopped. The rest keep their order.
+ */
+export function script(ops: RedirectOp[]): TcLine[] {
+  const lines = ops.flatMap(opLines);
+  return [...lines.filter((l) => l.ignorable), ...lines.filter((l) => !l.ignorable)];
+}
+
+/** Pure: the 1-based lines tc's `-force` batch reported as failed ("Command failed -:N"). */
+export function failedLines(stderr: string): number[] {
+  return [...stderr.matchAll(/^Command failed -:(\d+)$/gm)].map((m) => Number(m[1]));
 }
 
 /**
- * Applies the operations in order. A line that may fail harmlessly runs under `-force` and its
- * failure is ignored; any other failure stops the batch there and rejects, naming tc's complaint.
+ * Applies the operations in order, in one tc process (a process costs ~10 ms of CPU, more with
+ * thousands of links: tc resolves device names against them). `-force` runs every line; a failed
+ * line that may fail harmlessly is ignored, any other rejects, naming tc's complaint. The caller
+ * empties a block whose change set was refused: lines after the failed one did run.
  */
 export async function applyRedirects(ops: RedirectOp[]): Promise<void> {
-  for (const b of batches(ops)) {
-    const r = await runTool('tc', b.ignorable ? ['-force', '-batch', '-'] : ['-batch', '-'], b.text);
-    if (r.code !== 0 && !b.ignorable) {
-      throw vxError('VXNET_ERR_KERNEL', `could not program the redirect fast path: ${r.stderr.trim().split('\n').slice(0, 3).join('; ') || `tc exit ${r.code}`}`);
-    }
-  }
+  const lines = script(ops);
+  if (lines.length === 0) return;
+  const r = await runTool('tc', ['-force', '-batch', '-'], lines.map((l) => `${l.args.join(' ')}\n`).join(''));
+  if (r.code === 0) return;
+  const failed = failedLines(r.stderr);
+  if (failed.length > 0 && failed.every((n) => lines[n - 1]?.ignorable === true)) return;
+  const complaint = r.stderr.split('\n').filter((l) => l !== '' && !/^Command failed -:\d+$/.test(l));
+  throw vxError('VXNET_ERR_KERNEL', `could not program the redirect fast path: ${complaint.slice(0, 3).join('; ') || `tc exit ${r.code}`}`);
 }
 
 /** Pure: vxnet's devices (ports, VXLAN devices) with a clsact qdisc on a shared block, from `tc qdisc show`. */

@@ -15,7 +15,9 @@
 //   - an entry is added only for a port that exists (its ifindex read) and a VXLAN device whose
 //     ifindex is the one the block was built for (a rebuilt device gets a rebuilt block);
 //   - removals go before additions in a change set, and a failed change set has its block
-//     rebuilt from scratch at the next pass (setup empties it first).
+//     emptied at once and rebuilt from scratch at the next pass;
+//   - at start the driver takes every block away (dataplane detachRedirects), so a block this
+//     process has not built holds nothing, and a network with nothing to redirect needs no tc.
 // Adding is lazy (a pass after the change); missing entries only cost speed.
 //
 // Cost: a pass looks only at what can have changed. The peer table's pass over a network
@@ -64,6 +66,12 @@ interface Block {
   lnet: string;
   vxv: string;
   vxvIndex: number;
+  /**
+   * false: nothing of it is in the kernel yet (a network with nothing to redirect costs no tc
+   * process). A block this process has not built is empty or absent there: the driver takes every
+   * block away at start, and empties one whose change failed or whose network left.
+   */
+  built: boolean;
   ports: Map<string, Port>;
   /** local MAC → its node in the local table */
   local: Map<string, { port: string; node: number }>;
@@ -253,10 +261,12 @@ export class RedirectPaths {
     if (!pending.all && !pending.ports && pending.networks.size === 0) return;
     const local = this.localPorts();
     for (const [block, lnet] of active) {
-      // A block not built yet (or emptied after a failure) is built in full by any pass.
-      const full = pending.all || pending.networks.has(lnet) || !this.blocks.has(block);
-      if (!full && !pending.ports) continue;
       const mine = local.get(lnet);
+      const known = this.blocks.get(block);
+      // A block not looked at yet (or emptied after a failure), or one about to be built for a
+      // local port, is done in full by any pass (its remote entries come with it).
+      const full = pending.all || pending.networks.has(lnet) || !known || (!known.built && (mine?.ports.size ?? 0) > 0);
+      if (!full && !pending.ports) continue;
       let remote: Set<string> | null = null;
       if (full) {
         remote = new Set(peers.remoteMacs(lnet));
@@ -267,7 +277,10 @@ export class RedirectPaths {
         await this.passBlock(block, w);
       } catch (err) {
         this.blocks.delete(block);
-        this.deps.log.warn({ err, block, dev: w.vxv }, 'redirect fast path: could not program the block; it is rebuilt at the next pass');
+        this.deps.log.warn({ err, block, dev: w.vxv }, 'redirect fast path: could not program the block; emptied, it is rebuilt at the next pass');
+        // tc ran every line of the batch: what came after the failed one may be in. Emptied,
+        // the block sends everything on to the bridge until it is rebuilt.
+        await this.deps.kernel.apply([{ op: 'flush', block }]).catch(() => undefined);
       }
     }
   }
@@ -277,6 +290,7 @@ export class RedirectPaths {
     const { kernel } = this.deps;
     const started = process.hrtime.bigint();
     const ops: RedirectOp[] = [];
+    let setup = false;
     let b = this.blocks.get(block);
     if (w.remote !== null || !b) {
       const vxvIndex = await kernel.ifindex(w.vxv);
@@ -285,8 +299,10 @@ export class RedirectPaths {
         return;
       }
       if (!b || b.vxvIndex !== vxvIndex) {
-        b = { lnet: w.lnet, vxv: w.vxv, vxvIndex, ports: new Map(), local: new Map(), remote: new Map(), nodes: new Map() };
-        ops.push({ op: 'setup', block, vxv: w.vxv });
+        // A replaced device's block may still hold entries: the setup below empties it.
+        const stale = b?.built === true;
+        b = { lnet: w.lnet, vxv: w.vxv, vxvIndex, built: false, ports: new Map(), local: new Map(), remote: new Map(), nodes: new Map() };
+        setup = stale;
       }
     }
     const adds: RedirectOp[] = [];
@@ -320,8 +336,14 @@ export class RedirectPaths {
       b.remote.set(mac, node);
       adds.push({ op: 'add-remote', block, entry: { mac, dev: b.vxv, node } });
     }
+    // A new block has nothing to take away: its setup (emptying what a replaced device left) goes first.
+    if (setup || (!b.built && adds.length > 0)) ops.unshift({ op: 'setup', block, vxv: w.vxv });
     ops.push(...adds);
-    if (ops.length === 0) return;
+    if (ops.length === 0) {
+      this.blocks.set(block, b);
+      return;
+    }
+    b.built = true;
     // Dropped from the map first: if the batch fails half-way, the next pass starts over.
     this.blocks.delete(block);
     if (w.remote === null && (await kernel.ifindex(w.vxv)) !== b.vxvIndex) {

@@ -1,7 +1,7 @@
 // The tc lines of the redirect fast path (dataplane/redirect-block.ts): what each operation
 // writes, which lines may fail harmlessly, and refusals of anything that is not a MAC, an IPv4
 // address or a device name (nothing of a record reaches tc unchecked).
-import { batches, bucketOf, opLines, parseAttached } from '../../../src/dataplane/redirect-block';
+import { bucketOf, failedLines, opLines, parseAttached, script } from '../../../src/dataplane/redirect-block';
 
 const lines = (o: Parameters<typeof opLines>[0]): string[] => opLines(o).map((l) => `${l.ignorable ? '~ ' : ''}${l.args.join(' ')}`);
 
@@ -32,13 +32,26 @@ describe('redirect block lines', () => {
     expect(bucketOf('02:42:0a:05:00:ff')).toBe(255);
   });
 
-  it('groups consecutive lines of the same kind into one tc process each', () => {
-    const b = batches([
+  it('one script per change set: the removals that may fail harmlessly first, the rest in order', () => {
+    const lines = script([
+      { op: 'del-port', block: 1, entry: { port: 'vxe-b', mac: '02:42:0a:00:00:03', ip: '10.0.0.3', node: 1 } },
       { op: 'attach', block: 1, dev: 'vxe-a' },
       { op: 'add-remote', block: 1, entry: { mac: '02:42:0a:00:00:01', dev: 'vxv-1', node: 1 } },
       { op: 'add-remote', block: 1, entry: { mac: '02:42:0a:00:00:02', dev: 'vxv-1', node: 1 } },
     ]);
-    expect(b.map((x) => [x.ignorable, x.text.split('\n').length - 1])).toEqual([[true, 1], [false, 3]]);
+    expect(lines.map((l) => [l.ignorable, l.args.slice(0, 2).join(' ')])).toEqual([
+      [true, 'qdisc del'],
+      [false, 'filter del'],
+      [false, 'qdisc add'],
+      [false, 'filter add'],
+      [false, 'filter add'],
+    ]);
+  });
+
+  it("reads which lines of a -force batch failed from tc's complaints", () => {
+    const stderr = 'Error: Cannot find specified qdisc on specified device.\nCommand failed -:1\nError: Filter with specified priority/protocol not found.\nCommand failed -:3\n';
+    expect(failedLines(stderr)).toEqual([1, 3]);
+    expect(failedLines('')).toEqual([]);
   });
 
   it("finds vxnet's devices on a shared block in `tc qdisc show` (what a start without the redirect detaches)", () => {
