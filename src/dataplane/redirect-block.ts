@@ -212,9 +212,10 @@ export function parseAttached(text: string): string[] {
 }
 
 /**
- * A driver without the redirect takes away the blocks an earlier run with it left (entries kept
- * in the kernel across a restart would go on letting frames past policy changes it makes). One tc
- * process when there is none. Returns the devices it detached.
+ * Every starting driver takes away the blocks an earlier run left: without the redirect, entries
+ * kept in the kernel across a restart would go on letting frames past policy changes it makes;
+ * with it, the run builds its blocks from empty. One tc process when there is none. Returns the
+ * devices it detached.
  */
 export async function detachRedirects(): Promise<string[]> {
   const r = await runTool('tc', ['qdisc', 'show']);

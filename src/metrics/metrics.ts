@@ -29,7 +29,7 @@ export interface MetricSources {
   publishedPorts?(): Record<string, number>;
   /** Frames the anti-spoofing table dropped on this host (null: no table). */
   antispoofDropped?(): Promise<number | null>;
-  /** `--fast-path redirect`: the entries each network's block holds (absent: the option is off). */
+  /** `--fast-path redirect`: the entries each network's block holds (none while the option is off). */
   redirectEntries?(): Array<{ lnet: string; ports: number; remote: number }>;
   /** Packets refused by network policy so far, per network and direction (absent: no policy). */
   policyDrops?(): Promise<Array<{ network: string; direction: 'in' | 'out'; packets: number }>>;

@@ -3,8 +3,8 @@
 // network's tc block (dataplane/redirect-block.ts), not through the bridge and the host's
 // firewall. What must still hold: anti-spoofing (a spoofed source never matches the block and
 // meets the bridge's table), isolation and policy (policed containers get no entry), Leave and
-// removal (nothing left behind), a crash (kill -9: the blocks are rebuilt at the next start), and
-// turning the option off (a start without it removes the blocks).
+// removal (nothing left behind), a crash (kill -9: a start takes the blocks away and rebuilds
+// them), and turning the option off (a start without it removes the blocks).
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { eventually } from '../helpers/eventually';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
@@ -174,8 +174,8 @@ describe('--fast-path redirect across two dockerd hosts (etcd)', () => {
     drivers[0] = await startDriver(hosts[0], env());
     // Rebuilt entries count from zero.
     await eventually('host1 block rebuilt', async () => (await hasEntries(hosts[0], vni, r1, r2)) && (await redirected(hosts[0], vni, '1', `vxv-${vni}`)) < before, 20_000, 200);
-    // dockerd activates the restarted plugin, whose reconcile rebuilds the block once more (its
-    // counters from zero again): a round of pings that met that rebuild is taken again.
+    // A round of pings that met a rebuild (counters from zero again) is taken again. A reconcile
+    // rebuilds only a block whose VXLAN device was replaced, so this is the rare case now.
     await eventually('pings take the rebuilt block', async () => {
       const out = await redirected(hosts[0], vni, '1', `vxv-${vni}`);
       expect(await pings(hosts[0], 'r1', r2.ip, 3)).toBe(true);
