@@ -244,8 +244,16 @@ export class PolicyEngine {
    * table or chain rule, an element too many or too few) is listed, and fixed by one replacing
    * transaction.
    */
-  async reconcile(dryRun: boolean): Promise<string[]> {
-    await this.chain.catch(() => undefined);
+  reconcile(dryRun: boolean): Promise<string[]> {
+    // In the chain, not merely after it: a pass started between the listing's two nft reads (the
+    // inet table, then the bridge table's copies) made them differ, read as "missing" (a needless
+    // replace, seen once when the plugin's activation reconcile met a Join).
+    const run = this.chain.then(() => this.reconcileNow(dryRun));
+    this.chain = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  private async reconcileNow(dryRun: boolean): Promise<string[]> {
     const want = resolvePolicy(await this.loadedInput()).elements;
     const have = await this.deps.kernel.list();
     const changes: string[] = [];

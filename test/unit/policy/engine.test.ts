@@ -282,3 +282,37 @@ describe('policy engine: a store reload never empties the sets', () => {
     }
   });
 });
+
+describe('policy engine: reconcile and passes', () => {
+  /** Lists in two reads, as the real table does (the inet table, then the bridge's copies): a write between them shows as an incomplete table. */
+  class TwoReadKernel extends RecordingKernel {
+    private version = 0;
+    override async list(): Promise<PolicySets | null> {
+      const first = this.version;
+      await new Promise((r) => setTimeout(r, 30));
+      return this.version === first ? this.sets : null;
+    }
+    override async update(from: PolicySets, to: PolicySets): Promise<number> {
+      this.version++;
+      return super.update(from, to);
+    }
+  }
+
+  it('never interleaves its listing with a pass', async () => {
+    const store = tmpEmbeddedStore();
+    const kernel = new TwoReadKernel();
+    const engine = await newEngine(store, kernel, null);
+    try {
+      await engine.start();
+      const checks = Array.from({ length: 3 }, () => engine.reconcile(true));
+      // A pass asked for while the checks wait or list runs after them, not in the middle.
+      const passes = [engine.sync(), engine.sync()];
+      expect(await Promise.all(checks)).toEqual([[], [], []]);
+      await Promise.all(passes);
+      expect(await engine.reconcile(true)).toEqual([]);
+    } finally {
+      engine.close();
+      await store.close();
+    }
+  });
+});
