@@ -6,9 +6,12 @@
 //              skipped between unpoliced containers), every bridged frame tracked as before it
 //   (--profile) vxnet-no-nft, vxnet-accept-first: the same containers with one part of vxnet's
 //              path taken away while measured (see VARIANTS)
-//   (--redirect) both drivers run with --fast-path redirect, so `vxnet` is measured with it, and
-//              vxnet-bridged is the same two containers with the redirect blocks taken away (the
-//              default path), put back by a reconcile of each driver
+//   vxnet-bridged  (--fast-path auto, the default) the same two containers with a rule of the
+//              user's in DOCKER-USER on both hosts (one that matches none of them): auto suspends
+//              the redirect, frames take the bridge and dockerd's chains (`--fast-path on`'s path);
+//              the rule's removal brings the blocks back
+//   --fast-path MODE  both drivers run with it (default auto, the driver's default; --redirect is
+//              --fast-path redirect, on is the bridge's path without the redirect)
 //   raw-host   hand-made bridge + VXLAN in the host's namespace, with dockerd's rules in force:
 //              what the kernel costs where vxnet's bridge lives
 //   raw-ns     hand-made bridge + VXLAN in a namespace of their own: where the overlay's lives,
@@ -20,7 +23,7 @@
 // Prints text and Markdown tables and writes bench/results/datapath.json.
 // A benchmark, not a test: nothing asserts a time.
 //
-//   npm run bench:datapath [-- --rounds N --pings N --tcp-seconds N --docker 20|26]
+//   npm run bench:datapath [-- --rounds N --pings N --tcp-seconds N --docker 20|26 --fast-path auto|redirect|on]
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ChildProcess } from 'node:child_process';
@@ -34,7 +37,7 @@ import { socketFromOutside } from '../test/helpers/vxnet-in-host';
 import { eventually } from '../test/helpers/eventually';
 import { machineInfo, sourceRevision, resultHeader, dockerVersions } from './lib/machine';
 import { summarize, rounded, paired, Summary, textTable, markdownTable, fmt } from './lib/stats';
-import { log, intArg, dockerArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
+import { log, intArg, dockerArg, oneOfArg, eachFlag, preflight, runWithCleanup } from './lib/runner';
 import { pickTcpTool, startTcpServer, tcpStream, TcpTool } from './lib/tcp-stream';
 import { RawOverlay, RawSpec, rawOverlayUp, rawOverlayDown, sh } from './lib/raw-vxlan';
 
@@ -44,7 +47,7 @@ interface Options {
   intervalMs: number;
   tcpSeconds: number;
   profile: boolean;
-  redirect: boolean;
+  fastPath: 'on' | 'redirect' | 'auto';
   docker: '20' | '26';
   out: string;
 }
@@ -58,8 +61,10 @@ const USAGE = `Usage: node dist/bench/datapath.js [options]     (build first: np
   --tcp-seconds N   one iperf3 stream per kind and round (default 5; 0 skips TCP)
   --profile         also measure vxnet with its nftables tables deleted and with an ACCEPT first
                     in FORWARD (where its time goes; restored after each measurement)
-  --redirect        run both drivers with --fast-path redirect, and also measure the same
-                    containers with the redirect blocks taken away (vxnet-bridged)
+  --fast-path MODE  both drivers' --fast-path: auto (default, the driver's default; also measures
+                    vxnet-bridged: the same containers with a rule in DOCKER-USER, which
+                    suspends the redirect), redirect, on
+  --redirect        the same as --fast-path redirect
   --docker 20|26    dockerd of both hosts (default 20)
   --out FILE        results file (default bench/results/datapath.json)
 
@@ -68,7 +73,7 @@ Needs root. Creates hosts vxt-dp0 (etcd, 172.31.254.150), vxt-dp1 and vxt-dp2 (d
 the end.`;
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { rounds: 8, pings: 500, intervalMs: 2, tcpSeconds: 5, profile: false, redirect: false, docker: '20', out: path.join(REPO_ROOT, 'bench/results/datapath.json') };
+  const o: Options = { rounds: 8, pings: 500, intervalMs: 2, tcpSeconds: 5, profile: false, fastPath: 'auto', docker: '20', out: path.join(REPO_ROOT, 'bench/results/datapath.json') };
   eachFlag(argv, USAGE, (flag, next) => {
     switch (flag) {
       case '--rounds': o.rounds = intArg(flag, next(), 1); break;
@@ -76,7 +81,8 @@ function parseArgs(argv: string[]): Options {
       case '--interval-ms': o.intervalMs = intArg(flag, next(), 1); break;
       case '--tcp-seconds': o.tcpSeconds = intArg(flag, next(), 0); break;
       case '--profile': o.profile = true; break;
-      case '--redirect': o.redirect = true; break;
+      case '--redirect': o.fastPath = 'redirect'; break;
+      case '--fast-path': o.fastPath = oneOfArg(flag, next(), ['on', 'redirect', 'auto'] as const); break;
       case '--docker': o.docker = dockerArg(next()); break;
       case '--out': o.out = path.resolve(next() ?? o.out); break;
       default: throw new Error(`unknown argument ${flag} (see --help)`);
@@ -107,9 +113,10 @@ let KINDS: Kind[] = BASE_KINDS;
  *                       what their hooks cost every frame
  *   vxnet-accept-first  an ACCEPT for frames between vxnet bridges first in FORWARD: what the way
  *                       through DOCKER-USER to vxnet's isolation rule (physdev match) costs
- *   vxnet-bridged       (--redirect) the clsact qdiscs of vxnet's ports and VXLAN device deleted,
- *                       which takes the redirect blocks away: frames take the bridge again; a
- *                       reconcile of the driver (which rebuilds its blocks) puts them back
+ *   vxnet-bridged       (--fast-path auto) a rule of the user's first in DOCKER-USER, matching
+ *                       none of the containers: the driver sees it and empties its blocks, frames
+ *                       take the bridge again (and walk one more rule, as any host with such a
+ *                       rule does); deleting it brings the blocks back
  */
 const VARIANTS: Record<Variant, { take: (h: Host) => Promise<string[]>; restore: (h: Host, saved: string[]) => Promise<void> }> = {
   'vxnet-tracked': {
@@ -138,19 +145,18 @@ const VARIANTS: Record<Variant, { take: (h: Host) => Promise<string[]>; restore:
   },
   'vxnet-bridged': {
     take: async (h) => {
-      const links = JSON.parse(await h.execOk(['ip', '-j', 'link', 'show'])) as Array<{ ifname: string }>;
-      const devs = links.map((l) => l.ifname).filter((n) => n.startsWith('vxe-') || n.startsWith('vxv-'));
-      for (const d of devs) await h.execOk(['tc', 'qdisc', 'del', 'dev', d, 'clsact']);
-      return devs;
+      const t0 = Date.now();
+      await h.execOk(['iptables', '-w', '-I', 'DOCKER-USER', '1', ...USER_RULE]);
+      await eventually('redirect suspended', async () => (await redirectEntries(h)) === 0, 10_000, 10);
+      SWITCH_MS.suspend.push(Date.now() - t0);
+      return [];
     },
-    restore: async (h, devs) => {
-      await pluginCall(socketFromOutside(h), 'Vxnet.Reconcile', {});
-      await eventually('redirect blocks back', async () => {
-        for (const d of devs) if (!(await h.execOk(['tc', 'qdisc', 'show', 'dev', d])).includes('clsact')) return false;
-        // One local and one remote entry (the two containers).
-        const vni = devs.find((d) => d.startsWith('vxv-'))?.slice(4) ?? '';
-        return (await h.execOk(['tc', 'filter', 'show', 'block', vni])).split('mirred').length - 1 >= 2;
-      }, 10_000, 50);
+    restore: async (h) => {
+      const t0 = Date.now();
+      await h.execOk(['iptables', '-w', '-D', 'DOCKER-USER', ...USER_RULE]);
+      // One local and one remote entry (the two containers).
+      await eventually('redirect blocks back', async () => (await redirectEntries(h)) >= 2, 10_000, 10);
+      SWITCH_MS.resume.push(Date.now() - t0);
     },
   },
   'vxnet-accept-first': {
@@ -163,6 +169,23 @@ const VARIANTS: Record<Variant, { take: (h: Host) => Promise<string[]>; restore:
     },
   },
 };
+
+/**
+ * vxnet-bridged: ms from the rule's insert (removal) until the host's blocks were seen empty
+ * (rebuilt), polled every 10 ms with `tc` (so an upper bound of the driver's reaction).
+ */
+const SWITCH_MS: { suspend: number[]; resume: number[] } = { suspend: [], resume: [] };
+
+/** A rule of the user's that matches none of the measured frames (TEST-NET-1 source). */
+const USER_RULE = ['-s', '192.0.2.1/32', '-j', 'DROP'];
+
+/** Mirred actions in the host's redirect blocks (0: nothing redirected). */
+async function redirectEntries(h: Host): Promise<number> {
+  const links = JSON.parse(await h.execOk(['ip', '-j', 'link', 'show'])) as Array<{ ifname: string }>;
+  let n = 0;
+  for (const l of links.filter((x) => x.ifname.startsWith('vxv-'))) n += (await h.execOk(['tc', 'filter', 'show', 'block', l.ifname.slice(4)])).split('mirred').length - 1;
+  return n;
+}
 
 const isVariant = (k: Kind): k is Variant => k in VARIANTS;
 const NET = {
@@ -223,7 +246,7 @@ async function setUp(env: Partial<Env>, opts: Options): Promise<Env> {
   env.hosts = [hosts[0], hosts[1]];
   for (const h of env.hosts) {
     await ensureTestImage(h);
-    env.drivers.push(await startDriver(h, { VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: env.etcd.endpoint, VXNET_VTEP_INTERFACE: 'eth0', VXNET_LOG_LEVEL: 'info', VXNET_FAST_PATH: opts.redirect ? 'redirect' : 'on' }));
+    env.drivers.push(await startDriver(h, { VXNET_STORE: 'etcd', VXNET_ETCD_ENDPOINTS: env.etcd.endpoint, VXNET_VTEP_INTERFACE: 'eth0', VXNET_LOG_LEVEL: 'info', VXNET_FAST_PATH: opts.fastPath }));
   }
   const [a, b] = env.hosts;
   await a.dockerOk(['swarm', 'init', '--advertise-addr', a.ip]);
@@ -391,7 +414,7 @@ async function main(): Promise<number> {
   if ('code' in pre) return pre.code;
   const opts = pre.opts;
   if (opts.profile) KINDS = [...BASE_KINDS, ...PROFILE_KINDS];
-  if (opts.redirect) KINDS = [...KINDS, 'vxnet-bridged'];
+  if (opts.fastPath === 'auto') KINDS = [...KINDS, 'vxnet-bridged'];
   const env: Partial<Env> = {};
   const started = Date.now();
   return runWithCleanup(async () => {
@@ -406,12 +429,14 @@ async function main(): Promise<number> {
       units: 'µs (ping), Gbit/s (TCP); percentiles interpolate between closest ranks',
       hostView: view,
       kinds: res,
+      ...(opts.fastPath === 'auto' ? { autoSwitchMs: SWITCH_MS } : {}),
     };
     fs.mkdirSync(path.dirname(opts.out), { recursive: true });
     fs.writeFileSync(opts.out, `${JSON.stringify(result, null, 2)}\n`);
     const table = rows(res);
     const mtus = KINDS.map((k) => `${k} ${res[k].mtu}`).join(', ');
-    process.stdout.write(`\n${textTable(HEADER, table)}\n\n${markdownTable(HEADER, table)}\n\neth0 MTU: ${mtus}\nresults: ${opts.out}\n`);
+    const switches = opts.fastPath === 'auto' ? `auto: suspended in ${SWITCH_MS.suspend.join(' ')} ms, back in ${SWITCH_MS.resume.join(' ')} ms (rule inserted / deleted until the blocks were seen so)\n` : '';
+    process.stdout.write(`\n${textTable(HEADER, table)}\n\n${markdownTable(HEADER, table)}\n\neth0 MTU: ${mtus}\n${switches}results: ${opts.out}\n`);
     return 0;
   }, () => cleanUp(env));
 }

@@ -115,7 +115,7 @@ copy_libs "$IPSET"
 # nft: the anti-spoofing and policy tables (nftables; bridge and inet families).
 cp "$NFT" "$ROOTFS/usr/sbin/nft"
 copy_libs "$NFT"
-# tc: the redirect fast path's blocks (--fast-path redirect), and their removal at every start.
+# tc: the redirect fast path's blocks (--fast-path auto, the default, and redirect), and their removal at every start.
 # In /usr/sbin, ahead of busybox's own tc in PATH (which has neither -batch nor shared blocks).
 cp "$TC" "$ROOTFS/usr/sbin/tc"
 copy_libs "$TC"

@@ -56,10 +56,12 @@ export interface Config {
   /** The policy table's fast path (dataplane/policy-table.ts): conntrack skipped between unpoliced containers. */
   fastPath: boolean;
   /**
-   * `--fast-path redirect`: also skip the bridge and the host's firewall between a local
-   * container and one on another host (src/redirect, dataplane/redirect-block.ts).
+   * Whether frames between a local container and one on another host skip the bridge and the
+   * host's firewall (src/redirect, dataplane/redirect-block.ts): `always` (`--fast-path
+   * redirect`), `auto` (`--fast-path auto`: only while no rule of anyone else's would see them,
+   * redirect/firewall-gate.ts), `never` (on, off).
    */
-  redirect: boolean;
+  redirect: 'always' | 'auto' | 'never';
   dnsUpstreams: string[];
   dnsPort: number;
 }
@@ -104,7 +106,7 @@ export const SETTINGS: Setting[] = [
   { flag: 'dns-port', env: 'VXNET_DNS_PORT', default: '5354', help: 'port of the name service on the networks\' gateways (containers\' queries to 127.0.0.11 go there first); the ports after it, one per intercepted upstream resolver' },
   { flag: 'dead-host-grace', env: 'VXNET_DEAD_HOST_GRACE', default: '86400', help: 'seconds without a lease before a host\'s endpoints and addresses are released' },
   { flag: 'docker-host', env: 'VXNET_DOCKER_HOST', default: '', help: 'dockerd API socket (default: the local one)' },
-  { flag: 'fast-path', env: 'VXNET_FAST_PATH', default: 'on', help: 'skip conntrack for frames a bridge forwards between two containers without policy: on, off (rules of your own matching --ctstate then see them tracked again), redirect (on, and frames between a container and one on another host skip the bridge and the host firewall, DOCKER-USER included, as on Docker\'s overlay)' },
+  { flag: 'fast-path', env: 'VXNET_FAST_PATH', default: 'auto', help: 'skip conntrack for frames a bridge forwards between two containers without policy: on, off (rules of your own matching --ctstate then see them tracked again), redirect (on, and frames between a container and one on another host skip the bridge and the host firewall, DOCKER-USER included, as on Docker\'s overlay), auto (redirect while no rule of anyone else\'s in DOCKER-USER, FORWARD before it, or another nftables table sees those frames; on otherwise, switched within milliseconds of a change)' },
   { flag: 'metrics-addr', env: 'VXNET_METRICS_ADDR', default: '', help: 'serve Prometheus metrics on HOST:PORT, e.g. 127.0.0.1:9477 (default: off)' },
 ];
 
@@ -138,6 +140,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   const [vniMin, vniMax] = parseRange(get('vni-range'), 'vni-range', 1, 16777215);
   const store = oneOf(get('store'), 'store', ['embedded', 'etcd'] as const);
   const scope = oneOf(get('scope'), 'scope', ['local', 'global'] as const);
+  const fastPathMode = oneOf(get('fast-path'), 'fast-path', ['on', 'off', 'redirect', 'auto'] as const);
   // A swarm network lives on every node: the embedded store of one host cannot hold it.
   if (scope === 'global' && store !== 'etcd') throw bad(describe('scope'), '"global" needs --store/VXNET_STORE etcd');
   return {
@@ -169,8 +172,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     names: namesOn(oneOf(get('names'), 'names', ['auto', 'on', 'off'] as const), scope),
     dnsUpstreams: ipv4List(get('dns-upstreams'), 'dns-upstreams'),
     dnsPort: integer(get('dns-port'), 'dns-port', 1024, 65000),
-    fastPath: oneOf(get('fast-path'), 'fast-path', ['on', 'off', 'redirect'] as const) !== 'off',
-    redirect: get('fast-path') === 'redirect',
+    fastPath: fastPathMode !== 'off',
+    redirect: fastPathMode === 'redirect' ? 'always' : fastPathMode === 'auto' ? 'auto' : 'never',
   };
 }
 

@@ -25,6 +25,7 @@ import { dockerClient, dockerdPresent, dockerSocketPath, endpointLookup } from '
 import { NameService } from './names';
 import { PolicyEngine } from './policy';
 import { RedirectPaths, policedAddresses } from './redirect';
+import { FirewallGate } from './redirect/firewall-gate';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
@@ -130,16 +131,29 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     .then((devs) => devs.length > 0 && log.info({ devices: devs.length }, 'redirect blocks of an earlier run removed'))
     .catch((err: unknown) => log.warn({ err }, 'could not look for redirect blocks of an earlier run'));
   const livePeers = peers;
-  if (config.redirect && livePeers) {
-    redirect = new RedirectPaths({
-      decided: () => policy.endpoints(),
-      records,
-      peers: livePeers,
-      kernel: { apply: dataplane.applyRedirects, ifindex: async (name) => (await dataplane.getLinkByName(name))?.index ?? null },
-      log: log.child({ mod: 'redirect' }),
-    });
-  } else if (config.redirect) {
-    log.info('--fast-path redirect: nothing to redirect on a single host (no VXLAN device); the fast path is on');
+  const redirectLog = log.child({ mod: 'redirect' });
+  // auto needs to see a rule of someone else's the moment it is added: nf_tables notifications
+  // do when iptables writes through nftables; with iptables-legacy nothing would tell, so nothing
+  // is redirected.
+  const watchable = config.redirect === 'auto' && livePeers !== null && (await dataplane.iptablesOnNftables().catch(() => false));
+  let gate: FirewallGate | null = null;
+  if (livePeers && (config.redirect === 'always' || watchable)) {
+    const paths = new RedirectPaths(
+      {
+        decided: () => policy.endpoints(),
+        records,
+        peers: livePeers,
+        kernel: { apply: dataplane.applyRedirects, ifindex: async (name) => (await dataplane.getLinkByName(name))?.index ?? null },
+        log: redirectLog,
+      },
+      { paused: config.redirect === 'auto' },
+    );
+    redirect = paths;
+    if (config.redirect === 'auto') gate = new FirewallGate({ rules: dataplane.forwardPathRules, redirect: paths, log: redirectLog });
+  } else if (config.redirect === 'auto' && livePeers) {
+    redirectLog.info('--fast-path auto: iptables does not write through nftables here, so a rule added to it could not be seen at once; nothing is redirected (the fast path is on)');
+  } else if (config.redirect === 'always') {
+    redirectLog.info('--fast-path redirect: nothing to redirect on a single host (no VXLAN device); the fast path is on');
   }
   const driver = new NetworkDriver({
     store,
@@ -180,6 +194,18 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     .catch((err: unknown) => log.error({ err }, 'anti-spoofing table setup failed: Join will fail until it can be written'));
   // Before the socket listens too: a Join waits for its endpoint to be in the policy sets.
   await policy.start().catch((err: unknown) => log.error({ err }, 'policy table setup failed: containers with rules or on isolated networks cannot join until it works'));
+  // After the firewall is in place (the first check looks for vxnet's jump): the monitor's start
+  // runs the first check, and every change outside vxnet's tables another.
+  let monitor: { close(): void } | null = null;
+  if (gate) {
+    const liveGate = gate;
+    try {
+      monitor = dataplane.monitorRuleset(() => void liveGate.check());
+    } catch (err) {
+      // Not watched, a rule added later could go unseen: the redirect never starts.
+      redirectLog.warn({ err }, '--fast-path auto: cannot watch the ruleset (nf_tables notifications); nothing is redirected');
+    }
+  }
   const ports = new PortPublisher({ store, keys, host: config.hostId, dataplane, places: driver, log: log.child({ mod: 'ports' }) });
   const docker = dockerClient(config.dockerHost);
   const names = namesOn
@@ -202,11 +228,13 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       // A VXLAN device reconcile re-created is another device than its block redirects to: every
       // block is checked against its device (and only a replaced one rebuilt).
       if (!dryRun) void redirect?.sync();
+      // Only while watched: a change the monitor lost is seen here at the latest.
+      if (!dryRun && monitor) void gate?.check();
       return result;
     },
     metrics.observeReconcile,
   );
-  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped(), policyDrops: () => policy.drops(), redirectEntries: () => redirect?.entries() ?? [] });
+  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped(), policyDrops: () => policy.drops(), redirectEntries: () => redirect?.entries() ?? [], redirectActive: () => (gate ? gate.status().state === 'redirecting' : redirect !== null) });
   const status = async () => ({
     ...(await gatherStatus({
       store,
@@ -219,6 +247,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     })),
     names: names?.status() ?? null,
     policy: policy.endpoints(),
+    redirect: gate ? gate.status() : redirect ? { state: 'redirecting' as const, rules: [] } : null,
   });
   const app = buildApp({
     driver,
@@ -276,6 +305,8 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
       await app.close();
       await names?.close();
       policy.close();
+      monitor?.close();
+      gate?.close();
       redirect?.close();
       driver.close();
       ipam.close();

@@ -31,6 +31,12 @@ export function intArg(flag: string, v: string | undefined, min: number): number
   return Number(v);
 }
 
+/** One of `allowed` from a command-line value, or an error naming the flag. */
+export function oneOfArg<T extends string>(flag: string, v: string | undefined, allowed: readonly T[]): T {
+  if (v === undefined || !(allowed as readonly string[]).includes(v)) throw new Error(`${flag} must be one of ${allowed.join(', ')}, got ${v ?? 'nothing'}`);
+  return v as T;
+}
+
 /** The value of --docker: 20 or 26, or an error naming the flag. */
 export function dockerArg(v: string | undefined): DockerVersion {
   if (v !== '20' && v !== '26') throw new Error(`--docker must be 20 or 26, got ${v ?? 'nothing'}`);

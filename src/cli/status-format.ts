@@ -4,6 +4,7 @@ import type { StatusReport } from '../network/status';
 import type { LastReconcile } from '../network/reconcile-history';
 import type { NamesStatus } from '../names';
 import type { EndpointPolicy, Explanation } from '../policy';
+import type { RedirectStatus } from '../redirect/firewall-gate';
 import { CHANGE_KINDS, ChangeKind, ReconcilePlan, changeCount } from '../network/reconcile';
 
 /** Space between columns. */
@@ -55,8 +56,18 @@ function policyState(p: EndpointPolicy): string {
   return 'open';
 }
 
-/** `names` is absent from older drivers, null where the name service is off; `policy` absent from older drivers. */
-export function formatStatus(s: StatusReport & { names?: NamesStatus | null; policy?: EndpointPolicy[] }): string {
+/** The redirect fast path's state, as the header says it. */
+function redirectLine(r: RedirectStatus): string {
+  if (r.state === 'redirecting') return 'on: frames between hosts skip the bridge';
+  if (r.state === 'unknown') return 'auto: not checked yet (frames take the bridge)';
+  return `auto, suspended: ${r.rules.length} rule${r.rules.length === 1 ? '' : 's'} of someone else's see${r.rules.length === 1 ? 's' : ''} frames between hosts (${r.rules[0] ?? '?'}${r.rules.length > 1 ? ', …' : ''})`;
+}
+
+/**
+ * `names` is absent from older drivers, null where the name service is off; `policy` absent from
+ * older drivers; `redirect` absent from older drivers, null without the redirect fast path.
+ */
+export function formatStatus(s: StatusReport & { names?: NamesStatus | null; policy?: EndpointPolicy[]; redirect?: RedirectStatus | null }): string {
   const sections = [
     table([
       ['host', s.self.host],
@@ -106,6 +117,7 @@ export function formatStatus(s: StatusReport & { names?: NamesStatus | null; pol
       ])),
     );
   }
+  if (s.redirect) sections.splice(sections.length - 1, 0, ['REDIRECT FAST PATH', redirectLine(s.redirect)]);
   if (s.names) {
     sections.splice(sections.length - 1, 0,
       section('NAMES SERVED HERE', ['NETWORK', 'NAMES', 'IPV4', 'IPV6', 'CONTAINER'], s.names.served.map((n) => [

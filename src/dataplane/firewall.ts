@@ -93,7 +93,8 @@ export function parseTable(text: string): TableView {
   return { chains, rules };
 }
 
-function target(rule: string): string | undefined {
+/** A rule's target (`-j X`), as `iptables -S` prints it. */
+export function target(rule: string): string | undefined {
   return /(?:^|\s)-j (\S+)/.exec(rule)?.[1];
 }
 

@@ -27,4 +27,6 @@ export { closeConntrack } from './conntrack';
 export { listPolicyElements, policyDrops, policyTableExists, removePolicyTable, replacePolicySets, updatePolicySets } from './policy-table';
 export type { PolicySets } from './policy-table';
 export { applyRedirects, detachRedirects } from './redirect-block';
+export { forwardPathRules, iptablesOnNftables } from './forward-path';
+export { monitorRuleset } from './ruleset-monitor';
 export type { RedirectOp } from './redirect-block';

@@ -31,6 +31,8 @@ export interface MetricSources {
   antispoofDropped?(): Promise<number | null>;
   /** `--fast-path redirect`: the entries each network's block holds (none while the option is off). */
   redirectEntries?(): Array<{ lnet: string; ports: number; remote: number }>;
+  /** Whether frames between hosts are redirected now (`--fast-path auto` suspends it while rules of someone else's see them). */
+  redirectActive?(): boolean;
   /** Packets refused by network policy so far, per network and direction (absent: no policy). */
   policyDrops?(): Promise<Array<{ network: string; direction: 'in' | 'out'; packets: number }>>;
 }
@@ -50,6 +52,7 @@ export class Metrics {
   private readonly addresses: Gauge<'pool' | 'kind'>;
   private readonly peerEntries: Gauge<'network' | 'kind'>;
   private readonly redirectEntries: Gauge<'network' | 'kind'>;
+  private readonly redirectActive: Gauge;
   private readonly publishedPorts: Gauge<'proto'>;
   private readonly spoofDropped: Counter;
   private readonly policyDrops: Counter<'network' | 'direction'>;
@@ -102,6 +105,12 @@ export class Metrics {
           this.redirectEntries.set({ network: r.lnet, kind: 'remote' }, r.remote);
         }
       },
+    });
+    this.redirectActive = new Gauge({
+      name: 'vxnet_redirect_active',
+      help: '1 while frames between a local container and one on another host skip the bridge (--fast-path redirect, or auto with no rule of anyone else\'s in their path), else 0',
+      registers,
+      collect: () => this.redirectActive.set(this.sources?.redirectActive?.() === true ? 1 : 0),
     });
     this.publishedPorts = new Gauge({
       name: 'vxnet_published_ports',

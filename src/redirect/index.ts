@@ -128,8 +128,12 @@ export class RedirectPaths {
   private scheduled: Promise<void> | null = null;
   private pending: Pending = { all: false, networks: new Set(), ports: false };
   private closed = false;
+  /** `--fast-path auto` while something else sees these frames (firewall-gate.ts): no block holds anything. */
+  private paused: boolean;
 
-  constructor(private readonly deps: RedirectDeps) {}
+  constructor(private readonly deps: RedirectDeps, opts: { paused?: boolean } = {}) {
+    this.paused = opts.paused === true;
+  }
 
   /**
    * A pass at the event loop's next turn (coalesced); never rejects. With `lnet`, that network's
@@ -148,9 +152,11 @@ export class RedirectPaths {
       // The next turn: the policy engine's plan is set after its kernel update resolves.
       await new Promise((resolve) => setImmediate(resolve));
       this.scheduled = null;
+      // Paused: what is pending waits (resume() asks for everything anyway).
+      if (this.closed || this.paused) return;
       const pending = this.pending;
       this.pending = { all: false, networks: new Set(), ports: false };
-      if (!this.closed) await this.pass(pending);
+      await this.pass(pending);
     });
     const done = run.catch(() => undefined);
     // queue() logs a failure already; a pass's own errors are per block and never reach here.
@@ -186,6 +192,28 @@ export class RedirectPaths {
     const port = vethNames(endpointId).host;
     this.left.add(port);
     return this.queue(() => this.removePorts((p) => p.port === port));
+  }
+
+  /**
+   * Every block emptied, in one change set (one tc process however many networks: the rule that
+   * asked for it applies once this resolves), and none built again until resume(): frames take
+   * the bridge. Blocks leave the map, so a resume rebuilds each from its setup.
+   */
+  pause(): Promise<void> {
+    return this.queue(async () => {
+      this.paused = true;
+      const blocks = [...this.blocks.keys()];
+      this.blocks.clear();
+      await this.deps.kernel.apply(blocks.map((block) => ({ op: 'flush' as const, block })));
+    });
+  }
+
+  /** Blocks built again, each in full, by a pass after every step queued before this call. */
+  resume(): void {
+    void this.queue(async () => {
+      this.paused = false;
+      this.pending.all = true;
+    }).then(() => this.schedule());
   }
 
   /** What each block holds as far as this process programmed it (metrics). */

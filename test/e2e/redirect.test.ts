@@ -4,7 +4,8 @@
 // firewall. What must still hold: anti-spoofing (a spoofed source never matches the block and
 // meets the bridge's table), isolation and policy (policed containers get no entry), Leave and
 // removal (nothing left behind), a crash (kill -9: a start takes the blocks away and rebuilds
-// them), and turning the option off (a start without it removes the blocks).
+// them), turning the option off (a start without it removes the blocks), and `auto` (suspended
+// while a rule of the user's in DOCKER-USER would not see the frames).
 import { Host, upHost, downHost } from '../helpers/hosts';
 import { eventually } from '../helpers/eventually';
 import { ensureTestImage, TEST_IMAGE } from '../helpers/image';
@@ -191,6 +192,37 @@ describe('--fast-path redirect across two dockerd hosts (etcd)', () => {
     expect(await pings(hosts[0], 'r1', r2.ip, 2)).toBe(true);
     await drivers[0].stop();
     drivers[0] = await startDriver(hosts[0], env());
+    await eventually('host1 block rebuilt', () => hasEntries(hosts[0], vni, r1, r2), 20_000, 200);
+  });
+
+  it("--fast-path auto redirects while no rule of the user's sees the frames; one inserted into DOCKER-USER suspends it at once and applies, its removal brings the blocks back", async () => {
+    const active = (): Promise<number | undefined> => scrapeMetric(hosts[0], METRICS_ADDR, 'vxnet_redirect_active');
+    const rule = ['DOCKER-USER', '-s', `${r1.ip}/32`, '-d', `${r2.ip}/32`, '-j', 'DROP'];
+    await drivers[0].stop();
+    drivers[0] = await startDriver(hosts[0], { ...env(), VXNET_FAST_PATH: 'auto' });
+    try {
+      // dockerd's DOCKER-USER holds only vxnet's jump and its RETURN: redirected.
+      await eventually('host1 redirecting', async () => (await hasEntries(hosts[0], vni, r1, r2)) && (await active()) === 1, 20_000, 200);
+      const out = await redirected(hosts[0], vni, '1', `vxv-${vni}`);
+      expect(await pings(hosts[0], 'r1', r2.ip, 3)).toBe(true);
+      expect(await redirected(hosts[0], vni, '1', `vxv-${vni}`)).toBeGreaterThanOrEqual(out + 3);
+      await hosts[0].execOk(['iptables', '-w', '-I', ...rule]);
+      try {
+        // The monitor sees the insert; every block is emptied, and the frames meet the rule.
+        await eventually('host1 suspended', async () => (await filters(hosts[0], vni)).length === 0 && (await active()) === 0, 5_000, 50);
+        expect(await pings(hosts[0], 'r1', r2.ip, 2)).toBe(false);
+        // The rule itself counted them (iptables -S -v prints a rule's counters as `-c PKTS BYTES`).
+        const listing = await hosts[0].execOk(['iptables', '-w', '-S', 'DOCKER-USER', '-v']);
+        expect(Number(new RegExp(`-s ${r1.ip}/32 -d ${r2.ip}/32 -c (\\d+) `).exec(listing)?.[1] ?? 0)).toBeGreaterThanOrEqual(2);
+      } finally {
+        await hosts[0].execOk(['iptables', '-w', '-D', ...rule]);
+      }
+      await eventually('host1 redirecting again', async () => (await hasEntries(hosts[0], vni, r1, r2)) && (await active()) === 1, 20_000, 200);
+      expect(await pings(hosts[0], 'r1', r2.ip, 2)).toBe(true);
+    } finally {
+      await drivers[0].stop();
+      drivers[0] = await startDriver(hosts[0], env());
+    }
     await eventually('host1 block rebuilt', () => hasEntries(hosts[0], vni, r1, r2), 20_000, 200);
   });
 

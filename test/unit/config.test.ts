@@ -48,11 +48,13 @@ describe('src/config.ts', () => {
     expect(() => loadConfig(argv, {})).toThrow(msg);
   });
 
-  it('--fast-path: on by default; off; redirect is on plus the redirect blocks; anything else stops the start', () => {
-    expect(loadConfig([], {})).toMatchObject({ fastPath: true, redirect: false });
-    expect(loadConfig(['--fast-path', 'off'], {})).toMatchObject({ fastPath: false, redirect: false });
-    expect(loadConfig([], { VXNET_FAST_PATH: 'redirect' })).toMatchObject({ fastPath: true, redirect: true });
-    expect(() => loadConfig(['--fast-path', 'bypass'], {})).toThrow(/"bypass" is not one of on, off, redirect/);
+  it('--fast-path: auto by default (on plus the redirect blocks while nothing else sees the frames); on; off; redirect is on plus the blocks; anything else stops the start', () => {
+    expect(loadConfig([], {})).toMatchObject({ fastPath: true, redirect: 'auto' });
+    expect(loadConfig(['--fast-path', 'on'], {})).toMatchObject({ fastPath: true, redirect: 'never' });
+    expect(loadConfig(['--fast-path', 'off'], {})).toMatchObject({ fastPath: false, redirect: 'never' });
+    expect(loadConfig([], { VXNET_FAST_PATH: 'redirect' })).toMatchObject({ fastPath: true, redirect: 'always' });
+    expect(loadConfig(['--fast-path', 'auto'], {})).toMatchObject({ fastPath: true, redirect: 'auto' });
+    expect(() => loadConfig(['--fast-path', 'bypass'], {})).toThrow(/"bypass" is not one of on, off, redirect, auto/);
   });
 
   it('serves no metrics unless VXNET_METRICS_ADDR is set', () => {

@@ -75,6 +75,15 @@ describe('src/cli/status-format.ts', () => {
     expect(formatStatus({ ...REPORT, names: null })).not.toContain('NAMES SERVED HERE');
   });
 
+  it('says whether frames between hosts skip the bridge, and which rule holds auto back, before the last reconcile', () => {
+    expect(formatStatus({ ...REPORT, redirect: { state: 'redirecting', rules: [] } })).toContain('REDIRECT FAST PATH\non: frames between hosts skip the bridge\n\nLAST RECONCILE');
+    expect(formatStatus({ ...REPORT, redirect: { state: 'unknown', rules: [] } })).toContain('REDIRECT FAST PATH\nauto: not checked yet (frames take the bridge)\n');
+    const rules = ['iptables DOCKER-USER -s 10.0.0.0/8 -j DROP', 'nft inet filter forward (hook forward): 1 rules, policy accept'];
+    expect(formatStatus({ ...REPORT, redirect: { state: 'suspended', rules } })).toContain("REDIRECT FAST PATH\nauto, suspended: 2 rules of someone else's see frames between hosts (iptables DOCKER-USER -s 10.0.0.0/8 -j DROP, …)\n");
+    expect(formatStatus({ ...REPORT, redirect: { state: 'suspended', rules: rules.slice(0, 1) } })).toContain("auto, suspended: 1 rule of someone else's sees frames between hosts (iptables DOCKER-USER -s 10.0.0.0/8 -j DROP)\n");
+    expect(formatStatus({ ...REPORT, redirect: null })).not.toContain('REDIRECT FAST PATH');
+  });
+
   it('shows each local container\'s policy state and rules, and explains a decision', () => {
     const base = { lnet: 'n1', endpointId: 'e'.repeat(64), ip6: null, container: 'c1', isolatedNetwork: false, pending: false, error: null, allow: [], egress: [] };
     const out = formatStatus({
