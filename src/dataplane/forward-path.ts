@@ -8,7 +8,8 @@
 //   - FORWARD's rules up to its jump to DOCKER-USER (dockerd keeps that jump first; a rule
 //     inserted before it is someone's own, a jump to one of dockerd's chains is not), and
 //     DOCKER-USER's up to vxnet's jump (a bare RETURN is dockerd's). Rules after vxnet's jump
-//     never see these frames: it accepts them.
+//     never see these frames: it accepts them. Nor does a rule that names an interface no vxnet
+//     bridge can have (`-i eth0`): a bridged frame's interfaces there are its bridge.
 //   - No vxnet jump on that path at all (a dockerd restart rebuilding its chains, a flush): what
 //     decides then is not known, so it counts as a rule of someone else's until reconcile puts
 //     the jump back.
@@ -21,12 +22,29 @@
 // see them is rare enough to leave to `--fast-path on`.
 import { vxError } from '../errors';
 import { ISOLATION_CHAIN, parseTable, target } from './firewall';
+import { BRIDGE_PREFIX } from './types';
 import { mustRun, runTool } from './xtables';
 
 const DOCKER_USER = 'DOCKER-USER';
 /** iptables-nft's tables (its own view, read with iptables -S) and vxnet's prefix. */
 const IPTABLES_TABLES = new Set(['filter', 'nat', 'mangle', 'raw', 'security']);
 const BRIDGED_HOOKS = new Set(['prerouting', 'forward', 'postrouting']);
+
+/**
+ * Pure: whether a rule names an in- or out-interface no vxnet bridge can have. With br_netfilter
+ * a bridged frame's interfaces in FORWARD are its bridge (vxb-N), so `-i eth0` (Docker's own
+ * DOCKER-USER example) or `-o docker0` never sees these frames. Negated and physdev matches count.
+ */
+export function namesOtherInterface(rule: string): boolean {
+  const words = rule.split(/\s+/);
+  return words.some((w, i) => {
+    if ((w !== '-i' && w !== '-o') || words[i - 1] === '!' || words[i + 1] === undefined) return false;
+    const name = words[i + 1];
+    if (!name.endsWith('+')) return !name.startsWith(BRIDGE_PREFIX);
+    const prefix = name.slice(0, -1);
+    return !(BRIDGE_PREFIX.startsWith(prefix) || prefix.startsWith(BRIDGE_PREFIX));
+  });
+}
 
 /** Pure: from `iptables -S` (filter), the rules before vxnet's verdict, as `CHAIN rule`. */
 export function rulesBeforeVxnet(text: string): string[] {
@@ -39,13 +57,13 @@ export function rulesBeforeVxnet(text: string): string[] {
     // someone's rules for these frames: nobody else writes there.
     if (to !== undefined && to !== DOCKER_USER && /^DOCKER(?:-|$)/.test(to)) continue;
     if (to !== DOCKER_USER) {
-      found.push(`FORWARD ${rule}`);
+      if (!namesOtherInterface(rule)) found.push(`FORWARD ${rule}`);
       continue;
     }
     for (const r of view.rules.get(DOCKER_USER) ?? []) {
       if (target(r) === ISOLATION_CHAIN) return found;
       if (r === '-j RETURN') break;
-      found.push(`${DOCKER_USER} ${r}`);
+      if (!namesOtherInterface(r)) found.push(`${DOCKER_USER} ${r}`);
     }
   }
   return [...found, `no jump to ${ISOLATION_CHAIN} in FORWARD or ${DOCKER_USER}`];

@@ -42,10 +42,17 @@ describe('rulesBeforeVxnet', () => {
 
   it("counts a missing vxnet jump (dockerd rebuilding its chains) as unknown: what FORWARD does then is someone else's", () => {
     const found = rulesBeforeVxnet(DOCKERD.filter((l) => l !== JUMP).join('\n'));
-    expect(found).toEqual([
-      'FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
-      'no jump to VXNET-ISOLATION in FORWARD or DOCKER-USER',
-    ]);
+    expect(found).toEqual(['no jump to VXNET-ISOLATION in FORWARD or DOCKER-USER']);
+  });
+
+  it('skips rules that name an interface no vxnet bridge can have (a bridged frame shows its bridge there)', () => {
+    const with_ = (rules: string[]): string => DOCKERD.flatMap((l) => (l === JUMP ? [...rules, l] : [l])).join('\n');
+    // Docker's own DOCKER-USER example, and a hand-made bridge's ACCEPT: never these frames.
+    expect(rulesBeforeVxnet(with_(['-A DOCKER-USER -i eth0 ! -s 192.168.1.1/32 -j DROP', '-A DOCKER-USER -i br0 -o br0 -j ACCEPT', '-A DOCKER-USER -o docker+ -j DROP']))).toEqual([]);
+    expect(rulesBeforeVxnet(['-A FORWARD -i vxt-dh-br -o vxt-dh-br -j ACCEPT', ...DOCKERD].join('\n'))).toEqual([]);
+    // Negated, wildcards that reach vxb-N, a vxnet bridge by name, physdev: they may see them.
+    const may = ['-A DOCKER-USER ! -i eth0 -j DROP', '-A DOCKER-USER -i vx+ -j DROP', '-A DOCKER-USER -o vxb-300 -j DROP', '-A DOCKER-USER -i + -j DROP', '-A DOCKER-USER -m physdev --physdev-in vxe-1 -j DROP'];
+    expect(rulesBeforeVxnet(with_(may))).toEqual(may.map((r) => r.slice(3)));
   });
 
   it("skips jumps to dockerd's own chains above DOCKER-USER (DOCKER-INGRESS on a swarm node)", () => {
