@@ -26,7 +26,7 @@ import { BRIDGE_PREFIX } from './types';
 import { mustRun, runTool } from './xtables';
 
 const DOCKER_USER = 'DOCKER-USER';
-/** iptables-nft's tables (its own view, read with iptables -S) and vxnet's prefix. */
+/** iptables-nft's own tables: filter is read through `iptables -S`, the others not at all (above). */
 const IPTABLES_TABLES = new Set(['filter', 'nat', 'mangle', 'raw', 'security']);
 const BRIDGED_HOOKS = new Set(['prerouting', 'forward', 'postrouting']);
 

@@ -1,8 +1,9 @@
 // `--fast-path auto`: the redirect runs only while nothing of anyone else's sees the frames it
 // takes past the host's forward path (dataplane/forward-path.ts says which rules those are).
-// A user who inserts a rule into DOCKER-USER keeps seeing every frame of vxnet's containers: the
-// ruleset monitor reports the change within milliseconds, the check finds the rule, and every
-// block is emptied (frames take the bridge, and the rule, again). When the rule goes, the blocks
+// A user who inserts a rule into DOCKER-USER sees vxnet's frames between hosts in it from a
+// moment later on: the ruleset monitor reports the change at once, the check finds the rule, and
+// every block is emptied (frames take the bridge, and the rule, again; bench:datapath saw this
+// take 0.10-0.17 s from outside). When the rule goes, the blocks
 // are rebuilt. Until the first check has said "nothing", nothing is redirected; a check that
 // cannot read the tables suspends too (not knowing is not "nothing").
 import type { Logger } from '../log';
