@@ -25,7 +25,7 @@ import { dockerClient, dockerdPresent, dockerSocketPath, endpointLookup } from '
 import { NameService } from './names';
 import { PolicyEngine } from './policy';
 import { RedirectPaths, policedAddresses } from './redirect';
-import { FirewallGate } from './redirect/firewall-gate';
+import { FirewallGate, RedirectStatus } from './redirect/firewall-gate';
 import { buildApp } from './server/app';
 import { listenOnSocket } from './server/listen';
 import { Metrics, serveMetrics, MetricsServer } from './metrics';
@@ -234,7 +234,9 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     },
     metrics.observeReconcile,
   );
-  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped(), policyDrops: () => policy.drops(), redirectEntries: () => redirect?.entries() ?? [], redirectActive: () => (gate ? gate.status().state === 'redirecting' : redirect !== null) });
+  metrics.setSources({ addressUsage: () => ipam.addressUsage(), programmedPeers: () => peers?.programmed() ?? [], publishedPorts: () => ports.counts(), antispoofDropped: () => dataplane.antispoofDropped(), policyDrops: () => policy.drops(), redirectEntries: () => redirect?.entries() ?? [], redirectActive: () => redirectStatus()?.state === 'redirecting' });
+  // `redirect` always redirects; auto says what its gate decided; null: no redirect at all.
+  const redirectStatus = (): RedirectStatus | null => (gate ? gate.status() : redirect ? { state: 'redirecting', rules: [] } : null);
   const status = async () => ({
     ...(await gatherStatus({
       store,
@@ -247,7 +249,7 @@ export async function startDaemon(config: Config, log: Logger): Promise<Daemon> 
     })),
     names: names?.status() ?? null,
     policy: policy.endpoints(),
-    redirect: gate ? gate.status() : redirect ? { state: 'redirecting' as const, rules: [] } : null,
+    redirect: redirectStatus(),
   });
   const app = buildApp({
     driver,

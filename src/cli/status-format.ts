@@ -56,7 +56,7 @@ function policyState(p: EndpointPolicy): string {
   return 'open';
 }
 
-/** The redirect fast path's state, as the header says it. */
+/** The redirect fast path's state, as its section says it. */
 function redirectLine(r: RedirectStatus): string {
   if (r.state === 'redirecting') return 'on: frames between hosts skip the bridge';
   if (r.state === 'unknown') return 'auto: not checked yet (frames take the bridge)';
